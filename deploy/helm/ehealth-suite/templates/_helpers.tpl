@@ -1,0 +1,169 @@
+{{/*
+Names, labels, the list of services, and a TOML writer. Every other template loops over
+"ehealth.services" and renders the enabled ones.
+*/}}
+
+{{- define "ehealth.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "ehealth.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The services of the suite as a YAML list: values key, binary (= component) name, environment
+prefix. A new service is one line here plus its values section.
+*/}}
+{{- define "ehealth.services" -}}
+- {key: cpsRelay, name: cps-relay, envPrefix: CPS_RELAY_}
+- {key: dmpGateway, name: dmp-gateway, envPrefix: DMP_GATEWAY_}
+- {key: twiinAuthz, name: twiin-authz, envPrefix: TWIIN_AUTHZ_}
+{{- end -}}
+
+{{/* Resource name of one service: <fullname>-<service>. Argument: (dict "root" $ "svc" $svc). */}}
+{{- define "ehealth.svcname" -}}
+{{- printf "%s-%s" (include "ehealth.fullname" .root) .svc.name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "ehealth.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "ehealth.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: ehealth-suite
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one service. Argument: (dict "root" $ "svc" $svc). */}}
+{{- define "ehealth.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ehealth.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .svc.name }}
+{{- end -}}
+
+{{/* All labels of one service's resources. Argument: (dict "root" $ "svc" $svc). */}}
+{{- define "ehealth.svcLabels" -}}
+{{ include "ehealth.labels" .root }}
+app.kubernetes.io/component: {{ .svc.name }}
+{{- end -}}
+
+{{- define "ehealth.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "ehealth.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Image reference of one service. Argument: (dict "root" $ "svc" $svc "v" $values). */}}
+{{- define "ehealth.image" -}}
+{{- $img := mergeOverwrite (deepCopy .root.Values.image) (.v.image | default dict) -}}
+{{- if $img.digest -}}
+{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $img.repository (default .root.Chart.AppVersion $img.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the TLS Secret of one service. Argument: (dict "root" $ "svc" $svc "v" $values). */}}
+{{- define "ehealth.tlsSecret" -}}
+{{- if .v.tls.existingSecret -}}
+{{- .v.tls.existingSecret -}}
+{{- else -}}
+{{- printf "%s-tls" (include "ehealth.svcname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the database Secret, empty when DATABASE_URL is not configured. */}}
+{{- define "ehealth.databaseSecret" -}}
+{{- if .Values.database.existingSecret -}}
+{{- .Values.database.existingSecret -}}
+{{- else if .Values.database.url -}}
+{{- printf "%s-database" (include "ehealth.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The configuration file of one service: the free-form `config` values under the keys the chart
+manages. Argument: (dict "root" $ "svc" $svc "v" $values).
+*/}}
+{{- define "ehealth.config" -}}
+{{- $v := .v -}}
+{{- $server := dict "listen" (printf "0.0.0.0:%d" (int $v.ports.grpc)) "health_listen" (printf "0.0.0.0:%d" (int $v.ports.health)) -}}
+{{- if or $v.tls.enabled (eq .svc.name "cps-relay") -}}
+{{- $tls := dict "cert" "/etc/ehealth/tls/tls.crt" "key" "/etc/ehealth/tls/tls.key" -}}
+{{- if or $v.tls.clientAuth (eq .svc.name "cps-relay") -}}
+{{- $_ := set $tls "client_ca" "/etc/ehealth/tls/ca.crt" -}}
+{{- end -}}
+{{- $_ := set $server "tls" $tls -}}
+{{- end -}}
+{{- $managed := dict "server" $server "metrics" (dict "listen" (printf "0.0.0.0:%d" (int $v.ports.metrics))) "telemetry" (dict "log_format" .root.Values.telemetry.logFormat "log_filter" .root.Values.telemetry.logFilter) -}}
+{{- if eq .svc.name "cps-relay" -}}
+{{- /* In a pod the relay listens on 0.0.0.0 by design; the NetworkPolicy admits only the gateway. */ -}}
+{{- $_ := set $managed "access" (dict "allow_non_loopback" true) -}}
+{{- end -}}
+{{- if and (eq .svc.name "twiin-authz") $v.oauth.listenKey -}}
+{{- $parts := splitList "." $v.oauth.listenKey -}}
+{{- if ne (len $parts) 2 -}}
+{{- fail (printf "twiinAuthz.oauth.listenKey must be `section.key`, got %q" $v.oauth.listenKey) -}}
+{{- end -}}
+{{- $_ := set $managed (index $parts 0) (dict (index $parts 1) (printf "0.0.0.0:%d" (int $v.ports.oauth))) -}}
+{{- end -}}
+{{- $config := mustMergeOverwrite (deepCopy ($v.config | default dict)) $managed -}}
+# {{ .svc.name }} configuration, rendered by the ehealth-suite chart.
+{{- include "ehealth.toml.table" (dict "table" $config "prefix" "") }}
+{{- end -}}
+
+{{/*
+TOML writer. Helm's toToml writes every number as a float (values are JSON-decoded), which the
+services' integer keys reject; this one writes whole numbers as integers.
+*/}}
+{{- define "ehealth.toml.key" -}}
+{{- if regexMatch "^[A-Za-z0-9_-]+$" . -}}{{ . }}{{- else -}}{{ toJson . }}{{- end -}}
+{{- end -}}
+
+{{- define "ehealth.toml.value" -}}
+{{- $k := kindOf . -}}
+{{- if eq $k "string" -}}{{ toJson . }}
+{{- else if eq $k "bool" -}}{{ . }}
+{{- else if eq $k "float64" -}}{{ if eq (float64 (int64 .)) . }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
+{{- else if has $k (list "int" "int64" "int32" "uint64") -}}{{ . }}
+{{- else if eq $k "slice" -}}[{{ range $i, $e := . }}{{ if $i }}, {{ end }}{{ include "ehealth.toml.value" $e }}{{ end }}]
+{{- else if eq $k "map" -}}{ {{- range $i, $key := keys . | sortAlpha }}{{ if $i }},{{ end }} {{ include "ehealth.toml.key" $key }} = {{ include "ehealth.toml.value" (index $ $key) }}{{ end }} }
+{{- else -}}{{ fail (printf "cannot write a %s as TOML" $k) }}
+{{- end -}}
+{{- end -}}
+
+{{- define "ehealth.toml.table" -}}
+{{- $t := .table -}}
+{{- $prefix := .prefix -}}
+{{- range $key := keys $t | sortAlpha -}}
+{{- $val := index $t $key -}}
+{{- if and (ne (kindOf $val) "map") (ne (kindOf $val) "invalid") }}
+{{ include "ehealth.toml.key" $key }} = {{ include "ehealth.toml.value" $val }}
+{{- end -}}
+{{- end -}}
+{{- range $key := keys $t | sortAlpha -}}
+{{- $val := index $t $key -}}
+{{- if eq (kindOf $val) "map" -}}
+{{- $name := include "ehealth.toml.key" $key -}}
+{{- if $prefix -}}{{- $name = printf "%s.%s" $prefix $name -}}{{- end }}
+
+[{{ $name }}]
+{{- include "ehealth.toml.table" (dict "table" $val "prefix" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

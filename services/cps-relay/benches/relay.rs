@@ -1,0 +1,235 @@
+//! `make bench`: signatures through cps-relay over loopback mutual TLS versus the same SoftHSM2
+//! token called directly through cryptoki, measured in one run and reported as ratios (these
+//! machines are shared and noisy; absolute figures mean little).
+//!
+//! Targets (issue 3): relay throughput ≥ 0.9 of direct, ≤ 250 µs added p50 latency.
+//! Throughput is measured with enough calls in flight to keep the card busy (the relay
+//! serialises card access itself); latency with one call at a time.
+
+use std::time::{Duration, Instant};
+
+use cps_relay::config::BackendKind;
+use cps_relay::{Config, CpsRelayClient, RelayTls, Scheme};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, ObjectClass};
+use cryptoki::session::UserType;
+use platform::CancellationToken;
+use platform::audit::AuditLog;
+use platform::devpki::{DevPki, files};
+use platform::softhsm::SoftHsm;
+
+const PIN: &str = "123456";
+const TOKEN: &str = "bench";
+
+fn transcript_with_certificates() -> Vec<u8> {
+    let msg = |t: u8, body: &[u8]| {
+        let l = body.len();
+        [vec![t, (l >> 16) as u8, (l >> 8) as u8, l as u8], body.to_vec()].concat()
+    };
+    let hello = [vec![3, 3], vec![9; 32], vec![0, 0, 2, 0xc0, 0x2f, 1, 0]].concat();
+    [
+        msg(1, &hello),
+        msg(2, &[3, 3, 4, 5]),
+        msg(11, &vec![0; 3000]),
+        msg(12, &[3, 0, 23]),
+        msg(13, &[1, 1, 0, 2, 4, 1, 0, 0]),
+        msg(14, &[]),
+        msg(11, &vec![0; 1500]),
+        msg(16, &[7; 66]),
+    ]
+    .concat()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Figures {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn summarise(mut lat: Vec<Duration>, total: Duration, n: usize) -> Figures {
+    lat.sort_unstable();
+    Figures {
+        per_second: n as f64 / total.as_secs_f64(),
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+    }
+}
+
+fn main() {
+    let n: usize = std::env::var("BENCH_SIGNATURES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = DevPki::ensure(&dir.path().join("pki")).expect("pki");
+    let hsm = SoftHsm::prepare().expect("SoftHSM2");
+    hsm.init_token(TOKEN, "so-secret", PIN).expect("token");
+    hsm.import_identity(
+        TOKEN,
+        PIN,
+        &pki.path(files::CPS_AUTH_KEY),
+        &pki.path(files::CPS_AUTH_CERT),
+        "01",
+        "auth",
+    )
+    .expect("import");
+    let data = transcript_with_certificates();
+
+    // Direct: cryptoki on one session, the mechanism the relay uses (CKM_RSA_PKCS over a
+    // SHA-256 DigestInfo, hashing included in the timing).
+    let ctx = cps_relay::card::pkcs11::context(&hsm.module()).expect("module");
+    let slot = ctx
+        .get_slots_with_token()
+        .expect("slots")
+        .into_iter()
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .map(|i| i.label().trim() == TOKEN)
+                .unwrap_or(false)
+        })
+        .expect("bench token");
+    let session = ctx.open_ro_session(slot).expect("session");
+    session
+        .login(UserType::User, Some(&PIN.to_owned().into()))
+        .expect("login");
+    let key = session
+        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Id(vec![1])])
+        .expect("find")[0];
+    let sign_direct = || {
+        let hash = cps_relay::scheme::sha256(&data);
+        session
+            .sign(
+                &Mechanism::RsaPkcs,
+                key,
+                &cps_relay::scheme::sha256_digest_info(&hash),
+            )
+            .expect("sign")
+    };
+    for _ in 0..200 {
+        sign_direct();
+    }
+    let mut lat = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        sign_direct();
+        lat.push(t.elapsed());
+    }
+    let direct = summarise(lat, start.elapsed(), n);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (seq, par) = rt.block_on(async {
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".parse().expect("addr");
+        config.metrics.listen = None;
+        if let Some(tls) = config.server.tls.as_mut() {
+            tls.cert = pki.path(files::RELAY_SERVER_CERT);
+            tls.key = pki.path(files::RELAY_SERVER_KEY);
+            tls.client_ca = Some(pki.path(files::SUITE_CA));
+        }
+        config.backend.kind = BackendKind::Pkcs11;
+        config.backend.pkcs11.module = hsm.module();
+        config.backend.pkcs11.token_label = Some(TOKEN.into());
+        config.backend.pkcs11.key_id = Some("01".into());
+        config.access.rate_per_second = 0;
+        let shutdown = CancellationToken::new();
+        let relay = cps_relay::start_with(config, AuditLog::disabled(), shutdown.clone())
+            .await
+            .expect("relay");
+        let tls = RelayTls::from_files(
+            &pki.path(files::SUITE_CA),
+            &pki.path(files::GATEWAY_CLIENT_CERT),
+            &pki.path(files::GATEWAY_CLIENT_KEY),
+            "localhost",
+        )
+        .expect("tls");
+        let client = CpsRelayClient::connect_lazy(
+            &format!("https://{}", relay.grpc_addr),
+            &tls,
+            Duration::from_secs(10),
+        )
+        .expect("client");
+        for _ in 0..200 {
+            client
+                .clone()
+                .sign(Scheme::RsaPkcs1Sha256, data.clone())
+                .await
+                .expect("warm-up");
+        }
+        // One call at a time: latency.
+        let mut lat = Vec::with_capacity(n);
+        let start = Instant::now();
+        for _ in 0..n {
+            let t = Instant::now();
+            client
+                .clone()
+                .sign(Scheme::RsaPkcs1Sha256, data.clone())
+                .await
+                .expect("sign");
+            lat.push(t.elapsed());
+        }
+        let seq = summarise(lat, start.elapsed(), n);
+        // Eight calls in flight: throughput.
+        let in_flight = 8;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..in_flight {
+            let mut c = client.clone();
+            let d = data.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(n / in_flight);
+                for _ in 0..n / in_flight {
+                    let t = Instant::now();
+                    c.sign(Scheme::RsaPkcs1Sha256, d.clone()).await.expect("sign");
+                    lat.push(t.elapsed());
+                }
+                lat
+            }));
+        }
+        let mut all = Vec::with_capacity(n);
+        for t in tasks {
+            all.extend(t.await.expect("task"));
+        }
+        let count = all.len();
+        let par = summarise(all, start.elapsed(), count);
+        shutdown.cancel();
+        (seq, par)
+    });
+
+    println!("cps-relay benchmark: {n} RSA-2048 SHA256WithRSA signatures on SoftHSM2, one card session");
+    println!(
+        "  direct cryptoki          {:>8.0} sig/s   p50 {:>7.0} µs   p99 {:>7.0} µs",
+        direct.per_second,
+        direct.p50.as_micros(),
+        direct.p99.as_micros()
+    );
+    println!(
+        "  relay, 1 in flight       {:>8.0} sig/s   p50 {:>7.0} µs   p99 {:>7.0} µs",
+        seq.per_second,
+        seq.p50.as_micros(),
+        seq.p99.as_micros()
+    );
+    println!(
+        "  relay, 8 in flight       {:>8.0} sig/s   p50 {:>7.0} µs   p99 {:>7.0} µs",
+        par.per_second,
+        par.p50.as_micros(),
+        par.p99.as_micros()
+    );
+    let ratio = par.per_second / direct.per_second;
+    let added = seq.p50.as_micros() as i128 - direct.p50.as_micros() as i128;
+    println!(
+        "  throughput relay/direct  {ratio:.2}  (target >= 0.90) {}",
+        if ratio >= 0.9 { "ok" } else { "BELOW TARGET" }
+    );
+    println!(
+        "  added p50 latency        {added} µs  (target <= 250 µs) {}",
+        if added <= 250 { "ok" } else { "ABOVE TARGET" }
+    );
+}

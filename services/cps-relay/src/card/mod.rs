@@ -1,0 +1,75 @@
+//! The card behind the relay: a PKCS#11 token (the CPS card through the Cryptolib CPS, or an
+//! HSM; SoftHSM2 in tests) or a software key for development. Calls are blocking: the service
+//! runs them on the blocking pool, at most `sessions` at a time.
+
+pub mod pkcs11;
+pub mod pkcs11_uri;
+pub mod software;
+
+use crate::certificate::CardCertificate;
+use crate::error::RelayError;
+use crate::scheme::Scheme;
+
+pub use secrecy::SecretString as Pin;
+
+/// What the token reports about itself and the holder's session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardStatus {
+    pub backend: &'static str,
+    pub token_present: bool,
+    pub token_label: String,
+    pub token_serial: String,
+    pub token_manufacturer: String,
+    pub token_model: String,
+    pub logged_in: bool,
+    pub pin_tries_left: Option<u32>,
+    pub pin_count_low: bool,
+    pub pin_final_try: bool,
+    pub pin_locked: bool,
+}
+
+impl CardStatus {
+    pub fn to_proto(&self) -> ehealth_proto::cps::v1::GetStatusResponse {
+        ehealth_proto::cps::v1::GetStatusResponse {
+            backend: self.backend.to_owned(),
+            token_present: self.token_present,
+            token_label: self.token_label.clone(),
+            token_serial: self.token_serial.clone(),
+            token_manufacturer: self.token_manufacturer.clone(),
+            token_model: self.token_model.clone(),
+            logged_in: self.logged_in,
+            pin_tries_left: self.pin_tries_left,
+            pin_count_low: self.pin_count_low,
+            pin_final_try: self.pin_final_try,
+            pin_locked: self.pin_locked,
+        }
+    }
+}
+
+/// A signing card. Implementations serialise their own access to the device.
+pub trait Card: Send + Sync + 'static {
+    fn certificate(&self) -> Result<CardCertificate, RelayError>;
+    /// Schemes the key and the device support.
+    fn schemes(&self) -> Result<Vec<Scheme>, RelayError>;
+    fn status(&self) -> Result<CardStatus, RelayError>;
+    fn login(&self, pin: &Pin) -> Result<(), RelayError>;
+    fn logout(&self) -> Result<(), RelayError>;
+    /// Signs `data` (unhashed) with `scheme`; the card hashes or is given the hash as it needs.
+    fn sign(&self, scheme: Scheme, data: &[u8]) -> Result<Vec<u8>, RelayError>;
+}
+
+/// Refuses PINs no card accepts before they cost a try: 4 to 64 printable ASCII characters.
+pub fn check_pin_format(pin: &str) -> Result<(), RelayError> {
+    if pin.len() < 4 {
+        return Err(RelayError::PinFormat("shorter than 4 characters"));
+    }
+    if pin.len() > 64 {
+        return Err(RelayError::PinFormat("longer than 64 characters"));
+    }
+    if !pin.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(RelayError::PinFormat(
+            "only printable ASCII characters are allowed",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! PKCS#11 backend through `cryptoki`: the CPS card via the Cryptolib CPS, or an HSM; tested
+//! against SoftHSM2. One `Pkcs11` context per module and process (C_Initialize twice fails), a
+//! small pool of sessions per token (login is token-global in PKCS#11), the private key found
+//! after login (it is a private object), hashing done by the relay so cards that only offer
+//! CKM_RSA_PKCS work.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, SessionState, UserType};
+use cryptoki::slot::Slot;
+
+use super::{Card, CardStatus, Pin};
+use crate::certificate::{CardCertificate, schemes_for};
+use crate::error::RelayError;
+use crate::scheme::{Scheme, ecdsa_raw_to_der, sha256, sha256_digest_info};
+
+/// How the token and its objects are chosen.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub token_label: Option<String>,
+    pub token_serial: Option<String>,
+    pub key_label: Option<String>,
+    pub key_id: Option<Vec<u8>>,
+    pub cert_label: Option<String>,
+    pub cert_id: Option<Vec<u8>>,
+}
+
+fn contexts() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
+    static CONTEXTS: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+    CONTEXTS.get_or_init(Default::default)
+}
+
+/// The process-wide context of a PKCS#11 module, initialised once.
+pub fn context(module: &Path) -> Result<Pkcs11, RelayError> {
+    let mut map = contexts().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(ctx) = map.get(module) {
+        return Ok(ctx.clone());
+    }
+    let ctx = Pkcs11::new(module).map_err(|e| RelayError::NoToken {
+        reason: format!("cannot load PKCS#11 module {}: {e}", module.display()),
+    })?;
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .map_err(|e| RelayError::Device(format!("C_Initialize of {}: {e}", module.display())))?;
+    map.insert(module.to_path_buf(), ctx.clone());
+    Ok(ctx)
+}
+
+pub struct Pkcs11Card {
+    ctx: Pkcs11,
+    slot: Slot,
+    selection: Selection,
+    certificate: CardCertificate,
+    schemes: Vec<Scheme>,
+    /// PKCS#11 sessions are Send but not Sync: each is used by one thread at a time.
+    sessions: Mutex<Vec<Session>>,
+    key: Mutex<Option<ObjectHandle>>,
+    has_rsa_pkcs: bool,
+}
+
+fn map_ck(e: CkError) -> RelayError {
+    match e {
+        CkError::Pkcs11(rv, _) => match rv {
+            RvError::TokenNotPresent | RvError::DeviceRemoved | RvError::TokenNotRecognized => {
+                RelayError::NoToken {
+                    reason: format!("the card is not in its reader ({rv})"),
+                }
+            }
+            RvError::SessionHandleInvalid | RvError::SessionClosed => RelayError::NoToken {
+                reason: "the card was removed or reset; insert it and log in again".into(),
+            },
+            RvError::UserNotLoggedIn => RelayError::NotLoggedIn,
+            RvError::PinLocked => RelayError::PinBlocked,
+            RvError::PinLenRange => RelayError::PinFormat("length refused by the card"),
+            other => RelayError::Device(format!("{other:?}")),
+        },
+        other => RelayError::Device(other.to_string()),
+    }
+}
+
+impl Pkcs11Card {
+    pub fn open(module: &Path, selection: Selection, chain: Vec<Vec<u8>>) -> Result<Pkcs11Card, RelayError> {
+        let ctx = context(module)?;
+        let slot = find_slot(&ctx, &selection)?;
+        let session = ctx.open_ro_session(slot).map_err(map_ck)?;
+        let leaf = find_certificate(&session, &selection)?;
+        let certificate = CardCertificate { leaf, chain };
+        let kind = certificate.key_kind()?;
+        let mechanisms = ctx.get_mechanism_list(slot).map_err(map_ck)?;
+        let has = |m: MechanismType| mechanisms.contains(&m);
+        let has_rsa_pkcs = has(MechanismType::RSA_PKCS);
+        let schemes = schemes_for(
+            kind,
+            has_rsa_pkcs || has(MechanismType::SHA256_RSA_PKCS),
+            has(MechanismType::RSA_PKCS_PSS),
+            has(MechanismType::ECDSA),
+        );
+        Ok(Pkcs11Card {
+            ctx,
+            slot,
+            selection,
+            certificate,
+            schemes,
+            sessions: Mutex::new(vec![session]),
+            key: Mutex::new(None),
+            has_rsa_pkcs,
+        })
+    }
+
+    /// Runs `f` with a pooled session (opening one when the pool is empty). Sessions that
+    /// failed because the card went away are dropped, not returned.
+    fn with_session<T>(&self, f: impl FnOnce(&Session) -> Result<T, RelayError>) -> Result<T, RelayError> {
+        let pooled = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let session = match pooled {
+            Some(s) => s,
+            None => self.ctx.open_ro_session(self.slot).map_err(map_ck)?,
+        };
+        let result = f(&session);
+        if !matches!(
+            result,
+            Err(RelayError::NoToken { .. }) | Err(RelayError::Device(_))
+        ) {
+            self.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(session);
+        } else {
+            self.key.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+        result
+    }
+
+    fn logged_in(session: &Session) -> Result<bool, RelayError> {
+        let info = session.get_session_info().map_err(map_ck)?;
+        Ok(matches!(
+            info.session_state(),
+            SessionState::RoUser | SessionState::RwUser
+        ))
+    }
+
+    fn key_handle(&self, session: &Session) -> Result<ObjectHandle, RelayError> {
+        if let Some(k) = *self.key.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Ok(k);
+        }
+        if !Self::logged_in(session)? {
+            return Err(RelayError::NotLoggedIn);
+        }
+        let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
+        if let Some(id) = self.selection.key_id.as_ref().or(self.selection.cert_id.as_ref()) {
+            template.push(Attribute::Id(id.clone()));
+        }
+        if let Some(label) = &self.selection.key_label {
+            template.push(Attribute::Label(label.as_bytes().to_vec()));
+        }
+        let found = session.find_objects(&template).map_err(map_ck)?;
+        let key = match found.as_slice() {
+            [k] => *k,
+            [] => {
+                return Err(RelayError::ObjectNotFound {
+                    what: "the authentication private key".into(),
+                });
+            }
+            _ => {
+                return Err(RelayError::ObjectNotFound {
+                    what: "a unique private key (several match: set key_id or key_label)".into(),
+                });
+            }
+        };
+        *self.key.lock().unwrap_or_else(|e| e.into_inner()) = Some(key);
+        Ok(key)
+    }
+}
+
+fn find_slot(ctx: &Pkcs11, sel: &Selection) -> Result<Slot, RelayError> {
+    let slots = ctx.get_slots_with_token().map_err(map_ck)?;
+    if slots.is_empty() {
+        return Err(RelayError::NoToken {
+            reason: "no token in any slot (is the card inserted?)".into(),
+        });
+    }
+    let mut candidates = Vec::new();
+    for slot in slots {
+        let info = ctx.get_token_info(slot).map_err(map_ck)?;
+        let label_ok = sel
+            .token_label
+            .as_deref()
+            .is_none_or(|l| info.label().trim() == l);
+        let serial_ok = sel
+            .token_serial
+            .as_deref()
+            .is_none_or(|s| info.serial_number().trim() == s);
+        if label_ok && serial_ok {
+            candidates.push(slot);
+        }
+    }
+    match candidates.as_slice() {
+        [slot] => Ok(*slot),
+        [] => Err(RelayError::TokenNotFound {
+            what: format!(
+                "no token with label {:?} and serial {:?}",
+                sel.token_label.as_deref().unwrap_or("*"),
+                sel.token_serial.as_deref().unwrap_or("*")
+            ),
+        }),
+        _ => Err(RelayError::TokenNotFound {
+            what: "several tokens match: set token_label or token_serial".into(),
+        }),
+    }
+}
+
+fn find_certificate(session: &Session, sel: &Selection) -> Result<Vec<u8>, RelayError> {
+    let mut template = vec![Attribute::Class(ObjectClass::CERTIFICATE)];
+    if let Some(id) = sel.cert_id.as_ref().or(sel.key_id.as_ref()) {
+        template.push(Attribute::Id(id.clone()));
+    }
+    if let Some(label) = &sel.cert_label {
+        template.push(Attribute::Label(label.as_bytes().to_vec()));
+    }
+    let found = session.find_objects(&template).map_err(map_ck)?;
+    let handle = match found.as_slice() {
+        [h] => *h,
+        [] => {
+            return Err(RelayError::ObjectNotFound {
+                what: "the authentication certificate".into(),
+            });
+        }
+        _ => {
+            return Err(RelayError::ObjectNotFound {
+                what: "a unique certificate (several match: set cert_id or cert_label)".into(),
+            });
+        }
+    };
+    let attrs = session
+        .get_attributes(handle, &[AttributeType::Value])
+        .map_err(map_ck)?;
+    attrs
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::Value(v) => Some(v),
+            _ => None,
+        })
+        .ok_or_else(|| RelayError::ObjectNotFound {
+            what: "the certificate's value".into(),
+        })
+}
+
+impl Card for Pkcs11Card {
+    fn certificate(&self) -> Result<CardCertificate, RelayError> {
+        Ok(self.certificate.clone())
+    }
+
+    fn schemes(&self) -> Result<Vec<Scheme>, RelayError> {
+        Ok(self.schemes.clone())
+    }
+
+    fn status(&self) -> Result<CardStatus, RelayError> {
+        let info = match self.ctx.get_token_info(self.slot) {
+            Ok(i) => i,
+            Err(e) => match map_ck(e) {
+                RelayError::NoToken { .. } => {
+                    return Ok(CardStatus {
+                        backend: "pkcs11",
+                        token_present: false,
+                        ..Default::default()
+                    });
+                }
+                other => return Err(other),
+            },
+        };
+        let logged_in = self.with_session(Self::logged_in)?;
+        let pin_tries_left = if info.user_pin_locked() {
+            Some(0)
+        } else if info.user_pin_final_try() {
+            Some(1)
+        } else {
+            None
+        };
+        Ok(CardStatus {
+            backend: "pkcs11",
+            token_present: true,
+            token_label: info.label().trim().to_owned(),
+            token_serial: info.serial_number().trim().to_owned(),
+            token_manufacturer: info.manufacturer_id().trim().to_owned(),
+            token_model: info.model().trim().to_owned(),
+            logged_in,
+            pin_tries_left,
+            pin_count_low: info.user_pin_count_low(),
+            pin_final_try: info.user_pin_final_try(),
+            pin_locked: info.user_pin_locked(),
+        })
+    }
+
+    fn login(&self, pin: &Pin) -> Result<(), RelayError> {
+        let info = self.ctx.get_token_info(self.slot).map_err(map_ck)?;
+        if info.user_pin_locked() {
+            return Err(RelayError::PinBlocked);
+        }
+        self.with_session(|s| match s.login(UserType::User, Some(pin)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+                let after = self.ctx.get_token_info(self.slot).map_err(map_ck)?;
+                if after.user_pin_locked() {
+                    Err(RelayError::PinBlocked)
+                } else {
+                    Err(RelayError::WrongPin {
+                        tries_left: after.user_pin_final_try().then_some(1),
+                    })
+                }
+            }
+            Err(e) => Err(map_ck(e)),
+        })
+    }
+
+    fn logout(&self) -> Result<(), RelayError> {
+        self.key.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.with_session(|s| match s.logout() {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => Ok(()),
+            Err(e) => Err(map_ck(e)),
+        })
+    }
+
+    fn sign(&self, scheme: Scheme, data: &[u8]) -> Result<Vec<u8>, RelayError> {
+        if !self.schemes.contains(&scheme) {
+            return Err(RelayError::unsupported(scheme, &self.schemes));
+        }
+        self.with_session(|session| {
+            let key = self.key_handle(session)?;
+            let hash = sha256(data);
+            // Mechanism is not Send: built here, on the thread that uses it.
+            let result = match scheme {
+                // CKM_RSA_PKCS over a DigestInfo gives the same signature as CKM_SHA256_RSA_PKCS
+                // and is what smart cards implement; the hashing variant is the fallback.
+                Scheme::RsaPkcs1Sha256 if self.has_rsa_pkcs => {
+                    session.sign(&Mechanism::RsaPkcs, key, &sha256_digest_info(&hash))
+                }
+                Scheme::RsaPkcs1Sha256 => session.sign(&Mechanism::Sha256RsaPkcs, key, data),
+                Scheme::RsaPssSha256 => session.sign(
+                    &Mechanism::RsaPkcsPss(PkcsPssParams {
+                        hash_alg: MechanismType::SHA256,
+                        mgf: PkcsMgfType::MGF1_SHA256,
+                        s_len: 32.into(),
+                    }),
+                    key,
+                    &hash,
+                ),
+                Scheme::EcdsaP256Sha256 => session.sign(&Mechanism::Ecdsa, key, &hash).and_then(|raw| {
+                    ecdsa_raw_to_der(&raw).ok_or(CkError::Pkcs11(
+                        RvError::SignatureInvalid,
+                        cryptoki::context::Function::Sign,
+                    ))
+                }),
+            };
+            result.map_err(|e| {
+                if matches!(e, CkError::Pkcs11(RvError::KeyHandleInvalid, _)) {
+                    self.key.lock().unwrap_or_else(|e| e.into_inner()).take();
+                }
+                map_ck(e)
+            })
+        })
+    }
+}

@@ -1,0 +1,288 @@
+//! cps-relay configuration (SPEC.md §0, §1). Defaults are the local development setup: mutual
+//! TLS with the files of `.dev-pki/` (made by `make dev-pki`), the software key of the dev
+//! professional, loopback only.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use platform::config::{
+    ConfigError, MetricsSettings, ServerSettings, ServerTlsSettings, ServiceConfig, TelemetrySettings,
+    check_file, duration,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub metrics: MetricsSettings,
+    pub telemetry: TelemetrySettings,
+    pub backend: BackendSettings,
+    pub access: AccessSettings,
+    /// Where every signature is recorded (SQLite file by default, PostgreSQL with DATABASE_URL).
+    pub audit: platform::audit::AuditSettings,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// A PEM key and certificate chain: development and `make run`.
+    Software,
+    /// A PKCS#11 token: the CPS card through the Cryptolib CPS, or an HSM.
+    Pkcs11,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendSettings {
+    pub kind: BackendKind,
+    pub software: SoftwareSettings,
+    pub pkcs11: Pkcs11Settings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SoftwareSettings {
+    /// Leaf certificate then its issuers, PEM.
+    pub certificate_chain: PathBuf,
+    /// PKCS#8 or PKCS#1 PEM private key.
+    pub private_key: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pkcs11Settings {
+    /// The PKCS#11 module: `libcps3_pkcs11_lux.so` (Cryptolib CPS, Linux),
+    /// `cps3_pkcs11_w64.dll` (Windows), `libcps3_pkcs11_osx.dylib` (macOS), an HSM's module, or
+    /// `/usr/lib/softhsm/libsofthsm2.so`.
+    pub module: PathBuf,
+    /// RFC 7512 URI selecting token and objects (`pkcs11:token=...;id=%01`); the keys below
+    /// override its parts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_serial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_label: Option<String>,
+    /// Hex CKA_ID of the private key (and of the certificate unless `cert_id` is set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_id: Option<String>,
+    /// Issuing CA certificates (PEM) sent after the card's leaf; cards often hold only the leaf.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<PathBuf>,
+    /// Sessions used in parallel. A physical card serialises anyway: keep 1; an HSM can use more.
+    pub sessions: usize,
+    /// HSM deployments: a file holding the operator PIN, read once at start-up to log in and
+    /// then dropped. Unset for CPS cards: the holder logs in through the Login RPC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSettings {
+    /// SHA-256 fingerprints (hex) of the client certificates allowed; empty = any certificate
+    /// the `server.tls.client_ca` issued.
+    pub allowed_clients: Vec<String>,
+    /// The relay listens on loopback unless this is set.
+    pub allow_non_loopback: bool,
+    /// Signatures per second per caller (0 = unlimited), and the burst allowed.
+    pub rate_per_second: u32,
+    pub burst: u32,
+    /// How long a call waits for a busy card before DEADLINE_EXCEEDED.
+    #[serde(with = "duration")]
+    pub card_wait: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut server = ServerSettings::loopback(50051);
+        server.tls = Some(ServerTlsSettings {
+            cert: ".dev-pki/cps-relay-server.pem".into(),
+            key: ".dev-pki/cps-relay-server.key.pem".into(),
+            client_ca: Some(".dev-pki/suite-ca.pem".into()),
+        });
+        Config {
+            server,
+            metrics: MetricsSettings::loopback(9451),
+            telemetry: TelemetrySettings::default(),
+            backend: BackendSettings::default(),
+            access: AccessSettings::default(),
+            audit: platform::audit::AuditSettings::default(),
+        }
+    }
+}
+
+impl Default for BackendSettings {
+    fn default() -> Self {
+        BackendSettings {
+            kind: BackendKind::Software,
+            software: SoftwareSettings::default(),
+            pkcs11: Pkcs11Settings::default(),
+        }
+    }
+}
+
+impl Default for SoftwareSettings {
+    fn default() -> Self {
+        SoftwareSettings {
+            certificate_chain: ".dev-pki/cps-auth-chain.pem".into(),
+            private_key: ".dev-pki/cps-auth.key.pem".into(),
+        }
+    }
+}
+
+impl Default for Pkcs11Settings {
+    fn default() -> Self {
+        Pkcs11Settings {
+            module: "libcps3_pkcs11_lux.so".into(),
+            uri: None,
+            token_label: None,
+            token_serial: None,
+            key_label: None,
+            key_id: None,
+            cert_label: None,
+            cert_id: None,
+            chain: None,
+            sessions: 1,
+            pin_file: None,
+        }
+    }
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        AccessSettings {
+            allowed_clients: Vec::new(),
+            allow_non_loopback: false,
+            rate_per_second: 50,
+            burst: 100,
+            card_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+fn hex_id(key: &str, value: &Option<String>) -> Result<Option<Vec<u8>>, ConfigError> {
+    value
+        .as_deref()
+        .map(|v| {
+            hex::decode(v.replace(':', "")).map_err(|e| ConfigError::invalid(key, format!("not hex: {e}")))
+        })
+        .transpose()
+}
+
+impl Pkcs11Settings {
+    /// The token and object selection, the URI first, then the explicit keys.
+    pub fn selection(&self) -> Result<crate::card::pkcs11::Selection, ConfigError> {
+        let mut sel = crate::card::pkcs11::Selection::default();
+        if let Some(uri) = &self.uri {
+            let u = crate::card::pkcs11_uri::parse(uri)
+                .map_err(|e| ConfigError::invalid("backend.pkcs11.uri", e))?;
+            sel.token_label = u.token;
+            sel.token_serial = u.serial;
+            sel.key_label = u.object.clone();
+            sel.cert_label = u.object;
+            sel.key_id = u.id.clone();
+            sel.cert_id = u.id;
+        }
+        if self.token_label.is_some() {
+            sel.token_label = self.token_label.clone();
+        }
+        if self.token_serial.is_some() {
+            sel.token_serial = self.token_serial.clone();
+        }
+        if self.key_label.is_some() {
+            sel.key_label = self.key_label.clone();
+        }
+        if self.cert_label.is_some() {
+            sel.cert_label = self.cert_label.clone();
+        }
+        if let Some(id) = hex_id("backend.pkcs11.key_id", &self.key_id)? {
+            sel.key_id = Some(id);
+        }
+        if let Some(id) = hex_id("backend.pkcs11.cert_id", &self.cert_id)? {
+            sel.cert_id = Some(id);
+        }
+        Ok(sel)
+    }
+}
+
+impl ServiceConfig for Config {
+    const ENV_PREFIX: &'static str = "CPS_RELAY_";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        // The relay signs with a health professional's card: callers always authenticate.
+        match &self.server.tls {
+            None => {
+                return Err(ConfigError::invalid(
+                    "server.tls",
+                    "cps-relay requires mutual TLS; set server.tls",
+                ));
+            }
+            Some(tls) if tls.client_ca.is_none() => {
+                return Err(ConfigError::invalid(
+                    "server.tls.client_ca",
+                    "cps-relay requires client certificates; set the CA that issues its callers' certificates",
+                ));
+            }
+            Some(_) => {}
+        }
+        if !self.server.listen.ip().is_loopback() && !self.access.allow_non_loopback {
+            return Err(ConfigError::invalid(
+                "server.listen",
+                "cps-relay listens on loopback only unless access.allow_non_loopback = true",
+            ));
+        }
+        for (i, f) in self.access.allowed_clients.iter().enumerate() {
+            let clean = f.replace(':', "");
+            if clean.len() != 64 || hex::decode(&clean).is_err() {
+                return Err(ConfigError::invalid(
+                    format!("access.allowed_clients[{i}]"),
+                    "not a SHA-256 fingerprint (64 hex digits)",
+                ));
+            }
+        }
+        self.audit.validate("audit")?;
+        if self.access.burst == 0 {
+            return Err(ConfigError::invalid("access.burst", "must be at least 1"));
+        }
+        match self.backend.kind {
+            BackendKind::Software => {
+                check_file(
+                    "backend.software.certificate_chain",
+                    &self.backend.software.certificate_chain,
+                )?;
+                check_file("backend.software.private_key", &self.backend.software.private_key)?;
+            }
+            BackendKind::Pkcs11 => {
+                let p = &self.backend.pkcs11;
+                p.selection()?;
+                if p.sessions == 0 {
+                    return Err(ConfigError::invalid(
+                        "backend.pkcs11.sessions",
+                        "must be at least 1",
+                    ));
+                }
+                if let Some(chain) = &p.chain {
+                    check_file("backend.pkcs11.chain", chain)?;
+                }
+                if let Some(pin) = &p.pin_file {
+                    check_file("backend.pkcs11.pin_file", pin)?;
+                }
+            }
+        }
+        self.server.validate("server")
+    }
+}
+
+impl platform::app::HasTelemetry for Config {
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
+    }
+}

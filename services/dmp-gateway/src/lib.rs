@@ -1,0 +1,184 @@
+//! dmp-gateway: SPEC.md §2. It serves an integrator's backend and speaks the DMP's SOAP/XDS.b
+//! transactions over mutual TLS, with the professional's CPS card as client certificate and
+//! every signature made remotely by cps-relay.
+
+pub mod cda;
+pub mod config;
+pub mod connections;
+pub mod dmp_tls;
+pub mod dsg;
+pub mod error;
+pub mod mtom;
+pub mod relay;
+pub mod remote_key;
+pub mod rim;
+pub mod samples;
+pub mod service;
+pub mod soap;
+pub mod transactions;
+pub mod vihf;
+pub mod xds;
+pub mod xml;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ehealth_proto::dmp::v1::dmp_gateway_server::DmpGatewayServer;
+use platform::CancellationToken;
+use platform::metrics::Metrics;
+use platform::server::{GrpcServer, RunningServer, ServerError};
+
+pub use config::Config;
+pub use connections::{DmpConnections, DmpEndpoint, Professional, TransportMetrics};
+pub use error::DmpError;
+pub use error::TransportError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Config(#[from] platform::config::ConfigError),
+    #[error("{0}")]
+    Tls(String),
+    #[error("audit log: {0}")]
+    Audit(#[from] platform::audit::AuditError),
+}
+
+/// The gRPC service: the DMP transactions over the mutual-TLS transport.
+pub type Gateway = service::Transactions<DmpConnections>;
+
+/// Builds the gRPC service from configuration and the transport.
+pub fn gateway(
+    config: &Config,
+    connections: Arc<DmpConnections>,
+    audit: platform::audit::AuditLog,
+) -> Result<Gateway, StartError> {
+    let s = &config.signature;
+    let signer = dsg::SoftwareSigner::from_pem_files(&s.key, &s.cert)
+        .map_err(|e| StartError::Tls(format!("signature.key / signature.cert: {e}")))?;
+    Ok(service::Transactions {
+        transport: connections,
+        audit,
+        lps: config.lps.clone(),
+        settings: config.xds.clone(),
+        signer: Arc::new(signer),
+        paths: service::ServicePaths {
+            base_url: config.dmp.url.clone(),
+            repository: config.xds.repository_path.clone(),
+            registry: config.xds.registry_path.clone(),
+            patients: config.xds.patients_path.clone(),
+        },
+    })
+}
+
+/// Builds the DMP transport from configuration.
+pub fn connections(config: &Config, metrics: TransportMetrics) -> Result<Arc<DmpConnections>, StartError> {
+    let d = &config.dmp;
+    let base_url = d.uri()?;
+    let host = base_url
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let server_name = rustls::pki_types::ServerName::try_from(host)
+        .map_err(|e| StartError::Tls(format!("dmp.url host: {e}")))?;
+    let roots = platform::tls::load_roots(&d.ca_bundle).map_err(|e| StartError::Tls(e.to_string()))?;
+    let endpoint = DmpEndpoint {
+        base_url,
+        server_name,
+        roots: Arc::new(roots),
+        versions: d.versions()?,
+        connect_timeout: d.connect_timeout,
+        request_timeout: d.request_timeout,
+        signature_timeout: d.signature_timeout,
+        idle_timeout: d.idle_timeout,
+        certificate_ttl: d.certificate_ttl,
+        max_response_bytes: d.max_response_bytes,
+    };
+    let rc = &config.relay_client;
+    let mut relays = std::collections::BTreeMap::new();
+    for (id, r) in &config.relays {
+        // The name to verify in the relay's certificate: configured, else the endpoint's host
+        // (validation made sure the endpoint is https://host:port).
+        let server_name = match &r.server_name {
+            Some(name) => name.clone(),
+            None => r
+                .endpoint
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|u| {
+                    u.host()
+                        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+                })
+                .unwrap_or_default(),
+        };
+        relays.insert(
+            id.clone(),
+            relay::RelayEndpoint {
+                id: id.clone(),
+                endpoint: r.endpoint.clone(),
+                server_name,
+            },
+        );
+    }
+    // The gateway's identity towards every relay; each relay's own server name is applied per call.
+    let tls = cps_relay::RelayTls::from_files(&rc.ca, &rc.cert, &rc.key, "")
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    let directory = relay::RelayDirectory::new(relays, tls, rc.call_timeout);
+    Ok(DmpConnections::new(endpoint, directory, metrics))
+}
+
+/// **Decision** — gRPC requests may be up to four times `xds.max_document_bytes` (+ 4 MiB), so
+/// that a document over the limit reaches the gateway's own check and its precise message
+/// (`documents[i].content: the document has N bytes, more than the configured limit…`) instead
+/// of tonic's generic one, while the memory a single call can take stays bounded.
+pub fn max_request_bytes(xds: &transactions::XdsSettings) -> usize {
+    let doc = usize::try_from(xds.max_document_bytes).unwrap_or(usize::MAX);
+    doc.saturating_mul(4).saturating_add(4 * 1024 * 1024)
+}
+
+/// A started service.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub server: RunningServer,
+    pub connections: Arc<DmpConnections>,
+}
+
+/// Starts the service and returns once it listens.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    platform::tls::install_crypto_provider();
+    let metrics = Metrics::new();
+    let connections = connections(&config, TransportMetrics::register(&metrics))?;
+    connections.spawn_expiry(shutdown.clone());
+    let audit = platform::audit::AuditLog::connect_with_metrics(&config.audit, &metrics)
+        .await
+        .map_err(StartError::Audit)?;
+    let metrics_addr = platform::metrics::start(&config.metrics, metrics.clone(), shutdown.clone()).await?;
+    let server = GrpcServer::new(config.server.clone(), metrics)
+        .add_service(
+            DmpGatewayServer::new(gateway(&config, connections.clone(), audit)?)
+                .max_decoding_message_size(max_request_bytes(&config.xds)),
+        )
+        .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET)
+        .start(shutdown)
+        .await?;
+    tracing::info!(grpc = %server.local_addr, metrics = ?metrics_addr, "dmp-gateway listening");
+    Ok(Running {
+        grpc_addr: server.local_addr,
+        metrics_addr,
+        server,
+        connections,
+    })
+}
+
+/// Runs until `shutdown` is cancelled and the calls in flight have drained.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let running = start(config, shutdown).await?;
+    running.server.wait().await?;
+    Ok(())
+}

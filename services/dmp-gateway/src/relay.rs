@@ -1,0 +1,189 @@
+//! The cps-relays the gateway may use (SPEC.md §2, `CpsAgentClient`). **Decision — no SSRF:** a
+//! call names a relay by its id in the gateway's configuration; the gateway dials no address a
+//! caller supplies.
+//!
+//! rustls asks for the CertificateVerify signature synchronously, from inside the handshake.
+//! The bridge to the relay's async gRPC API is a dedicated signer thread per professional
+//! session that owns its own current-thread runtime and its own gRPC channel; the handshake
+//! sends it a job and waits on a std channel with a deadline. This works on current-thread and
+//! multi-thread runtimes alike, never blocks the relay call on the caller's runtime, and cannot
+//! deadlock (shared/TECH-NOTES.md "rustls client certificates signed elsewhere").
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use cps_relay::{CpsRelayClient, RelayTls, Scheme};
+use tracing::Instrument;
+
+use crate::error::TransportError;
+
+/// One configured relay.
+#[derive(Debug, Clone)]
+pub struct RelayEndpoint {
+    pub id: String,
+    /// `https://host:port`
+    pub endpoint: String,
+    /// The name verified in the relay's server certificate.
+    pub server_name: String,
+}
+
+/// The relay table and the gateway's client identity towards relays.
+#[derive(Debug, Clone)]
+pub struct RelayDirectory {
+    relays: BTreeMap<String, RelayEndpoint>,
+    tls: RelayTls,
+    call_timeout: Duration,
+}
+
+impl RelayDirectory {
+    pub fn new(relays: BTreeMap<String, RelayEndpoint>, tls: RelayTls, call_timeout: Duration) -> Self {
+        RelayDirectory {
+            relays,
+            tls,
+            call_timeout,
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Result<&RelayEndpoint, TransportError> {
+        self.relays.get(id).ok_or_else(|| TransportError::UnknownRelay {
+            relay_id: id.to_owned(),
+            known: self.relays.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// The gateway's client identity, verifying `relay`'s own server name.
+    fn tls_for(&self, relay: &RelayEndpoint) -> RelayTls {
+        RelayTls {
+            server_name: relay.server_name.clone(),
+            ..self.tls.clone()
+        }
+    }
+
+    /// A gRPC client on the caller's runtime (certificate and status calls).
+    pub fn client(&self, relay: &RelayEndpoint) -> Result<CpsRelayClient, TransportError> {
+        CpsRelayClient::connect_lazy(&relay.endpoint, &self.tls_for(relay), self.call_timeout).map_err(|e| {
+            TransportError::RelayUnreachable {
+                relay_id: relay.id.clone(),
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    pub fn signer_thread(&self, relay: &RelayEndpoint) -> Result<SignerThread, TransportError> {
+        SignerThread::spawn(relay, &self.tls_for(relay), self.call_timeout)
+    }
+}
+
+/// Why a remote signature failed, kept for the error the caller gets.
+#[derive(Debug, Clone)]
+pub enum SignFailure {
+    /// The relay answered with an error status: its code and reason are passed on.
+    Refused { code: tonic::Code, message: String },
+    /// The relay could not be reached.
+    Unreachable(String),
+    /// No answer within the signature deadline.
+    Deadline(Duration),
+}
+
+struct SignJob {
+    scheme: Scheme,
+    data: Vec<u8>,
+    parent: tracing::Span,
+    reply: mpsc::SyncSender<Result<Vec<u8>, SignFailure>>,
+}
+
+/// The thread that performs remote signatures for one professional session. Dropping it ends
+/// the thread.
+pub struct SignerThread {
+    jobs: tokio::sync::mpsc::UnboundedSender<SignJob>,
+    relay_id: String,
+}
+
+impl std::fmt::Debug for SignerThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignerThread")
+            .field("relay_id", &self.relay_id)
+            .finish()
+    }
+}
+
+impl SignerThread {
+    fn spawn(relay: &RelayEndpoint, tls: &RelayTls, timeout: Duration) -> Result<Self, TransportError> {
+        let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel::<SignJob>();
+        let endpoint = relay.endpoint.clone();
+        let tls = tls.clone();
+        let relay_id = relay.id.clone();
+        let unreachable = |reason: String| TransportError::RelayUnreachable {
+            relay_id: relay.id.clone(),
+            reason,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| unreachable(format!("signer runtime: {e}")))?;
+        std::thread::Builder::new()
+            .name(format!("relay-signer-{relay_id}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    // Created inside this runtime, so its connection tasks live here.
+                    let client = match CpsRelayClient::connect_lazy(&endpoint, &tls, timeout) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            while let Some(job) = rx.recv().await {
+                                let _ = job.reply.send(Err(SignFailure::Unreachable(e.to_string())));
+                            }
+                            return;
+                        }
+                    };
+                    while let Some(job) = rx.recv().await {
+                        let mut c = client.clone();
+                        let span = tracing::info_span!(parent: &job.parent, "cps_relay.sign", scheme = job.scheme.name());
+                        tokio::spawn(
+                            async move {
+                                let result = c.sign(job.scheme, job.data).await.map_err(|s| match s.code() {
+                                    tonic::Code::Unavailable | tonic::Code::Unknown => {
+                                        SignFailure::Unreachable(s.message().to_owned())
+                                    }
+                                    code => SignFailure::Refused { code, message: s.message().to_owned() },
+                                });
+                                let _ = job.reply.send(result);
+                            }
+                            .instrument(span),
+                        );
+                    }
+                });
+            })
+            .map_err(|e| unreachable(format!("signer thread: {e}")))?;
+        Ok(SignerThread {
+            jobs,
+            relay_id: relay.id.clone(),
+        })
+    }
+
+    /// Blocks the calling thread (a rustls handshake) until the relay signed, at most `deadline`.
+    pub fn sign_blocking(
+        &self,
+        scheme: Scheme,
+        data: Vec<u8>,
+        deadline: Duration,
+    ) -> Result<Vec<u8>, SignFailure> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job = SignJob {
+            scheme,
+            data,
+            parent: tracing::Span::current(),
+            reply,
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| SignFailure::Unreachable("signer thread stopped".into()))?;
+        match answer.recv_timeout(deadline) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(SignFailure::Deadline(deadline)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(SignFailure::Unreachable("signer thread stopped".into()))
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The binary refuses a configuration with an unknown key, naming it, with exit code 2.
+
+use std::process::Command;
+
+#[test]
+fn unknown_key_stops_start_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:0\"\nlisten_port = 50052\n").expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_dmp-gateway"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("runs the binary");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen_port"), "the message names the key: {err}");
+}
+
+/// Points the PKI-dependent keys at a freshly generated development PKI.
+fn with_pki(cmd: &mut Command, dir: &std::path::Path) {
+    use platform::devpki::files;
+    let pki = platform::devpki::DevPki::ensure(dir).expect("pki");
+    cmd.env("DMP_GATEWAY_DMP__CA_BUNDLE", pki.path(files::IGC_CA_BUNDLE))
+        .env("DMP_GATEWAY_RELAY_CLIENT__CA", pki.path(files::SUITE_CA))
+        .env(
+            "DMP_GATEWAY_RELAY_CLIENT__CERT",
+            pki.path(files::GATEWAY_CLIENT_CERT),
+        )
+        .env(
+            "DMP_GATEWAY_RELAY_CLIENT__KEY",
+            pki.path(files::GATEWAY_CLIENT_KEY),
+        )
+        .env("DMP_GATEWAY_SIGNATURE__KEY", pki.path(files::CPS_AUTH_KEY))
+        .env("DMP_GATEWAY_SIGNATURE__CERT", pki.path(files::CPS_AUTH_CERT));
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dmp-gateway"));
+    with_pki(&mut cmd, dir.path());
+    let out = cmd
+        .arg("--check-config")
+        .env("DMP_GATEWAY_SERVER__LISTEN", "127.0.0.1:6000")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("127.0.0.1:6000"),
+        "environment override applied: {text}"
+    );
+}
+
+#[test]
+fn relay_must_be_https() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dmp-gateway"));
+    with_pki(&mut cmd, dir.path());
+    let out = cmd
+        .env("DMP_GATEWAY_RELAYS__LOCAL__ENDPOINT", "http://127.0.0.1:50051")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("relays.local.endpoint") && err.contains("mutual TLS"),
+        "{err}"
+    );
+}

@@ -1,0 +1,783 @@
+//! The DMP transactions without transport: generated SOAP bodies validate against the official
+//! XSD annex (with `xmllint`, which we did not write), the XAdES signature document verifies with
+//! `xmlsec1`, the official example responses parse into the right typed results, and bad
+//! inputs are refused with a precise message before anything is built.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use dmp_gateway::dsg::SoftwareSigner;
+use dmp_gateway::mtom::{self, Multipart};
+use dmp_gateway::transactions::{self as tx, CallContext, Incoming, Outgoing, XdsSettings};
+use dmp_gateway::vihf::{self, LpsIdentity, ProfessionalIdentity};
+use dmp_gateway::{DmpError, samples, soap, xml};
+use ehealth_proto::dmp::v1 as pb;
+use platform::devpki::{DevPki, files};
+
+struct Fixture {
+    pki: DevPki,
+    professional: ProfessionalIdentity,
+    signer: SoftwareSigner,
+    lps: LpsIdentity,
+    settings: XdsSettings,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let pki =
+            DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-gateway-pki")).expect("dev PKI");
+        let cert = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert");
+        let professional = ProfessionalIdentity::from_certificate(&cert[0]).expect("identity");
+        let signer =
+            SoftwareSigner::from_pem_files(&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT))
+                .expect("signer");
+        Fixture {
+            pki,
+            professional,
+            signer,
+            lps: LpsIdentity::default(),
+            settings: XdsSettings::default(),
+        }
+    })
+}
+
+fn ctx(f: &Fixture) -> CallContext<'_> {
+    CallContext {
+        professional: &f.professional,
+        lps: &f.lps,
+        settings: &f.settings,
+        endpoint: "https://dmp.test/si-dmp-server/v2/services",
+        now: time::OffsetDateTime::now_utc(),
+    }
+}
+
+fn schemas() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/dmp-package/schemas/schema")
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/dmp-package/examples")
+}
+
+fn require_tool(tool: &str, package: &str) {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "`{tool}` is required by this test: install the Debian package {package} (scripts/install-test-deps.sh)"
+    );
+}
+
+/// Validates `xml` against `schema` (relative to the annex's `schema/` folder) with xmllint.
+fn xmllint(schema: &str, xml: &str) {
+    require_tool("xmllint", "libxml2-utils");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("body.xml");
+    std::fs::write(&file, xml).expect("write");
+    let out = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(schemas().join(schema))
+        .arg(&file)
+        .output()
+        .expect("xmllint runs");
+    assert!(
+        out.status.success(),
+        "{schema} rejects the body:\n{}\n---\n{xml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The SOAP Body's payload of an envelope the gateway wrote.
+fn body_payload(envelope: &str) -> &str {
+    let start = envelope.find("<soap:Body>").expect("Body") + "<soap:Body>".len();
+    let end = envelope.rfind("</soap:Body>").expect("/Body");
+    &envelope[start..end]
+}
+
+/// Replaces each `<xop:Include href="cid:…"/>` by the base64 of its part.
+fn inline_xop(xml: &str, mp: &Multipart) -> String {
+    let mut out = String::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find("<xop:Include ") {
+        out.push_str(&rest[..i]);
+        let end = rest[i..].find("/>").expect("Include end") + i + 2;
+        let tag = &rest[i..end];
+        let href = tag
+            .split("href=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("href");
+        let part = mp.resolve(href).expect("part");
+        out.push_str(&base64::engine::general_purpose::STANDARD.encode(&part.body));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn envelope_of(o: &Outgoing) -> (String, Option<Multipart>) {
+    let bytes = o.body.to_bytes();
+    if o.body.content_type.starts_with("multipart/related") {
+        let mp = mtom::parse(&o.body.content_type, &bytes).expect("MTOM");
+        (String::from_utf8(mp.root.body.to_vec()).expect("utf8"), Some(mp))
+    } else {
+        (String::from_utf8(bytes.to_vec()).expect("utf8"), None)
+    }
+}
+
+fn prepared() -> tx::PreparedSubmission {
+    let f = fixture();
+    tx::prepare_submit(
+        samples::submit_request(&f.professional.id, "1.2.250.1.999.1.1.7898.9.1", 0),
+        &ctx(f),
+        &f.signer,
+    )
+    .expect("prepare")
+}
+
+#[test]
+fn iti41_body_validates_against_the_official_xsd() {
+    let p = prepared();
+    let (env, mp) = envelope_of(&p.outgoing);
+    let mp = mp.expect("ITI-41 is MTOM");
+    assert_eq!(
+        mp.parts.len(),
+        2,
+        "the CDA and the signature document travel as binary parts"
+    );
+    xmllint(
+        "IHE/XDS.b_DocumentRepository.xsd",
+        &inline_xop(body_payload(&env), &mp),
+    );
+
+    // Metadata the caller omitted comes from the CDA header.
+    let entry = &p.submission.entries[0];
+    assert_eq!(entry.unique_id.as_str(), "1.2.250.1.999.1.1.7898.9.1");
+    assert_eq!(entry.creation_time.as_str(), "20240115093000");
+    assert_eq!(entry.type_code.code, "11488-4");
+    assert_eq!(entry.authors[0].id, "810100000001");
+    assert_eq!(
+        p.document_unique_ids(),
+        vec!["1.2.250.1.999.1.1.7898.9.1".to_string()]
+    );
+
+    // The envelope: WS-Addressing and a direct-mode VIHF naming the card's professional.
+    let parsed = soap::parse_envelope(env.as_bytes()).expect("envelope");
+    assert_eq!(parsed.action(), Some(tx::action::ITI41));
+    assert_eq!(
+        parsed.message_id(),
+        Some(p.outgoing.addressing.message_id.as_str())
+    );
+    assert_eq!(parsed.reply_to_address(), Some(soap::ANONYMOUS));
+    assert!(parsed.to().is_some_and(|t| t.starts_with("https://")));
+    let v = vihf::parse(parsed.security_assertion().expect("VIHF")).expect("vihf");
+    assert_eq!(v.name_id, "810100000001");
+    assert!(
+        v.issuer.starts_with("CN=810100000001+SN=MEDECIN+GN=JEAN"),
+        "{}",
+        v.issuer
+    );
+    for a in vihf::attr::REQUIRED {
+        assert!(v.first(a).is_some_and(|x| !x.is_empty()), "attribute {a}");
+    }
+    assert_eq!(
+        v.first(vihf::attr::RESOURCE_ID),
+        Some("207058575627097^^^&1.2.250.1.213.1.4.10&ISO^NH")
+    );
+
+    // The signature document and its `signs` association.
+    assert!(env.contains(r#"associationType="urn:ihe:iti:2007:AssociationType:signs" sourceObject="Signature01" targetObject="SubmissionSet01""#));
+}
+
+#[test]
+fn the_xades_signature_document_verifies_with_xmlsec1() {
+    require_tool("xmlsec1", "xmlsec1");
+    let p = prepared();
+    let (_, mp) = envelope_of(&p.outgoing);
+    let mp = mp.expect("MTOM");
+    let sig = &mp.parts[1].body;
+    let f = fixture();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("signature.xml");
+    std::fs::write(&file, sig).expect("write");
+    let out = Command::new("xmlsec1")
+        .arg("--verify")
+        // The manifest's references are urn:oid URIs of the submitted documents, which xmlsec1
+        // cannot dereference; their digests are checked below.
+        .arg("--ignore-manifests")
+        .arg("--id-attr:Id")
+        .arg("Manifest")
+        .arg("--id-attr:Id")
+        .arg("http://uri.etsi.org/01903/v1.3.2#:SignedProperties")
+        .arg("--trusted-pem")
+        .arg(f.pki.path(files::IGC_ROOT_CA))
+        .arg("--untrusted-pem")
+        .arg(f.pki.path(files::IGC_PERSONNES_CA))
+        .arg(&file)
+        .output()
+        .expect("xmlsec1 runs");
+    assert!(
+        out.status.success(),
+        "xmlsec1 rejects the signature:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(sig)
+    );
+    // A tampered signature document does not verify.
+    let tampered = String::from_utf8_lossy(sig).replace("<xades:SigningTime>2", "<xades:SigningTime>1");
+    std::fs::write(&file, tampered).expect("write");
+    let out = Command::new("xmlsec1")
+        .args([
+            "--verify",
+            "--ignore-manifests",
+            "--id-attr:Id",
+            "Manifest",
+            "--id-attr:Id",
+        ])
+        .arg("http://uri.etsi.org/01903/v1.3.2#:SignedProperties")
+        .arg("--trusted-pem")
+        .arg(f.pki.path(files::IGC_ROOT_CA))
+        .arg("--untrusted-pem")
+        .arg(f.pki.path(files::IGC_PERSONNES_CA))
+        .arg(&file)
+        .output()
+        .expect("xmlsec1 runs");
+    assert!(!out.status.success(), "a tampered signing time must not verify");
+    // The manifest's digest is the document's.
+    let doc = &mp.parts[0].body;
+    let digest = base64::engine::general_purpose::STANDARD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, doc));
+    let text = String::from_utf8_lossy(sig);
+    assert!(text.contains(&format!(
+        r#"<Reference URI="urn:oid:1.2.250.1.999.1.1.7898.9.1"><DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"></DigestMethod><DigestValue>{digest}</DigestValue>"#
+    )));
+}
+
+#[test]
+fn iti18_iti43_iti57_td02_bodies_validate_against_the_official_xsd() {
+    let f = fixture();
+    let c = ctx(f);
+    let find = tx::prepare_find(
+        &pb::FindDocumentsRequest {
+            auth_context: Some(samples::auth_context(&f.professional.id)),
+            patient: Some(samples::patient()),
+            statuses: vec![
+                pb::DocumentStatus::Approved as i32,
+                pb::DocumentStatus::Archived as i32,
+            ],
+            creation_time: Some(pb::TimeRange {
+                from: Some(prost_types::Timestamp {
+                    seconds: 1_600_000_000,
+                    nanos: 0,
+                }),
+                to: Some(prost_types::Timestamp {
+                    seconds: 1_800_000_000,
+                    nanos: 0,
+                }),
+            }),
+            class_codes: vec![pb::Code {
+                code: "11".into(),
+                code_system: "1.2.250.1.213.1.1.4.1".into(),
+                display_name: String::new(),
+            }],
+            type_codes: vec![pb::Code {
+                code: "11488-4".into(),
+                code_system: "2.16.840.1.113883.6.1".into(),
+                display_name: String::new(),
+            }],
+            ..Default::default()
+        },
+        &c,
+    )
+    .expect("find");
+    let (env, _) = envelope_of(&find);
+    let body = body_payload(&env);
+    assert!(body.contains(
+        "('urn:oasis:names:tc:ebxml-regrep:StatusType:Approved','urn:asip:ci-sis:2010:StatusType:Archived')"
+    ));
+    assert!(body.contains("$XDSDocumentEntryCreationTimeFrom"));
+    assert!(body.contains("('11488-4^^2.16.840.1.113883.6.1')"));
+    xmllint("ebRS/query.xsd", body);
+
+    let retrieve = tx::prepare_retrieve(
+        &pb::RetrieveDocumentRequest {
+            auth_context: Some(samples::auth_context(&f.professional.id)),
+            patient: Some(samples::patient()),
+            repository_unique_id: String::new(),
+            document_unique_id: "1.2.250.1.999.1.1.7898.1.995657292".into(),
+        },
+        &c,
+    )
+    .expect("retrieve");
+    assert!(
+        retrieve.body.content_type.starts_with("multipart/related"),
+        "ITI-43 goes as MTOM"
+    );
+    let (env, _) = envelope_of(&retrieve);
+    xmllint("IHE/XDS.b_DocumentRepository.xsd", body_payload(&env));
+
+    for (current, new) in [
+        (pb::DocumentStatus::Approved, pb::DocumentStatus::Archived),
+        (pb::DocumentStatus::Archived, pb::DocumentStatus::Approved),
+        (pb::DocumentStatus::Archived, pb::DocumentStatus::Deleted),
+    ] {
+        let update = tx::prepare_update_status(
+            &pb::UpdateDocumentStatusRequest {
+                auth_context: Some(samples::auth_context(&f.professional.id)),
+                patient: Some(samples::patient()),
+                entry_uuid: "urn:uuid:fe5287a2-ae6a-11eb-8f5d-0050569e422e".into(),
+                document_unique_id: String::new(),
+                current_status: current as i32,
+                new_status: new as i32,
+            },
+            &c,
+        )
+        .expect("update");
+        let (env, _) = envelope_of(&update);
+        let body = body_payload(&env);
+        assert!(body.contains(dmp_gateway::xds::status_to_urn(new).expect("urn")));
+        xmllint("ebRS/lcm.xsd", body);
+    }
+
+    let td02 = tx::prepare_test_patient(
+        &pb::TestPatientDmpRequest {
+            auth_context: Some(samples::auth_context(&f.professional.id)),
+            patient: Some(samples::patient()),
+        },
+        &c,
+    )
+    .expect("td0.2");
+    let (env, _) = envelope_of(&td02);
+    let payload = soap::parse_envelope(env.as_bytes())
+        .expect("env")
+        .payload
+        .expect("payload");
+    assert!(payload.is(xml::ns::HL7, "PRPA_IN201307UV02"));
+    // The HL7v3 body validates against the annex's NE2009 schema (as the official request does).
+    xmllint(
+        "HL7V3/NE2009/multicacheschemas/PRPA_IN201307UV02.xsd",
+        body_payload(&env),
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// Official example responses.
+
+fn incoming_file(name: &str) -> (Incoming, String) {
+    let body = std::fs::read(examples().join(name)).expect("example");
+    let env = soap::parse_envelope(&body).expect("envelope");
+    let relates = env.relates_to().expect("RelatesTo").to_string();
+    (
+        Incoming {
+            status: 200,
+            content_type: "application/soap+xml; charset=UTF-8".into(),
+            body: Bytes::from(body),
+        },
+        relates,
+    )
+}
+
+fn outgoing_with_id(mut o: Outgoing, id: &str) -> Outgoing {
+    o.addressing.message_id = id.to_string();
+    o
+}
+
+#[test]
+fn official_responses_parse_into_typed_results() {
+    let f = fixture();
+    let c = ctx(f);
+
+    // TD2.1
+    let (inc, id) = incoming_file("TD2.1_-_Alimentation_reponse.xml");
+    let mut p = prepared();
+    p.outgoing.addressing.message_id = id;
+    let r = tx::parse_submit_response(&inc, &p).expect("TD2.1");
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
+    assert!(r.errors.is_empty());
+    assert_eq!(r.document_unique_ids, p.document_unique_ids());
+
+    // TD3.1: 21 typed entries.
+    let (inc, id) = incoming_file("TD3.1_-_Recherche_de_document_reponse.xml");
+    let req = pb::FindDocumentsRequest {
+        auth_context: Some(samples::auth_context(&f.professional.id)),
+        patient: Some(samples::patient()),
+        ..Default::default()
+    };
+    let out = outgoing_with_id(tx::prepare_find(&req, &c).expect("find"), &id);
+    let r = tx::parse_find_response(&inc, &out).expect("TD3.1");
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
+    assert_eq!(r.documents.len(), 21);
+    let d = &r.documents[0];
+    assert_eq!(d.unique_id, "1.2.250.1.999.1.1.7898.1.995657292");
+    assert_eq!(d.entry_uuid, "urn:uuid:7953af1a-ba1c-11eb-816f-0050569e422e");
+    assert_eq!(d.status(), pb::DocumentStatus::Approved);
+    assert_eq!(d.repository_unique_id, "1.2.250.1.213.4.1.1.1.2");
+    assert_eq!(d.size, 2768);
+    assert_eq!(d.hash, "af326fb44feb720121d2c277ce10f87407818089");
+    assert_eq!(d.class_code.as_ref().map(|c| c.code.as_str()), Some("10"));
+    assert_eq!(d.type_code.as_ref().map(|c| c.code.as_str()), Some("27899-4"));
+    assert_eq!(d.confidentiality_codes.len(), 2);
+    assert_eq!(d.authors[0].id, "899900063480");
+    assert_eq!(d.authors[0].institution_id, "10B0127189");
+    assert_eq!(d.creation_time.as_ref().map(|t| t.seconds), Some(1_269_023_564));
+    assert_eq!(d.title, "Titre du document de TEST KIT EDITEUR CSharp");
+
+    // TD3.2: the official answer's envelope, in an MTOM message with its document part.
+    let env_bytes =
+        std::fs::read(examples().join("TD3.2_-_Consultation_d_un_document_reponse.xml")).expect("TD3.2");
+    let env = soap::parse_envelope(&env_bytes).expect("envelope");
+    let relates = env.relates_to().expect("RelatesTo").to_string();
+    let document = samples::cda(
+        "1.2.250.1.999.1.1.7898.1.995657292",
+        samples::TEST_INS,
+        "899900063480",
+        0,
+    );
+    let body = mtom::write(
+        String::from_utf8(env_bytes).expect("utf8"),
+        tx::action::ITI43_RESPONSE,
+        vec![mtom::Attachment {
+            content_id: "b857abb7-a2c3-4db8-bd69-d5ff76826e72-2@urn:ihe:iti:xds-b:2007".into(),
+            content_type: "text/xml".into(),
+            data: document.clone(),
+        }],
+    );
+    let inc = Incoming {
+        status: 200,
+        content_type: body.content_type.clone(),
+        body: body.to_bytes(),
+    };
+    let req = pb::RetrieveDocumentRequest {
+        auth_context: Some(samples::auth_context(&f.professional.id)),
+        patient: Some(samples::patient()),
+        repository_unique_id: "1.2.250.1.213.4.1.1.1.2".into(),
+        document_unique_id: "1.2.250.1.999.1.1.7898.1.995657292".into(),
+    };
+    let out = outgoing_with_id(tx::prepare_retrieve(&req, &c).expect("retrieve"), &relates);
+    let r = tx::parse_retrieve_response(&inc, &out, &req.document_unique_id).expect("TD3.2");
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
+    assert_eq!(r.content, document, "byte-identical");
+    assert_eq!(r.mime_type, "text/xml");
+
+    // TD0.2
+    let (inc, id) = incoming_file("TD0.2_-_Test_d_existence_reponse.xml");
+    let req = pb::TestPatientDmpRequest {
+        auth_context: Some(samples::auth_context(&f.professional.id)),
+        patient: Some(samples::patient()),
+    };
+    let out = outgoing_with_id(tx::prepare_test_patient(&req, &c).expect("td0.2"), &id);
+    let r = tx::parse_test_patient_response(&inc, &out).expect("TD0.2");
+    assert!(r.dmp_exists);
+    assert!(!r.dmp_closed);
+    assert_eq!(r.authorization(), pb::Authorization::Valide);
+
+    // TD3.3c / TD3.3d
+    for name in [
+        "TD3.3c_-_Supprimer_un_document_reponse.xml",
+        "TD3.3d_-_Archiver_un_document_reponse.xml",
+    ] {
+        let (inc, id) = incoming_file(name);
+        let req = pb::UpdateDocumentStatusRequest {
+            auth_context: Some(samples::auth_context(&f.professional.id)),
+            patient: Some(samples::patient()),
+            entry_uuid: "urn:uuid:fe5287a2-ae6a-11eb-8f5d-0050569e422e".into(),
+            document_unique_id: String::new(),
+            current_status: pb::DocumentStatus::Approved as i32,
+            new_status: pb::DocumentStatus::Archived as i32,
+        };
+        let out = outgoing_with_id(tx::prepare_update_status(&req, &c).expect("update"), &id);
+        let r = tx::parse_update_status_response(&inc, &out).expect(name);
+        assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
+    }
+}
+
+#[test]
+fn registry_errors_and_soap_faults_reach_the_caller() {
+    let p = prepared();
+    let id = p.outgoing.addressing.message_id.clone();
+    let failure = soap::response_envelope(
+        tx::action::ITI41_RESPONSE,
+        Some(&id),
+        r#"<rs:RegistryResponse xmlns:rs="urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0" status="urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Failure"><rs:RegistryErrorList highestSeverity="urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"><rs:RegistryError errorCode="XDSDuplicateUniqueIdInRegistry" codeContext="uniqueId 1.2.3 already exists" severity="urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error" location="Document01"/><rs:RegistryError errorCode="XDSRegistryMetadataError" codeContext="warning text" severity="urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Warning"/></rs:RegistryErrorList></rs:RegistryResponse>"#,
+    );
+    let inc = Incoming {
+        status: 200,
+        content_type: "application/soap+xml".into(),
+        body: Bytes::from(failure),
+    };
+    let r = tx::parse_submit_response(&inc, &p).expect("failure is an answer");
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Failure);
+    assert_eq!(r.errors.len(), 2);
+    assert_eq!(r.errors[0].error_code, "XDSDuplicateUniqueIdInRegistry");
+    assert_eq!(r.errors[0].code_context, "uniqueId 1.2.3 already exists");
+    assert_eq!(r.errors[0].location, "Document01");
+    assert_eq!(r.errors[0].severity(), pb::Severity::Error);
+    assert_eq!(r.errors[1].severity(), pb::Severity::Warning);
+
+    let fault = soap::fault_envelope(
+        "Sender",
+        Some("DMPAccessDenied"),
+        "Le professionnel n'est pas autorisé",
+        Some(&id),
+    );
+    let inc = Incoming {
+        status: 500,
+        content_type: "application/soap+xml".into(),
+        body: Bytes::from(fault),
+    };
+    let e = tx::parse_submit_response(&inc, &p).expect_err("fault");
+    assert!(matches!(e, DmpError::SoapFault { .. }));
+    let status = tonic::Status::from(e);
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        status.message().contains("n'est pas autorisé"),
+        "{}",
+        status.message()
+    );
+    assert!(status.message().contains("DMPAccessDenied"));
+
+    let wrong = soap::response_envelope(tx::action::ITI41_RESPONSE, Some("urn:uuid:other"), "<x/>");
+    let inc = Incoming {
+        status: 200,
+        content_type: "application/soap+xml".into(),
+        body: Bytes::from(wrong),
+    };
+    let e = tx::parse_submit_response(&inc, &p).expect_err("RelatesTo mismatch");
+    assert!(e.to_string().contains("relates to"), "{e}");
+
+    let html = Incoming {
+        status: 502,
+        content_type: "text/html".into(),
+        body: Bytes::from_static(b"<html>Bad gateway</html>"),
+    };
+    let status = tonic::Status::from(tx::parse_submit_response(&html, &p).expect_err("502"));
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(status.message().contains("HTTP 502"));
+}
+
+// ------------------------------------------------------------------------------------------
+// Bad inputs: refused with a precise message, and nothing is built.
+
+#[test]
+fn bad_inputs_are_refused_naming_the_field() {
+    let f = fixture();
+    let id = f.professional.id.clone();
+    let good = || samples::submit_request(&id, "1.2.250.1.999.1.1.7898.9.2", 0);
+    let mut small_limit = f.settings.clone();
+    small_limit.max_document_bytes = 1024 * 1024;
+    type Mutate = Box<dyn Fn(&mut pb::SubmitDocumentsRequest)>;
+    let cases: Vec<(&str, Mutate, &str)> = vec![
+        (
+            "missing INS",
+            Box::new(|r| {
+                r.patient = Some(pb::PatientId {
+                    ins: String::new(),
+                    assigning_authority: samples::TEST_INS_OID.into(),
+                })
+            }),
+            "patient.ins: the patient's INS is required",
+        ),
+        (
+            "wrong OID",
+            Box::new(|r| {
+                if let Some(p) = r.patient.as_mut() {
+                    p.assigning_authority = "1.2.250.1.213.1.4.2".into();
+                }
+            }),
+            "patient.assigning_authority: `1.2.250.1.213.1.4.2` is not an INS authority",
+        ),
+        (
+            "bad INS key",
+            Box::new(|r| {
+                if let Some(p) = r.patient.as_mut() {
+                    p.ins = "207058575627098".into();
+                }
+            }),
+            "patient.ins: the INS key 98 does not match the NIR (expected 97)",
+        ),
+        (
+            "bad date",
+            Box::new(|r| {
+                r.documents[0].metadata.as_mut().expect("m").service_start_time =
+                    Some(prost_types::Timestamp {
+                        seconds: 0,
+                        nanos: -5,
+                    })
+            }),
+            "documents[0].metadata.service_start_time: nanos -5 out of range",
+        ),
+        (
+            "bad CDA date",
+            Box::new(|r| {
+                let cda = String::from_utf8(r.documents[0].content.to_vec()).expect("utf8");
+                r.documents[0].content =
+                    Bytes::from(cda.replace("20240115103000+0100\"/>\n  <conf", "2024-01-15\"/>\n  <conf"));
+            }),
+            "documents[0].content: malformed CDA: ClinicalDocument/effectiveTime: `2024-01-15` is not an HL7 TS date",
+        ),
+        (
+            "empty document",
+            Box::new(|r| r.documents[0].content = Bytes::new()),
+            "documents[0].content: the document is empty",
+        ),
+        (
+            "document over the limit",
+            Box::new(|r| r.documents[0].content = Bytes::from(vec![b' '; 50 * 1024 * 1024])),
+            "documents[0].content: the document has 52428800 bytes, more than the configured limit of 1048576 bytes",
+        ),
+        (
+            "malformed CDA",
+            Box::new(|r| {
+                r.documents[0].content =
+                    Bytes::from_static(b"<ClinicalDocument xmlns=\"urn:hl7-org:v3\"><id root=\"1.2\">")
+            }),
+            "documents[0].content: malformed CDA: unexpected end of document: <id> is not closed",
+        ),
+        (
+            "not a CDA",
+            Box::new(|r| r.documents[0].content = Bytes::from_static(b"%PDF-1.7")),
+            "documents[0].content: malformed CDA: the document is not XML",
+        ),
+        (
+            "patient contradicts the CDA",
+            Box::new(|r| {
+                if let Some(p) = r.patient.as_mut() {
+                    p.ins = "185057512345673".into();
+                }
+            }),
+            "documents[0].metadata.patient: `185057512345673^^^&1.2.250.1.213.1.4.10&ISO^NH` contradicts the CDA header",
+        ),
+        (
+            "unique id contradicts the CDA",
+            Box::new(|r| r.documents[0].metadata.as_mut().expect("m").unique_id = "1.2.3.4".into()),
+            "documents[0].metadata.unique_id: `1.2.3.4` contradicts the CDA header, which says `1.2.250.1.999.1.1.7898.9.2`",
+        ),
+        (
+            "missing class code",
+            Box::new(|r| r.documents[0].metadata.as_mut().expect("m").class_code = None),
+            "documents[0].metadata.class_code: required",
+        ),
+        (
+            "type code not LOINC",
+            Box::new(|r| {
+                r.documents[0].metadata.as_mut().expect("m").type_code = Some(pb::Code {
+                    code: "11488-4".into(),
+                    code_system: "1.2.3".into(),
+                    display_name: "x".into(),
+                })
+            }),
+            "documents[0].metadata.type_code: `11488-4^x^1.2.3` contradicts the CDA header",
+        ),
+        (
+            "missing content type",
+            Box::new(|r| r.submission_set.as_mut().expect("ss").content_type_code = None),
+            "submission_set.content_type_code: required",
+        ),
+        (
+            "author id not RPPS",
+            Box::new(|r| {
+                r.documents[0].metadata.as_mut().expect("m").authors = vec![pb::Author {
+                    id: "81234".into(),
+                    ..Default::default()
+                }]
+            }),
+            "documents[0].metadata.authors[0].id: `81234` is not an RPPS-based identifier",
+        ),
+        (
+            "professional is not an author",
+            Box::new(|r| {
+                let other = samples::cda("1.2.250.1.999.1.1.7898.9.2", samples::TEST_INS, "899900063480", 0);
+                r.documents[0].content = other;
+            }),
+            "documents[0].metadata.authors: the professional 810100000001 (VIHF NameID) is neither an author nor the legal authenticator",
+        ),
+        (
+            "professional differs from the card",
+            Box::new(|r| r.auth_context.as_mut().expect("a").professional_id = "899900063480".into()),
+            "auth_context.professional_id: `899900063480` is not the professional of the card",
+        ),
+        (
+            "bad activity sector",
+            Box::new(|r| r.auth_context.as_mut().expect("a").activity_sector = "SA07".into()),
+            "auth_context.activity_sector: `SA07` is not a Secteur_Activite",
+        ),
+        (
+            "no document",
+            Box::new(|r| r.documents.clear()),
+            "documents: at least one document is required",
+        ),
+    ];
+    for (what, mutate, want) in cases {
+        let mut r = good();
+        mutate(&mut r);
+        let c = CallContext {
+            settings: &small_limit,
+            ..ctx(f)
+        };
+        let e = tx::prepare_submit(r, &c, &f.signer).expect_err(what);
+        let status = tonic::Status::from(e);
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{what}: {}",
+            status.message()
+        );
+        assert!(
+            status.message().starts_with(want),
+            "{what}: got `{}`, want `{want}…`",
+            status.message()
+        );
+    }
+    // And the good request passes.
+    tx::prepare_submit(good(), &ctx(f), &f.signer).expect("the unmodified request is valid");
+}
+
+#[test]
+fn find_and_update_refuse_bad_requests() {
+    let f = fixture();
+    let c = ctx(f);
+    let e = tx::prepare_find(
+        &pb::FindDocumentsRequest {
+            auth_context: Some(samples::auth_context(&f.professional.id)),
+            patient: Some(samples::patient()),
+            creation_time: Some(pb::TimeRange {
+                from: Some(prost_types::Timestamp {
+                    seconds: 1_800_000_000,
+                    nanos: 0,
+                }),
+                to: Some(prost_types::Timestamp {
+                    seconds: 1_600_000_000,
+                    nanos: 0,
+                }),
+            }),
+            ..Default::default()
+        },
+        &c,
+    )
+    .expect_err("inverted range");
+    assert!(e.to_string().starts_with("creation_time.to: "), "{e}");
+    let e = tx::prepare_update_status(
+        &pb::UpdateDocumentStatusRequest {
+            auth_context: Some(samples::auth_context(&f.professional.id)),
+            patient: Some(samples::patient()),
+            entry_uuid: "urn:uuid:fe5287a2-ae6a-11eb-8f5d-0050569e422e".into(),
+            document_unique_id: String::new(),
+            current_status: pb::DocumentStatus::Deleted as i32,
+            new_status: pb::DocumentStatus::Approved as i32,
+        },
+        &c,
+    )
+    .expect_err("undelete");
+    assert!(
+        e.to_string()
+            .starts_with("new_status: DOCUMENT_STATUS_DELETED → DOCUMENT_STATUS_APPROVED"),
+        "{e}"
+    );
+}

@@ -1,0 +1,344 @@
+//! The audit log (SPEC.md §4): append-only events of every request received and sent and every
+//! response received and returned, with the attributes operators search by. Never raw tokens,
+//! signatures, PINs, keys or document bodies.
+//!
+//! **Decision — fail closed:** [`AuditLog::record`] resolves only once the events are committed;
+//! a use case that cannot log answers UNAVAILABLE instead of acting unlogged.
+//!
+//! This module fixes the API the services use. The in-memory sink serves tests; the durable
+//! sinks (PostgreSQL, SQLite) with group commit implement [`AuditSink`] and are opened with
+//! [`AuditLog::connect`] from an [`AuditSettings`] section. See `services/platform/AUDIT.md`.
+
+mod postgres;
+pub mod query;
+mod redact;
+mod settings;
+mod sqlite;
+pub mod testing;
+pub mod time;
+mod writer;
+
+pub use query::{AuditReader, EventFilter, StoredEvent};
+pub use redact::contains_token_like;
+pub use settings::{AuditBackend, AuditSettings, redact_url};
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// Which way a logged message went, seen from the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    ReceivedRequest,
+    SentRequest,
+    ReceivedResponse,
+    ReturnedResponse,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::ReceivedRequest => "received_request",
+            Direction::SentRequest => "sent_request",
+            Direction::ReceivedResponse => "received_response",
+            Direction::ReturnedResponse => "returned_response",
+        }
+    }
+}
+
+impl std::str::FromStr for Direction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Direction::ReceivedRequest,
+            Direction::SentRequest,
+            Direction::ReceivedResponse,
+            Direction::ReturnedResponse,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+        .ok_or_else(|| format!("`{s}` is not a direction"))
+    }
+}
+
+/// One audit event. Typed columns for what operators search by; `attributes` for the rest.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEvent {
+    pub time: SystemTime,
+    /// `cps-relay`, `dmp-gateway`, `twiin-authz`.
+    pub service: String,
+    /// E.g. `uitgeven_twiin_assertions`, `uitgeven_aorta_access_token`, `td2.1`, `sign`.
+    pub use_case: String,
+    pub direction: Direction,
+    pub trace_id: Option<String>,
+    /// AORTA-ID `initialRequestID` and `requestID`.
+    pub initial_request_id: Option<String>,
+    pub request_id: Option<String>,
+    /// The other party: caller address or certificate subject, or the called URL.
+    pub peer: Option<String>,
+    /// HTTP status or gRPC code name of the outcome, on responses.
+    pub status: Option<String>,
+    /// OAuth error, registry error code, or error kind, on failures.
+    pub error_code: Option<String>,
+    pub client_id: Option<String>,
+    pub ura: Option<String>,
+    /// Professional (RPPS) or user identifier.
+    pub user_id: Option<String>,
+    pub user_role: Option<String>,
+    pub patient_bsn: Option<String>,
+    pub patient_ins: Option<String>,
+    pub scope: Option<String>,
+    /// `jti`s of the tokens involved (never the tokens).
+    pub token_jtis: Vec<String>,
+    pub attributes: serde_json::Value,
+}
+
+impl AuditEvent {
+    pub fn new(service: &str, use_case: &str, direction: Direction) -> Self {
+        AuditEvent {
+            time: SystemTime::now(),
+            service: service.to_owned(),
+            use_case: use_case.to_owned(),
+            direction,
+            trace_id: None,
+            initial_request_id: None,
+            request_id: None,
+            peer: None,
+            status: None,
+            error_code: None,
+            client_id: None,
+            ura: None,
+            user_id: None,
+            user_role: None,
+            patient_bsn: None,
+            patient_ins: None,
+            scope: None,
+            token_jtis: Vec::new(),
+            attributes: serde_json::Value::Null,
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    /// The database cannot be reached or refused the write: the caller must fail closed.
+    #[error("audit log unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<AuditError> for tonic::Status {
+    fn from(e: AuditError) -> Self {
+        tonic::Status::unavailable(format!("{e}; nothing was done unlogged, retry later"))
+    }
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where events go. Resolves when the events are durable.
+pub trait AuditSink: Send + Sync + 'static {
+    fn write<'a>(&'a self, events: Vec<AuditEvent>) -> BoxFuture<'a, Result<(), AuditError>>;
+
+    /// Records a token `jti` from `issuer` until `expires_at`. Ok(true) when first seen,
+    /// Ok(false) when replayed. Shared by all replicas using the same database.
+    fn register_jti<'a>(
+        &'a self,
+        issuer: &'a str,
+        jti: &'a str,
+        expires_at: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, AuditError>>;
+}
+
+/// The handle services hold. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    sink: Option<Arc<dyn AuditSink>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("enabled", &self.sink.is_some())
+            .finish()
+    }
+}
+
+impl AuditLog {
+    pub fn new(sink: Arc<dyn AuditSink>) -> Self {
+        AuditLog { sink: Some(sink) }
+    }
+
+    /// No audit at all: only for benchmarks that measure the audit's cost. jti replay is then
+    /// checked in process memory.
+    pub fn disabled() -> Self {
+        AuditLog { sink: None }
+    }
+
+    /// Opens the durable log named by `settings` (PostgreSQL or SQLite, see
+    /// [`AuditSettings::backend`]), runs the schema migrations and starts the group-commit writer
+    /// and the purge task on the current tokio runtime. Fails when the database cannot be reached
+    /// now; once running, outages make writes fail closed and heal by themselves.
+    pub async fn connect(settings: &AuditSettings) -> Result<AuditLog, AuditError> {
+        Self::open(settings, writer::WriterMetrics::default()).await
+    }
+
+    /// [`AuditLog::connect`], with the writer's counters (`audit_events_committed_total`,
+    /// `audit_events_failed_total`, `audit_transactions_total`) registered in `metrics`.
+    pub async fn connect_with_metrics(
+        settings: &AuditSettings,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<AuditLog, AuditError> {
+        let counters = writer::WriterMetrics::default();
+        counters.register(metrics);
+        Self::open(settings, counters).await
+    }
+
+    async fn open(settings: &AuditSettings, counters: writer::WriterMetrics) -> Result<AuditLog, AuditError> {
+        let backend = settings.backend().map_err(AuditError::Unavailable)?;
+        let sink: Arc<dyn AuditSink> = match &backend {
+            AuditBackend::Postgres { url } => Arc::new(writer::GroupCommitSink::start(
+                postgres::PgStore::connect(url, settings).await?,
+                settings,
+                counters,
+            )),
+            AuditBackend::Sqlite { path } => Arc::new(writer::GroupCommitSink::start(
+                sqlite::SqliteStore::open(path, settings).await?,
+                settings,
+                counters,
+            )),
+        };
+        tracing::info!(backend = %backend, "audit log ready");
+        Ok(AuditLog::new(sink))
+    }
+
+    /// An in-memory log, for tests.
+    pub fn memory() -> (Self, Arc<MemorySink>) {
+        let sink = Arc::new(MemorySink::default());
+        (AuditLog::new(sink.clone()), sink)
+    }
+
+    pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        self.record_all(vec![event]).await
+    }
+
+    pub async fn record_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        match &self.sink {
+            Some(sink) => sink.write(events).await,
+            None => Ok(()),
+        }
+    }
+
+    pub async fn register_jti(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires_at: SystemTime,
+    ) -> Result<bool, AuditError> {
+        match &self.sink {
+            Some(sink) => sink.register_jti(issuer, jti, expires_at).await,
+            None => Ok(disabled_jtis().register(issuer, jti, expires_at)),
+        }
+    }
+}
+
+fn disabled_jtis() -> &'static MemoryJtis {
+    static JTIS: std::sync::OnceLock<MemoryJtis> = std::sync::OnceLock::new();
+    JTIS.get_or_init(MemoryJtis::default)
+}
+
+#[derive(Default)]
+struct MemoryJtis(Mutex<std::collections::HashMap<(String, String), SystemTime>>);
+
+impl MemoryJtis {
+    fn register(&self, issuer: &str, jti: &str, expires_at: SystemTime) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = SystemTime::now();
+        map.retain(|_, exp| *exp > now);
+        map.insert((issuer.to_owned(), jti.to_owned()), expires_at)
+            .is_none()
+    }
+}
+
+/// Keeps events in memory; can be switched to failing to test fail-closed paths.
+#[derive(Default)]
+pub struct MemorySink {
+    events: Mutex<Vec<AuditEvent>>,
+    jtis: MemoryJtis,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl MemorySink {
+    pub fn events(&self) -> Vec<AuditEvent> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), AuditError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(AuditError::Unavailable("memory sink switched to failing".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl AuditSink for MemorySink {
+    fn write<'a>(&'a self, events: Vec<AuditEvent>) -> BoxFuture<'a, Result<(), AuditError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.events
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(events);
+            Ok(())
+        })
+    }
+
+    fn register_jti<'a>(
+        &'a self,
+        issuer: &'a str,
+        jti: &'a str,
+        expires_at: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, AuditError>> {
+        Box::pin(async move {
+            self.check()?;
+            Ok(self.jtis.register(issuer, jti, expires_at))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn memory_sink_records_and_fails_closed() {
+        let (log, sink) = AuditLog::memory();
+        log.record(AuditEvent::new("twiin-authz", "uc", Direction::ReceivedRequest))
+            .await
+            .expect("recorded");
+        assert_eq!(sink.events().len(), 1);
+        sink.set_failing(true);
+        assert!(
+            log.record(AuditEvent::new("twiin-authz", "uc", Direction::ReturnedResponse))
+                .await
+                .is_err()
+        );
+        assert_eq!(sink.events().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn jti_replay_is_detected() {
+        let (log, _) = AuditLog::memory();
+        let exp = SystemTime::now() + Duration::from_secs(60);
+        assert!(log.register_jti("iss", "a", exp).await.expect("ok"));
+        assert!(!log.register_jti("iss", "a", exp).await.expect("ok"));
+        assert!(log.register_jti("other", "a", exp).await.expect("ok"));
+    }
+}

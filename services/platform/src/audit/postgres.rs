@@ -1,0 +1,182 @@
+//! The audit log in PostgreSQL (SPEC.md §4), production and CI.
+//!
+//! A batch is one `INSERT ... SELECT ... FROM UNNEST($1::timestamptz[], ...)`: one statement, one
+//! transaction, one round trip whatever the batch size (TECH-NOTES measured 10,000 rows in
+//! ~60 ms this way against ~244 ms for single inserts in a transaction).
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::settings::{AuditSettings, scrub};
+use super::time::to_offset;
+use super::writer::Store;
+use super::{AuditError, AuditEvent, BoxFuture};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+pub(crate) struct PgStore {
+    pool: PgPool,
+}
+
+/// Connects, then runs the migrations (idempotent; concurrent start-ups serialise on the
+/// migrator's advisory lock).
+pub(crate) async fn connect_pool(
+    url: &str,
+    settings: &AuditSettings,
+    migrate: bool,
+) -> Result<PgPool, AuditError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| unavailable(url, "invalid PostgreSQL URL", &e))?
+        .application_name("ehealth-audit")
+        .disable_statement_logging();
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.max_connections.max(1))
+        .acquire_timeout(
+            settings
+                .write_timeout
+                .clamp(Duration::from_millis(1), super::writer::MAX_WRITE_TIMEOUT),
+        )
+        // A connection broken by a server restart is noticed here and replaced.
+        .test_before_acquire(true)
+        .connect_with(options)
+        .await
+        .map_err(|e| unavailable(url, "cannot connect to PostgreSQL", &e))?;
+    if migrate {
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| unavailable(url, "audit schema migration failed", &e))?;
+    }
+    Ok(pool)
+}
+
+fn unavailable(url: &str, what: &str, e: &dyn std::fmt::Display) -> AuditError {
+    AuditError::Unavailable(format!(
+        "{what} ({}): {}",
+        super::settings::redact_url(url),
+        scrub(&e.to_string(), url)
+    ))
+}
+
+impl PgStore {
+    pub(crate) async fn connect(url: &str, settings: &AuditSettings) -> Result<PgStore, AuditError> {
+        Ok(PgStore {
+            pool: connect_pool(url, settings, true).await?,
+        })
+    }
+}
+
+const INSERT: &str = "
+INSERT INTO audit_events (time, service, use_case, direction, trace_id, initial_request_id, request_id,
+    peer, status, error_code, client_id, ura, user_id, user_role, patient_bsn, patient_ins, scope,
+    token_jtis, attributes)
+SELECT t, service, use_case, direction, trace_id, initial_request_id, request_id,
+    peer, status, error_code, client_id, ura, user_id, user_role, patient_bsn, patient_ins, scope,
+    ARRAY(SELECT jsonb_array_elements_text(jtis::jsonb)), attributes::jsonb
+FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+    $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+    $16::text[], $17::text[], $18::text[], $19::text[])
+    WITH ORDINALITY AS u(t, service, use_case, direction, trace_id, initial_request_id, request_id,
+    peer, status, error_code, client_id, ura, user_id, user_role, patient_bsn, patient_ins, scope,
+    jtis, attributes, n)
+ORDER BY n";
+
+impl Store for PgStore {
+    fn insert<'a>(&'a self, events: &'a [&'a AuditEvent]) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            let n = events.len();
+            let mut time = Vec::with_capacity(n);
+            let mut text: [Vec<Option<&str>>; 16] = std::array::from_fn(|_| Vec::with_capacity(n));
+            let mut jtis = Vec::with_capacity(n);
+            let mut attributes = Vec::with_capacity(n);
+            for e in events {
+                time.push(to_offset(e.time));
+                let columns = [
+                    Some(e.service.as_str()),
+                    Some(e.use_case.as_str()),
+                    Some(e.direction.as_str()),
+                    e.trace_id.as_deref(),
+                    e.initial_request_id.as_deref(),
+                    e.request_id.as_deref(),
+                    e.peer.as_deref(),
+                    e.status.as_deref(),
+                    e.error_code.as_deref(),
+                    e.client_id.as_deref(),
+                    e.ura.as_deref(),
+                    e.user_id.as_deref(),
+                    e.user_role.as_deref(),
+                    e.patient_bsn.as_deref(),
+                    e.patient_ins.as_deref(),
+                    e.scope.as_deref(),
+                ];
+                for (column, value) in text.iter_mut().zip(columns) {
+                    column.push(value);
+                }
+                jtis.push(serde_json::Value::from(e.token_jtis.clone()).to_string());
+                attributes.push((!e.attributes.is_null()).then(|| e.attributes.to_string()));
+            }
+            let mut query = sqlx::query(INSERT).bind(time);
+            for column in text {
+                query = query.bind(column);
+            }
+            query.bind(jtis).bind(attributes).execute(&self.pool).await?;
+            Ok(())
+        })
+    }
+
+    fn register_jti<'a>(
+        &'a self,
+        issuer: &'a str,
+        jti: &'a str,
+        expires_at: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            // New, or an expired leftover the purge has not reached yet: both count as first use.
+            let done = sqlx::query(
+                "INSERT INTO audit_jti (issuer, jti, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (issuer, jti) DO UPDATE
+                     SET expires_at = EXCLUDED.expires_at, first_seen = now()
+                     WHERE audit_jti.expires_at <= now()",
+            )
+            .bind(super::redact::text(issuer.to_owned()))
+            .bind(super::redact::text(jti.to_owned()))
+            .bind(to_offset(expires_at))
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn purge_jtis(&self) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
+        Box::pin(async move {
+            let done = sqlx::query("DELETE FROM audit_jti WHERE expires_at <= now()")
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    fn purge_events(&self, before: SystemTime) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
+        Box::pin(async move {
+            // In slices, so a first purge of a large table does not hold one huge transaction.
+            let mut total = 0;
+            loop {
+                let done = sqlx::query(
+                    "DELETE FROM audit_events WHERE id IN
+                         (SELECT id FROM audit_events WHERE time < $1 ORDER BY time LIMIT 10000)",
+                )
+                .bind(to_offset(before))
+                .execute(&self.pool)
+                .await?;
+                total += done.rows_affected();
+                if done.rows_affected() < 10_000 {
+                    return Ok(total);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! For tests of any crate: a PostgreSQL database of its own on the server named by `DATABASE_URL`
+//! (`CREATE DATABASE audit_<uuid>`), dropped with the value, even when the test panics.
+//! Without `DATABASE_URL` the error says how to get one: tests must fail, never skip.
+
+use super::AuditSettings;
+
+/// A fresh, empty database; the audit tables appear at the first [`AuditLog::connect`].
+///
+/// [`AuditLog::connect`]: super::AuditLog::connect
+pub struct TestDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl std::fmt::Debug for TestDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDatabase").field("name", &self.name).finish()
+    }
+}
+
+/// `DATABASE_URL`, or an error that tells how to set it.
+pub fn database_url() -> Result<String, String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Ok(url),
+        _ => Err(
+            "DATABASE_URL is not set: this test needs PostgreSQL. Run `make test`, or \
+                  export DATABASE_URL=\"$(scripts/ensure-postgres.sh)\""
+                .into(),
+        ),
+    }
+}
+
+/// `url` naming database `name` instead of its own.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+async fn admin(url: &str, sql: String) -> Result<(), String> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| format!("cannot connect to DATABASE_URL ({}): {e}", super::redact_url(url)))?;
+    sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| format!("`{sql}` failed: {e}"))?;
+    Ok(())
+}
+
+impl TestDatabase {
+    pub async fn create() -> Result<TestDatabase, String> {
+        let admin_url = database_url()?;
+        // A uuid in simple form is a valid unquoted identifier after the prefix.
+        let name = format!("audit_{}", uuid::Uuid::new_v4().simple());
+        admin(&admin_url, format!("CREATE DATABASE {name}")).await?;
+        Ok(TestDatabase {
+            url: with_database(&admin_url, &name),
+            admin: admin_url,
+            name,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Default settings pointing at this database.
+    pub fn settings(&self) -> AuditSettings {
+        AuditSettings {
+            database_url: Some(self.url.clone()),
+            ..AuditSettings::default()
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop may run inside a runtime (which cannot block): use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let _ = rt.block_on(admin(&admin_url, sql));
+            }
+        })
+        .join();
+    }
+}

@@ -1,0 +1,269 @@
+//! `make bench` for twiin-authz (issue 6): throughput and latency of both use cases, each
+//! reported as a ratio against a baseline measured in the same run.
+//!
+//! - Use case 3.2 (full token request over plain HTTP: two ES512 checks of the GtK's
+//!   assertions, ZORG-AB answers cached, one ES512 subject token, GetTokenRequest to the AS ZA
+//!   simulator which checks it and signs an RS256 AORTA token) against its crypto-bound limit:
+//!   the signature checks and signatures one request needs, timed alone, times the cores.
+//! - The same with the audit log off (`AuditLog::disabled()`), as the ratio on/off.
+//! - p50/p99 at half the measured peak rate (open loop).
+//! - Use case 3.1 over gRPC against the cost of its two ES512 signatures (+ one RS256 check).
+//!
+//! Targets (issue 6): 3.2 ≥ 0.5 of its limit, audit on/off ≥ 0.85, p99 ≤ 20 ms at half peak.
+//! The audit log is on PostgreSQL (a fresh database; `make bench` sets DATABASE_URL).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, UnparsedPublicKey};
+use common::*;
+use ehealth_proto::twiin::v1::IssueTwiinAssertionsRequest;
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// CPU time per operation (process CPU time, so other load on the machine does not inflate it;
+/// nothing else runs in this process while it is measured).
+fn per_op(n: u32, mut f: impl FnMut()) -> Duration {
+    for _ in 0..(n / 10).max(1) {
+        f();
+    }
+    let t = cpu_time();
+    for _ in 0..n {
+        f();
+    }
+    (cpu_time() - t) / n
+}
+
+struct Crypto {
+    es512_sign: Duration,
+    es512_verify: Duration,
+    rs256_sign: Duration,
+    rs256_verify: Duration,
+}
+
+fn crypto_costs() -> Crypto {
+    let rng = SystemRandom::new();
+    let doc = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P521_SHA512_FIXED_SIGNING, &rng).expect("key");
+    let kp =
+        EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P521_SHA512_FIXED_SIGNING, doc.as_ref()).expect("key");
+    let msg = vec![7u8; 600];
+    let sig = kp.sign(&rng, &msg).expect("sign");
+    let pk = UnparsedPublicKey::new(
+        &signature::ECDSA_P521_SHA512_FIXED,
+        kp.public_key().as_ref().to_vec(),
+    );
+    let es512_sign = per_op(1500, || {
+        kp.sign(&rng, &msg).expect("sign");
+    });
+    let es512_verify = per_op(800, || pk.verify(&msg, sig.as_ref()).expect("verify"));
+    let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("rsa");
+    let mut out = vec![0u8; rsa.public_modulus_len()];
+    let rs256_sign = per_op(1000, || {
+        rsa.sign(&signature::RSA_PKCS1_SHA256, &rng, &msg, &mut out)
+            .expect("sign")
+    });
+    let rpk = UnparsedPublicKey::new(
+        &signature::RSA_PKCS1_2048_8192_SHA256,
+        rsa.public_key().as_ref().to_vec(),
+    );
+    let rs256_verify = per_op(10000, || rpk.verify(&msg, &out).expect("verify"));
+    Crypto {
+        es512_sign,
+        es512_verify,
+        rs256_sign,
+        rs256_verify,
+    }
+}
+
+/// CPU time (user + system) this process has used, from /proc/self/stat.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    // After the command name: state, ppid, ..., utime (12th), stime (13th).
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((num(11) + num(12)) * 10)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Closed loop with `conc` workers; returns (requests/s, sorted latencies).
+async fn closed_loop(w: &World, forms: Vec<Vec<(String, String)>>, conc: usize) -> (f64, Vec<Duration>) {
+    let forms = Arc::new(std::sync::Mutex::new(forms));
+    let url = w.token_url();
+    let client = reqwest::Client::new();
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let forms = forms.clone();
+        let client = client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let Some(f) = forms.lock().expect("lock").pop() else {
+                    break;
+                };
+                let s = Instant::now();
+                let r = client.post(&url).form(&f).send().await.expect("POST");
+                assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap_or_default());
+                r.bytes().await.expect("body");
+                lat.push(s.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("worker"));
+    }
+    let secs = t.elapsed().as_secs_f64();
+    all.sort();
+    (all.len() as f64 / secs, all)
+}
+
+/// Open loop at `rate` requests/s; returns sorted latencies.
+async fn open_loop(w: &World, forms: Vec<Vec<(String, String)>>, rate: f64) -> Vec<Duration> {
+    let client = reqwest::Client::new();
+    let url = w.token_url();
+    let gap = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, f) in forms.into_iter().enumerate() {
+        let due = start + gap * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let client = client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = Instant::now();
+            let r = client.post(&url).form(&f).send().await.expect("POST");
+            assert_eq!(r.status().as_u16(), 200);
+            r.bytes().await.expect("body");
+            s.elapsed()
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.push(t.await.expect("request"));
+    }
+    lat.sort();
+    lat
+}
+
+fn forms(w: &World, n: usize) -> Vec<Vec<(String, String)>> {
+    (0..n).map(|_| w.form("system/Task.c")).collect()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let n: usize = std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let c = crypto_costs();
+        let cores = cores();
+        println!("twiin-authz benchmark ({cores} cores, {n} requests per run)");
+        println!(
+            "  crypto alone: ES512 sign {}  verify {}  RS256 sign {}  verify {}",
+            ms(c.es512_sign), ms(c.es512_verify), ms(c.rs256_sign), ms(c.rs256_verify)
+        );
+        // 3.2 per request: 2 ES512 checks (GtK assertions) + 1 ES512 sign (subject token) +
+        // 1 ES512 check (AS ZA sim) + 1 RS256 sign (AS ZA sim).
+        let uc2 = c.es512_verify * 3 + c.es512_sign + c.rs256_sign;
+        let uc2_limit = cores as f64 / uc2.as_secs_f64();
+
+        let db = platform::audit::testing::TestDatabase::create()
+            .await
+            .expect("a PostgreSQL database for the audit log (make bench sets DATABASE_URL)");
+        let audit = platform::audit::AuditLog::connect(&db.settings()).await.expect("audit log on PostgreSQL");
+        let w = World::start_sharing(Options::default(), audit, Arc::new(platform::audit::MemorySink::default())).await;
+        let (warm, _) = closed_loop(&w, forms(&w, 100), 16).await;
+        let _ = warm;
+        let f = forms(&w, n);
+        let cpu0 = cpu_time();
+        let (on, lat_on) = closed_loop(&w, f, 32).await;
+        let cpu_per_req = (cpu_time() - cpu0) / n as u32;
+        let half = open_loop(&w, forms(&w, n / 2), on / 2.0).await;
+        let off_world = {
+            let (audit, sink) = (platform::audit::AuditLog::disabled(), Arc::new(platform::audit::MemorySink::default()));
+            World::start_sharing(Options::default(), audit, sink).await
+        };
+        closed_loop(&off_world, forms(&off_world, 100), 16).await;
+        let (off, _) = closed_loop(&off_world, forms(&off_world, n), 32).await;
+        drop(off_world);
+
+        println!("use case 3.2 (full token request, HTTP):");
+        println!("  crypto-bound limit     {uc2_limit:8.0} req/s  ({} of signatures per request)", ms(uc2));
+        println!("  audit on (PostgreSQL)  {on:8.0} req/s  p50 {}  p99 {}", ms(pct(&lat_on, 0.5)), ms(pct(&lat_on, 0.99)));
+        println!("  audit off              {off:8.0} req/s");
+        println!("  at half peak ({:.0}/s)  p50 {}  p99 {}", on / 2.0, ms(pct(&half, 0.5)), ms(pct(&half, 0.99)));
+        println!("  CPU per request        {}  (all parties in this process, load generator included)", ms(cpu_per_req));
+        println!(
+            "  crypto / CPU           {:.2}  (= ratio to limit when CPU-bound; robust to other load on the machine, target ≥ 0.5)",
+            uc2.as_secs_f64() / cpu_per_req.as_secs_f64().max(1e-9)
+        );
+        println!("  load average           {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
+        println!("  ratio to limit         {:.2}  (target ≥ 0.5)", on / uc2_limit);
+        println!("  ratio audit on/off     {:.2}  (target ≥ 0.85)", on / off);
+        println!("  p99 at half peak       {}  (target ≤ 20 ms)", ms(pct(&half, 0.99)));
+
+        // 3.1 over gRPC.
+        let uc1 = c.es512_sign * 2;
+        let uc1_limit = cores as f64 / uc1.as_secs_f64();
+        let tokens: Vec<String> = (0..n)
+            .map(|_| w.source_token(&w.source_claims("create:Task:1.0:notification~~normaal")))
+            .collect();
+        let client = w.grpc_client().await;
+        let tokens = Arc::new(std::sync::Mutex::new(tokens));
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let tokens = tokens.clone();
+            let mut client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut done = 0u32;
+                loop {
+                    let Some(tok) = tokens.lock().expect("lock").pop() else { break };
+                    client
+                        .issue_twiin_assertions(IssueTwiinAssertionsRequest {
+                            source_token: tok,
+                            audience: "https://gtk-extern.test".into(),
+                            authz_base: String::new(),
+                        })
+                        .await
+                        .expect("assertions");
+                    done += 1;
+                }
+                done
+            }));
+        }
+        let mut done = 0;
+        for t in tasks {
+            done += t.await.expect("worker");
+        }
+        let uc1_rate = done as f64 / t.elapsed().as_secs_f64();
+        println!("use case 3.1 (TWIIN assertions, gRPC):");
+        println!("  limit (2 ES512 signatures) {uc1_limit:8.0} req/s  ({} per request)", ms(uc1));
+        println!("  measured                   {uc1_rate:8.0} req/s");
+        println!("  ratio to limit             {:.2}", uc1_rate / uc1_limit);
+    });
+}

@@ -1,0 +1,172 @@
+//! Use case "Uitgeven TWIIN Assertions" (SPEC.md §3.1), for the Resource Broker GtK.
+
+use crate::assertion::{ClientAssertionClaims, GrantAssertionClaims, unix_now};
+use crate::error::{AuthzError, MISSING_AUTHZ_BASE};
+use crate::source_token::{AccessTokenRules, validate_access_token};
+use crate::trail::{Trail, UC_ASSERTIONS};
+use crate::{Authz, CallContext};
+
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// `Debug` shows the sizes of tokens, never their text (bearer credentials).
+#[derive(Clone, Default, PartialEq)]
+pub struct AssertionsRequest {
+    pub source_token: String,
+    /// The external GtK's authorization server.
+    pub audience: String,
+    pub authz_base: Option<String>,
+}
+
+/// `Debug` shows the sizes of the assertions, never their text.
+#[derive(Clone, PartialEq)]
+pub struct AssertionsResponse {
+    pub client_assertion: String,
+    pub assertion: String,
+    pub scope: Option<String>,
+    pub expires_at: u64,
+}
+
+fn bytes(token: &str) -> String {
+    format!("<{} bytes>", token.len())
+}
+
+impl std::fmt::Debug for AssertionsRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssertionsRequest")
+            .field("source_token", &bytes(&self.source_token))
+            .field("audience", &self.audience)
+            .field("authz_base", &self.authz_base.as_deref().map(bytes))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AssertionsResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssertionsResponse")
+            .field("client_assertion", &bytes(&self.client_assertion))
+            .field("assertion", &bytes(&self.assertion))
+            .field("scope", &self.scope)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl Authz {
+    pub async fn issue_assertions(
+        &self,
+        req: AssertionsRequest,
+        ctx: CallContext,
+    ) -> Result<AssertionsResponse, AuthzError> {
+        let mut trail = Trail::new(
+            UC_ASSERTIONS,
+            ctx.aorta_id.clone(),
+            ctx.peer.clone(),
+            ctx.transport,
+        );
+        let result = self.assertions_steps(req, &mut trail).await;
+        self.metrics.record(UC_ASSERTIONS, &result);
+        let outcome = result.as_ref().map(|_| "200".to_owned()).map_err(Clone::clone);
+        trail.finish(&self.audit, &outcome).await?;
+        result
+    }
+
+    async fn assertions_steps(
+        &self,
+        req: AssertionsRequest,
+        trail: &mut Trail,
+    ) -> Result<AssertionsResponse, AuthzError> {
+        // Step 2: the request conforms to the interface.
+        let bad = |m: &str| AuthzError::BadRequest(format!("Ongeldig verzoek: {m}"));
+        if req.source_token.is_empty() {
+            return Err(bad("sourceToken ontbreekt"));
+        }
+        if req.source_token.len() > self.limits.max_token_bytes {
+            return Err(bad("sourceToken is te groot"));
+        }
+        if req.audience.is_empty() {
+            return Err(bad("audience ontbreekt"));
+        }
+        match url::Url::parse(&req.audience) {
+            Ok(u) if u.scheme() == "https" || (self.development && u.scheme() == "http") => {}
+            _ => {
+                return Err(bad(
+                    "audience moet de https-URL van de autorisatieserver van het externe GtK zijn",
+                ));
+            }
+        }
+        if let Some(b) = &req.authz_base
+            && (b.len() > self.limits.max_token_bytes || b.chars().any(char::is_control))
+        {
+            return Err(bad("authzBase is ongeldig"));
+        }
+        // Precondition: a sufficiently current Stelseltoken.
+        let now = unix_now();
+        let stelsel = self.stelsel.current(now)?;
+        // Step 3: the sourceToken.
+        let rules = AccessTokenRules {
+            issuer: self.stelsel_settings.access_token_issuer.clone(),
+            audience: self.stelsel_settings.access_token_audience.clone(),
+            max_skew: self.client_auth.max_clock_skew.as_secs(),
+            max_lifetime: self.max_assertion_lifetime.as_secs(),
+        };
+        let at = validate_access_token(&req.source_token, &stelsel, &rules, now)?;
+        trail.subject.jtis.push(at.jti.clone());
+        let ura = at.vrb.ura.clone().unwrap_or_else(|| at.sub.clone());
+        if !crate::grant::valid_ura(&ura) {
+            return Err(AuthzError::InvalidToken(
+                "geen URA in het AORTA access_token".into(),
+            ));
+        }
+        trail.subject.ura = Some(ura.clone());
+        trail.subject.user_id = at.vrb.user_id.clone();
+        trail.subject.user_role = at.vrb.user_role.clone();
+        trail.subject.bsn = at.vrb.bsn.clone();
+        trail.subject.scope = Some(at.scope.clone());
+        // Step 5 decides before step 4 signs, so that no assertion is made for a refused request.
+        let scope = if at.scope.contains(&self.notification_marker) {
+            Some(self.notification_scope.clone())
+        } else {
+            if at.vrb.authz_base.as_deref().is_none_or(str::is_empty) {
+                return Err(AuthzError::BadRequest(MISSING_AUTHZ_BASE.into()));
+            }
+            None
+        };
+        // Step 4: both assertions, exp = the AORTA access_token's exp.
+        let client = ClientAssertionClaims {
+            iss: self.issuer.clone(),
+            sub: self.client_id.clone(),
+            aud: req.audience.clone(),
+            jti: uuid::Uuid::new_v4().to_string(),
+            iat: now,
+            exp: at.exp,
+        };
+        let grant = GrantAssertionClaims {
+            iss: self.issuer.clone(),
+            sub: ura,
+            aud: req.audience,
+            jti: uuid::Uuid::new_v4().to_string(),
+            iat: now,
+            exp: at.exp,
+            bsn: at.vrb.bsn.clone(),
+            user_id: at.vrb.user_id.clone(),
+            user_role: at.vrb.user_role.clone(),
+            authorization_base: req
+                .authz_base
+                .filter(|b| !b.is_empty())
+                .or(at.vrb.authz_base.clone()),
+        };
+        trail.subject.jtis.push(client.jti.clone());
+        trail.subject.jtis.push(grant.jti.clone());
+        let sign_err = |e: crate::assertion::KeyError| AuthzError::Internal(e.to_string());
+        let client_assertion = self.keys.sign(&client).map_err(sign_err)?.into_string();
+        let assertion = self.keys.sign(&grant).map_err(sign_err)?.into_string();
+        // Step 6.
+        Ok(AssertionsResponse {
+            client_assertion,
+            assertion,
+            scope,
+            expires_at: at.exp,
+        })
+    }
+}

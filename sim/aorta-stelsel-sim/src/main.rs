@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    sim_kit::serve::main("aorta-stelsel-sim", "127.0.0.1:8092", aorta_stelsel_sim::start)
+}

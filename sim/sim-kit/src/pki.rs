@@ -1,0 +1,133 @@
+//! The AORTA test PKI the simulators and tests use, generated with rcgen (aws-lc-rs):
+//!
+//! - the Stelsel CA (RSA-2048, self-signed): what a GtK trusts for Stelseltoken `x5c` chains;
+//! - the Stelsel signer (RSA-2048, issued by the CA): signs the Stelseltoken;
+//! - the AORTA token-signing key (RSA-2048): the Autorisatie Server ZA signs access tokens with
+//!   it and the Stelseltoken publishes its public key.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+
+/// File names inside a folder written by [`AortaPki::write`].
+pub mod files {
+    pub const STELSEL_CA: &str = "stelsel-ca.pem";
+    /// Leaf then CA, PEM.
+    pub const STELSEL_SIGNER_CHAIN: &str = "stelsel-signer-chain.pem";
+    pub const STELSEL_SIGNER_KEY: &str = "stelsel-signer.key.pem";
+    pub const AORTA_TOKEN_SIGNING_KEY: &str = "aorta-token-signing.key.pem";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("generation: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// Key material, PEM-encoded (keys in PKCS#8).
+#[derive(Clone)]
+pub struct AortaPki {
+    pub stelsel_ca_pem: String,
+    pub stelsel_signer_chain_pem: String,
+    pub stelsel_signer_key_pem: String,
+    pub token_signing_key_pem: String,
+}
+
+impl std::fmt::Debug for AortaPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AortaPki { .. }")
+    }
+}
+
+fn rsa() -> Result<KeyPair, rcgen::Error> {
+    KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut d = DistinguishedName::new();
+    d.push(DnType::CountryName, "NL");
+    d.push(DnType::OrganizationName, "AORTA test");
+    d.push(DnType::CommonName, cn);
+    d
+}
+
+impl AortaPki {
+    pub fn generate() -> Result<Self, PkiError> {
+        let ca_key = rsa()?;
+        let mut ca = CertificateParams::default();
+        ca.distinguished_name = dn("TEST AORTA Stelsel CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let now = time::OffsetDateTime::now_utc();
+        ca.not_before = now - time::Duration::days(1);
+        ca.not_after = now + time::Duration::days(3650);
+        let ca_cert = ca.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca, &ca_key);
+
+        let signer_key = rsa()?;
+        let mut leaf = CertificateParams::default();
+        leaf.distinguished_name = dn("TEST AORTA Stelsel Metadata signer");
+        leaf.is_ca = IsCa::ExplicitNoCa;
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        leaf.not_before = now - time::Duration::days(1);
+        leaf.not_after = now + time::Duration::days(825);
+        leaf.use_authority_key_identifier_extension = true;
+        let leaf_cert = leaf.signed_by(&signer_key, &issuer)?;
+
+        Ok(AortaPki {
+            stelsel_ca_pem: ca_cert.pem(),
+            stelsel_signer_chain_pem: format!("{}{}", leaf_cert.pem(), ca_cert.pem()),
+            stelsel_signer_key_pem: signer_key.serialize_pem(),
+            token_signing_key_pem: rsa()?.serialize_pem(),
+        })
+    }
+
+    /// Writes the files (see [`files`]) into `dir`, creating it.
+    pub fn write(&self, dir: &Path) -> Result<(), PkiError> {
+        std::fs::create_dir_all(dir).map_err(|e| PkiError::Io(dir.display().to_string(), e))?;
+        for (name, text) in [
+            (files::STELSEL_CA, &self.stelsel_ca_pem),
+            (files::STELSEL_SIGNER_CHAIN, &self.stelsel_signer_chain_pem),
+            (files::STELSEL_SIGNER_KEY, &self.stelsel_signer_key_pem),
+            (files::AORTA_TOKEN_SIGNING_KEY, &self.token_signing_key_pem),
+        ] {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| PkiError::Io(p.display().to_string(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Generates into `dir` unless a complete set is already there; returns the folder.
+    pub fn ensure(dir: &Path) -> Result<PathBuf, PkiError> {
+        let complete = [
+            files::STELSEL_CA,
+            files::STELSEL_SIGNER_CHAIN,
+            files::STELSEL_SIGNER_KEY,
+            files::AORTA_TOKEN_SIGNING_KEY,
+        ]
+        .iter()
+        .all(|f| dir.join(f).is_file());
+        if !complete {
+            AortaPki::generate()?.write(dir)?;
+        }
+        Ok(dir.to_path_buf())
+    }
+}
+
+/// DER certificates of a PEM bundle, in order.
+pub fn certs_der(pem_text: &str) -> Result<Vec<Vec<u8>>, String> {
+    let all = pem::parse_many(pem_text).map_err(|e| format!("PEM: {e}"))?;
+    let certs: Vec<Vec<u8>> = all
+        .into_iter()
+        .filter(|p| p.tag() == "CERTIFICATE")
+        .map(|p| p.into_contents())
+        .collect();
+    if certs.is_empty() {
+        return Err("no CERTIFICATE in PEM".into());
+    }
+    Ok(certs)
+}

