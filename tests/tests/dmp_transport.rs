@@ -89,6 +89,17 @@ async fn mutual_tls_with_the_card_multi_thread_runtime() {
     the_dmp_sees_the_card_certificate().await;
 }
 
+/// One worker thread, shared with the relay: while the handshake waits for the signature, the
+/// worker's other tasks (here the relay answering it) must still run. A handshake that simply
+/// blocked its worker would stall them until the signature deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn the_handshake_does_not_stall_its_worker() {
+    // Spawned, so that the handshake runs on the worker rather than on the test's own thread.
+    tokio::spawn(the_dmp_sees_the_card_certificate())
+        .await
+        .expect("the relay signed while the handshake waited");
+}
+
 /// On a current-thread runtime the handshake blocks the only thread while the relay signs; the
 /// signer thread has its own runtime, so this works as long as the relay is elsewhere (as in
 /// production: another process). Here it runs on a runtime of its own.

@@ -178,7 +178,19 @@ impl SignerThread {
         self.jobs
             .send(job)
             .map_err(|_| SignFailure::Unreachable("signer thread stopped".into()))?;
-        match answer.recv_timeout(deadline) {
+        // The handshake runs inside a task: on a multi-thread runtime, hand this worker's queue
+        // to another thread while waiting, or the tasks parked on it (its LIFO slot cannot be
+        // stolen) would stall for the whole signature, up to the deadline. A current-thread
+        // runtime has no other thread to hand over to (and `block_in_place` would panic there).
+        let wait = || answer.recv_timeout(deadline);
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let outcome = if multi_thread {
+            tokio::task::block_in_place(wait)
+        } else {
+            wait()
+        };
+        match outcome {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(SignFailure::Deadline(deadline)),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
