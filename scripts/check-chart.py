@@ -57,6 +57,25 @@ CUSTOM = {("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monito
 TWIIN_OAUTH_KEY_IN_BINARY = True
 
 
+# The files the chart's defaults point to (mounted TLS Secret, /etc/ehealth/secrets) and the dev
+# PKI file (`dev-pki`) that stands in for each when the binaries check the rendered configuration.
+CHART_FILES_FROM_DEV_PKI = {
+    "/etc/ehealth/tls/tls.crt": "services-server.pem",
+    "/etc/ehealth/tls/tls.key": "services-server.key.pem",
+    "/etc/ehealth/tls/ca.crt": "suite-ca.pem",
+    "/etc/ehealth/secrets/dmp-ca-bundle.pem": "igc-sante-ca-bundle.pem",
+    "/etc/ehealth/secrets/relay-ca.pem": "suite-ca.pem",
+    "/etc/ehealth/secrets/relay-client.pem": "dmp-gateway-client.pem",
+    "/etc/ehealth/secrets/relay-client.key.pem": "dmp-gateway-client.key.pem",
+    "/etc/ehealth/secrets/signature.pem": "cps-auth.pem",
+    "/etc/ehealth/secrets/signature.key.pem": "cps-auth.key.pem",
+    "/etc/ehealth/secrets/assertion-signing.key.pem": "twiin-assertion-signing.key.pem",
+    "/etc/ehealth/secrets/stelsel-ca.pem": "suite-ca.pem",
+    "/etc/ehealth/secrets/cps-auth-chain.pem": "cps-auth-chain.pem",
+    "/etc/ehealth/secrets/cps-auth.key.pem": "cps-auth.key.pem",
+}
+
+
 class CheckFailed(Exception):
     pass
 
@@ -231,18 +250,17 @@ class Binaries:
             cm_name = next(v["configMap"]["name"] for v in dep["spec"]["template"]["spec"]["volumes"] if "configMap" in v)
             cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == cm_name)
             text = cm["data"][f"{binary}.toml"]
-            for chart_path, dev_file in (
-                ("/etc/ehealth/tls/tls.crt", "services-server.pem"),
-                ("/etc/ehealth/tls/tls.key", "services-server.key.pem"),
-                ("/etc/ehealth/tls/ca.crt", "suite-ca.pem"),
-            ):
+            for chart_path, dev_file in CHART_FILES_FROM_DEV_PKI.items():
                 text = text.replace(chart_path, str(self.pki / dev_file))
+            if "/etc/ehealth/" in text:
+                raise CheckFailed(f"({name}) {binary}: the rendered configuration names a file the check "
+                                  f"cannot stand in for; add it to CHART_FILES_FROM_DEV_PKI:\n{text}")
             f = self.workdir / f"{name}-{binary}.toml"
             f.write_text(text)
             env = {k: v for k, v in os.environ.items()
                    if not k.startswith(("CPS_RELAY_", "DMP_GATEWAY_", "TWIIN_AUTHZ_"))}
             proc = subprocess.run([str(self.bin / binary), "--config", str(f), "--check-config"],
-                                  capture_output=True, text=True, env=env)
+                                  capture_output=True, text=True, env=env, cwd=self.workdir)
             if proc.returncode != 0:
                 raise CheckFailed(f"({name}) {binary} rejects the configuration the chart renders:\n"
                                   f"{proc.stderr.strip()}\n--- {cm_name}/{binary}.toml:\n{cm['data'][f'{binary}.toml']}")
