@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::settings::{AuditSettings, scrub};
 use super::time::to_offset;
-use super::writer::Store;
+use super::writer::{JtiClaim, Store};
 use super::{AuditError, AuditEvent, BoxFuture};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -127,26 +127,31 @@ impl Store for PgStore {
         })
     }
 
-    fn register_jti<'a>(
-        &'a self,
-        issuer: &'a str,
-        jti: &'a str,
-        expires_at: SystemTime,
-    ) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+    fn register_jtis<'a>(&'a self, claims: &'a [JtiClaim]) -> BoxFuture<'a, Result<Vec<bool>, sqlx::Error>> {
         Box::pin(async move {
-            // New, or an expired leftover the purge has not reached yet: both count as first use.
-            let done = sqlx::query(
-                "INSERT INTO audit_jti (issuer, jti, expires_at) VALUES ($1, $2, $3)
+            let issuers: Vec<&str> = claims.iter().map(|c| c.issuer.as_str()).collect();
+            let jtis: Vec<&str> = claims.iter().map(|c| c.jti.as_str()).collect();
+            let expiries: Vec<_> = claims.iter().map(|c| to_offset(c.expires_at)).collect();
+            // A row comes back for each jti inserted, or re-accepted because it had expired.
+            let accepted: std::collections::HashSet<(String, String)> = sqlx::query_as(
+                "INSERT INTO audit_jti (issuer, jti, expires_at)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[])
                  ON CONFLICT (issuer, jti) DO UPDATE
                      SET expires_at = EXCLUDED.expires_at, first_seen = now()
-                     WHERE audit_jti.expires_at <= now()",
+                     WHERE audit_jti.expires_at <= now()
+                 RETURNING issuer, jti",
             )
-            .bind(super::redact::text(issuer.to_owned()))
-            .bind(super::redact::text(jti.to_owned()))
-            .bind(to_offset(expires_at))
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() == 1)
+            .bind(issuers)
+            .bind(jtis)
+            .bind(expiries)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .collect();
+            Ok(claims
+                .iter()
+                .map(|c| accepted.contains(&(c.issuer.clone(), c.jti.clone())))
+                .collect())
         })
     }
 

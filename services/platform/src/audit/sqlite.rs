@@ -16,7 +16,7 @@ use sqlx::sqlite::{
 
 use super::settings::AuditSettings;
 use super::time::to_text;
-use super::writer::Store;
+use super::writer::{JtiClaim, Store};
 use super::{AuditError, AuditEvent, BoxFuture};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -121,27 +121,28 @@ impl Store for SqliteStore {
         })
     }
 
-    fn register_jti<'a>(
-        &'a self,
-        issuer: &'a str,
-        jti: &'a str,
-        expires_at: SystemTime,
-    ) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+    fn register_jtis<'a>(&'a self, claims: &'a [JtiClaim]) -> BoxFuture<'a, Result<Vec<bool>, sqlx::Error>> {
         Box::pin(async move {
             let now = to_text(SystemTime::now());
-            let done = sqlx::query(
-                "INSERT INTO audit_jti (issuer, jti, expires_at, first_seen) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (issuer, jti) DO UPDATE
-                     SET expires_at = excluded.expires_at, first_seen = excluded.first_seen
-                     WHERE audit_jti.expires_at <= ?4",
-            )
-            .bind(super::redact::text(issuer.to_owned()))
-            .bind(super::redact::text(jti.to_owned()))
-            .bind(to_text(expires_at))
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() == 1)
+            let mut tx = self.pool.begin().await?;
+            let mut accepted = Vec::with_capacity(claims.len());
+            for c in claims {
+                let done = sqlx::query(
+                    "INSERT INTO audit_jti (issuer, jti, expires_at, first_seen) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (issuer, jti) DO UPDATE
+                         SET expires_at = excluded.expires_at, first_seen = excluded.first_seen
+                         WHERE audit_jti.expires_at <= ?4",
+                )
+                .bind(&c.issuer)
+                .bind(&c.jti)
+                .bind(to_text(c.expires_at))
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+                accepted.push(done.rows_affected() == 1);
+            }
+            tx.commit().await?;
+            Ok(accepted)
         })
     }
 

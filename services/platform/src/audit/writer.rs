@@ -26,12 +26,9 @@ use super::{AuditError, AuditEvent, AuditSink, BoxFuture};
 pub(crate) trait Store: Send + Sync + 'static {
     /// Inserts all events in one transaction; `Ok` only once committed.
     fn insert<'a>(&'a self, events: &'a [&'a AuditEvent]) -> BoxFuture<'a, Result<(), sqlx::Error>>;
-    fn register_jti<'a>(
-        &'a self,
-        issuer: &'a str,
-        jti: &'a str,
-        expires_at: SystemTime,
-    ) -> BoxFuture<'a, Result<bool, sqlx::Error>>;
+    /// Records each claim's jti until it expires, in one transaction; for each claim, whether it
+    /// was accepted (first seen, or seen before but expired since). The claims are distinct.
+    fn register_jtis<'a>(&'a self, claims: &'a [JtiClaim]) -> BoxFuture<'a, Result<Vec<bool>, sqlx::Error>>;
     /// Deletes expired jtis; returns how many.
     fn purge_jtis(&self) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
     /// Deletes events older than `before`; returns how many.
@@ -67,6 +64,20 @@ impl WriterMetrics {
     }
 }
 
+/// A token id to record in the replay store (already redacted).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct JtiClaim {
+    pub issuer: String,
+    pub jti: String,
+    pub expires_at: SystemTime,
+}
+
+struct Registration {
+    claim: JtiClaim,
+    enqueued: Instant,
+    ack: oneshot::Sender<Result<bool, AuditError>>,
+}
+
 /// Longest `write_timeout` accepted.
 pub(crate) const MAX_WRITE_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -87,8 +98,9 @@ struct Limits {
 /// An [`AuditSink`] over a [`Store`] with a group-commit writer and a purge task.
 pub(crate) struct GroupCommitSink<S: Store> {
     queue: mpsc::Sender<Write>,
-    store: Arc<S>,
+    jtis: mpsc::Sender<Registration>,
     timeout: Duration,
+    _store: std::marker::PhantomData<S>,
     /// Stops the purge task when the last `AuditLog` handle goes.
     _maintenance: DropGuard,
 }
@@ -109,6 +121,8 @@ impl<S: Store> GroupCommitSink<S> {
             in_flight: settings.max_concurrent_commits.max(1),
         };
         tokio::spawn(run_writer(store.clone(), rx, limits, metrics));
+        let (jtis, jti_rx) = mpsc::channel(settings.queue_capacity.max(1));
+        tokio::spawn(run_jti_registrar(store.clone(), jti_rx, limits));
         let stop = CancellationToken::new();
         tokio::spawn(run_purge(
             store.clone(),
@@ -118,8 +132,9 @@ impl<S: Store> GroupCommitSink<S> {
         ));
         GroupCommitSink {
             queue,
-            store,
+            jtis,
             timeout: limits.timeout,
+            _store: std::marker::PhantomData,
             _maintenance: stop.drop_guard(),
         }
     }
@@ -165,17 +180,30 @@ impl<S: Store> AuditSink for GroupCommitSink<S> {
         expires_at: SystemTime,
     ) -> BoxFuture<'a, Result<bool, AuditError>> {
         Box::pin(async move {
-            match tokio::time::timeout(self.timeout, self.store.register_jti(issuer, jti, expires_at)).await {
-                Ok(Ok(new)) => Ok(new),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "jti replay store: write failed");
-                    Err(AuditError::Unavailable(format!("jti replay store: {e}")))
-                }
-                Err(_) => Err(AuditError::Unavailable(format!(
+            let (ack, answer) = oneshot::channel();
+            let registration = Registration {
+                claim: JtiClaim {
+                    issuer: super::redact::text(issuer.to_owned()),
+                    jti: super::redact::text(jti.to_owned()),
+                    expires_at,
+                },
+                enqueued: Instant::now(),
+                ack,
+            };
+            let bounded = tokio::time::timeout(self.timeout * 2, async {
+                self.jtis.send(registration).await.map_err(|_| {
+                    AuditError::Unavailable("jti replay store: the registrar has stopped".into())
+                })?;
+                answer.await.map_err(|_| {
+                    AuditError::Unavailable("jti replay store: the registrar stopped before answering".into())
+                })?
+            });
+            bounded.await.unwrap_or_else(|_| {
+                Err(AuditError::Unavailable(format!(
                     "jti replay store: no answer within {:?}",
-                    self.timeout
-                ))),
-            }
+                    self.timeout * 2
+                )))
+            })
         })
     }
 }
@@ -233,6 +261,74 @@ async fn run_writer<S: Store>(
             commit(&*store, batch, limits.timeout, &metrics).await;
             drop(slot);
         });
+    }
+}
+
+/// Group commit for the jti replay store: the registrations waiting when a transaction ends go
+/// together in the next one (one statement, one commit), so the store costs the database a
+/// transaction per batch rather than per token request. One batch at a time: while it commits,
+/// the next one fills up.
+async fn run_jti_registrar<S: Store>(store: Arc<S>, mut rx: mpsc::Receiver<Registration>, limits: Limits) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < limits.max_events {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let now = Instant::now();
+        let (live, stale): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|r| now < r.enqueued + limits.timeout);
+        for r in stale {
+            let _ = r.ack.send(Err(AuditError::Unavailable(format!(
+                "jti replay store: waited more than {:?} (database slow or unreachable)",
+                limits.timeout
+            ))));
+        }
+        // The same token twice in one batch: the first goes to the database, the others are
+        // replays whatever it answers.
+        let mut first_of = std::collections::HashMap::new();
+        let mut claims = Vec::with_capacity(live.len());
+        let mut slot = Vec::with_capacity(live.len());
+        for r in &live {
+            let key = (&r.claim.issuer, &r.claim.jti);
+            match first_of.get(&key) {
+                Some(_) => slot.push(None),
+                None => {
+                    first_of.insert(key, claims.len());
+                    slot.push(Some(claims.len()));
+                    claims.push(r.claim.clone());
+                }
+            }
+        }
+        if claims.is_empty() {
+            continue;
+        }
+        let outcome = match tokio::time::timeout(limits.timeout, store.register_jtis(&claims)).await {
+            Ok(Ok(accepted)) if accepted.len() == claims.len() => Ok(accepted),
+            Ok(Ok(accepted)) => Err(AuditError::Unavailable(format!(
+                "jti replay store: {} answers for {} tokens",
+                accepted.len(),
+                claims.len()
+            ))),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, tokens = claims.len(), "jti replay store: write failed");
+                Err(AuditError::Unavailable(format!("jti replay store: {e}")))
+            }
+            Err(_) => Err(AuditError::Unavailable(format!(
+                "jti replay store: no answer within {:?}",
+                limits.timeout
+            ))),
+        };
+        for (r, slot) in live.into_iter().zip(slot) {
+            let answer = match (&outcome, slot) {
+                (Ok(accepted), Some(i)) => Ok(accepted[i]),
+                (Ok(_), None) => Ok(false),
+                (Err(e), _) => Err(e.clone()),
+            };
+            let _ = r.ack.send(answer);
+        }
     }
 }
 
@@ -364,6 +460,8 @@ mod tests {
     struct FakeStore {
         committed: Mutex<Vec<AuditEvent>>,
         transactions: AtomicUsize,
+        jtis: Mutex<std::collections::HashSet<(String, String)>>,
+        jti_transactions: AtomicUsize,
         down: AtomicBool,
         slow: AtomicBool,
     }
@@ -415,13 +513,26 @@ mod tests {
                 Ok(())
             })
         }
-        fn register_jti<'a>(
+        fn register_jtis<'a>(
             &'a self,
-            _: &'a str,
-            _: &'a str,
-            _: SystemTime,
-        ) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
-            Box::pin(async { Ok(true) })
+            claims: &'a [JtiClaim],
+        ) -> BoxFuture<'a, Result<Vec<bool>, sqlx::Error>> {
+            Box::pin(async move {
+                self.jti_transactions.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                if self.down.load(Ordering::SeqCst) {
+                    return Err(sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into()));
+                }
+                let mut seen = self.jtis.lock().expect("lock");
+                // Like the database: distinct claims only (ON CONFLICT cannot touch a row twice).
+                let distinct: std::collections::HashSet<_> =
+                    claims.iter().map(|c| (&c.issuer, &c.jti)).collect();
+                assert_eq!(distinct.len(), claims.len(), "duplicate claims in one statement");
+                Ok(claims
+                    .iter()
+                    .map(|c| seen.insert((c.issuer.clone(), c.jti.clone())))
+                    .collect())
+            })
         }
         fn purge_jtis(&self) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
             Box::pin(async { Ok(0) })
@@ -456,6 +567,51 @@ mod tests {
         assert_eq!(store.committed.lock().expect("lock").len(), 200);
         let tx = store.transactions.load(Ordering::SeqCst);
         assert!(tx < 100, "{tx} transactions for 200 concurrent writes");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_jti_registrations_share_transactions_and_replays_lose() {
+        let (log, store) = log(AuditSettings::default());
+        let exp = SystemTime::now() + Duration::from_secs(300);
+        // 200 distinct tokens, and 20 presented 5 times each at once.
+        let tasks: Vec<_> = (0..300)
+            .map(|i| {
+                let log = log.clone();
+                let jti = if i < 200 {
+                    format!("jti-{i}")
+                } else {
+                    format!("dup-{}", i % 20)
+                };
+                tokio::spawn(async move { (i, log.register_jti("iss", &jti, exp).await) })
+            })
+            .collect();
+        let mut accepted = 0;
+        for t in tasks {
+            let (i, result) = t.await.expect("task");
+            let new = result.expect("answered");
+            if i < 200 {
+                assert!(new, "jti-{i} seen for the first time");
+            }
+            accepted += usize::from(new);
+        }
+        assert_eq!(accepted, 200 + 20, "each duplicated token accepted exactly once");
+        let tx = store.jti_transactions.load(Ordering::SeqCst);
+        assert!(tx < 150, "{tx} transactions for 300 concurrent registrations");
+        assert!(
+            !log.register_jti("iss", "jti-7", exp).await.expect("answered"),
+            "replay"
+        );
+    }
+
+    #[tokio::test]
+    async fn jti_registrations_fail_closed_while_the_database_is_down() {
+        let (log, store) = log(AuditSettings::default());
+        let exp = SystemTime::now() + Duration::from_secs(300);
+        store.down.store(true, Ordering::SeqCst);
+        let err = log.register_jti("iss", "a", exp).await.expect_err("down");
+        assert!(err.to_string().contains("jti replay store"), "{err}");
+        store.down.store(false, Ordering::SeqCst);
+        assert!(log.register_jti("iss", "a", exp).await.expect("healed"));
     }
 
     #[tokio::test]
