@@ -125,7 +125,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (seq, par) = rt.block_on(async {
+    let (seq, par, transport) = rt.block_on(async {
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().expect("addr");
         config.metrics.listen = None;
@@ -176,6 +176,24 @@ fn main() {
             lat.push(t.elapsed());
         }
         let seq = summarise(lat, start.elapsed(), n);
+        // The same call refused before the card (unknown scheme): the gRPC + mutual TLS round
+        // trip alone, to split the added latency between transport and card access.
+        let mut lat = Vec::with_capacity(n);
+        let start = Instant::now();
+        for _ in 0..n {
+            let t = Instant::now();
+            let refused = client
+                .generated()
+                .sign_for_authentication(ehealth_proto::cps::v1::SignForAuthenticationRequest {
+                    scheme: 99,
+                    data: data.clone(),
+                })
+                .await
+                .expect_err("unknown scheme");
+            assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+            lat.push(t.elapsed());
+        }
+        let transport = summarise(lat, start.elapsed(), n);
         // Eight calls in flight: throughput.
         let in_flight = 8;
         let start = Instant::now();
@@ -200,7 +218,7 @@ fn main() {
         let count = all.len();
         let par = summarise(all, start.elapsed(), count);
         shutdown.cancel();
-        (seq, par)
+        (seq, par, transport)
     });
 
     println!("cps-relay benchmark: {n} RSA-2048 SHA256WithRSA signatures on SoftHSM2, one card session");
@@ -215,6 +233,12 @@ fn main() {
         seq.per_second,
         seq.p50.as_micros(),
         seq.p99.as_micros()
+    );
+    println!(
+        "  relay, refused call      {:>8.0} req/s   p50 {:>7.0} µs   p99 {:>7.0} µs   (transport alone)",
+        transport.per_second,
+        transport.p50.as_micros(),
+        transport.p99.as_micros()
     );
     println!(
         "  relay, 8 in flight       {:>8.0} sig/s   p50 {:>7.0} µs   p99 {:>7.0} µs",

@@ -80,6 +80,12 @@ impl CpsRelayClient {
         })
     }
 
+    /// The generated client on the same channel, for requests this type does not build (a
+    /// benchmark's deliberately refused call, tests of the relay's input checks).
+    pub fn generated(&self) -> Generated<InterceptedService<Channel, TraceContextInterceptor>> {
+        self.inner.clone()
+    }
+
     pub async fn certificate(&mut self) -> Result<GetAuthenticationCertificateResponse, tonic::Status> {
         Ok(self
             .inner

@@ -104,7 +104,7 @@ pub async fn start_with(
         sessions,
         a.card_wait,
         relay_metrics.clone(),
-    );
+    )?;
     let metrics_addr = platform::metrics::start(&config.metrics, metrics.clone(), shutdown.clone()).await?;
     let server = GrpcServer::new(config.server.clone(), metrics)
         .add_service(CpsRelayServer::new(svc))

@@ -1,6 +1,6 @@
 //! The `cps.v1.CpsRelay` gRPC service: authorises the caller, checks the request, runs the
-//! card operation on the blocking pool with at most `sessions` in flight (waiting at most
-//! `card_wait` for the card), and records every signature (caller, scheme, SHA-256 of the data,
+//! card operation on one of `sessions` card threads ([`CardQueue`], waiting at most `card_wait`
+//! for the card), and records every signature (caller, scheme, SHA-256 of the data,
 //! outcome — never the data, the signature or a PIN).
 
 use std::sync::Arc;
@@ -13,10 +13,10 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
 use crate::access::{Access, Caller, caller};
+use crate::card::queue::CardQueue;
 use crate::card::{Card, Pin, check_pin_format};
 use crate::error::RelayError;
 use crate::handshake;
@@ -80,8 +80,7 @@ pub struct RelayService {
     professional_id: Option<String>,
     access: Access,
     audit: AuditLog,
-    permits: Arc<Semaphore>,
-    card_wait: Duration,
+    queue: CardQueue,
     metrics: RelayMetrics,
 }
 
@@ -93,22 +92,21 @@ impl RelayService {
         sessions: usize,
         card_wait: Duration,
         metrics: RelayMetrics,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         let professional_id = card
             .certificate()
             .and_then(|c| c.describe(&[]))
             .map(|d| d.professional_id)
             .ok()
             .filter(|id| !id.is_empty());
-        RelayService {
+        Ok(RelayService {
+            queue: CardQueue::start(card.clone(), sessions, card_wait)?,
             card,
             professional_id,
             access,
             audit,
-            permits: Arc::new(Semaphore::new(sessions.max(1))),
-            card_wait,
             metrics,
-        }
+        })
     }
 
     /// Runs a blocking card operation once the card is free, waiting at most `card_wait`.
@@ -116,17 +114,7 @@ impl RelayService {
         &self,
         op: impl FnOnce(&dyn Card) -> Result<T, RelayError> + Send + 'static,
     ) -> Result<T, RelayError> {
-        let permit = tokio::time::timeout(self.card_wait, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| RelayError::CardBusy(self.card_wait))?
-            .map_err(|_| RelayError::Internal("card queue closed".into()))?;
-        let card = self.card.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            op(card.as_ref())
-        })
-        .await
-        .map_err(|e| RelayError::Internal(format!("card task: {e}")))?
+        self.queue.run(op).await
     }
 
     fn authorise<T>(&self, req: &Request<T>) -> Result<Caller, RelayError> {
@@ -313,7 +301,8 @@ mod tests {
             1,
             Duration::from_millis(50),
             RelayMetrics::register(&platform::metrics::Metrics::new()),
-        );
+        )
+        .expect("card thread");
         let caller = Caller {
             fingerprint: "00".into(),
             subject: "CN=test".into(),

@@ -4,6 +4,7 @@
 
 pub mod pkcs11;
 pub mod pkcs11_uri;
+pub mod queue;
 pub mod software;
 
 use crate::certificate::CardCertificate;
