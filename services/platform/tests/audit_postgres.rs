@@ -64,3 +64,9 @@ async fn unreachable_database_fails_with_a_message_without_password() {
     let status = tonic::Status::from(err);
     assert_eq!(status.code(), tonic::Code::Unavailable);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn awkward_token_ids_round_trip() {
+    let db = TestDb::create().await;
+    common::awkward_jtis_round_trip(db.settings()).await;
+}

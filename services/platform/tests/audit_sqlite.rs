@@ -86,3 +86,9 @@ async fn the_writer_counts_on_metrics() {
     assert!(text.contains("audit_events_failed_total 0"), "{text}");
     assert!(text.contains("audit_transactions_total 1"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn awkward_token_ids_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::awkward_jtis_round_trip(common::sqlite_settings(&dir)).await;
+}

@@ -353,3 +353,32 @@ pub async fn raw_table_text(settings: &AuditSettings) -> String {
         }
     }
 }
+
+/// Token ids with the characters an array literal must escape come back unchanged, and an
+/// event without any keeps an empty list.
+pub async fn awkward_jtis_round_trip(settings: AuditSettings) {
+    let log = AuditLog::connect(&settings).await.expect("connect");
+    let awkward = vec![
+        r#"a"b"#.to_string(),
+        r"c\d".to_string(),
+        "{x,y}".to_string(),
+        "NULL".to_string(),
+        String::new(),
+        " spaced ".to_string(),
+        "é€".to_string(),
+    ];
+    let mut e = tagged("awkward");
+    e.token_jtis = awkward.clone();
+    log.record_all(vec![e, tagged("none")]).await.expect("recorded");
+    let reader = AuditReader::connect(&settings).await.expect("reader");
+    let events = reader.list(&EventFilter::default()).await.expect("list");
+    let jtis = |id: &str| {
+        events
+            .iter()
+            .find(|e| e.event.request_id.as_deref() == Some(id))
+            .map(|e| e.event.token_jtis.clone())
+            .expect("event stored")
+    };
+    assert_eq!(jtis("awkward"), awkward);
+    assert!(jtis("none").is_empty());
+}
