@@ -249,15 +249,32 @@ fn disabled_jtis() -> &'static MemoryJtis {
 }
 
 #[derive(Default)]
-struct MemoryJtis(Mutex<std::collections::HashMap<(String, String), SystemTime>>);
+struct MemoryJtis(Mutex<JtiMap>);
+
+#[derive(Default)]
+struct JtiMap {
+    entries: std::collections::HashMap<(String, String), SystemTime>,
+    /// Expired entries are swept when the map reaches this size (then twice what is left), so
+    /// a registration costs O(1) amortised rather than a scan of every live jti.
+    sweep_at: usize,
+}
 
 impl MemoryJtis {
     fn register(&self, issuer: &str, jti: &str, expires_at: SystemTime) -> bool {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let now = SystemTime::now();
-        map.retain(|_, exp| *exp > now);
-        map.insert((issuer.to_owned(), jti.to_owned()), expires_at)
-            .is_none()
+        if map.entries.len() >= map.sweep_at {
+            map.entries.retain(|_, exp| *exp > now);
+            map.sweep_at = (map.entries.len() * 2).max(1024);
+        }
+        let key = (issuer.to_owned(), jti.to_owned());
+        match map.entries.get(&key) {
+            Some(exp) if *exp > now => false,
+            _ => {
+                map.entries.insert(key, expires_at);
+                true
+            }
+        }
     }
 }
 
@@ -340,5 +357,21 @@ mod tests {
         assert!(log.register_jti("iss", "a", exp).await.expect("ok"));
         assert!(!log.register_jti("iss", "a", exp).await.expect("ok"));
         assert!(log.register_jti("other", "a", exp).await.expect("ok"));
+        // An expired entry, swept or not, counts as new.
+        let past = SystemTime::now() - Duration::from_secs(1);
+        assert!(log.register_jti("iss", "old", past).await.expect("ok"));
+        assert!(log.register_jti("iss", "old", exp).await.expect("ok"));
+        assert!(!log.register_jti("iss", "old", exp).await.expect("ok"));
+    }
+
+    #[test]
+    fn expired_jtis_are_swept_from_memory() {
+        let jtis = MemoryJtis::default();
+        let past = SystemTime::now() - Duration::from_secs(1);
+        for i in 0..5000 {
+            assert!(jtis.register("iss", &format!("gone-{i}"), past));
+        }
+        let len = jtis.0.lock().expect("lock").entries.len();
+        assert!(len <= 1024, "{len} expired entries kept");
     }
 }
