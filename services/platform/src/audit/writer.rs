@@ -65,7 +65,7 @@ impl WriterMetrics {
 }
 
 /// A token id to record in the replay store (already redacted).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub(crate) struct JtiClaim {
     pub issuer: String,
     pub jti: String,
@@ -288,18 +288,15 @@ async fn run_jti_registrar<S: Store>(store: Arc<S>, mut rx: mpsc::Receiver<Regis
         }
         // The same token twice in one batch: the first goes to the database, the others are
         // replays whatever it answers.
-        let mut first_of = std::collections::HashMap::new();
+        let mut seen = std::collections::HashSet::new();
         let mut claims = Vec::with_capacity(live.len());
         let mut slot = Vec::with_capacity(live.len());
         for r in &live {
-            let key = (&r.claim.issuer, &r.claim.jti);
-            match first_of.get(&key) {
-                Some(_) => slot.push(None),
-                None => {
-                    first_of.insert(key, claims.len());
-                    slot.push(Some(claims.len()));
-                    claims.push(r.claim.clone());
-                }
+            if seen.insert((&r.claim.issuer, &r.claim.jti)) {
+                slot.push(Some(claims.len()));
+                claims.push(r.claim.clone());
+            } else {
+                slot.push(None);
             }
         }
         if claims.is_empty() {
