@@ -75,8 +75,11 @@ pub fn open_card(config: &Config) -> Result<Arc<dyn Card>, StartError> {
             };
             let card = card::pkcs11::Pkcs11Card::open(&p.module, p.selection()?, chain)?;
             if let Some(pin_file) = &p.pin_file {
-                let pin = std::fs::read_to_string(pin_file)?;
-                card.login(&card::Pin::from(pin.trim_end_matches(['\r', '\n']).to_owned()))?;
+                // Read in one allocation (sized from the file), trimmed in place and moved into
+                // the zeroising secret: no other copy of the PIN is left behind.
+                let mut pin = std::fs::read_to_string(pin_file)?;
+                pin.truncate(pin.trim_end_matches(['\r', '\n']).len());
+                card.login(&card::Pin::from(pin))?;
             }
             Arc::new(card)
         }
