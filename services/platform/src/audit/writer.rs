@@ -96,18 +96,17 @@ struct Limits {
 }
 
 /// An [`AuditSink`] over a [`Store`] with a group-commit writer and a purge task.
-pub(crate) struct GroupCommitSink<S: Store> {
+pub(crate) struct GroupCommitSink {
     queue: mpsc::Sender<Write>,
     jtis: mpsc::Sender<Registration>,
     timeout: Duration,
-    _store: std::marker::PhantomData<S>,
     /// Stops the purge task when the last `AuditLog` handle goes.
     _maintenance: DropGuard,
 }
 
-impl<S: Store> GroupCommitSink<S> {
-    /// Spawns the writer and the purge task on the current tokio runtime.
-    pub(crate) fn start(store: S, settings: &AuditSettings, metrics: WriterMetrics) -> Self {
+impl GroupCommitSink {
+    /// Spawns the writer, the jti registrar and the purge task on the current tokio runtime.
+    pub(crate) fn start<S: Store>(store: S, settings: &AuditSettings, metrics: WriterMetrics) -> Self {
         let store = Arc::new(store);
         // `validate` rejects these; the clamps keep unvalidated settings from panicking here
         // (zero-capacity channel, zero interval, Instant overflow).
@@ -134,13 +133,12 @@ impl<S: Store> GroupCommitSink<S> {
             queue,
             jtis,
             timeout: limits.timeout,
-            _store: std::marker::PhantomData,
             _maintenance: stop.drop_guard(),
         }
     }
 }
 
-impl<S: Store> AuditSink for GroupCommitSink<S> {
+impl AuditSink for GroupCommitSink {
     fn write<'a>(&'a self, events: Vec<AuditEvent>) -> BoxFuture<'a, Result<(), AuditError>> {
         Box::pin(async move {
             if events.is_empty() {
