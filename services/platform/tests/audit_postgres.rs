@@ -70,3 +70,9 @@ async fn awkward_token_ids_round_trip() {
     let db = TestDb::create().await;
     common::awkward_jtis_round_trip(db.settings()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_and_token_ids_commit_together() {
+    let db = TestDb::create().await;
+    common::mixed_turns(db.settings()).await;
+}

@@ -92,3 +92,9 @@ async fn awkward_token_ids_round_trip() {
     let dir = tempfile::tempdir().expect("tempdir");
     common::awkward_jtis_round_trip(common::sqlite_settings(&dir)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_and_token_ids_commit_together() {
+    let dir = tempfile::tempdir().expect("tmp");
+    common::mixed_turns(common::sqlite_settings(&dir)).await;
+}

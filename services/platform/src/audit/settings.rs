@@ -34,10 +34,10 @@ pub struct AuditSettings {
     /// (3.7k-7.4k events/s both), against ~270 events/s for single-event transactions.
     #[serde(with = "duration")]
     pub batch_max_wait: Duration,
-    /// Batches committing at the same time (each on its own connection). While all are busy,
-    /// new writes gather into the next batch.
+    /// Writer turns committing at the same time (each on its own connection). While all are
+    /// busy, new writes and jti registrations gather into the next turn.
     pub max_concurrent_commits: usize,
-    /// Writes waiting for the writer (each `record`/`record_all` call counts once). When full,
+    /// Jobs waiting for the writer (each `record`/`record_all`/`register_jti` call counts once). When full,
     /// callers wait (backpressure) up to `write_timeout`.
     pub queue_capacity: usize,
     /// Longest a write may take from the call to the commit, and the pool's connect timeout.

@@ -1,6 +1,6 @@
 //! The audit log in a SQLite file (SPEC.md §4 "embedded default"), for `make run` and anyone
-//! without a PostgreSQL server. Same schema, same writer; a batch is one transaction of prepared
-//! single-row inserts (no network, so rows cost microseconds).
+//! without a PostgreSQL server. Same schema, same writer; a writer turn (events and token ids) is one
+//! transaction of prepared single-row inserts (no network, so rows cost microseconds).
 //!
 //! **Decision — durability:** WAL journal with `synchronous = FULL`, so a commit the writer
 //! acknowledges survives a power cut, as on PostgreSQL. Several processes (the three services of
@@ -87,11 +87,15 @@ INSERT INTO audit_events (time, service, use_case, direction, trace_id, initial_
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 impl Store for SqliteStore {
-    fn insert<'a>(&'a self, events: &'a [&'a AuditEvent]) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+    fn commit<'a>(
+        &'a self,
+        events: &'a [&'a AuditEvent],
+        claims: &'a [JtiClaim],
+    ) -> BoxFuture<'a, Result<Vec<bool>, sqlx::Error>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
             // The column default only has milliseconds; keep microseconds as on PostgreSQL.
-            let recorded_at = to_text(SystemTime::now());
+            let now = to_text(SystemTime::now());
             for e in events {
                 sqlx::query(INSERT)
                     .bind(to_text(e.time))
@@ -113,18 +117,10 @@ impl Store for SqliteStore {
                     .bind(e.scope.as_deref())
                     .bind(serde_json::Value::from(e.token_jtis.clone()).to_string())
                     .bind((!e.attributes.is_null()).then(|| e.attributes.to_string()))
-                    .bind(recorded_at.as_str())
+                    .bind(now.as_str())
                     .execute(&mut *tx)
                     .await?;
             }
-            tx.commit().await
-        })
-    }
-
-    fn register_jtis<'a>(&'a self, claims: &'a [JtiClaim]) -> BoxFuture<'a, Result<Vec<bool>, sqlx::Error>> {
-        Box::pin(async move {
-            let now = to_text(SystemTime::now());
-            let mut tx = self.pool.begin().await?;
             let mut accepted = Vec::with_capacity(claims.len());
             for c in claims {
                 let done = sqlx::query(

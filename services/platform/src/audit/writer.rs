@@ -1,13 +1,20 @@
-//! Group commit (SPEC.md §4 "Writes are batched"): one writer task per [`AuditLog`] takes the
-//! writes waiting in a bounded queue and commits them in one transaction, then answers each
-//! caller. A caller hears `Ok` only after the commit of its events.
+//! Group commit (SPEC.md §4 "Writes are batched"): one writer task per [`AuditLog`] takes what
+//! waits in one bounded queue — event writes and jti registrations alike — and commits it in one
+//! transaction of one statement (a *turn*), then answers each caller. A caller hears `Ok` only
+//! after the commit of its events; a jti is accepted or refused only once its row is committed.
+//!
+//! **Decision — one turn carries both kinds:** a token request registers its token ids early and
+//! writes its events at the end, so at any moment the queue holds both from different requests.
+//! Committing them together halves the transactions the database runs per request, and on a
+//! server sharing its cores with the service the cost of a transaction (commit, WAL flush,
+//! wake-ups) outweighs that of its rows (see `make bench`).
 //!
 //! **Decision — fail closed, recover alone:** when a transaction fails or times out, every write
-//! in it gets [`AuditError::Unavailable`]; nothing is retried behind the caller's back (the caller
-//! has already failed its use case). The writer keeps running and the pool reconnects, so the
-//! next writes succeed as soon as the database answers again. When the database *rejected* a
-//! batch (as opposed to being unreachable), each write is retried alone, so one bad event cannot
-//! fail its neighbours.
+//! and registration in it gets [`AuditError::Unavailable`]; nothing is retried behind the
+//! caller's back (the caller has already failed its use case). The writer keeps running and the
+//! pool reconnects, so the next turn succeeds as soon as the database answers again. When the
+//! database *rejected* a turn (as opposed to being unreachable), the registrations are retried
+//! together and each write alone, so one bad event cannot fail its neighbours.
 //!
 //! [`AuditLog`]: super::AuditLog
 
@@ -24,11 +31,14 @@ use super::{AuditError, AuditEvent, AuditSink, BoxFuture};
 
 /// What a database backend offers the writer.
 pub(crate) trait Store: Send + Sync + 'static {
-    /// Inserts all events in one transaction; `Ok` only once committed.
-    fn insert<'a>(&'a self, events: &'a [&'a AuditEvent]) -> BoxFuture<'a, Result<(), sqlx::Error>>;
-    /// Records each claim's jti until it expires, in one transaction; for each claim, whether it
-    /// was accepted (first seen, or seen before but expired since). The claims are distinct.
-    fn register_jtis<'a>(&'a self, claims: &'a [JtiClaim]) -> BoxFuture<'a, Result<Vec<bool>, sqlx::Error>>;
+    /// In one transaction: inserts `events`, and records each claim's jti until it expires.
+    /// Returns, for each claim, whether it was accepted (first seen, or seen before but expired
+    /// since); `Ok` only once committed. The claims are distinct; either slice may be empty.
+    fn commit<'a>(
+        &'a self,
+        events: &'a [&'a AuditEvent],
+        claims: &'a [JtiClaim],
+    ) -> BoxFuture<'a, Result<Vec<bool>, sqlx::Error>>;
     /// Deletes expired jtis; returns how many.
     fn purge_jtis(&self) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
     /// Deletes events older than `before`; returns how many.
@@ -58,7 +68,7 @@ impl WriterMetrics {
         );
         metrics.register(
             "audit_transactions",
-            "Audit transactions attempted (events per transaction = committed / transactions)",
+            "Audit transactions attempted (events and jti registrations share them)",
             self.transactions.clone(),
         );
     }
@@ -72,19 +82,39 @@ pub(crate) struct JtiClaim {
     pub expires_at: SystemTime,
 }
 
-struct Registration {
-    claim: JtiClaim,
-    enqueued: Instant,
-    ack: oneshot::Sender<Result<bool, AuditError>>,
-}
-
 /// Longest `write_timeout` accepted.
 pub(crate) const MAX_WRITE_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// Events to commit together (never split across transactions).
 struct Write {
     events: Vec<AuditEvent>,
-    enqueued: Instant,
     ack: oneshot::Sender<Result<(), AuditError>>,
+}
+
+struct Registration {
+    claim: JtiClaim,
+    ack: oneshot::Sender<Result<bool, AuditError>>,
+}
+
+enum Work {
+    Events(Write),
+    Jti(Registration),
+}
+
+/// What callers queue for the writer.
+struct Job {
+    work: Work,
+    enqueued: Instant,
+}
+
+impl Job {
+    /// Its share of a turn's `batch_max_events`.
+    fn weight(&self) -> usize {
+        match &self.work {
+            Work::Events(w) => w.events.len(),
+            Work::Jti(_) => 1,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -97,15 +127,14 @@ struct Limits {
 
 /// An [`AuditSink`] over a [`Store`] with a group-commit writer and a purge task.
 pub(crate) struct GroupCommitSink {
-    queue: mpsc::Sender<Write>,
-    jtis: mpsc::Sender<Registration>,
+    queue: mpsc::Sender<Job>,
     timeout: Duration,
     /// Stops the purge task when the last `AuditLog` handle goes.
     _maintenance: DropGuard,
 }
 
 impl GroupCommitSink {
-    /// Spawns the writer, the jti registrar and the purge task on the current tokio runtime.
+    /// Spawns the writer and the purge task on the current tokio runtime.
     pub(crate) fn start<S: Store>(store: S, settings: &AuditSettings, metrics: WriterMetrics) -> Self {
         let store = Arc::new(store);
         // `validate` rejects these; the clamps keep unvalidated settings from panicking here
@@ -120,8 +149,6 @@ impl GroupCommitSink {
             in_flight: settings.max_concurrent_commits.max(1),
         };
         tokio::spawn(run_writer(store.clone(), rx, limits, metrics));
-        let (jtis, jti_rx) = mpsc::channel(settings.queue_capacity.max(1));
-        tokio::spawn(run_jti_registrar(store.clone(), jti_rx, limits));
         let stop = CancellationToken::new();
         tokio::spawn(run_purge(
             store.clone(),
@@ -131,12 +158,44 @@ impl GroupCommitSink {
         ));
         GroupCommitSink {
             queue,
-            jtis,
             timeout: limits.timeout,
             _maintenance: stop.drop_guard(),
         }
     }
+
+    /// Queues `work` and waits for its answer. The writer answers every job it takes within
+    /// `timeout` of its arrival; the outer bound only guards against a writer that is gone or
+    /// stuck. `what` names the caller's operation in the errors.
+    async fn submit<T>(
+        &self,
+        work: Work,
+        answer: oneshot::Receiver<Result<T, AuditError>>,
+        what: &str,
+    ) -> Result<T, AuditError> {
+        let job = Job {
+            work,
+            enqueued: Instant::now(),
+        };
+        let bounded = tokio::time::timeout(self.timeout * 2, async {
+            self.queue
+                .send(job)
+                .await
+                .map_err(|_| AuditError::Unavailable(format!("{what}: the audit writer has stopped")))?;
+            answer.await.map_err(|_| {
+                AuditError::Unavailable(format!("{what}: the audit writer stopped before answering"))
+            })?
+        });
+        bounded.await.unwrap_or_else(|_| {
+            Err(AuditError::Unavailable(format!(
+                "{what}: no answer within {:?}",
+                self.timeout * 2
+            )))
+        })
+    }
 }
+
+const EVENTS: &str = "audit write";
+const JTIS: &str = "jti replay store";
 
 impl AuditSink for GroupCommitSink {
     fn write<'a>(&'a self, events: Vec<AuditEvent>) -> BoxFuture<'a, Result<(), AuditError>> {
@@ -146,28 +205,8 @@ impl AuditSink for GroupCommitSink {
             }
             let events = events.into_iter().map(super::redact::event).collect();
             let (ack, answer) = oneshot::channel();
-            let write = Write {
-                events,
-                enqueued: Instant::now(),
-                ack,
-            };
-            // The writer answers every write it takes within `timeout` of its arrival; the outer
-            // bound only guards against a writer that is gone or stuck.
-            let bounded = tokio::time::timeout(self.timeout * 2, async {
-                self.queue
-                    .send(write)
-                    .await
-                    .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
-                answer.await.map_err(|_| {
-                    AuditError::Unavailable("the audit writer stopped before committing".into())
-                })?
-            });
-            bounded.await.unwrap_or_else(|_| {
-                Err(AuditError::Unavailable(format!(
-                    "audit write not committed within {:?}",
-                    self.timeout * 2
-                )))
-            })
+            self.submit(Work::Events(Write { events, ack }), answer, EVENTS)
+                .await
         })
     }
 
@@ -179,61 +218,44 @@ impl AuditSink for GroupCommitSink {
     ) -> BoxFuture<'a, Result<bool, AuditError>> {
         Box::pin(async move {
             let (ack, answer) = oneshot::channel();
-            let registration = Registration {
-                claim: JtiClaim {
-                    issuer: super::redact::text(issuer.to_owned()),
-                    jti: super::redact::text(jti.to_owned()),
-                    expires_at,
-                },
-                enqueued: Instant::now(),
-                ack,
+            let claim = JtiClaim {
+                issuer: super::redact::text(issuer.to_owned()),
+                jti: super::redact::text(jti.to_owned()),
+                expires_at,
             };
-            let bounded = tokio::time::timeout(self.timeout * 2, async {
-                self.jtis.send(registration).await.map_err(|_| {
-                    AuditError::Unavailable("jti replay store: the registrar has stopped".into())
-                })?;
-                answer.await.map_err(|_| {
-                    AuditError::Unavailable("jti replay store: the registrar stopped before answering".into())
-                })?
-            });
-            bounded.await.unwrap_or_else(|_| {
-                Err(AuditError::Unavailable(format!(
-                    "jti replay store: no answer within {:?}",
-                    self.timeout * 2
-                )))
-            })
+            self.submit(Work::Jti(Registration { claim, ack }), answer, JTIS)
+                .await
         })
     }
 }
 
 async fn run_writer<S: Store>(
     store: Arc<S>,
-    mut rx: mpsc::Receiver<Write>,
+    mut rx: mpsc::Receiver<Job>,
     limits: Limits,
     metrics: WriterMetrics,
 ) {
-    let mut carried: Option<Write> = None;
-    // Batches commit concurrently up to `in_flight`; while all are busy, writes pile up in the
-    // queue and the next batch takes them all at once.
+    let mut carried: Option<Job> = None;
+    // Turns commit concurrently up to `in_flight`; while all are busy, jobs pile up in the
+    // queue and the next turn takes them all at once.
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.in_flight));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
         let first = match carried.take() {
-            Some(w) => w,
+            Some(job) => job,
             None => match rx.recv().await {
-                Some(w) => w,
+                Some(job) => job,
                 None => return,
             },
         };
         let linger_until = first.enqueued + limits.max_wait;
-        let mut count = first.events.len();
-        let mut batch = vec![first];
-        // A write is never split: its events commit together or not at all.
-        while count < limits.max_events {
+        let mut weight = first.weight();
+        let mut turn = vec![first];
+        while weight < limits.max_events {
             let next = match rx.try_recv() {
-                Ok(w) => Some(w),
+                Ok(job) => Some(job),
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     if Instant::now() >= linger_until {
@@ -246,121 +268,132 @@ async fn run_writer<S: Store>(
                     }
                 }
             };
-            let Some(w) = next else { break };
-            if count + w.events.len() > limits.max_events {
-                carried = Some(w);
+            let Some(job) = next else { break };
+            if weight + job.weight() > limits.max_events {
+                carried = Some(job);
                 break;
             }
-            count += w.events.len();
-            batch.push(w);
+            weight += job.weight();
+            turn.push(job);
         }
         let (store, metrics) = (store.clone(), metrics.clone());
         tokio::spawn(async move {
-            commit(&*store, batch, limits.timeout, &metrics).await;
+            commit(&*store, turn, limits.timeout, &metrics).await;
             drop(slot);
         });
     }
 }
 
-/// Group commit for the jti replay store: the registrations waiting when a transaction ends go
-/// together in the next one (one statement, one commit), so the store costs the database a
-/// transaction per batch rather than per token request. One batch at a time: while it commits,
-/// the next one fills up.
-async fn run_jti_registrar<S: Store>(store: Arc<S>, mut rx: mpsc::Receiver<Registration>, limits: Limits) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < limits.max_events {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
-        let now = Instant::now();
-        let (live, stale): (Vec<_>, Vec<_>) =
-            batch.into_iter().partition(|r| now < r.enqueued + limits.timeout);
-        for r in stale {
-            let _ = r.ack.send(Err(AuditError::Unavailable(format!(
-                "jti replay store: waited more than {:?} (database slow or unreachable)",
-                limits.timeout
-            ))));
-        }
-        // The same token twice in one batch: the first goes to the database, the others are
-        // replays whatever it answers.
+/// The registrations of one turn, with the same token presented twice in it answered as a
+/// replay whatever the database says of the first (`ON CONFLICT` cannot touch a row twice in
+/// one statement).
+struct Registrations {
+    claims: Vec<JtiClaim>,
+    /// Per registration: its claim's index in `claims`, or `None` for a repeat.
+    slots: Vec<Option<usize>>,
+    acks: Vec<oneshot::Sender<Result<bool, AuditError>>>,
+}
+
+impl Registrations {
+    fn new(registrations: Vec<Registration>) -> Self {
         let mut seen = std::collections::HashSet::new();
-        let mut claims = Vec::with_capacity(live.len());
-        let mut slot = Vec::with_capacity(live.len());
-        for r in &live {
-            if seen.insert((&r.claim.issuer, &r.claim.jti)) {
-                slot.push(Some(claims.len()));
-                claims.push(r.claim.clone());
+        let mut claims = Vec::with_capacity(registrations.len());
+        let mut slots = Vec::with_capacity(registrations.len());
+        let mut acks = Vec::with_capacity(registrations.len());
+        for r in registrations {
+            if seen.insert((r.claim.issuer.clone(), r.claim.jti.clone())) {
+                slots.push(Some(claims.len()));
+                claims.push(r.claim);
             } else {
-                slot.push(None);
+                slots.push(None);
             }
+            acks.push(r.ack);
         }
-        if claims.is_empty() {
-            continue;
-        }
-        let outcome = match tokio::time::timeout(limits.timeout, store.register_jtis(&claims)).await {
-            Ok(Ok(accepted)) if accepted.len() == claims.len() => Ok(accepted),
-            Ok(Ok(accepted)) => Err(AuditError::Unavailable(format!(
-                "jti replay store: {} answers for {} tokens",
-                accepted.len(),
-                claims.len()
-            ))),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, tokens = claims.len(), "jti replay store: write failed");
-                Err(AuditError::Unavailable(format!("jti replay store: {e}")))
-            }
-            Err(_) => Err(AuditError::Unavailable(format!(
-                "jti replay store: no answer within {:?}",
-                limits.timeout
-            ))),
-        };
-        for (r, slot) in live.into_iter().zip(slot) {
-            let answer = match (&outcome, slot) {
-                (Ok(accepted), Some(i)) => Ok(accepted[i]),
+        Registrations { claims, slots, acks }
+    }
+
+    fn answer(self, outcome: Result<&[bool], &AuditError>) {
+        for (ack, slot) in self.acks.into_iter().zip(self.slots) {
+            let answer = match (outcome, slot) {
+                (Ok(accepted), Some(i)) => accepted.get(i).copied().ok_or_else(|| {
+                    AuditError::Unavailable(format!("{JTIS}: the database answered for too few tokens"))
+                }),
                 (Ok(_), None) => Ok(false),
                 (Err(e), _) => Err(e.clone()),
             };
-            let _ = r.ack.send(answer);
+            let _ = ack.send(answer);
         }
     }
 }
 
-async fn commit<S: Store>(store: &S, batch: Vec<Write>, timeout: Duration, metrics: &WriterMetrics) {
-    // A write that waited past its deadline has been (or is about to be) given up by its caller.
+async fn commit<S: Store>(store: &S, turn: Vec<Job>, timeout: Duration, metrics: &WriterMetrics) {
+    // A job that waited past its deadline has been (or is about to be) given up by its caller.
     let now = Instant::now();
-    let (live, stale): (Vec<Write>, Vec<Write>) = batch.into_iter().partition(|w| now < w.enqueued + timeout);
-    for w in stale {
-        answer(
-            w,
-            Err(AuditError::Unavailable(format!(
-                "audit write waited more than {timeout:?} for the writer (database slow or unreachable)"
-            ))),
-            metrics,
-        );
+    let mut writes = Vec::new();
+    let mut registrations = Vec::new();
+    for job in turn {
+        let stale = now >= job.enqueued + timeout;
+        match job.work {
+            Work::Events(w) if stale => answer(
+                w,
+                Err(AuditError::Unavailable(format!(
+                    "{EVENTS}: waited more than {timeout:?} for the writer (database slow or unreachable)"
+                ))),
+                metrics,
+            ),
+            Work::Jti(r) if stale => {
+                let _ = r.ack.send(Err(AuditError::Unavailable(format!(
+                    "{JTIS}: waited more than {timeout:?} (database slow or unreachable)"
+                ))));
+            }
+            Work::Events(w) => writes.push(w),
+            Work::Jti(r) => registrations.push(r),
+        }
     }
-    if live.is_empty() {
+    let registrations = Registrations::new(registrations);
+    if writes.is_empty() && registrations.claims.is_empty() {
+        registrations.answer(Ok(&[]));
         return;
     }
-    metrics.transactions.inc();
-    match insert(store, &live, timeout).await {
-        Ok(()) => live.into_iter().for_each(|w| answer(w, Ok(()), metrics)),
-        Err(e) if live.len() > 1 && is_rejection(&e) => {
-            tracing::warn!(error = %e, writes = live.len(), "audit batch rejected; retrying writes one by one");
-            for w in live {
-                metrics.transactions.inc();
-                let result = insert(store, std::slice::from_ref(&w), timeout).await;
+    match run(store, &writes, &registrations.claims, timeout, metrics).await {
+        Ok(accepted) => {
+            registrations.answer(Ok(&accepted));
+            writes.into_iter().for_each(|w| answer(w, Ok(()), metrics));
+        }
+        Err(e) if is_rejection(&e) && writes.len() + usize::from(!registrations.claims.is_empty()) > 1 => {
+            tracing::warn!(
+                error = %e,
+                writes = writes.len(),
+                tokens = registrations.claims.len(),
+                "audit transaction rejected; retrying the token ids together and each write alone"
+            );
+            if registrations.claims.is_empty() {
+                registrations.answer(Ok(&[]));
+            } else {
+                let result = run(store, &[], &registrations.claims, timeout, metrics)
+                    .await
+                    .map_err(|e| e.to_audit_error(JTIS));
+                registrations.answer(result.as_deref());
+            }
+            for w in writes {
+                let result = run(store, std::slice::from_ref(&w), &[], timeout, metrics).await;
                 if let Err(e) = &result {
                     tracing::warn!(error = %e, "audit write rejected");
                 }
-                answer(w, result.map_err(InsertError::into_audit_error), metrics);
+                answer(w, result.map(drop).map_err(|e| e.to_audit_error(EVENTS)), metrics);
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, writes = live.len(), "audit batch not committed; callers fail closed");
-            let err = e.into_audit_error();
-            live.into_iter()
+            tracing::warn!(
+                error = %e,
+                writes = writes.len(),
+                tokens = registrations.claims.len(),
+                "audit transaction not committed; callers fail closed"
+            );
+            registrations.answer(Err(&e.to_audit_error(JTIS)));
+            let err = e.to_audit_error(EVENTS);
+            writes
+                .into_iter()
                 .for_each(|w| answer(w, Err(err.clone()), metrics));
         }
     }
@@ -376,37 +409,58 @@ fn answer(w: Write, result: Result<(), AuditError>, metrics: &WriterMetrics) {
     let _ = w.ack.send(result);
 }
 
-enum InsertError {
+enum TurnError {
     Db(sqlx::Error),
     Timeout(Duration),
+    /// The database answered for a different number of tokens than it was given.
+    Answers {
+        got: usize,
+        sent: usize,
+    },
 }
 
-impl std::fmt::Display for InsertError {
+impl std::fmt::Display for TurnError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            InsertError::Db(e) => write!(f, "{e}"),
-            InsertError::Timeout(t) => write!(f, "no commit within {t:?}"),
+            TurnError::Db(e) => write!(f, "{e}"),
+            TurnError::Timeout(t) => write!(f, "no commit within {t:?}"),
+            TurnError::Answers { got, sent } => write!(f, "{got} answers for {sent} tokens"),
         }
     }
 }
 
-impl InsertError {
-    fn into_audit_error(self) -> AuditError {
-        AuditError::Unavailable(format!("audit events not committed: {self}"))
+impl TurnError {
+    fn to_audit_error(&self, what: &str) -> AuditError {
+        match what {
+            EVENTS => AuditError::Unavailable(format!("audit events not committed: {self}")),
+            _ => AuditError::Unavailable(format!("{what}: {self}")),
+        }
     }
 }
 
 /// The database answered and refused (bad value, constraint), as opposed to being unreachable.
-fn is_rejection(e: &InsertError) -> bool {
-    matches!(e, InsertError::Db(sqlx::Error::Database(_)))
+fn is_rejection(e: &TurnError) -> bool {
+    matches!(e, TurnError::Db(sqlx::Error::Database(_)))
 }
 
-async fn insert<S: Store>(store: &S, writes: &[Write], timeout: Duration) -> Result<(), InsertError> {
+/// One transaction: the events of `writes` and the `claims`.
+async fn run<S: Store>(
+    store: &S,
+    writes: &[Write],
+    claims: &[JtiClaim],
+    timeout: Duration,
+    metrics: &WriterMetrics,
+) -> Result<Vec<bool>, TurnError> {
+    metrics.transactions.inc();
     let events: Vec<&AuditEvent> = writes.iter().flat_map(|w| w.events.iter()).collect();
-    match tokio::time::timeout(timeout, store.insert(&events)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(InsertError::Db(e)),
-        Err(_) => Err(InsertError::Timeout(timeout)),
+    match tokio::time::timeout(timeout, store.commit(&events, claims)).await {
+        Ok(Ok(accepted)) if accepted.len() == claims.len() => Ok(accepted),
+        Ok(Ok(accepted)) => Err(TurnError::Answers {
+            got: accepted.len(),
+            sent: claims.len(),
+        }),
+        Ok(Err(e)) => Err(TurnError::Db(e)),
+        Err(_) => Err(TurnError::Timeout(timeout)),
     }
 }
 
@@ -456,7 +510,8 @@ mod tests {
         committed: Mutex<Vec<AuditEvent>>,
         transactions: AtomicUsize,
         jtis: Mutex<std::collections::HashSet<(String, String)>>,
-        jti_transactions: AtomicUsize,
+        /// Transactions that carried both events and token ids.
+        mixed: AtomicUsize,
         down: AtomicBool,
         slow: AtomicBool,
     }
@@ -488,9 +543,16 @@ mod tests {
     }
 
     impl Store for Arc<FakeStore> {
-        fn insert<'a>(&'a self, events: &'a [&'a AuditEvent]) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        fn commit<'a>(
+            &'a self,
+            events: &'a [&'a AuditEvent],
+            claims: &'a [JtiClaim],
+        ) -> BoxFuture<'a, Result<Vec<bool>, sqlx::Error>> {
             Box::pin(async move {
                 self.transactions.fetch_add(1, Ordering::SeqCst);
+                if !events.is_empty() && !claims.is_empty() {
+                    self.mixed.fetch_add(1, Ordering::SeqCst);
+                }
                 tokio::time::sleep(Duration::from_millis(2)).await;
                 if self.slow.load(Ordering::SeqCst) {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -501,28 +563,16 @@ mod tests {
                 if events.iter().any(|e| e.use_case == "bad") {
                     return Err(sqlx::Error::Database(Box::new(Rejected)));
                 }
-                self.committed
-                    .lock()
-                    .expect("lock")
-                    .extend(events.iter().map(|e| (*e).clone()));
-                Ok(())
-            })
-        }
-        fn register_jtis<'a>(
-            &'a self,
-            claims: &'a [JtiClaim],
-        ) -> BoxFuture<'a, Result<Vec<bool>, sqlx::Error>> {
-            Box::pin(async move {
-                self.jti_transactions.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                if self.down.load(Ordering::SeqCst) {
-                    return Err(sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into()));
-                }
-                let mut seen = self.jtis.lock().expect("lock");
                 // Like the database: distinct claims only (ON CONFLICT cannot touch a row twice).
                 let distinct: std::collections::HashSet<_> =
                     claims.iter().map(|c| (&c.issuer, &c.jti)).collect();
                 assert_eq!(distinct.len(), claims.len(), "duplicate claims in one statement");
+                // One transaction: both kinds become visible together.
+                let mut seen = self.jtis.lock().expect("lock");
+                self.committed
+                    .lock()
+                    .expect("lock")
+                    .extend(events.iter().map(|e| (*e).clone()));
                 Ok(claims
                     .iter()
                     .map(|c| seen.insert((c.issuer.clone(), c.jti.clone())))
@@ -590,7 +640,7 @@ mod tests {
             accepted += usize::from(new);
         }
         assert_eq!(accepted, 200 + 20, "each duplicated token accepted exactly once");
-        let tx = store.jti_transactions.load(Ordering::SeqCst);
+        let tx = store.transactions.load(Ordering::SeqCst);
         assert!(tx < 150, "{tx} transactions for 300 concurrent registrations");
         assert!(
             !log.register_jti("iss", "jti-7", exp).await.expect("answered"),
@@ -660,6 +710,104 @@ mod tests {
         let committed = store.committed.lock().expect("lock");
         assert_eq!(committed.len(), 2);
         assert!(committed.iter().all(|e| e.use_case == "ok"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_and_token_ids_share_turns() {
+        let (log, store) = log(AuditSettings {
+            max_concurrent_commits: 1,
+            ..AuditSettings::default()
+        });
+        let exp = SystemTime::now() + Duration::from_secs(300);
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        log.record(ev("ok")).await.map(|()| true)
+                    } else {
+                        log.register_jti("iss", &format!("jti-{i}"), exp).await
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(
+                t.await.expect("task").expect("answered"),
+                "a fresh token id is accepted"
+            );
+        }
+        assert_eq!(store.committed.lock().expect("lock").len(), 100);
+        assert_eq!(store.jtis.lock().expect("lock").len(), 100);
+        let (tx, mixed) = (
+            store.transactions.load(Ordering::SeqCst),
+            store.mixed.load(Ordering::SeqCst),
+        );
+        assert!(tx < 100, "{tx} transactions for 200 concurrent jobs");
+        assert!(mixed > 0, "no transaction carried both kinds ({tx} transactions)");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rejected_event_does_not_fail_the_token_ids_of_its_turn() {
+        let (log, store) = log(AuditSettings {
+            batch_max_wait: Duration::from_millis(50),
+            max_concurrent_commits: 1,
+            ..AuditSettings::default()
+        });
+        let exp = SystemTime::now() + Duration::from_secs(300);
+        let (bad, good, fresh, again) = tokio::join!(
+            log.record(ev("bad")),
+            log.record(ev("ok")),
+            log.register_jti("iss", "a", exp),
+            log.register_jti("iss", "a", exp),
+        );
+        assert!(bad.is_err());
+        good.expect("neighbour committed");
+        assert!(fresh.expect("answered"), "first presentation accepted");
+        assert!(
+            !again.expect("answered"),
+            "the repeat in the same turn is a replay"
+        );
+        assert_eq!(
+            store.transactions.load(Ordering::SeqCst),
+            4,
+            "one turn, then the token ids together and each write alone"
+        );
+        assert!(
+            !log.register_jti("iss", "a", exp).await.expect("answered"),
+            "committed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_turn_that_fails_fails_both_kinds_closed_with_their_own_messages() {
+        let (log, store) = log(AuditSettings {
+            batch_max_wait: Duration::from_millis(50),
+            max_concurrent_commits: 1,
+            ..AuditSettings::default()
+        });
+        let exp = SystemTime::now() + Duration::from_secs(300);
+        store.down.store(true, Ordering::SeqCst);
+        let (write, registration) = tokio::join!(log.record(ev("ok")), log.register_jti("iss", "b", exp));
+        let (write, registration) = (write.expect_err("down"), registration.expect_err("down"));
+        assert!(
+            write.to_string().contains("audit events not committed"),
+            "{write}"
+        );
+        assert!(
+            registration.to_string().contains("jti replay store"),
+            "{registration}"
+        );
+        assert_eq!(
+            store.transactions.load(Ordering::SeqCst),
+            1,
+            "one turn, not retried"
+        );
+        store.down.store(false, Ordering::SeqCst);
+        assert!(
+            log.register_jti("iss", "b", exp).await.expect("healed"),
+            "never recorded"
+        );
     }
 
     #[tokio::test]

@@ -382,3 +382,81 @@ pub async fn awkward_jtis_round_trip(settings: AuditSettings) {
     assert_eq!(jtis("awkward"), awkward);
     assert!(jtis("none").is_empty());
 }
+
+/// Events and token ids queued together commit in one transaction (one statement on
+/// PostgreSQL): the token's `first_seen` is its turn's `recorded_at`. Replays within the turn and
+/// of committed ids are refused.
+pub async fn mixed_turns(settings: AuditSettings) {
+    let settings = AuditSettings {
+        batch_max_wait: Duration::from_millis(100),
+        max_concurrent_commits: 1,
+        ..settings
+    };
+    let log = AuditLog::connect(&settings).await.expect("connect");
+    let exp = SystemTime::now() + Duration::from_secs(300);
+    assert!(log.register_jti("iss", "before", exp).await.expect("registered"));
+    let (events, fresh, repeat, replay) = tokio::join!(
+        log.record_all(vec![tagged("mixed-1"), tagged("mixed-2")]),
+        log.register_jti("iss", "mixed", exp),
+        log.register_jti("iss", "mixed", exp),
+        log.register_jti("iss", "before", exp),
+    );
+    events.expect("events committed");
+    assert!(fresh.expect("answered"), "first presentation accepted");
+    assert!(
+        !repeat.expect("answered"),
+        "a repeat in the same turn is a replay"
+    );
+    assert!(!replay.expect("answered"), "a committed id is a replay");
+    assert!(!log.register_jti("iss", "mixed", exp).await.expect("answered"));
+
+    let reader = AuditReader::connect(&settings).await.expect("reader");
+    let stored = reader.list(&EventFilter::default()).await.expect("list");
+    let recorded: std::collections::HashSet<SystemTime> = stored
+        .iter()
+        .filter(|s| {
+            s.event
+                .request_id
+                .as_deref()
+                .is_some_and(|r| r.starts_with("mixed-"))
+        })
+        .map(|s| s.recorded_at)
+        .collect();
+    assert_eq!(recorded.len(), 1, "both events in one transaction");
+    let first_seen = match settings.backend().expect("backend") {
+        platform::audit::AuditBackend::Postgres { url } => {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .expect("connect");
+            let (micros,): (i64,) = sqlx::query_as(
+                "SELECT (extract(epoch FROM first_seen) * 1000000)::bigint FROM audit_jti WHERE jti = 'mixed'",
+            )
+            .fetch_one(&mut c)
+            .await
+            .expect("token id stored");
+            std::time::UNIX_EPOCH + Duration::from_micros(micros as u64)
+        }
+        platform::audit::AuditBackend::Sqlite { path } => {
+            let url = format!("sqlite:{}", path.display());
+            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+                .await
+                .expect("connect");
+            let (text,): (String,) = sqlx::query_as("SELECT first_seen FROM audit_jti WHERE jti = 'mixed'")
+                .fetch_one(&mut c)
+                .await
+                .expect("token id stored");
+            let recorded_text: (String,) =
+                sqlx::query_as("SELECT recorded_at FROM audit_events WHERE request_id = 'mixed-1'")
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("event stored");
+            assert_eq!(text, recorded_text.0, "token id and events in one transaction");
+            return;
+        }
+    };
+    assert_eq!(
+        recorded.into_iter().next(),
+        Some(first_seen),
+        "token id and events in one transaction"
+    );
+}
