@@ -78,6 +78,22 @@ impl TestDatabase {
         &self.name
     }
 
+    /// The server's next transaction id (cluster-wide): the difference between two readings is
+    /// the number of write transactions in between, on every database of the server.
+    pub async fn next_transaction_id(&self) -> Result<i64, String> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.admin).await.map_err(|e| {
+            format!(
+                "cannot connect to DATABASE_URL ({}): {e}",
+                super::redact_url(&self.admin)
+            )
+        })?;
+        sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| format!("reading the next transaction id failed: {e}"))
+    }
+
     /// Default settings pointing at this database.
     pub fn settings(&self) -> AuditSettings {
         AuditSettings {
