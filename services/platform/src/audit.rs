@@ -278,7 +278,8 @@ impl MemoryJtis {
     }
 }
 
-/// Keeps events in memory; can be switched to failing to test fail-closed paths.
+/// Keeps events in memory, redacted as the durable sinks redact them; can be switched to failing
+/// to test fail-closed paths.
 #[derive(Default)]
 pub struct MemorySink {
     events: Mutex<Vec<AuditEvent>>,
@@ -308,10 +309,11 @@ impl AuditSink for MemorySink {
     fn write<'a>(&'a self, events: Vec<AuditEvent>) -> BoxFuture<'a, Result<(), AuditError>> {
         Box::pin(async move {
             self.check()?;
+            // Redacted like the durable sinks, so tests see what a database would hold.
             self.events
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .extend(events);
+                .extend(events.into_iter().map(redact::event));
             Ok(())
         })
     }
@@ -324,7 +326,8 @@ impl AuditSink for MemorySink {
     ) -> BoxFuture<'a, Result<bool, AuditError>> {
         Box::pin(async move {
             self.check()?;
-            Ok(self.jtis.register(issuer, jti, expires_at))
+            let (issuer, jti) = (redact::text(issuer.to_owned()), redact::text(jti.to_owned()));
+            Ok(self.jtis.register(&issuer, &jti, expires_at))
         })
     }
 }
@@ -333,6 +336,18 @@ impl AuditSink for MemorySink {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn memory_sink_redacts_like_the_database_sinks() {
+        let (log, sink) = AuditLog::memory();
+        let mut e = AuditEvent::new("twiin-authz", "uc", Direction::ReceivedRequest);
+        e.client_id = Some("eyJhbGciOiJFUzUxMiJ9.eyJzdWIiOiJ4In0.c2ln".into());
+        log.record(e).await.expect("recorded");
+        assert_eq!(
+            sink.events()[0].client_id.as_deref(),
+            Some(redact::REDACTED_TOKEN)
+        );
+    }
 
     #[tokio::test]
     async fn memory_sink_records_and_fails_closed() {
