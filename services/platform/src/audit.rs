@@ -141,14 +141,22 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait AuditSink: Send + Sync + 'static {
     fn write<'a>(&'a self, events: Vec<AuditEvent>) -> BoxFuture<'a, Result<(), AuditError>>;
 
-    /// Records a token `jti` from `issuer` until `expires_at`. Ok(true) when first seen,
-    /// Ok(false) when replayed. Shared by all replicas using the same database.
-    fn register_jti<'a>(
+    /// Records each token's `jti` until it expires, all in one transaction; for each, `true`
+    /// when first seen, `false` when replayed (also when the same token comes twice in `tokens`:
+    /// the later ones are replays). Shared by all replicas using the same database.
+    fn register_jtis<'a>(
         &'a self,
-        issuer: &'a str,
-        jti: &'a str,
-        expires_at: SystemTime,
-    ) -> BoxFuture<'a, Result<bool, AuditError>>;
+        tokens: &'a [TokenUse<'a>],
+    ) -> BoxFuture<'a, Result<Vec<bool>, AuditError>>;
+}
+
+/// A token presented to a service, for the `jti` replay store: `issuer` is the namespace of
+/// `jti` (an issuer, or an issuer with the token's role), `expires_at` how long it is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenUse<'a> {
+    pub issuer: &'a str,
+    pub jti: &'a str,
+    pub expires_at: SystemTime,
 }
 
 /// The handle services hold. Cheap to clone.
@@ -230,15 +238,33 @@ impl AuditLog {
         }
     }
 
+    /// Records a token `jti` from `issuer` until `expires_at`. Ok(true) when first seen,
+    /// Ok(false) when replayed. Shared by all replicas using the same database.
     pub async fn register_jti(
         &self,
         issuer: &str,
         jti: &str,
         expires_at: SystemTime,
     ) -> Result<bool, AuditError> {
+        let answers = self
+            .register_jtis(&[TokenUse {
+                issuer,
+                jti,
+                expires_at,
+            }])
+            .await?;
+        Ok(answers.first().copied().unwrap_or(false))
+    }
+
+    /// [`AuditLog::register_jti`] for several tokens at once, in one transaction (one wait for
+    /// the database instead of one per token); answers in the order of `tokens`.
+    pub async fn register_jtis(&self, tokens: &[TokenUse<'_>]) -> Result<Vec<bool>, AuditError> {
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
         match &self.sink {
-            Some(sink) => sink.register_jti(issuer, jti, expires_at).await,
-            None => Ok(disabled_jtis().register(issuer, jti, expires_at)),
+            Some(sink) => sink.register_jtis(tokens).await,
+            None => Ok(disabled_jtis().register_all(tokens)),
         }
     }
 }
@@ -260,6 +286,13 @@ struct JtiMap {
 }
 
 impl MemoryJtis {
+    fn register_all(&self, tokens: &[TokenUse<'_>]) -> Vec<bool> {
+        tokens
+            .iter()
+            .map(|t| self.register(t.issuer, t.jti, t.expires_at))
+            .collect()
+    }
+
     fn register(&self, issuer: &str, jti: &str, expires_at: SystemTime) -> bool {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let now = SystemTime::now();
@@ -318,16 +351,19 @@ impl AuditSink for MemorySink {
         })
     }
 
-    fn register_jti<'a>(
+    fn register_jtis<'a>(
         &'a self,
-        issuer: &'a str,
-        jti: &'a str,
-        expires_at: SystemTime,
-    ) -> BoxFuture<'a, Result<bool, AuditError>> {
+        tokens: &'a [TokenUse<'a>],
+    ) -> BoxFuture<'a, Result<Vec<bool>, AuditError>> {
         Box::pin(async move {
             self.check()?;
-            let (issuer, jti) = (redact::text(issuer.to_owned()), redact::text(jti.to_owned()));
-            Ok(self.jtis.register(&issuer, &jti, expires_at))
+            Ok(tokens
+                .iter()
+                .map(|t| {
+                    let (issuer, jti) = (redact::text(t.issuer.to_owned()), redact::text(t.jti.to_owned()));
+                    self.jtis.register(&issuer, &jti, t.expires_at)
+                })
+                .collect())
         })
     }
 }

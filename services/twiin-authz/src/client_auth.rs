@@ -7,10 +7,19 @@
 //! issuer URL or its token endpoint); `exp` in the future and `iat` not in the future, both
 //! within the clock skew; `exp - iat` within the maximum lifetime; `jti` used once, registered
 //! through the audit log's store so the check holds across replicas.
+//!
+//! **Decision — the two token ids of a request are registered together**, once both assertions
+//! passed every other check ([`verify_jwt`], then [`register`]): one wait for the replay store
+//! instead of two. The answers keep the seed's order: a replayed client assertion is
+//! `invalid_client` whatever the grant is (when the grant fails its checks, the client
+//! assertion's jti is registered alone first), and a replayed grant with a fresh client
+//! assertion is `invalid_grant`. One consequence: a replayed client assertion presented with a
+//! fresh grant assertion also uses up that grant's jti. It was presented, so under RFC 7523 it
+//! is used; its sender makes a new one.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use platform::audit::AuditLog;
+use platform::audit::{AuditLog, TokenUse};
 use serde_json::Value;
 
 use crate::aorta_id::AortaId;
@@ -64,19 +73,50 @@ fn aud_matches(aud: Option<&Value>, ours: &[String]) -> bool {
     }
 }
 
-/// Checks signature and claims of `token`, signed by application `client_id`.
+/// An assertion whose signature and claims passed, its `jti` not registered yet.
+#[derive(Debug)]
+pub struct Verified {
+    step: Step,
+    /// The replay store's namespace of the `jti`: the assertion's role and issuer.
+    namespace: String,
+    /// How long the `jti` is kept: `exp` plus the clock skew.
+    keep_until: SystemTime,
+    pub checked: CheckedJwt,
+}
+
+/// Registers the `jti`s of `assertions` in one transaction of the replay store; the first one
+/// already used fails with its step's error.
+pub async fn register(audit: &AuditLog, assertions: &[&Verified]) -> Result<(), AuthzError> {
+    let tokens: Vec<TokenUse<'_>> = assertions
+        .iter()
+        .map(|v| TokenUse {
+            issuer: &v.namespace,
+            jti: &v.checked.jti,
+            expires_at: v.keep_until,
+        })
+        .collect();
+    let fresh = audit.register_jtis(&tokens).await?;
+    for (v, fresh) in assertions.iter().zip(fresh) {
+        if !fresh {
+            return Err(v.step.error("jti is al eerder gebruikt"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks signature and claims of `token`, signed by application `client_id`; its `jti` is
+/// left to [`register`].
 #[allow(clippy::too_many_arguments)]
-pub async fn check_jwt(
+pub async fn verify_jwt(
     step: Step,
     token: &str,
     client_id: &str,
     rules: &JwtRules<'_>,
     zorg_ab: &ZorgAb,
-    audit: &AuditLog,
     id: &AortaId,
     log: &mut Vec<Exchange>,
     now: u64,
-) -> Result<CheckedJwt, AuthzError> {
+) -> Result<Verified, AuthzError> {
     let parsed = jws::parse(token).map_err(|e| step.error(e.to_string()))?;
     let alg = parsed
         .alg(&rules.settings.algorithms)
@@ -140,37 +180,31 @@ pub async fn check_jwt(
         Step::ClientAssertion => format!("client_assertion:{iss}"),
         Step::Grant => format!("assertion:{iss}"),
     };
-    let fresh = audit
-        .register_jti(
-            &namespace,
-            &jti,
-            UNIX_EPOCH + Duration::from_secs(exp.saturating_add(skew)),
-        )
-        .await?;
-    if !fresh {
-        return Err(step.error("jti is al eerder gebruikt"));
-    }
-    Ok(CheckedJwt {
-        iss,
-        sub,
-        jti,
-        iat,
-        exp,
-        claims,
+    Ok(Verified {
+        step,
+        namespace,
+        keep_until: UNIX_EPOCH + Duration::from_secs(exp.saturating_add(skew)),
+        checked: CheckedJwt {
+            iss,
+            sub,
+            jti,
+            iat,
+            exp,
+            claims,
+        },
     })
 }
 
-/// Step 3: the client assertion; returns the authenticated client id (= `iss` = `sub`).
-#[allow(clippy::too_many_arguments)]
+/// Step 3 but the `jti` (see [`register`]): the client assertion, whose `sub` is the
+/// authenticated client id (= `iss`).
 pub async fn authenticate(
     client_assertion: &str,
     rules: &JwtRules<'_>,
     zorg_ab: &ZorgAb,
-    audit: &AuditLog,
     id: &AortaId,
     log: &mut Vec<Exchange>,
     now: u64,
-) -> Result<CheckedJwt, AuthzError> {
+) -> Result<Verified, AuthzError> {
     let step = Step::ClientAssertion;
     let parsed = jws::parse(client_assertion).map_err(|e| step.error(e.to_string()))?;
     let c = &parsed.unverified_claims;
@@ -179,5 +213,5 @@ pub async fn authenticate(
     if iss.is_empty() || iss != sub {
         return Err(step.error("iss en sub moeten beide de client_id zijn"));
     }
-    check_jwt(step, client_assertion, iss, rules, zorg_ab, audit, id, log, now).await
+    verify_jwt(step, client_assertion, iss, rules, zorg_ab, id, log, now).await
 }

@@ -179,37 +179,50 @@ impl Authz {
             audiences: &self.audiences,
             max_age: None,
         };
-        // Step 3: client_assertion.
+        // Step 3: client_assertion (its jti is registered with the grant's, see `client_auth`).
         let client = client_auth::authenticate(
             &checked.client_assertion,
             &rules,
             &self.zorg_ab,
-            &self.audit,
             &id,
             trail.exchanges(),
             now,
         )
         .await?;
-        let client_id = client.sub.clone();
+        let client_id = client.checked.sub.clone();
         trail.subject.client_id = Some(client_id.clone());
-        trail.subject.jtis.push(client.jti.clone());
         // Step 4: assertion.
         let grant_rules = JwtRules {
             max_age: Some(self.client_auth.max_grant_age),
             ..rules
         };
-        let checked_grant = client_auth::check_jwt(
+        let verified_grant = match client_auth::verify_jwt(
             Step::Grant,
             &checked.assertion,
             &client_id,
             &grant_rules,
             &self.zorg_ab,
-            &self.audit,
             &id,
             trail.exchanges(),
             now,
         )
-        .await?;
+        .await
+        {
+            Ok(g) => g,
+            Err(e) => {
+                // Step 3 ends with its jti registered: a replayed client assertion is reported
+                // as such before the grant's fault.
+                client_auth::register(&self.audit, &[&client]).await?;
+                trail.subject.jtis.push(client.checked.jti.clone());
+                return Err(e);
+            }
+        };
+        let registered = client_auth::register(&self.audit, &[&client, &verified_grant]).await;
+        if !matches!(&registered, Err(AuthzError::InvalidClient(_))) {
+            trail.subject.jtis.push(client.checked.jti.clone());
+        }
+        registered?;
+        let checked_grant = verified_grant.checked;
         trail.subject.jtis.push(checked_grant.jti.clone());
         let grant = grant::grant_from(checked_grant, &client_id)?;
         trail.subject.ura = Some(grant.ura.clone());

@@ -701,6 +701,54 @@ async fn audit_failure_fails_closed_with_503() {
     assert_eq!(w.post(&w.form("system/Task.c")).await.0, 200);
 }
 
+/// Both token ids are registered in one round trip once both assertions passed their checks
+/// (`client_auth`'s decision); the answers keep the seed's order.
+#[tokio::test]
+async fn a_replayed_client_assertion_is_invalid_client_whatever_the_grant() {
+    let w = World::start().await;
+    let first = w.form("system/Task.c");
+    assert_eq!(w.post(&first).await.0, 200);
+    let replayed_client = first[3].1.clone();
+    // With a grant that fails its own checks: still the replay, step 3 comes first.
+    let mut bad_grant = w.form("system/Task.c");
+    set(&mut bad_grant, "client_assertion", Some(replayed_client.clone()));
+    set(
+        &mut bad_grant,
+        "assertion",
+        Some(w.sign(&with(w.grant_claims(), json!({"aud": "https://elders.example"})))),
+    );
+    expect(
+        &w,
+        &bad_grant,
+        400,
+        "invalid_client",
+        "Ongeldige client: jti is al eerder gebruikt",
+    )
+    .await;
+    // With a fresh, valid grant: the replay too; that grant was presented, so it is used up.
+    let mut fresh_grant = w.form("system/Task.c");
+    let grant = fresh_grant[1].1.clone();
+    set(&mut fresh_grant, "client_assertion", Some(replayed_client));
+    expect(
+        &w,
+        &fresh_grant,
+        400,
+        "invalid_client",
+        "Ongeldige client: jti is al eerder gebruikt",
+    )
+    .await;
+    let mut again = w.form("system/Task.c");
+    set(&mut again, "assertion", Some(grant));
+    expect(
+        &w,
+        &again,
+        400,
+        "invalid_grant",
+        "Ongeldige grant: jti is al eerder gebruikt",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn jti_replay_is_caught_across_two_instances_sharing_the_audit_store() {
     let (audit, sink) = platform::audit::AuditLog::memory();

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::settings::AuditSettings;
-use super::{AuditError, AuditEvent, AuditSink, BoxFuture};
+use super::{AuditError, AuditEvent, AuditSink, BoxFuture, TokenUse};
 
 /// What a database backend offers the writer.
 pub(crate) trait Store: Send + Sync + 'static {
@@ -91,9 +91,13 @@ struct Write {
     ack: oneshot::Sender<Result<(), AuditError>>,
 }
 
+/// Where the answers to one `register_jtis` call go: for each token, whether it was accepted.
+type JtiAnswer = oneshot::Sender<Result<Vec<bool>, AuditError>>;
+
+/// Token ids registered together (one `register_jtis` call), answered together.
 struct Registration {
-    claim: JtiClaim,
-    ack: oneshot::Sender<Result<bool, AuditError>>,
+    claims: Vec<JtiClaim>,
+    ack: JtiAnswer,
 }
 
 enum Work {
@@ -112,7 +116,7 @@ impl Job {
     fn weight(&self) -> usize {
         match &self.work {
             Work::Events(w) => w.events.len(),
-            Work::Jti(_) => 1,
+            Work::Jti(r) => r.claims.len(),
         }
     }
 }
@@ -210,20 +214,24 @@ impl AuditSink for GroupCommitSink {
         })
     }
 
-    fn register_jti<'a>(
+    fn register_jtis<'a>(
         &'a self,
-        issuer: &'a str,
-        jti: &'a str,
-        expires_at: SystemTime,
-    ) -> BoxFuture<'a, Result<bool, AuditError>> {
+        tokens: &'a [TokenUse<'a>],
+    ) -> BoxFuture<'a, Result<Vec<bool>, AuditError>> {
         Box::pin(async move {
+            if tokens.is_empty() {
+                return Ok(Vec::new());
+            }
             let (ack, answer) = oneshot::channel();
-            let claim = JtiClaim {
-                issuer: super::redact::text(issuer.to_owned()),
-                jti: super::redact::text(jti.to_owned()),
-                expires_at,
-            };
-            self.submit(Work::Jti(Registration { claim, ack }), answer, JTIS)
+            let claims = tokens
+                .iter()
+                .map(|t| JtiClaim {
+                    issuer: super::redact::text(t.issuer.to_owned()),
+                    jti: super::redact::text(t.jti.to_owned()),
+                    expires_at: t.expires_at,
+                })
+                .collect();
+            self.submit(Work::Jti(Registration { claims, ack }), answer, JTIS)
                 .await
         })
     }
@@ -289,38 +297,50 @@ async fn run_writer<S: Store>(
 /// one statement).
 struct Registrations {
     claims: Vec<JtiClaim>,
-    /// Per registration: its claim's index in `claims`, or `None` for a repeat.
+    /// Per claim of every registration, in order: its index in `claims`, or `None` for a repeat.
     slots: Vec<Option<usize>>,
-    acks: Vec<oneshot::Sender<Result<bool, AuditError>>>,
+    /// Per registration: where its claims' slots end, and whom to answer.
+    acks: Vec<(usize, JtiAnswer)>,
 }
 
 impl Registrations {
     fn new(registrations: Vec<Registration>) -> Self {
         let mut seen = std::collections::HashSet::new();
-        let mut claims = Vec::with_capacity(registrations.len());
-        let mut slots = Vec::with_capacity(registrations.len());
+        let mut claims = Vec::new();
+        let mut slots = Vec::new();
         let mut acks = Vec::with_capacity(registrations.len());
         for r in registrations {
-            if seen.insert((r.claim.issuer.clone(), r.claim.jti.clone())) {
-                slots.push(Some(claims.len()));
-                claims.push(r.claim);
-            } else {
-                slots.push(None);
+            for claim in r.claims {
+                if seen.insert((claim.issuer.clone(), claim.jti.clone())) {
+                    slots.push(Some(claims.len()));
+                    claims.push(claim);
+                } else {
+                    slots.push(None);
+                }
             }
-            acks.push(r.ack);
+            acks.push((slots.len(), r.ack));
         }
         Registrations { claims, slots, acks }
     }
 
     fn answer(self, outcome: Result<&[bool], &AuditError>) {
-        for (ack, slot) in self.acks.into_iter().zip(self.slots) {
-            let answer = match (outcome, slot) {
-                (Ok(accepted), Some(i)) => accepted.get(i).copied().ok_or_else(|| {
-                    AuditError::Unavailable(format!("{JTIS}: the database answered for too few tokens"))
-                }),
-                (Ok(_), None) => Ok(false),
-                (Err(e), _) => Err(e.clone()),
+        let mut start = 0;
+        for (end, ack) in self.acks {
+            let answer = match outcome {
+                Ok(accepted) => self.slots[start..end]
+                    .iter()
+                    .map(|slot| match slot {
+                        Some(i) => accepted.get(*i).copied().ok_or_else(|| {
+                            AuditError::Unavailable(format!(
+                                "{JTIS}: the database answered for too few tokens"
+                            ))
+                        }),
+                        None => Ok(false),
+                    })
+                    .collect(),
+                Err(e) => Err(e.clone()),
             };
+            start = end;
             let _ = ack.send(answer);
         }
     }
@@ -499,7 +519,7 @@ async fn run_purge<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{AuditLog, Direction};
+    use crate::audit::{AuditLog, Direction, TokenUse};
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -807,6 +827,31 @@ mod tests {
         assert!(
             log.register_jti("iss", "b", exp).await.expect("healed"),
             "never recorded"
+        );
+    }
+
+    #[tokio::test]
+    async fn tokens_registered_together_share_one_transaction_and_are_answered_in_order() {
+        let (log, store) = log(AuditSettings::default());
+        let exp = SystemTime::now() + Duration::from_secs(300);
+        let token = |jti| TokenUse {
+            issuer: "iss",
+            jti,
+            expires_at: exp,
+        };
+        assert!(log.register_jti("iss", "seen", exp).await.expect("answered"));
+        let before = store.transactions.load(Ordering::SeqCst);
+        let answers = log
+            .register_jtis(&[token("a"), token("seen"), token("b"), token("a")])
+            .await
+            .expect("answered");
+        assert_eq!(answers, [true, false, true, false]);
+        assert_eq!(store.transactions.load(Ordering::SeqCst), before + 1);
+        assert!(log.register_jtis(&[]).await.expect("answered").is_empty());
+        assert_eq!(
+            store.transactions.load(Ordering::SeqCst),
+            before + 1,
+            "nothing to commit"
         );
     }
 
