@@ -262,10 +262,19 @@ impl AuditLog {
         if tokens.is_empty() {
             return Ok(Vec::new());
         }
-        match &self.sink {
-            Some(sink) => sink.register_jtis(tokens).await,
-            None => Ok(disabled_jtis().register_all(tokens)),
+        let answers = match &self.sink {
+            Some(sink) => sink.register_jtis(tokens).await?,
+            None => disabled_jtis().register_all(tokens),
+        };
+        // A token without an answer must never pass for a first use: fail closed.
+        if answers.len() != tokens.len() {
+            return Err(AuditError::Unavailable(format!(
+                "jti replay store: {} answers for {} tokens",
+                answers.len(),
+                tokens.len()
+            )));
         }
+        Ok(answers)
     }
 }
 
@@ -372,6 +381,28 @@ impl AuditSink for MemorySink {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// Answers every registration with nothing, like a broken backend.
+    struct Mute;
+    impl AuditSink for Mute {
+        fn write<'a>(&'a self, _: Vec<AuditEvent>) -> BoxFuture<'a, Result<(), AuditError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn register_jtis<'a>(
+            &'a self,
+            _: &'a [TokenUse<'a>],
+        ) -> BoxFuture<'a, Result<Vec<bool>, AuditError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_without_an_answer_fails_closed() {
+        let log = AuditLog::new(std::sync::Arc::new(Mute));
+        let exp = SystemTime::now() + Duration::from_secs(60);
+        let err = log.register_jti("iss", "a", exp).await.expect_err("no answer");
+        assert!(matches!(err, AuditError::Unavailable(_)), "{err}");
+    }
 
     #[tokio::test]
     async fn memory_sink_redacts_like_the_database_sinks() {
