@@ -45,11 +45,15 @@ pub fn with_database(url: &str, name: &str) -> String {
     format!("{base}/{name}{query}")
 }
 
-async fn admin(url: &str, sql: String) -> Result<(), String> {
+async fn connect(url: &str) -> Result<sqlx::PgConnection, String> {
     use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url)
+    sqlx::PgConnection::connect(url)
         .await
-        .map_err(|e| format!("cannot connect to DATABASE_URL ({}): {e}", super::redact_url(url)))?;
+        .map_err(|e| format!("cannot connect to DATABASE_URL ({}): {e}", super::redact_url(url)))
+}
+
+async fn admin(url: &str, sql: String) -> Result<(), String> {
+    let mut conn = connect(url).await?;
     sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
         .execute(&mut conn)
         .await
@@ -81,13 +85,7 @@ impl TestDatabase {
     /// The server's next transaction id (cluster-wide): the difference between two readings is
     /// the number of write transactions in between, on every database of the server.
     pub async fn next_transaction_id(&self) -> Result<i64, String> {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&self.admin).await.map_err(|e| {
-            format!(
-                "cannot connect to DATABASE_URL ({}): {e}",
-                super::redact_url(&self.admin)
-            )
-        })?;
+        let mut conn = connect(&self.admin).await?;
         sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
             .fetch_one(&mut conn)
             .await
