@@ -148,6 +148,8 @@ pub fn twiin_authz_config() -> twiin_authz::Config {
         ..Default::default()
     };
     c.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // Plaintext listeners and no client certificate: development mode, opted into.
+    c.development = true;
     c.assertions.signing_keys[0].key = pki().path(files::TWIIN_SIGNING_KEY);
     // Nothing listens there: the Stelseltoken fetch fails fast and the service still starts.
     c.stelsel.url = "http://127.0.0.1:9/stelseltoken".into();

@@ -142,10 +142,15 @@ impl SigningKeys {
         json!({ "keys": keys })
     }
 
-    /// Signs `claims` as ES512 with the active key.
+    /// Signs `claims` as ES512 with the active key, `typ: JWT` (the TWIIN assertions).
     pub fn sign(&self, claims: &impl Serialize) -> Result<SignedAssertion, KeyError> {
+        self.sign_typed(claims, "JWT")
+    }
+
+    /// Signs `claims` as ES512 with the active key under JOSE type `typ`.
+    pub fn sign_typed(&self, claims: &impl Serialize, typ: &str) -> Result<SignedAssertion, KeyError> {
         let key = self.active(unix_now())?;
-        let header = json!({"alg": "ES512", "typ": "JWT", "kid": key.kid});
+        let header = json!({"alg": "ES512", "typ": typ, "kid": key.kid});
         let claims = serde_json::to_vec(claims).unwrap_or_default();
         let input = format!(
             "{}.{}",

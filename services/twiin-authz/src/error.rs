@@ -61,8 +61,35 @@ pub enum AuthzError {
 }
 
 impl From<platform::audit::AuditError> for AuthzError {
-    fn from(e: platform::audit::AuditError) -> Self {
-        AuthzError::Unavailable(format!("{e}; er is niets uitgegeven, probeer het later opnieuw"))
+    /// The caller learns that nothing was issued, not why the database failed (that is logged).
+    fn from(_: platform::audit::AuditError) -> Self {
+        AuthzError::Unavailable(
+            "auditlog niet beschikbaar; er is niets uitgegeven, probeer het later opnieuw".into(),
+        )
+    }
+}
+
+/// The canonical name of a gRPC status code (as in the gRPC specification), for the audit log.
+pub fn grpc_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "OK",
+        C::Cancelled => "CANCELLED",
+        C::Unknown => "UNKNOWN",
+        C::InvalidArgument => "INVALID_ARGUMENT",
+        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        C::NotFound => "NOT_FOUND",
+        C::AlreadyExists => "ALREADY_EXISTS",
+        C::PermissionDenied => "PERMISSION_DENIED",
+        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        C::FailedPrecondition => "FAILED_PRECONDITION",
+        C::Aborted => "ABORTED",
+        C::OutOfRange => "OUT_OF_RANGE",
+        C::Unimplemented => "UNIMPLEMENTED",
+        C::Internal => "INTERNAL",
+        C::Unavailable => "UNAVAILABLE",
+        C::DataLoss => "DATA_LOSS",
+        C::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

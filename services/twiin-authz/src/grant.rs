@@ -1,8 +1,9 @@
 //! The authorization grant assertion of a token request (RFC 7523 §2.1), SPEC.md §3.2 steps 2
 //! and 4, and the AORTA consent token it may carry as authorization base.
 //!
-//! **Decision** — claims: `iss` = the client id of the GtK that sent it (the one that
-//! authenticated in step 3), `sub` = URA of the initiating care provider (8 digits), optional
+//! **Decision** — claims: `iss` = a name of the GtK that authenticated in step 3 (its client id
+//! or its registered authorization server URL, as in the AORTA-TWIIN Authorization Grant
+//! Assertion), `sub` = URA of the initiating care provider (8 digits), optional
 //! `bsn` (9 digits passing the elfproef), `user_id`, `user_role`, `authorization_base` (a SAML
 //! AORTA consent token, base64) and `destination` (the ZORG-AB client id of the GBZ
 //! application to reach; the configured one when absent).
@@ -12,6 +13,7 @@ use serde_json::Value;
 
 use crate::client_auth::CheckedJwt;
 use crate::error::AuthzError;
+use crate::zorg_ab::Application;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
@@ -64,9 +66,9 @@ pub fn consent_contextcode(authz_base: &str) -> Option<String> {
 }
 
 /// Step 4 (after the signature and common checks): the grant's own claims.
-pub fn grant_from(checked: CheckedJwt, client_id: &str) -> Result<Grant, AuthzError> {
+pub fn grant_from(checked: CheckedJwt, client: &Application) -> Result<Grant, AuthzError> {
     let bad = |m: &str| AuthzError::InvalidGrant(m.to_owned());
-    if checked.iss != client_id {
+    if !client.issues_as(&checked.iss) {
         return Err(bad("iss is niet de geauthenticeerde client"));
     }
     if !valid_ura(&checked.sub) {

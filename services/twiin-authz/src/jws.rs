@@ -21,6 +21,10 @@ pub enum JwsError {
     AlgorithmNotAllowed(String),
     #[error("kid ontbreekt in de header")]
     NoKid,
+    #[error("kid in de header is geen tekst")]
+    KidNotText,
+    #[error("header-parameter crit wordt niet ondersteund")]
+    Critical,
     #[error("onbekende kid {0}")]
     UnknownKid(String),
     #[error("sleutel {0} past niet bij algoritme {1}")]
@@ -101,16 +105,67 @@ impl Alg {
     }
 }
 
-/// The JOSE header fields we act on.
-#[derive(Debug, Clone, Deserialize)]
+/// The JOSE header fields we act on. `alg` must be a string (without it there is no JWS); the
+/// others are read leniently so that a wrongly typed one (a numeric `kid`) is refused by the
+/// step that checks the token, with that step's error, rather than as an unreadable request.
+#[derive(Debug, Clone)]
 pub struct RawHeader {
     pub alg: String,
-    #[serde(default)]
     pub typ: Option<String>,
-    #[serde(default)]
     pub kid: Option<String>,
-    #[serde(default)]
     pub x5c: Option<Vec<String>>,
+    /// Members present with another JSON type than JOSE gives them (`kid`, `typ`, `x5c`).
+    pub ill_typed: Vec<&'static str>,
+    /// A `crit` member: extensions we do not implement, so the token must be refused
+    /// (RFC 7515 §4.1.11).
+    pub critical: bool,
+}
+
+#[derive(Deserialize)]
+struct HeaderJson {
+    alg: String,
+    #[serde(default)]
+    typ: Option<Value>,
+    #[serde(default)]
+    kid: Option<Value>,
+    #[serde(default)]
+    x5c: Option<Value>,
+    #[serde(default)]
+    crit: Option<Value>,
+}
+
+impl From<HeaderJson> for RawHeader {
+    fn from(h: HeaderJson) -> Self {
+        let mut ill_typed = Vec::new();
+        let mut text = |name: &'static str, v: Option<Value>| match v {
+            None => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                ill_typed.push(name);
+                None
+            }
+        };
+        let typ = text("typ", h.typ);
+        let kid = text("kid", h.kid);
+        let x5c = match h.x5c {
+            None => None,
+            Some(v) => match serde_json::from_value::<Vec<String>>(v) {
+                Ok(list) => Some(list),
+                Err(_) => {
+                    ill_typed.push("x5c");
+                    None
+                }
+            },
+        };
+        RawHeader {
+            alg: h.alg,
+            typ,
+            kid,
+            x5c,
+            ill_typed,
+            critical: h.crit.is_some(),
+        }
+    }
 }
 
 /// A token split into its parts, header parsed, nothing verified yet.
@@ -140,8 +195,9 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, JwsError> {
     if c.contains('.') {
         return Err(JwsError::Malformed("geen drie delen".into()));
     }
-    let header: RawHeader = serde_json::from_slice(&b64d(h)?)
+    let header: HeaderJson = serde_json::from_slice(&b64d(h)?)
         .map_err(|_| JwsError::Malformed("header is geen geldige JSON".into()))?;
+    let header = RawHeader::from(header);
     let unverified_claims: Value = serde_json::from_slice(&b64d(c)?)
         .map_err(|_| JwsError::Malformed("claims zijn geen geldige JSON".into()))?;
     if !unverified_claims.is_object() {
@@ -157,8 +213,11 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, JwsError> {
 }
 
 impl Parsed<'_> {
-    /// The header's algorithm if it is on `allowed`.
+    /// The header's algorithm if it is on `allowed` (and no `crit` extension is asked for).
     pub fn alg(&self, allowed: &[Alg]) -> Result<Alg, JwsError> {
+        if self.header.critical {
+            return Err(JwsError::Critical);
+        }
         match Alg::parse(&self.header.alg) {
             Some(a) if allowed.contains(&a) => Ok(a),
             _ => Err(JwsError::AlgorithmNotAllowed(self.header.alg.clone())),
@@ -166,6 +225,9 @@ impl Parsed<'_> {
     }
 
     pub fn kid(&self) -> Result<&str, JwsError> {
+        if self.header.ill_typed.contains(&"kid") {
+            return Err(JwsError::KidNotText);
+        }
         self.header.kid.as_deref().ok_or(JwsError::NoKid)
     }
 
@@ -267,6 +329,20 @@ mod tests {
         ] {
             assert!(parse(t).is_err(), "{t}");
         }
+    }
+
+    #[test]
+    fn ill_typed_header_members_are_kept_for_the_checking_step() {
+        let t = tok(r#"{"alg":"ES512","typ":"JWT","kid":17}"#, "{}", "AAAA");
+        let p = parse(&t).expect("still a JWS");
+        assert_eq!(p.kid(), Err(JwsError::KidNotText));
+        let t = tok(r#"{"alg":"ES512","typ":["JWT"],"kid":"k"}"#, "{}", "AAAA");
+        assert_eq!(parse(&t).expect("JWS").header.ill_typed, vec!["typ"]);
+        let t = tok(r#"{"alg":"ES512","kid":"k","crit":["exp"]}"#, "{}", "AAAA");
+        assert_eq!(
+            parse(&t).expect("JWS").alg(&[Alg::ES512]),
+            Err(JwsError::Critical)
+        );
     }
 
     #[test]

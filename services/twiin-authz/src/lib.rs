@@ -3,14 +3,15 @@
 //! answers OAuth2 JWT-bearer token requests from other access nodes (use case 3.2, gRPC and
 //! plain HTTP `POST /oauth2/token`), with the audit log of SPEC.md §4.
 //!
-//! Domain modules are transport-free: [`jws`], [`assertion`], [`source_token`],
-//! [`client_auth`], [`grant`], [`scope_table`], [`zorg_ab`], [`as_za`], [`aorta_id`]; the use
-//! cases are [`issue_assertions`] and [`issue_token`]; [`http`] and the gRPC impl below only
-//! translate.
+//! Domain modules are transport-free: [`jws`], [`assertion`], [`source_token`], [`x5c`],
+//! [`client_auth`], [`grant`], [`scope_table`], [`zorg_ab`], [`as_za`], [`aorta_id`],
+//! [`broker`]; the use cases are [`issue_assertions`] and [`issue_token`]; [`http`] and the
+//! gRPC impl below only translate, and open each request's audit [`trail`].
 
 pub mod aorta_id;
 pub mod as_za;
 pub mod assertion;
+pub mod broker;
 pub mod client_auth;
 pub mod config;
 pub mod error;
@@ -19,9 +20,12 @@ pub mod http;
 pub mod issue_assertions;
 pub mod issue_token;
 pub mod jws;
+pub mod outbound;
 pub mod scope_table;
+pub mod single_flight;
 pub mod source_token;
 pub mod trail;
+pub mod x5c;
 pub mod zorg_ab;
 
 use std::net::SocketAddr;
@@ -32,6 +36,7 @@ use ehealth_proto::twiin::v1 as pb;
 use ehealth_proto::twiin::v1::twiin_authz_server::{TwiinAuthz, TwiinAuthzServer};
 use platform::CancellationToken;
 use platform::audit::AuditLog;
+use platform::config::ServiceConfig;
 use platform::metrics::Metrics;
 use platform::server::{GrpcServer, RunningServer, ServerError};
 use serde_json::json;
@@ -41,9 +46,11 @@ pub use error::AuthzError;
 
 use crate::aorta_id::AortaId;
 use crate::assertion::SigningKeys;
+use crate::broker::{Brokers, CallerCertificate};
 use crate::config::{AsZaSettings, ClientAuthSettings, HttpSettings, StelselSettings};
 use crate::scope_table::ScopeTable;
 use crate::source_token::Stelsel;
+use crate::trail::{Outcome, Trail, UC_ASSERTIONS, UC_TOKEN};
 use crate::zorg_ab::ZorgAb;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,14 +65,6 @@ pub enum StartError {
     Audit(String),
 }
 
-/// Who called, for the audit log.
-#[derive(Debug, Clone)]
-pub struct CallContext {
-    pub aorta_id: AortaId,
-    pub peer: Option<String>,
-    pub transport: &'static str,
-}
-
 /// What the service depends on from outside its configuration.
 #[derive(Debug, Clone)]
 pub struct Deps {
@@ -75,9 +74,13 @@ pub struct Deps {
 /// The service state both transports share.
 pub struct Authz {
     issuer: String,
+    /// Where the OAuth endpoint is reached (RFC 8414 `token_endpoint`, `jwks_uri`).
+    endpoint_base: String,
     client_id: String,
     development: bool,
     audiences: Vec<String>,
+    brokers: Brokers,
+    grpc_timeout: Duration,
     limits: HttpSettings,
     keys: SigningKeys,
     stelsel: Arc<Stelsel>,
@@ -147,27 +150,34 @@ impl std::fmt::Debug for Authz {
 }
 
 impl Authz {
-    pub fn new(config: &Config, audit: AuditLog) -> Result<Self, StartError> {
+    /// The service state; `endpoint_base` is where external GtKs reach the OAuth endpoint
+    /// (see `http.public_url`).
+    pub fn new(config: &Config, audit: AuditLog, endpoint_base: String) -> Result<Self, StartError> {
         platform::tls::install_crypto_provider();
         let keys = SigningKeys::load(&config.assertions.signing_keys, config.assertions.max_lifetime)
             .map_err(|e| StartError::Config(e.to_string()))?;
         let scope_table = ScopeTable::new(config.interactions.clone())
             .map_err(|e| StartError::Config(format!("interactions: {e}")))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| StartError::Config(format!("HTTP client: {e}")))?;
+        let http = outbound::client(&config.outbound_tls, config.development).map_err(StartError::Config)?;
         let issuer = config.issuer.trim_end_matches('/').to_owned();
+        let endpoint_base = endpoint_base.trim_end_matches('/').to_owned();
+        let mut audiences = vec![issuer.clone(), format!("{issuer}{}", http::TOKEN_PATH)];
+        let advertised = format!("{endpoint_base}{}", http::TOKEN_PATH);
+        if !audiences.contains(&advertised) {
+            audiences.push(advertised);
+        }
         Ok(Authz {
             client_id: config
                 .assertions
                 .client_id
                 .clone()
                 .unwrap_or_else(|| issuer.clone()),
-            audiences: vec![issuer.clone(), format!("{issuer}{}", http::TOKEN_PATH)],
+            audiences,
             issuer,
+            endpoint_base,
             development: config.development,
+            brokers: Brokers::new(&config.resource_broker.identities, config.development),
+            grpc_timeout: config.server.request_timeout,
             limits: config.http.clone(),
             keys,
             stelsel: Arc::new(Stelsel::new(config.stelsel.max_age)),
@@ -177,7 +187,12 @@ impl Authz {
             notification_marker: config.assertions.notification_marker.clone(),
             notification_scope: config.assertions.notification_scope.clone(),
             scope_table,
-            zorg_ab: ZorgAb::new(http.clone(), config.zorg_ab.clone(), config.development),
+            zorg_ab: ZorgAb::new(
+                http.clone(),
+                config.zorg_ab.clone(),
+                &config.clients,
+                config.development,
+            ),
             as_za: config.as_za.clone(),
             http,
             audit,
@@ -185,7 +200,7 @@ impl Authz {
         })
     }
 
-    /// RFC 8414 metadata.
+    /// RFC 8414 metadata: the endpoints as they are actually served.
     pub fn metadata(&self) -> serde_json::Value {
         let algs: Vec<&str> = self.client_auth.algorithms.iter().map(|a| a.name()).collect();
         let scopes: Vec<String> = self
@@ -196,8 +211,8 @@ impl Authz {
             .collect();
         json!({
             "issuer": self.issuer,
-            "token_endpoint": format!("{}{}", self.issuer, http::TOKEN_PATH),
-            "jwks_uri": format!("{}{}", self.issuer, http::JWKS_PATH),
+            "token_endpoint": format!("{}{}", self.endpoint_base, http::TOKEN_PATH),
+            "jwks_uri": format!("{}{}", self.endpoint_base, http::JWKS_PATH),
             "grant_types_supported": [issue_assertions::JWT_BEARER],
             "token_endpoint_auth_methods_supported": ["private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": algs,
@@ -206,31 +221,95 @@ impl Authz {
         })
     }
 
-    /// Fetches the Stelseltoken once now (errors are kept for the UNAVAILABLE answers).
+    /// The audit trail of a request received now.
+    pub fn trail(
+        &self,
+        use_case: &'static str,
+        id: AortaId,
+        peer: Option<String>,
+        transport: &'static str,
+        traceparent: Option<&str>,
+    ) -> Trail {
+        Trail::new(
+            self.audit.clone(),
+            use_case,
+            id,
+            peer,
+            transport,
+            trail::trace_id(traceparent),
+        )
+    }
+
+    /// Fetches the Stelseltoken once now and records the fetch in the audit log (errors are
+    /// kept for the UNAVAILABLE answers and logged).
     pub async fn refresh_stelsel(&self) -> Result<(), source_token::StelselError> {
         let s = &self.stelsel_settings;
-        self.stelsel
+        let (result, exchange) = self
+            .stelsel
             .refresh(&self.http, &s.url, &s.trust_anchor, s.timeout)
-            .await
+            .await;
+        trail::record_stelsel_fetch(&self.audit, &exchange).await;
+        result
     }
 }
 
-fn context<T>(req: &tonic::Request<T>) -> Result<CallContext, tonic::Status> {
-    let header = match req.metadata().get(aorta_id::HEADER) {
-        None => None,
-        Some(v) => Some(v.to_str().map_err(|_| {
-            tonic::Status::from(AuthzError::InvalidRequest(
-                "Ongeldig verzoek: AORTA-ID is ongeldig".into(),
-            ))
-        })?),
+/// The gRPC face of a request: its trail (with the AORTA-ID of the metadata, or a new one when
+/// that is malformed, which the caller then gets refused).
+fn grpc_trail<T>(
+    authz: &Authz,
+    use_case: &'static str,
+    req: &tonic::Request<T>,
+) -> (Trail, Result<AortaId, AuthzError>) {
+    let md = req.metadata();
+    let traceparent = md.get("traceparent").and_then(|v| v.to_str().ok());
+    let mut trail = authz
+        .trail(
+            use_case,
+            AortaId::new(),
+            req.remote_addr().map(|a| a.to_string()),
+            "grpc",
+            traceparent,
+        )
+        .with_deadline(authz.grpc_timeout);
+    trail.note(
+        "method",
+        match use_case {
+            UC_ASSERTIONS => "twiin.v1.TwiinAuthz/IssueTwiinAssertions",
+            _ => "twiin.v1.TwiinAuthz/IssueAortaAccessToken",
+        },
+    );
+    let id = match md.get(aorta_id::HEADER) {
+        None => Ok(AortaId::new()),
+        Some(v) => {
+            let parsed = v
+                .to_str()
+                .map_err(|_| ())
+                .and_then(|t| AortaId::accept(Some(t)).map_err(|_| ()));
+            match parsed {
+                Ok(id) => Ok(id),
+                Err(()) => {
+                    let raw: String = String::from_utf8_lossy(v.as_bytes()).chars().take(200).collect();
+                    trail.note("aorta_id_received", raw);
+                    Err(AuthzError::InvalidRequest(format!(
+                        "Ongeldig verzoek: {}",
+                        aorta_id::MalformedAortaId
+                    )))
+                }
+            }
+        }
     };
-    let aorta_id = AortaId::accept(header)
-        .map_err(|e| tonic::Status::from(AuthzError::InvalidRequest(format!("Ongeldig verzoek: {e}"))))?;
-    Ok(CallContext {
-        aorta_id,
-        peer: req.remote_addr().map(|a| a.to_string()),
-        transport: "grpc",
-    })
+    if let Ok(id) = &id {
+        trail.set_aorta_id(id.clone());
+    }
+    (trail, id)
+}
+
+/// A refusal before the use case, written to the trail first.
+async fn grpc_refuse(trail: Trail, e: AuthzError) -> tonic::Status {
+    match trail.finish(&Outcome::of::<()>(&Err(e.clone()))).await {
+        Ok(()) => e.into(),
+        Err(audit) => audit.into(),
+    }
 }
 
 fn opt(s: String) -> Option<String> {
@@ -247,14 +326,20 @@ impl TwiinAuthz for Grpc {
         &self,
         request: tonic::Request<pb::IssueTwiinAssertionsRequest>,
     ) -> Result<tonic::Response<pb::IssueTwiinAssertionsResponse>, tonic::Status> {
-        let ctx = context(&request)?;
+        let (trail, id) = grpc_trail(&self.0, UC_ASSERTIONS, &request);
+        if let Err(e) = id {
+            return Err(grpc_refuse(trail, e).await);
+        }
+        let caller = request
+            .peer_certs()
+            .and_then(|certs| certs.first().map(|leaf| CallerCertificate::from_der(leaf)));
         let r = request.into_inner();
         let req = issue_assertions::AssertionsRequest {
             source_token: r.source_token,
             audience: r.audience,
             authz_base: opt(r.authz_base),
         };
-        let out = self.0.issue_assertions(req, ctx).await?;
+        let out = self.0.issue_assertions(req, caller.as_ref(), trail).await?;
         Ok(tonic::Response::new(pb::IssueTwiinAssertionsResponse {
             client_assertion: out.client_assertion,
             client_assertion_type: issue_assertions::CLIENT_ASSERTION_TYPE.into(),
@@ -269,7 +354,10 @@ impl TwiinAuthz for Grpc {
         &self,
         request: tonic::Request<pb::TokenRequest>,
     ) -> Result<tonic::Response<pb::TokenResponse>, tonic::Status> {
-        let ctx = context(&request)?;
+        let (trail, id) = grpc_trail(&self.0, UC_TOKEN, &request);
+        if let Err(e) = id {
+            return Err(grpc_refuse(trail, e).await);
+        }
         let r = request.into_inner();
         let req = issue_token::TokenRequest {
             grant_type: opt(r.grant_type),
@@ -279,7 +367,7 @@ impl TwiinAuthz for Grpc {
             scope: opt(r.scope),
             client_id: opt(r.client_id),
         };
-        let t = self.0.issue_token(req, ctx).await?;
+        let t = self.0.issue_token(req, trail).await?;
         Ok(tonic::Response::new(pb::TokenResponse {
             access_token: t.access_token,
             token_type: t.token_type,
@@ -309,13 +397,28 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 }
 
 /// Starts gRPC, the OAuth2 HTTP listener and the Stelseltoken refresher; returns once both
-/// listen (after one Stelseltoken fetch attempt).
+/// listen (after one Stelseltoken fetch attempt). Refuses a configuration that does not
+/// validate (production mode's rules included), naming the key.
 pub async fn start_with(
     config: Config,
     deps: Deps,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
-    let authz = Arc::new(Authz::new(&config, deps.audit)?);
+    config.validate().map_err(|e| StartError::Config(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(config.http.listen).await?;
+    let http_addr = listener.local_addr()?;
+    let endpoint_base = match (&config.http.public_url, &config.http.tls) {
+        (Some(url), _) => url.clone(),
+        (None, Some(_)) => config.issuer.clone(),
+        // Development without TLS: advertise what is served, not an https URL nobody answers.
+        (None, None) => format!("http://{http_addr}"),
+    };
+    let authz = Arc::new(Authz::new(&config, deps.audit, endpoint_base)?);
+    if config.development {
+        tracing::warn!(
+            "development mode: http URLs, plaintext listeners and an open use case 3.1 are allowed"
+        );
+    }
     let metrics = Metrics::new();
     authz.metrics.register(&metrics);
     let metrics_addr = platform::metrics::start(&config.metrics, metrics.clone(), shutdown.clone()).await?;
@@ -345,8 +448,6 @@ pub async fn start_with(
         }
     });
 
-    let listener = tokio::net::TcpListener::bind(config.http.listen).await?;
-    let http_addr = listener.local_addr()?;
     let router = http::router(authz.clone()).layer(
         tower::ServiceBuilder::new()
             .layer(
@@ -356,10 +457,6 @@ pub async fn start_with(
                     })
                     .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG)),
             )
-            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                axum::http::StatusCode::GATEWAY_TIMEOUT,
-                config.http.request_timeout,
-            ))
             .layer(tower::limit::ConcurrencyLimitLayer::new(
                 config.server.concurrency_limit,
             )),

@@ -1,5 +1,10 @@
-//! The in-process world of the twiin-authz tests: the three simulators, the external GtK's JWKS
+//! The in-process world of the twiin-authz tests: the three simulators, the external GtKs' JWKS
 //! host, and the service, all on ephemeral loopback ports, torn down on drop.
+//!
+//! ZORG-AB and the Autorisatie Server ZA are served over mutual TLS (they require the GtK's
+//! client certificate, as the real ones do). By default the service runs in development mode
+//! (plaintext listeners, http Stelsel and jwks_uris), opted into explicitly; with
+//! `Options::production` everything is TLS and production mode's rules apply.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -16,6 +21,14 @@ use sim_kit::pki::AortaPki;
 
 pub const ISSUER: &str = "https://twiin.test";
 pub const EXT_CLIENT: &str = "https://gtk-extern.test";
+/// The authorization server registered for EXT_CLIENT (the audience of our TWIIN assertions).
+pub const EXT_AS: &str = "https://gtk-extern.test";
+/// An AORTA-conformant peer GtK: its client assertions carry `iss` = its AS URL, `sub` = its
+/// client id, signed PS256 or ES256.
+pub const PEER_CLIENT: &str = "gtk-peer-client";
+pub const PEER_AS: &str = "https://as.gtk-peer.test";
+pub const PEER_ES256_KID: &str = "peer-es256";
+pub const PEER_PS256_KID: &str = "peer-ps256";
 pub const EXT_KID: &str = "ext-1";
 pub const AS_ZA_ISSUER: &str = "https://as-za.test";
 pub const AORTA_KID: &str = "aorta-ts-1";
@@ -47,6 +60,9 @@ pub struct Options {
     pub stelsel_backdate_secs: u64,
     pub stelsel_max_age: Duration,
     pub tweak: fn(&mut twiin_authz::Config),
+    /// Production mode: TLS on both listeners (caller mTLS on gRPC, the Resource Broker's
+    /// certificate as the one broker identity), https Stelsel.
+    pub production: bool,
 }
 
 impl Default for Options {
@@ -55,7 +71,71 @@ impl Default for Options {
             stelsel_backdate_secs: 0,
             stelsel_max_age: Duration::from_secs(3600),
             tweak: |_| {},
+            production: false,
         }
+    }
+}
+
+/// The AORTA-style peer's keys (ES256 and PS256) and JWKS.
+pub struct Peer {
+    es256: aws_lc_rs::signature::EcdsaKeyPair,
+    rsa: aws_lc_rs::rsa::KeyPair,
+    pub jwks: Value,
+}
+
+impl Peer {
+    fn new() -> Peer {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("P-256");
+        let es256 = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref()).expect("P-256");
+        let p = es256.public_key().as_ref().to_vec();
+        let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("RSA");
+        let b = |x: &[u8]| sim_kit::jose::b64(x);
+        let pk = rsa.public_key();
+        let jwks = json!({"keys": [
+            {"kty": "EC", "crv": "P-256", "kid": PEER_ES256_KID, "use": "sig", "alg": "ES256",
+             "x": b(&p[1..33]), "y": b(&p[33..65])},
+            {"kty": "RSA", "kid": PEER_PS256_KID, "use": "sig", "alg": "PS256",
+             "n": b(pk.modulus().big_endian_without_leading_zero()),
+             "e": b(pk.exponent().big_endian_without_leading_zero())},
+        ]});
+        Peer { es256, rsa, jwks }
+    }
+
+    /// Signs `claims` with `alg` (`ES256` or `PS256`) under the matching kid.
+    pub fn sign(&self, alg: &str, claims: &Value) -> String {
+        let kid = if alg == "ES256" {
+            PEER_ES256_KID
+        } else {
+            PEER_PS256_KID
+        };
+        let header = json!({"alg": alg, "typ": "JWT", "kid": kid});
+        let input = format!(
+            "{}.{}",
+            sim_kit::jose::b64(header.to_string().as_bytes()),
+            sim_kit::jose::b64(claims.to_string().as_bytes())
+        );
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let sig = if alg == "ES256" {
+            self.es256
+                .sign(&rng, input.as_bytes())
+                .expect("sign")
+                .as_ref()
+                .to_vec()
+        } else {
+            let mut out = vec![0u8; self.rsa.public_modulus_len()];
+            self.rsa
+                .sign(
+                    &aws_lc_rs::signature::RSA_PSS_SHA256,
+                    &rng,
+                    input.as_bytes(),
+                    &mut out,
+                )
+                .expect("sign");
+            out
+        };
+        format!("{input}.{}", sim_kit::jose::b64(&sig))
     }
 }
 
@@ -64,6 +144,11 @@ pub struct World {
     pub shutdown: CancellationToken,
     pub http: SocketAddr,
     pub grpc: SocketAddr,
+    /// TLS on both listeners (production mode).
+    pub production: bool,
+    pub zorg_hits: sim_kit::serve::Hits,
+    pub as_za_hits: sim_kit::serve::Hits,
+    pub peer: Arc<Peer>,
     pub audit: AuditLog,
     pub sink: Arc<MemorySink>,
     pub ext_key: Vec<u8>,
@@ -87,19 +172,32 @@ fn write_p521(path: &PathBuf) -> Vec<u8> {
     der
 }
 
-/// Serves the external GtK's JWKS, counting fetches.
-async fn jwks_host(jwks: Value, hits: Arc<AtomicUsize>, shutdown: CancellationToken) -> SocketAddr {
-    let router = axum::Router::new().route(
-        "/jwks",
-        axum::routing::get(move || {
-            let jwks = jwks.clone();
-            let hits = hits.clone();
-            async move {
-                hits.fetch_add(1, Ordering::SeqCst);
-                axum::Json(jwks)
-            }
-        }),
-    );
+/// Serves the external GtK's JWKS (counting fetches) and the AORTA peer's.
+async fn jwks_host(
+    jwks: Value,
+    peer_jwks: Value,
+    hits: Arc<AtomicUsize>,
+    shutdown: CancellationToken,
+) -> SocketAddr {
+    let router = axum::Router::new()
+        .route(
+            "/jwks",
+            axum::routing::get(move || {
+                let jwks = jwks.clone();
+                let hits = hits.clone();
+                async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    axum::Json(jwks)
+                }
+            }),
+        )
+        .route(
+            "/peer-jwks",
+            axum::routing::get(move || {
+                let jwks = peer_jwks.clone();
+                async move { axum::Json(jwks) }
+            }),
+        );
     sim_kit::serve::serve("127.0.0.1:0".parse().expect("addr"), router, shutdown)
         .await
         .expect("JWKS host")
@@ -128,7 +226,7 @@ pub fn closed_port() -> SocketAddr {
     l.local_addr().expect("addr")
 }
 
-fn zorg_ab_data(jwks_uri: &str) -> zorg_ab_sim::Data {
+fn zorg_ab_data(jwks_base: &str) -> zorg_ab_sim::Data {
     use zorg_ab_sim::{Application, Capability, Data, Organization};
     let org = |ura: &str, name: &str| Organization {
         ura: ura.into(),
@@ -155,7 +253,8 @@ fn zorg_ab_data(jwks_uri: &str) -> zorg_ab_sim::Data {
                 client_id: EXT_CLIENT.into(),
                 name: "Extern GtK".into(),
                 ura: URA_VENDOR.into(),
-                jwks_uri: Some(jwks_uri.into()),
+                jwks_uri: Some(format!("{jwks_base}/jwks")),
+                authorization_server: Some(EXT_AS.into()),
                 capabilities: all
                     .iter()
                     .map(|i| Capability {
@@ -166,10 +265,26 @@ fn zorg_ab_data(jwks_uri: &str) -> zorg_ab_sim::Data {
                 receives_via_twiin: vec![],
             },
             Application {
+                client_id: PEER_CLIENT.into(),
+                name: "AORTA-GtK".into(),
+                ura: URA_VENDOR.into(),
+                jwks_uri: Some(format!("{jwks_base}/peer-jwks")),
+                authorization_server: Some(PEER_AS.into()),
+                capabilities: all
+                    .iter()
+                    .map(|i| Capability {
+                        interaction: (*i).into(),
+                        on_behalf_of: vec![URA_CARE.into()],
+                    })
+                    .collect(),
+                receives_via_twiin: vec![],
+            },
+            Application {
                 client_id: "urn:gbz:local-ehr".into(),
                 name: "EPD zorgaanbieder B".into(),
                 ura: URA_OURS.into(),
                 jwks_uri: None,
+                authorization_server: None,
                 capabilities: vec![],
                 receives_via_twiin: all.iter().map(|i| (*i).into()).collect(),
             },
@@ -178,6 +293,7 @@ fn zorg_ab_data(jwks_uri: &str) -> zorg_ab_sim::Data {
                 name: "EPD zonder Twiin".into(),
                 ura: URA_OURS.into(),
                 jwks_uri: None,
+                authorization_server: None,
                 capabilities: vec![],
                 receives_via_twiin: vec![],
             },
@@ -238,6 +354,18 @@ impl World {
     }
 
     pub async fn start_sharing(opts: Options, audit: AuditLog, sink: Arc<MemorySink>) -> World {
+        World::start_configured(opts, audit, sink)
+            .await
+            .expect("twiin-authz starts")
+    }
+
+    /// The world, or twiin-authz's refusal to start with it.
+    pub async fn start_configured(
+        opts: Options,
+        audit: AuditLog,
+        sink: Arc<MemorySink>,
+    ) -> Result<World, twiin_authz::StartError> {
+        use sim_kit::pki::files;
         let dir = tempfile::tempdir().expect("tmp");
         let pki = aorta_pki();
         pki.write(dir.path()).expect("write AORTA PKI");
@@ -245,40 +373,66 @@ impl World {
         write_p521(&our_key);
         let shutdown = CancellationToken::new();
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let path = |f: &str| dir.path().join(f);
+        let mutual = sim_kit::serve::Tls {
+            cert: path(files::SIM_SERVER_CERT),
+            key: path(files::SIM_SERVER_KEY),
+            client_ca: Some(path(files::TLS_CA)),
+        };
 
         let (ext_key, ext_jwk) = p521_test_key(EXT_KID).expect("GtK key");
+        let peer = Arc::new(Peer::new());
         let hits = Arc::new(AtomicUsize::new(0));
-        let jwks_addr = jwks_host(json!({"keys": [ext_jwk.clone()]}), hits.clone(), shutdown.clone()).await;
+        let jwks_addr = jwks_host(
+            json!({"keys": [ext_jwk.clone()]}),
+            peer.jwks.clone(),
+            hits.clone(),
+            shutdown.clone(),
+        )
+        .await;
 
         let zorg = zorg_ab_sim::start(
-            zorg_ab_data(&format!("http://{jwks_addr}/jwks")),
+            zorg_ab_data(&format!("http://{jwks_addr}")),
             any,
+            mutual.clone(),
             shutdown.clone(),
         )
         .await
         .expect("ZORG-AB sim");
+        let stelsel_tls = opts.production.then(|| sim_kit::serve::Tls {
+            client_ca: None,
+            ..mutual.clone()
+        });
         let stelsel = aorta_stelsel_sim::start(
             aorta_stelsel_sim::Data {
                 issuer: "https://stelsel.test".into(),
-                signer_key: dir.path().join(sim_kit::pki::files::STELSEL_SIGNER_KEY),
-                signer_chain: dir.path().join(sim_kit::pki::files::STELSEL_SIGNER_CHAIN),
+                signer_key: path(files::STELSEL_SIGNER_KEY),
+                signer_chain: path(files::STELSEL_SIGNER_CHAIN),
                 validity_secs: 24 * 3600,
                 backdate_secs: opts.stelsel_backdate_secs,
                 token_signing_keys: vec![aorta_stelsel_sim::TokenSigningKey {
                     kid: AORTA_KID.into(),
-                    key: dir.path().join(sim_kit::pki::files::AORTA_TOKEN_SIGNING_KEY),
+                    key: path(files::AORTA_TOKEN_SIGNING_KEY),
                 }],
             },
             any,
+            stelsel_tls,
             shutdown.clone(),
         )
         .await
         .expect("Stelsel sim");
-        let as_za = as_za_sim::start(as_za_data(dir.path(), our_key.clone()), any, shutdown.clone())
-            .await
-            .expect("AS ZA sim");
+        let as_za = as_za_sim::start(
+            as_za_data(dir.path(), our_key.clone()),
+            any,
+            mutual.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("AS ZA sim");
 
         let mut c = twiin_authz::Config::default();
+        // The tests' explicit opt-in (production mode is the default).
+        c.development = !opts.production;
         c.server.listen = any;
         c.server.drain_grace = Duration::from_millis(50);
         c.metrics.listen = None;
@@ -287,7 +441,7 @@ impl World {
         c.assertions.signing_keys[0].key = our_key;
         c.assertions.signing_keys[0].kid = OUR_KID.into();
         c.stelsel.url = format!("{}/stelseltoken", stelsel.url());
-        c.stelsel.trust_anchor = dir.path().join(sim_kit::pki::files::STELSEL_CA);
+        c.stelsel.trust_anchor = path(files::STELSEL_CA);
         c.stelsel.max_age = opts.stelsel_max_age;
         c.stelsel.access_token_issuer = AS_ZA_ISSUER.into();
         c.stelsel.access_token_audience = "aorta".into();
@@ -296,21 +450,47 @@ impl World {
         c.as_za.token_url = format!("{}/token", as_za.url());
         c.as_za.audience = AS_ZA_ISSUER.into();
         c.as_za.timeout = Duration::from_millis(800);
+        c.outbound_tls = twiin_authz::config::OutboundTlsSettings {
+            cert: Some(path(files::GTK_CLIENT_CERT)),
+            key: Some(path(files::GTK_CLIENT_KEY)),
+            ca: Some(path(files::TLS_CA)),
+        };
+        if opts.production {
+            let tls = platform::config::ServerTlsSettings {
+                cert: path(files::SIM_SERVER_CERT),
+                key: path(files::SIM_SERVER_KEY),
+                client_ca: Some(path(files::TLS_CA)),
+            };
+            c.server.tls = Some(tls.clone());
+            c.http.tls = Some(platform::config::ServerTlsSettings {
+                client_ca: None,
+                ..tls
+            });
+            c.resource_broker.identities = vec!["resource-broker.localhost".into()];
+        }
         (opts.tweak)(&mut c);
         let r = twiin_authz::start_with(
             c.clone(),
             twiin_authz::Deps { audit: audit.clone() },
             shutdown.clone(),
         )
-        .await
-        .expect("twiin-authz starts");
+        .await?;
         let aorta_signer =
             RsaSigner::from_pkcs8_pem(AORTA_KID, &pki.token_signing_key_pem).expect("AORTA signer");
-        World {
+        let ca = reqwest::Certificate::from_pem(pki.tls_ca_pem.as_bytes()).expect("CA");
+        let client = reqwest::Client::builder()
+            .tls_certs_merge([ca])
+            .build()
+            .expect("client");
+        Ok(World {
             dir,
             shutdown,
             http: r.http_addr,
             grpc: r.grpc_addr,
+            production: opts.production,
+            zorg_hits: zorg.hits.clone(),
+            as_za_hits: as_za.hits.clone(),
+            peer,
             audit,
             sink,
             ext_key,
@@ -318,13 +498,32 @@ impl World {
             jwks_hits: hits,
             aorta_signer,
             config: c,
-            client: reqwest::Client::new(),
+            client,
             metrics: r.authz.metrics.clone(),
+        })
+    }
+
+    /// `http://` (development) or `https://` (production) and the OAuth listener's address.
+    pub fn base_url(&self) -> String {
+        if self.production {
+            format!("https://127.0.0.1:{}", self.http.port())
+        } else {
+            format!("http://{}", self.http)
         }
     }
 
+    /// The audit events of use case `use_case` so far (the sink also holds the background
+    /// Stelseltoken fetches).
+    pub fn events_of(&self, use_case: &str) -> Vec<platform::audit::AuditEvent> {
+        self.sink
+            .events()
+            .into_iter()
+            .filter(|e| e.use_case == use_case)
+            .collect()
+    }
+
     pub fn token_url(&self) -> String {
-        format!("http://{}/oauth2/token", self.http)
+        format!("{}/oauth2/token", self.base_url())
     }
 
     /// A valid client assertion's claims.
@@ -375,15 +574,40 @@ impl World {
         (status, body, headers)
     }
 
+    /// A gRPC client; in production mode with the Resource Broker's client certificate.
     pub async fn grpc_client(
         &self,
     ) -> ehealth_proto::twiin::v1::twiin_authz_client::TwiinAuthzClient<tonic::transport::Channel> {
-        ehealth_proto::twiin::v1::twiin_authz_client::TwiinAuthzClient::connect(format!(
-            "http://{}",
-            self.grpc
-        ))
-        .await
-        .expect("gRPC connect")
+        use sim_kit::pki::files;
+        let identity = self
+            .production
+            .then(|| (files::BROKER_CLIENT_CERT, files::BROKER_CLIENT_KEY));
+        self.grpc_client_as(identity).await.expect("gRPC connect")
+    }
+
+    /// A gRPC client presenting the certificate and key files (of the test PKI) `identity`; over
+    /// TLS in production mode.
+    pub async fn grpc_client_as(
+        &self,
+        identity: Option<(&str, &str)>,
+    ) -> Result<
+        ehealth_proto::twiin::v1::twiin_authz_client::TwiinAuthzClient<tonic::transport::Channel>,
+        tonic::transport::Error,
+    > {
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+        let read = |f: &str| std::fs::read(self.dir.path().join(f)).expect("PKI file");
+        let endpoint = if self.production {
+            let mut tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(read(sim_kit::pki::files::TLS_CA)))
+                .domain_name("localhost");
+            if let Some((cert, key)) = identity {
+                tls = tls.identity(Identity::from_pem(read(cert), read(key)));
+            }
+            Endpoint::from_shared(format!("https://127.0.0.1:{}", self.grpc.port()))?.tls_config(tls)?
+        } else {
+            Endpoint::from_shared(format!("http://{}", self.grpc))?
+        };
+        Ok(ehealth_proto::twiin::v1::twiin_authz_client::TwiinAuthzClient::new(endpoint.connect().await?))
     }
 
     /// An AORTA access token as the AS ZA would issue it.
