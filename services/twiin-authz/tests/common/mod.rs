@@ -29,6 +29,9 @@ pub const PEER_CLIENT: &str = "gtk-peer-client";
 pub const PEER_AS: &str = "https://as.gtk-peer.test";
 pub const PEER_ES256_KID: &str = "peer-es256";
 pub const PEER_PS256_KID: &str = "peer-ps256";
+/// The AORTA peer's keys registered in twiin-authz's own `[[clients]]` (not in ZORG-AB).
+pub const CONFIGURED_CLIENT: &str = "configured-gtk";
+pub const CONFIGURED_AS: &str = "https://as.configured.test";
 pub const EXT_KID: &str = "ext-1";
 pub const AS_ZA_ISSUER: &str = "https://as-za.test";
 pub const AORTA_KID: &str = "aorta-ts-1";
@@ -63,6 +66,8 @@ pub struct Options {
     /// Production mode: TLS on both listeners (caller mTLS on gRPC, the Resource Broker's
     /// certificate as the one broker identity), https Stelsel.
     pub production: bool,
+    /// Registers the AORTA peer's keys as client CONFIGURED_CLIENT in `[[clients]]`.
+    pub configured_peer: bool,
 }
 
 impl Default for Options {
@@ -72,6 +77,7 @@ impl Default for Options {
             stelsel_max_age: Duration::from_secs(3600),
             tweak: |_| {},
             production: false,
+            configured_peer: false,
         }
     }
 }
@@ -455,6 +461,19 @@ impl World {
             key: Some(path(files::GTK_CLIENT_KEY)),
             ca: Some(path(files::TLS_CA)),
         };
+        if opts.configured_peer {
+            c.clients = vec![twiin_authz::config::ClientRegistration {
+                client_id: CONFIGURED_CLIENT.into(),
+                ura: URA_VENDOR.into(),
+                jwks_uri: format!("http://{jwks_addr}/peer-jwks"),
+                authorization_server: Some(CONFIGURED_AS.into()),
+                capabilities: vec![twiin_authz::zorg_ab::Capability {
+                    interaction: "create:Task:1.0:notification".into(),
+                    on_behalf_of: vec![URA_CARE.into()],
+                }],
+                receives_via_twiin: vec![],
+            }];
+        }
         if opts.production {
             let tls = platform::config::ServerTlsSettings {
                 cert: path(files::SIM_SERVER_CERT),
