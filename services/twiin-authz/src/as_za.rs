@@ -68,7 +68,11 @@ pub async fn get_token(
     log: &mut Vec<Exchange>,
 ) -> Result<TokenResponse, AuthzError> {
     let url = settings.token_url.as_str();
-    let mut ex = Exchange::start("POST", url, id.outgoing());
+    // In the trail before it is sent: a request abandoned while waiting is still recorded.
+    log.push(Exchange::start("POST", url, id.outgoing()));
+    let Some(ex) = log.last_mut() else {
+        return Err(AuthzError::Internal("exchange log".into()));
+    };
     ex.aorta_scope = req.scope.map(str::to_owned);
     ex.subject_token_jti = Some(req.subject_token_jti.to_owned());
     let mut form: Vec<(&str, &str)> = vec![
@@ -80,10 +84,9 @@ pub async fn get_token(
     if let Some(s) = req.scope {
         form.push(("scope", s));
     }
-    let fail = |mut ex: Exchange, log: &mut Vec<Exchange>, kind: &str, detail: String| {
+    let fail = |ex: &mut Exchange, kind: &str, detail: String| {
         tracing::warn!(url = %ex.url, error = %detail, "GetTokenRequest failed");
         ex.failed(kind, detail);
-        log.push(ex);
         if kind == "timeout" {
             AuthzError::Timeout(TOO_SLOW.into())
         } else {
@@ -100,16 +103,16 @@ pub async fn get_token(
         .await;
     let resp = match sent {
         Ok(r) => r,
-        Err(e) => return Err(fail(ex, log, outbound::failure_kind(&e), e.to_string())),
+        Err(e) => return Err(fail(ex, outbound::failure_kind(&e), e.to_string())),
     };
     let status = resp.status().as_u16();
     ex.status = Some(status);
     let body = match outbound::read_capped(resp, MAX_TOKEN_RESPONSE_BYTES).await {
         Ok(b) => b,
         Err(outbound::ReadError::Timeout) => {
-            return Err(fail(ex, log, "timeout", "antwoord niet op tijd".into()));
+            return Err(fail(ex, "timeout", "antwoord niet op tijd".into()));
         }
-        Err(e) => return Err(fail(ex, log, "unreadable", e.to_string())),
+        Err(e) => return Err(fail(ex, "unreadable", e.to_string())),
     };
     ex.done();
     if status == 200 {
@@ -119,13 +122,11 @@ pub async fn get_token(
                 ex.expires_in = Some(t.expires_in);
                 ex.granted_scope = Some(t.scope.clone());
                 ex.token_jti = unverified_jti(&t.access_token);
-                log.push(ex);
                 Ok(t)
             }
             _ => {
                 ex.error = Some("unreadable".into());
                 ex.error_description = Some("geen RFC 6749-tokenantwoord".into());
-                log.push(ex);
                 Err(AuthzError::Unavailable(
                     "Autorisatie Server ZA gaf een onleesbaar tokenantwoord".into(),
                 ))
@@ -143,7 +144,6 @@ pub async fn get_token(
     let description = field("error_description");
     ex.error = error.clone().or_else(|| Some(format!("HTTP {status}")));
     ex.error_description = description.clone();
-    log.push(ex);
     match error {
         Some(error) if status >= 400 => Err(AuthzError::Upstream {
             status,

@@ -343,6 +343,14 @@ fn exchange_events(
     if let Some(d) = &ex.error_description {
         attrs.insert("error_description".into(), json!(d));
     }
+    if ex.latency.is_none() && ex.error.is_none() {
+        // Sent, but handling was abandoned before the answer came.
+        got.error_code = Some("no_answer".into());
+        attrs.insert(
+            "error_description".into(),
+            json!("geen antwoord ontvangen voordat de verwerking werd afgebroken"),
+        );
+    }
     if let Some(l) = ex.latency {
         attrs.insert("latency_ms".into(), json!(millis(l)));
     }

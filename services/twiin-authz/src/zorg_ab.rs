@@ -289,11 +289,12 @@ impl ZorgAb {
         })?;
         u.query_pairs_mut().append_pair(param, value);
         let url = u.to_string();
-        let mut ex = Exchange::start("GET", &url, id.outgoing());
-        let fail = |ex: &mut Exchange, log: &mut Vec<Exchange>, kind: &str, detail: String| {
+        // In the trail before it is sent: a request abandoned while waiting is still recorded.
+        log.push(Exchange::start("GET", &url, id.outgoing()));
+        let ex = log.last_mut().ok_or(ZorgAbError::Unavailable)?;
+        let fail = |ex: &mut Exchange, kind: &str, detail: String| {
             tracing::warn!(url = %ex.url, error = %detail, "ZORG-AB query failed");
             ex.failed(kind, detail);
-            log.push(ex.clone());
             if kind == "timeout" {
                 ZorgAbError::Timeout
             } else {
@@ -311,33 +312,31 @@ impl ZorgAb {
             .await
         {
             Ok(r) => r,
-            Err(e) => return Err(fail(&mut ex, log, outbound::failure_kind(&e), e.to_string())),
+            Err(e) => return Err(fail(ex, outbound::failure_kind(&e), e.to_string())),
         };
         let status = resp.status().as_u16();
         ex.status = Some(status);
         let body = match outbound::read_capped(resp, MAX_DOCUMENT_BYTES).await {
             Ok(b) => b,
             Err(outbound::ReadError::Timeout) => {
-                return Err(fail(&mut ex, log, "timeout", "antwoord niet op tijd".into()));
+                return Err(fail(ex, "timeout", "antwoord niet op tijd".into()));
             }
-            Err(e) => return Err(fail(&mut ex, log, "unreadable", e.to_string())),
+            Err(e) => return Err(fail(ex, "unreadable", e.to_string())),
         };
         match status {
             200 => {}
             404 => {
                 ex.done();
                 ex.error = Some("not_found".into());
-                log.push(ex);
                 return Ok(None);
             }
-            s => return Err(fail(&mut ex, log, "unexpected_status", format!("HTTP {s}"))),
+            s => return Err(fail(ex, "unexpected_status", format!("HTTP {s}"))),
         }
         let app: Application = match serde_json::from_slice(&body) {
             Ok(a) => a,
-            Err(e) => return Err(fail(&mut ex, log, "unreadable", format!("geen applicatie: {e}"))),
+            Err(e) => return Err(fail(ex, "unreadable", format!("geen applicatie: {e}"))),
         };
         ex.done();
-        log.push(ex);
         Ok(Some(Arc::new(app)))
     }
 
@@ -428,11 +427,11 @@ impl ZorgAb {
         if !scheme_ok {
             return Err(ZorgAbError::Jwks(format!("jwks_uri {uri} is niet https")));
         }
-        let mut ex = Exchange::start("GET", &uri, id.outgoing());
-        let fail = |ex: &mut Exchange, log: &mut Vec<Exchange>, kind: &str, detail: String| {
+        log.push(Exchange::start("GET", &uri, id.outgoing()));
+        let ex = log.last_mut().ok_or(ZorgAbError::JwksUnavailable)?;
+        let fail = |ex: &mut Exchange, kind: &str, detail: String| {
             tracing::warn!(url = %ex.url, error = %detail, "JWKS fetch failed");
             ex.failed(kind, detail);
-            log.push(ex.clone());
             if kind == "timeout" {
                 ZorgAbError::JwksTimeout
             } else {
@@ -450,32 +449,28 @@ impl ZorgAb {
             .await
         {
             Ok(r) => r,
-            Err(e) => return Err(fail(&mut ex, log, outbound::failure_kind(&e), e.to_string())),
+            Err(e) => return Err(fail(ex, outbound::failure_kind(&e), e.to_string())),
         };
         let status = resp.status().as_u16();
         ex.status = Some(status);
         let body = match outbound::read_capped(resp, MAX_DOCUMENT_BYTES).await {
             Ok(b) => b,
             Err(outbound::ReadError::Timeout) => {
-                return Err(fail(&mut ex, log, "timeout", "antwoord niet op tijd".into()));
+                return Err(fail(ex, "timeout", "antwoord niet op tijd".into()));
             }
-            Err(e) => return Err(fail(&mut ex, log, "unreadable", e.to_string())),
+            Err(e) => return Err(fail(ex, "unreadable", e.to_string())),
         };
         if status != 200 {
-            return Err(fail(&mut ex, log, "unexpected_status", format!("HTTP {status}")));
+            return Err(fail(ex, "unexpected_status", format!("HTTP {status}")));
         }
         let jwks: Option<Value> = serde_json::from_slice(&body)
             .ok()
             .filter(|j: &Value| j.get("keys").is_some_and(Value::is_array));
         ex.done();
         match jwks {
-            Some(j) => {
-                log.push(ex);
-                Ok(j)
-            }
+            Some(j) => Ok(j),
             None => {
                 ex.error = Some("not_a_jwks".into());
-                log.push(ex);
                 Err(ZorgAbError::Jwks(format!("jwks_uri {uri} levert geen JWKS")))
             }
         }
