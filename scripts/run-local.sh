@@ -35,11 +35,16 @@ trap stop_all INT TERM EXIT
 start cps-relay
 start dmp-sim
 start dmp-gateway
-start zorg-ab-sim --config sim/data/zorg-ab.toml
-start aorta-stelsel-sim --config sim/data/aorta-stelsel.toml
-start as-za-sim --config sim/data/as-za.toml
+# The Twiin/AORTA simulators over TLS; ZORG-AB and the AS ZA require the GtK's client
+# certificate (the development TLS CA of .dev-pki/aorta).
+aorta=.dev-pki/aorta
+sim_tls=(--tls-cert "$aorta/sim-server.pem" --tls-key "$aorta/sim-server.key.pem")
+start zorg-ab-sim --config sim/data/zorg-ab.toml "${sim_tls[@]}" --client-ca "$aorta/tls-ca.pem"
+start aorta-stelsel-sim --config sim/data/aorta-stelsel.toml "${sim_tls[@]}"
+start as-za-sim --config sim/data/as-za.toml "${sim_tls[@]}" --client-ca "$aorta/tls-ca.pem"
 sleep 0.5
-start twiin-authz
+# Development mode, opted into by this file (production mode is the default).
+start twiin-authz --config scripts/twiin-authz.local.toml
 
 sleep 1
 for i in "${!pids[@]}"; do
@@ -57,10 +62,12 @@ The eHealth gateway suite is running (logs in .local/logs/, Ctrl-C stops everyth
   cps-relay     grpc  127.0.0.1:50051  (mutual TLS; CA and client certificate in .dev-pki/)
                 metrics http://127.0.0.1:9451/metrics
   dmp-gateway   grpc  127.0.0.1:50052  (plaintext)   metrics http://127.0.0.1:9452/metrics
-  twiin-authz   grpc  127.0.0.1:50053  (plaintext)   metrics http://127.0.0.1:9453/metrics
+  twiin-authz   grpc  127.0.0.1:50053  (plaintext, development mode)   metrics http://127.0.0.1:9453/metrics
                 oauth2 http://127.0.0.1:8080/oauth2/token  (+ /.well-known/oauth-authorization-server)
   simulators    dmp-sim https://127.0.0.1:8443 (TLS 1.2, card certificate required),
-                zorg-ab-sim 127.0.0.1:8091, aorta-stelsel-sim 127.0.0.1:8092, as-za-sim 127.0.0.1:8093
+                zorg-ab-sim https://127.0.0.1:8091 and as-za-sim https://127.0.0.1:8093 (client
+                certificate required: .dev-pki/aorta/gtk-client.pem), aorta-stelsel-sim
+                https://127.0.0.1:8092 (CA .dev-pki/aorta/tls-ca.pem)
 
 Try:
   grpcurl -plaintext 127.0.0.1:50052 list
