@@ -18,26 +18,26 @@ use crate::aorta_id::AortaId;
 use crate::error::AuthzError;
 use crate::outbound::{self, Exchange, MAX_TOKEN_RESPONSE_BYTES};
 
-pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-pub const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
-pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub(crate) const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub(crate) const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+pub(crate) const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// JOSE `typ` of the subject token.
-pub const SUBJECT_TOKEN_TYP: &str = "gtk-subject+jwt";
+pub(crate) const SUBJECT_TOKEN_TYP: &str = "gtk-subject+jwt";
 
 const UNREACHABLE: &str = "Autorisatie Server ZA niet bereikbaar";
 const TOO_SLOW: &str = "Autorisatie Server ZA antwoordt niet op tijd";
 
 /// RFC 6749 §5.1 token response (what the AS ZA returns and we return).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub token_type: String,
+pub(crate) struct TokenResponse {
+    pub(crate) access_token: String,
+    pub(crate) token_type: String,
     #[serde(default)]
-    pub expires_in: i64,
+    pub(crate) expires_in: i64,
     #[serde(default)]
-    pub scope: String,
+    pub(crate) scope: String,
     #[serde(default = "default_issued")]
-    pub issued_token_type: String,
+    pub(crate) issued_token_type: String,
 }
 
 fn default_issued() -> String {
@@ -45,7 +45,7 @@ fn default_issued() -> String {
 }
 
 /// The `jti` of a token, read without checking it (for the audit trail only).
-pub fn unverified_jti(token: &str) -> Option<String> {
+pub(crate) fn unverified_jti(token: &str) -> Option<String> {
     let p = crate::jws::parse(token).ok()?;
     p.unverified_claims
         .get("jti")
@@ -54,13 +54,13 @@ pub fn unverified_jti(token: &str) -> Option<String> {
 }
 
 /// What a GetTokenRequest sends besides the fixed parameters.
-pub struct GetTokenRequest<'a> {
-    pub subject_token: &'a str,
-    pub subject_token_jti: &'a str,
-    pub scope: Option<&'a str>,
+pub(crate) struct GetTokenRequest<'a> {
+    pub(crate) subject_token: &'a str,
+    pub(crate) subject_token_jti: &'a str,
+    pub(crate) scope: Option<&'a str>,
 }
 
-pub async fn get_token(
+pub(crate) async fn get_token(
     http: &reqwest::Client,
     settings: &crate::config::AsZaSettings,
     req: GetTokenRequest<'_>,

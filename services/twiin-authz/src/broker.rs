@@ -8,19 +8,19 @@ use x509_parser::prelude::*;
 use crate::error::AuthzError;
 
 /// The refusal of a caller that is not the Resource Broker.
-pub const NOT_THE_BROKER: &str = "Alleen de Resource Broker mag TWIIN assertions aanvragen";
+pub(crate) const NOT_THE_BROKER: &str = "Alleen de Resource Broker mag TWIIN assertions aanvragen";
 
 /// The client certificate a caller presented, as far as the audit log and the check need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallerCertificate {
-    pub subject: String,
+pub(crate) struct CallerCertificate {
+    pub(crate) subject: String,
     /// SHA-256 of the DER certificate, lower-case hex.
-    pub fingerprint: String,
-    pub dns_names: Vec<String>,
+    pub(crate) fingerprint: String,
+    pub(crate) dns_names: Vec<String>,
 }
 
 impl CallerCertificate {
-    pub fn from_der(der: &[u8]) -> CallerCertificate {
+    pub(crate) fn from_der(der: &[u8]) -> CallerCertificate {
         let fingerprint = platform::tls::sha256_fingerprint(der);
         let (subject, dns_names) = match X509Certificate::from_der(der) {
             Ok((_, c)) => {
@@ -52,13 +52,13 @@ impl CallerCertificate {
 }
 
 #[derive(Debug, Clone)]
-pub struct Brokers {
+pub(crate) struct Brokers {
     identities: Vec<String>,
     development: bool,
 }
 
 impl Brokers {
-    pub fn new(identities: &[String], development: bool) -> Self {
+    pub(crate) fn new(identities: &[String], development: bool) -> Self {
         Brokers {
             identities: identities.iter().map(|i| i.to_ascii_lowercase()).collect(),
             development,
@@ -66,7 +66,7 @@ impl Brokers {
     }
 
     /// Whether a caller with `cert` may use 3.1.
-    pub fn admit(&self, cert: Option<&CallerCertificate>) -> Result<(), AuthzError> {
+    pub(crate) fn admit(&self, cert: Option<&CallerCertificate>) -> Result<(), AuthzError> {
         if self.identities.is_empty() && self.development {
             return Ok(());
         }

@@ -38,12 +38,12 @@ use crate::zorg_ab::{Application, ZorgAb, ZorgAbError};
 
 /// Longest `jti` accepted: a UUID needs 36; the replay store and the audit log must not be
 /// made to hold arbitrary text.
-pub const MAX_JTI_LEN: usize = 256;
+pub(crate) const MAX_JTI_LEN: usize = 256;
 
 /// A registry failure as the answer of `step`: unreachable or slow dependencies are 503/504
 /// (with a generic text; the details are in the audit trail), the client's own registration
 /// problems are the step's error.
-pub fn registry_error(step: Step, e: ZorgAbError) -> AuthzError {
+pub(crate) fn registry_error(step: Step, e: ZorgAbError) -> AuthzError {
     match e {
         ZorgAbError::Unavailable | ZorgAbError::JwksUnavailable => AuthzError::Unavailable(e.to_string()),
         ZorgAbError::Timeout | ZorgAbError::JwksTimeout => AuthzError::Timeout(e.to_string()),
@@ -53,24 +53,24 @@ pub fn registry_error(step: Step, e: ZorgAbError) -> AuthzError {
 
 /// The claims every assertion has, once checked.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CheckedJwt {
-    pub iss: String,
-    pub sub: String,
-    pub jti: String,
-    pub iat: u64,
-    pub exp: u64,
-    pub claims: Value,
+pub(crate) struct CheckedJwt {
+    pub(crate) iss: String,
+    pub(crate) sub: String,
+    pub(crate) jti: String,
+    pub(crate) iat: u64,
+    pub(crate) exp: u64,
+    pub(crate) claims: Value,
 }
 
 /// What a failed check is reported as: `InvalidClient` (step 3) or `InvalidGrant` (step 4).
 #[derive(Debug, Clone, Copy)]
-pub enum Step {
+pub(crate) enum Step {
     ClientAssertion,
     Grant,
 }
 
 impl Step {
-    pub fn error(self, m: impl Into<String>) -> AuthzError {
+    pub(crate) fn error(self, m: impl Into<String>) -> AuthzError {
         match self {
             Step::ClientAssertion => AuthzError::InvalidClient(m.into()),
             Step::Grant => AuthzError::InvalidGrant(m.into()),
@@ -78,12 +78,12 @@ impl Step {
     }
 }
 
-pub struct JwtRules<'a> {
-    pub settings: &'a ClientAuthSettings,
+pub(crate) struct JwtRules<'a> {
+    pub(crate) settings: &'a ClientAuthSettings,
     /// Audiences naming this AS.
-    pub audiences: &'a [String],
+    pub(crate) audiences: &'a [String],
     /// Oldest accepted `iat` (grant assertions).
-    pub max_age: Option<Duration>,
+    pub(crate) max_age: Option<Duration>,
 }
 
 fn aud_matches(aud: Option<&Value>, ours: &[String]) -> bool {
@@ -98,18 +98,18 @@ fn aud_matches(aud: Option<&Value>, ours: &[String]) -> bool {
 
 /// An assertion whose signature and claims passed, its `jti` not registered yet.
 #[derive(Debug)]
-pub struct Verified {
+pub(crate) struct Verified {
     step: Step,
     /// The replay store's namespace of the `jti`: the assertion's role and issuer.
     namespace: String,
     /// How long the `jti` is kept: `exp` plus the clock skew.
     keep_until: SystemTime,
-    pub checked: CheckedJwt,
+    pub(crate) checked: CheckedJwt,
 }
 
 /// Registers the `jti`s of `assertions` in one transaction of the replay store; the first one
 /// already used fails with its step's error.
-pub async fn register(audit: &AuditLog, assertions: &[&Verified]) -> Result<(), AuthzError> {
+pub(crate) async fn register(audit: &AuditLog, assertions: &[&Verified]) -> Result<(), AuthzError> {
     let tokens: Vec<TokenUse<'_>> = assertions
         .iter()
         .map(|v| TokenUse {
@@ -130,7 +130,7 @@ pub async fn register(audit: &AuditLog, assertions: &[&Verified]) -> Result<(), 
 /// Checks signature and claims of `token`, signed by the client `app`; its `jti` is left to
 /// [`register`].
 #[allow(clippy::too_many_arguments)]
-pub async fn verify_jwt(
+pub(crate) async fn verify_jwt(
     step: Step,
     token: &str,
     app: &Application,
@@ -220,7 +220,7 @@ pub async fn verify_jwt(
 
 /// Step 3 but the `jti` (see [`register`]): the client assertion. The client is its `sub`,
 /// looked up in the registrations; `iss` must be a name registered for it.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     client_assertion: &str,
     rules: &JwtRules<'_>,
     zorg_ab: &ZorgAb,

@@ -16,15 +16,17 @@ use platform::config::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::jws::Alg;
-use crate::scope_table::InteractionRow;
-
+/// The whole configuration (one TOML file, `TWIIN_AUTHZ_` environment overrides).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The gRPC listener (TLS and caller mTLS outside development).
     pub server: ServerSettings,
+    /// The Prometheus endpoint.
     pub metrics: MetricsSettings,
+    /// Logs and traces.
     pub telemetry: TelemetrySettings,
+    /// The OAuth2 HTTP endpoint.
     pub http: HttpSettings,
     /// This authorization server's HTTPS URL: `iss` of our assertions, RFC 8414 `issuer`, and
     /// (with `/oauth2/token`) the audiences we accept in assertions sent to us.
@@ -35,10 +37,15 @@ pub struct Config {
     /// Replicas of this service that share one audit log (the Helm chart sets it). More than
     /// one needs PostgreSQL: the `jti` replay store must be shared by all of them.
     pub replicas: u32,
+    /// The TWIIN assertions this service issues (3.1).
     pub assertions: AssertionSettings,
+    /// The rules for the assertions external GtKs send (3.2 steps 3 and 4).
     pub client_auth: ClientAuthSettings,
+    /// The AORTA Stelseltoken and the AORTA access tokens it vouches for.
     pub stelsel: StelselSettings,
+    /// ZORG-AB and the caches of what it says.
     pub zorg_ab: ZorgAbSettings,
+    /// The Autorisatie Server ZA (GetTokenRequest).
     pub as_za: AsZaSettings,
     /// TLS of the calls this service makes (ZORG-AB, AS ZA, Stelsel, jwks_uris).
     pub outbound_tls: OutboundTlsSettings,
@@ -54,6 +61,7 @@ pub struct Config {
     pub audit: platform::audit::AuditSettings,
 }
 
+/// The OAuth2 HTTP endpoint (`[http]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
@@ -73,6 +81,7 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Largest single token (assertion or client_assertion) in a request.
     pub max_token_bytes: usize,
+    /// Longest a token request may take; past it the answer is 504 and the trail records it.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
     /// `Cache-Control: must-revalidate, max-age` of the RFC 8414 metadata (the AORTA GTK
@@ -99,9 +108,11 @@ impl Default for HttpSettings {
     }
 }
 
+/// One ES512 signing key of the TWIIN assertions.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SigningKeySettings {
+    /// Its `kid` in the JWKS and the assertions' header.
     pub kid: String,
     /// PKCS#8 PEM, P-521 (ES512). Not the TLS key.
     pub key: PathBuf,
@@ -111,6 +122,7 @@ pub struct SigningKeySettings {
     pub retired_at: Option<u64>,
 }
 
+/// The TWIIN assertions of use case 3.1 (`[assertions]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AssertionSettings {
@@ -146,6 +158,7 @@ impl Default for AssertionSettings {
     }
 }
 
+/// How the assertions of external GtKs are checked (`[client_auth]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientAuthSettings {
@@ -153,6 +166,7 @@ pub struct ClientAuthSettings {
     pub algorithms: Vec<Alg>,
     /// Accepted `typ` header values (absent `typ` is also accepted, RFC 7523 does not require it).
     pub typ: Vec<String>,
+    /// Tolerance for `exp`, `iat` and `nbf`.
     #[serde(with = "duration")]
     pub max_clock_skew: Duration,
     /// Longest `exp - iat` of an assertion.
@@ -175,6 +189,7 @@ impl Default for ClientAuthSettings {
     }
 }
 
+/// The AORTA Stelsel Metadata Interface (`[stelsel]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StelselSettings {
@@ -182,15 +197,18 @@ pub struct StelselSettings {
     pub url: String,
     /// PEM of the CA(s) the Stelseltoken's `x5c` chain must lead to.
     pub trust_anchor: PathBuf,
+    /// How often the Stelseltoken is fetched anew.
     #[serde(with = "duration")]
     pub refresh_interval: Duration,
     /// A Stelseltoken issued longer ago than this is stale: the use cases answer UNAVAILABLE.
     #[serde(with = "duration")]
     pub max_age: Duration,
+    /// Longest a fetch may take.
     #[serde(with = "duration")]
     pub timeout: Duration,
-    /// `iss` and `aud` required of AORTA access tokens (sourceToken).
+    /// `iss` required of AORTA access tokens (sourceToken): the AS ZA.
     pub access_token_issuer: String,
+    /// `aud` required of AORTA access tokens.
     pub access_token_audience: String,
 }
 
@@ -208,10 +226,13 @@ impl Default for StelselSettings {
     }
 }
 
+/// ZORG-AB (`[zorg_ab]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ZorgAbSettings {
+    /// Its base URL (`/applications` is below it).
     pub url: String,
+    /// Longest a query (or a JWKS fetch) may take.
     #[serde(with = "duration")]
     pub timeout: Duration,
     /// How long application records and JWKS documents are reused.
@@ -248,6 +269,7 @@ impl Default for ZorgAbSettings {
     }
 }
 
+/// The Autorisatie Server ZA (`[as_za]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AsZaSettings {
@@ -255,6 +277,7 @@ pub struct AsZaSettings {
     pub token_url: String,
     /// `aud` of the subject token we send (the AS ZA's issuer).
     pub audience: String,
+    /// Longest a GetTokenRequest may take.
     #[serde(with = "duration")]
     pub timeout: Duration,
 }
@@ -312,10 +335,53 @@ pub struct ClientRegistration {
     pub authorization_server: Option<String>,
     /// Interactions it may initiate, and for which URAs (step 6).
     #[serde(default)]
-    pub capabilities: Vec<crate::zorg_ab::Capability>,
+    pub capabilities: Vec<Capability>,
     /// Interactions it wants to receive via Twiin (step 7, when it is a destination).
     #[serde(default)]
     pub receives_via_twiin: Vec<String>,
+}
+
+/// Algorithms accepted for signatures by others (`client_auth.algorithms`). HMAC and `none` are
+/// not among them, so they can never be configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum Alg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    ES512,
+}
+
+/// One row of the table (configuration data, see the service README).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InteractionRow {
+    /// FHIR resource type, e.g. `Task`.
+    pub resource: String,
+    /// SMART v2 permission letter: one of `c r u d s`.
+    pub permission: char,
+    /// AORTA interaction id, e.g. `create:Task:1.0:notification`.
+    pub interaction: String,
+    /// Pull interactions (reading) need an authorization_base.
+    #[serde(default)]
+    pub pull: bool,
+    /// Sending or updating a notification: allowed without authorization_base and without BSN.
+    #[serde(default)]
+    pub notification: bool,
+}
+
+/// An interaction an application may initiate, and on behalf of which URAs (ZORG-AB's record).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Capability {
+    /// AORTA interaction id, e.g. `create:Task:1.0:notification`.
+    pub interaction: String,
+    /// URAs of the care providers it may initiate it for.
+    pub on_behalf_of: Vec<String>,
 }
 
 impl Default for Config {
@@ -565,153 +631,4 @@ impl platform::app::HasTelemetry for Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn valid() -> (tempfile::TempDir, Config) {
-        let dir = tempfile::tempdir().expect("tmp");
-        let key = dir.path().join("k.pem");
-        std::fs::write(&key, "placeholder").expect("write");
-        let mut c = Config::default();
-        c.assertions.signing_keys[0].key = key;
-        c.development = true;
-        (dir, c)
-    }
-
-    /// A configuration production mode accepts: https everywhere, TLS on both listeners with
-    /// caller mTLS, a broker identity and a client certificate.
-    fn production() -> (tempfile::TempDir, Config) {
-        let (dir, mut c) = valid();
-        let file = |name: &str| {
-            let p = dir.path().join(name);
-            std::fs::write(&p, "placeholder").expect("write");
-            p
-        };
-        let tls = ServerTlsSettings {
-            cert: file("tls.pem"),
-            key: file("tls.key"),
-            client_ca: Some(file("ca.pem")),
-        };
-        c.development = false;
-        c.server.tls = Some(tls.clone());
-        c.http.tls = Some(ServerTlsSettings {
-            client_ca: None,
-            ..tls
-        });
-        c.resource_broker.identities = vec!["resource-broker.example.nl".into()];
-        c.outbound_tls.cert = Some(file("client.pem"));
-        c.outbound_tls.key = Some(file("client.key"));
-        c.stelsel.url = "https://stelsel.example.nl/stelseltoken".into();
-        c.zorg_ab.url = "https://zorg-ab.example.nl".into();
-        c.as_za.token_url = "https://as-za.example.nl/token".into();
-        (dir, c)
-    }
-
-    fn key_of(c: &Config) -> String {
-        c.validate().expect_err("invalid").to_string()
-    }
-
-    #[test]
-    fn defaults_validate_and_bad_values_name_their_key() {
-        let (_d, c) = valid();
-        c.validate().expect("defaults are valid in development");
-        let (_d, mut c) = valid();
-        c.issuer = "http://twiin.test".into();
-        assert!(key_of(&c).contains("issuer"));
-        let (_d, mut c) = valid();
-        c.development = false;
-        assert!(
-            key_of(&c).contains("stelsel.url"),
-            "http URLs refused outside development"
-        );
-        let (_d, mut c) = valid();
-        c.assertions.signing_keys[0].key = "/nonexistent.pem".into();
-        assert!(key_of(&c).contains("assertions.signing_keys[0].key"));
-        let (_d, mut c) = valid();
-        c.interactions[0].permission = 'x';
-        assert!(key_of(&c).contains("interactions"));
-        let (_d, mut c) = valid();
-        c.client_auth.algorithms.clear();
-        assert!(key_of(&c).contains("client_auth.algorithms"));
-    }
-
-    #[test]
-    fn production_is_the_default() {
-        assert!(!Config::default().development);
-    }
-
-    #[test]
-    fn production_refuses_each_unsafe_setting_naming_its_key() {
-        let (_d, c) = production();
-        c.validate().expect("a production configuration is valid");
-        type Tweak = fn(&mut Config);
-        let cases: Vec<(&str, Tweak)> = vec![
-            ("stelsel.url", |c| {
-                c.stelsel.url = "http://stelsel.example.nl/st".into()
-            }),
-            ("zorg_ab.url", |c| {
-                c.zorg_ab.url = "http://zorg-ab.example.nl".into()
-            }),
-            ("as_za.token_url", |c| {
-                c.as_za.token_url = "http://as-za.example.nl/token".into()
-            }),
-            ("as_za.audience", |c| {
-                c.as_za.audience = "http://as-za.example.nl".into()
-            }),
-            ("stelsel.access_token_issuer", |c| {
-                c.stelsel.access_token_issuer = "http://as-za.example.nl".into()
-            }),
-            ("issuer", |c| c.issuer = "http://twiin.example.nl".into()),
-            ("http.public_url", |c| {
-                c.http.public_url = Some("http://twiin.example.nl".into())
-            }),
-            ("clients[0].jwks_uri", |c| {
-                c.clients = vec![ClientRegistration {
-                    client_id: "gtk".into(),
-                    ura: "11111111".into(),
-                    jwks_uri: "http://gtk.example.nl/jwks".into(),
-                    authorization_server: None,
-                    capabilities: vec![],
-                    receives_via_twiin: vec![],
-                }]
-            }),
-            ("server.tls", |c| c.server.tls = None),
-            ("server.tls.client_ca", |c| {
-                if let Some(t) = c.server.tls.as_mut() {
-                    t.client_ca = None;
-                }
-            }),
-            ("resource_broker.identities", |c| {
-                c.resource_broker.identities.clear()
-            }),
-            ("http.tls", |c| c.http.tls = None),
-            ("outbound_tls.cert", |c| {
-                c.outbound_tls.cert = None;
-                c.outbound_tls.key = None;
-            }),
-            ("replicas", |c| {
-                c.replicas = 2;
-                c.audit.database_url = Some("sqlite:.local/audit.sqlite".into());
-            }),
-        ];
-        for (key, tweak) in cases {
-            let (_d, mut c) = production();
-            tweak(&mut c);
-            let msg = key_of(&c);
-            assert!(msg.contains(&format!("`{key}`")), "{key}: {msg}");
-        }
-        // Several replicas on PostgreSQL are fine.
-        let (_d, mut c) = production();
-        c.replicas = 3;
-        c.audit.database_url = Some("postgres://audit@db.example.nl/audit".into());
-        c.validate().expect("PostgreSQL is shared");
-    }
-
-    #[test]
-    fn broker_identities_are_fingerprints_or_dns_names() {
-        assert!(valid_identity(&"ab".repeat(32)));
-        assert!(valid_identity("resource-broker.example.nl"));
-        assert!(!valid_identity("CN=broker, O=x"));
-        assert!(!valid_identity(""));
-    }
-}
+mod tests;

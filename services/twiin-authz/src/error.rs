@@ -17,12 +17,14 @@ pub const NOT_QUALIFIED: &str = "Initiërende applicatie beschikt niet over de v
 pub const DESTINATION_REFUSES: &str = "AORTA-deelnemer kan/wil interactie niet ontvangen via Twiin.";
 /// 3.1 step 5, verbatim from the seed.
 pub const MISSING_AUTHZ_BASE: &str = "AORTA access_token mist vereiste authorization_base";
-/// 3.2 step 8.
+/// 3.2 step 8: a scope item without a row in the interaction table.
 pub const CANNOT_TRANSLATE: &str = "Kan scope niet vertalen";
+/// 3.2 step 8: a pull interaction without an authorization base.
 pub const PULL_WITHOUT_BASE: &str = "Pull-interactie ontvangen zonder authorization_base";
 /// 3.2 step 9.
 pub const BSN_MISSING: &str = "BSN van patient ontbreekt";
 
+/// The outcomes of both use cases other than success.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AuthzError {
     /// 3.1 step 2 and 5: 400 / INVALID_ARGUMENT.
@@ -46,8 +48,11 @@ pub enum AuthzError {
     /// 3.2 step 11: an error answer of the Autorisatie Server ZA, passed on as received.
     #[error("Autorisatie Server ZA: {error}: {description}")]
     Upstream {
+        /// Its HTTP status.
         status: u16,
+        /// Its OAuth `error`.
         error: String,
+        /// Its `error_description`.
         description: String,
     },
     /// A dependency (Stelseltoken, ZORG-AB, AS ZA, audit log) cannot be used: 503 / UNAVAILABLE.
@@ -56,6 +61,7 @@ pub enum AuthzError {
     /// A dependency did not answer in time: 504 / DEADLINE_EXCEEDED.
     #[error("{0}")]
     Timeout(String),
+    /// A fault of this service (a key that cannot sign): 500 / INTERNAL.
     #[error("{0}")]
     Internal(String),
 }
@@ -94,6 +100,7 @@ pub fn grpc_code_name(code: tonic::Code) -> &'static str {
 }
 
 impl AuthzError {
+    /// The HTTP status of the outcome (the seed's).
     pub fn http_status(&self) -> StatusCode {
         match self {
             AuthzError::BadRequest(_)
@@ -133,6 +140,7 @@ impl AuthzError {
         }
     }
 
+    /// The gRPC code of the outcome.
     pub fn grpc_code(&self) -> tonic::Code {
         match self {
             AuthzError::BadRequest(_) | AuthzError::InvalidRequest(_) | AuthzError::InvalidGrant(_) => {

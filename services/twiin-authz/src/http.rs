@@ -22,11 +22,11 @@ use crate::error::AuthzError;
 use crate::issue_token::TokenRequest;
 use crate::trail::{Outcome, Trail, UC_TOKEN};
 
-pub const TOKEN_PATH: &str = "/oauth2/token";
-pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+pub(crate) const TOKEN_PATH: &str = "/oauth2/token";
+pub(crate) const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-pub fn router(authz: Arc<Authz>) -> axum::Router {
+pub(crate) fn router(authz: Arc<Authz>) -> axum::Router {
     axum::Router::new()
         .route(TOKEN_PATH, post(token))
         .route(METADATA_PATH, get(metadata))
@@ -180,7 +180,7 @@ async fn jwks(State(authz): State<Arc<Authz>>) -> Response {
 
 /// Serves `router` over TLS: rustls (aws-lc-rs), HTTP/1.1 and HTTP/2 by ALPN, each connection
 /// with its peer address for the audit log. Stops accepting when `shutdown` is cancelled.
-pub async fn serve_tls(
+pub(crate) async fn serve_tls(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     tls: &platform::config::ServerTlsSettings,

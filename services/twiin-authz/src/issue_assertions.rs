@@ -11,25 +11,25 @@ use crate::source_token::{AccessTokenRules, validate_access_token};
 use crate::trail::{Outcome, Trail, UC_ASSERTIONS};
 use crate::zorg_ab::ZorgAbError;
 
-pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub(crate) const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// `Debug` shows the sizes of tokens, never their text (bearer credentials).
 #[derive(Clone, Default, PartialEq)]
-pub struct AssertionsRequest {
-    pub source_token: String,
+pub(crate) struct AssertionsRequest {
+    pub(crate) source_token: String,
     /// The external GtK's authorization server.
-    pub audience: String,
-    pub authz_base: Option<String>,
+    pub(crate) audience: String,
+    pub(crate) authz_base: Option<String>,
 }
 
 /// `Debug` shows the sizes of the assertions, never their text.
 #[derive(Clone, PartialEq)]
-pub struct AssertionsResponse {
-    pub client_assertion: String,
-    pub assertion: String,
-    pub scope: Option<String>,
-    pub expires_at: u64,
+pub(crate) struct AssertionsResponse {
+    pub(crate) client_assertion: String,
+    pub(crate) assertion: String,
+    pub(crate) scope: Option<String>,
+    pub(crate) expires_at: u64,
 }
 
 fn bytes(token: &str) -> String {
@@ -60,7 +60,7 @@ impl std::fmt::Debug for AssertionsResponse {
 impl Authz {
     /// Runs use case 3.1 for a caller that presented `caller` (its client certificate), writing
     /// `trail` before the answer leaves.
-    pub async fn issue_assertions(
+    pub(crate) async fn issue_assertions(
         &self,
         req: AssertionsRequest,
         caller: Option<&CallerCertificate>,

@@ -19,13 +19,13 @@ use crate::zorg_ab::ZorgAbError;
 /// The token request's parameters as received (each at most once). Its `Debug` shows whether
 /// the assertions are present and how long, never their text: they are bearer credentials.
 #[derive(Clone, Default, PartialEq)]
-pub struct TokenRequest {
-    pub grant_type: Option<String>,
-    pub assertion: Option<String>,
-    pub client_assertion_type: Option<String>,
-    pub client_assertion: Option<String>,
-    pub scope: Option<String>,
-    pub client_id: Option<String>,
+pub(crate) struct TokenRequest {
+    pub(crate) grant_type: Option<String>,
+    pub(crate) assertion: Option<String>,
+    pub(crate) client_assertion_type: Option<String>,
+    pub(crate) client_assertion: Option<String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) client_id: Option<String>,
 }
 
 impl std::fmt::Debug for TokenRequest {
@@ -45,7 +45,7 @@ impl std::fmt::Debug for TokenRequest {
 impl TokenRequest {
     /// From form pairs; a repeated parameter is an invalid request (RFC 6749 §3.2), unknown
     /// parameters are ignored (RFC 6749 §3.2).
-    pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Result<Self, AuthzError> {
+    pub(crate) fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Result<Self, AuthzError> {
         let mut r = TokenRequest::default();
         for (k, v) in pairs {
             let slot = match k.as_str() {
@@ -79,7 +79,7 @@ struct Checked {
 
 impl Authz {
     /// Runs use case 3.2, writing `trail` before the answer leaves.
-    pub async fn issue_token(
+    pub(crate) async fn issue_token(
         &self,
         req: TokenRequest,
         mut trail: Trail,

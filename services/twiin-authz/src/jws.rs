@@ -11,10 +11,12 @@ use aws_lc_rs::signature::{ECDSA_P521_SHA512_FIXED, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
+
+pub(crate) use crate::config::Alg;
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JwsError {
+pub(crate) enum JwsError {
     #[error("geen geldige compacte JWS ({0})")]
     Malformed(String),
     #[error("algoritme {0} is niet toegestaan")]
@@ -25,30 +27,14 @@ pub enum JwsError {
     KidNotText,
     #[error("header-parameter crit wordt niet ondersteund")]
     Critical,
-    #[error("onbekende kid {0}")]
-    UnknownKid(String),
     #[error("sleutel {0} past niet bij algoritme {1}")]
     KeyMismatch(String, String),
     #[error("handtekening ongeldig")]
     BadSignature,
 }
 
-/// Algorithms accepted for signatures by others. HMAC and `none` can never be added.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Alg {
-    RS256,
-    RS384,
-    RS512,
-    PS256,
-    PS384,
-    PS512,
-    ES256,
-    ES384,
-    ES512,
-}
-
 impl Alg {
-    pub fn parse(s: &str) -> Option<Alg> {
+    pub(crate) fn parse(s: &str) -> Option<Alg> {
         Some(match s {
             "RS256" => Alg::RS256,
             "RS384" => Alg::RS384,
@@ -63,7 +49,7 @@ impl Alg {
         })
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Alg::RS256 => "RS256",
             Alg::RS384 => "RS384",
@@ -109,16 +95,16 @@ impl Alg {
 /// others are read leniently so that a wrongly typed one (a numeric `kid`) is refused by the
 /// step that checks the token, with that step's error, rather than as an unreadable request.
 #[derive(Debug, Clone)]
-pub struct RawHeader {
-    pub alg: String,
-    pub typ: Option<String>,
-    pub kid: Option<String>,
-    pub x5c: Option<Vec<String>>,
+pub(crate) struct RawHeader {
+    pub(crate) alg: String,
+    pub(crate) typ: Option<String>,
+    pub(crate) kid: Option<String>,
+    pub(crate) x5c: Option<Vec<String>>,
     /// Members present with another JSON type than JOSE gives them (`kid`, `typ`, `x5c`).
-    pub ill_typed: Vec<&'static str>,
+    pub(crate) ill_typed: Vec<&'static str>,
     /// A `crit` member: extensions we do not implement, so the token must be refused
     /// (RFC 7515 §4.1.11).
-    pub critical: bool,
+    pub(crate) critical: bool,
 }
 
 #[derive(Deserialize)]
@@ -170,22 +156,22 @@ impl From<HeaderJson> for RawHeader {
 
 /// A token split into its parts, header parsed, nothing verified yet.
 #[derive(Debug, Clone)]
-pub struct Parsed<'a> {
-    pub token: &'a str,
-    pub header: RawHeader,
+pub(crate) struct Parsed<'a> {
+    pub(crate) token: &'a str,
+    pub(crate) header: RawHeader,
     /// The unverified claims: only for routing (finding the issuer's keys) before verification.
-    pub unverified_claims: Value,
+    pub(crate) unverified_claims: Value,
     signing_input: &'a str,
     signature: &'a str,
 }
 
-pub fn b64d(s: &str) -> Result<Vec<u8>, JwsError> {
+pub(crate) fn b64d(s: &str) -> Result<Vec<u8>, JwsError> {
     URL_SAFE_NO_PAD
         .decode(s)
         .map_err(|_| JwsError::Malformed("base64url".into()))
 }
 
-pub fn parse(token: &str) -> Result<Parsed<'_>, JwsError> {
+pub(crate) fn parse(token: &str) -> Result<Parsed<'_>, JwsError> {
     let (signing_input, signature) = token
         .rsplit_once('.')
         .ok_or_else(|| JwsError::Malformed("geen drie delen".into()))?;
@@ -214,7 +200,7 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, JwsError> {
 
 impl Parsed<'_> {
     /// The header's algorithm if it is on `allowed` (and no `crit` extension is asked for).
-    pub fn alg(&self, allowed: &[Alg]) -> Result<Alg, JwsError> {
+    pub(crate) fn alg(&self, allowed: &[Alg]) -> Result<Alg, JwsError> {
         if self.header.critical {
             return Err(JwsError::Critical);
         }
@@ -224,7 +210,7 @@ impl Parsed<'_> {
         }
     }
 
-    pub fn kid(&self) -> Result<&str, JwsError> {
+    pub(crate) fn kid(&self) -> Result<&str, JwsError> {
         if self.header.ill_typed.contains(&"kid") {
             return Err(JwsError::KidNotText);
         }
@@ -232,7 +218,7 @@ impl Parsed<'_> {
     }
 
     /// Verifies the signature with `jwk`; returns the claims.
-    pub fn verify(&self, alg: Alg, jwk: &Value) -> Result<Value, JwsError> {
+    pub(crate) fn verify(&self, alg: Alg, jwk: &Value) -> Result<Value, JwsError> {
         let kid = jwk.get("kid").and_then(Value::as_str).unwrap_or("?").to_owned();
         if !alg.key_fits(jwk) {
             return Err(JwsError::KeyMismatch(kid, alg.name().into()));
@@ -280,7 +266,7 @@ fn p521_point(jwk: &Value) -> Option<Vec<u8>> {
 
 /// A JWK by `kid` from a JWKS document (`{"keys": [...]}`). Symmetric (`oct`) keys never
 /// match: a public JWKS has no business carrying them.
-pub fn find_key<'a>(jwks: &'a Value, kid: &str) -> Option<&'a Value> {
+pub(crate) fn find_key<'a>(jwks: &'a Value, kid: &str) -> Option<&'a Value> {
     jwks.get("keys")?.as_array()?.iter().find(|k| {
         k.get("kid").and_then(Value::as_str) == Some(kid)
             && k.get("kty").and_then(Value::as_str) != Some("oct")

@@ -1,39 +1,41 @@
 //! twiin-authz: the authorization server of a Twiin access node (GtK), SPEC.md §3. It issues
-//! TWIIN assertions from an AORTA access token (use case 3.1, gRPC, internal callers) and
-//! answers OAuth2 JWT-bearer token requests from other access nodes (use case 3.2, gRPC and
-//! plain HTTP `POST /oauth2/token`), with the audit log of SPEC.md §4.
+//! TWIIN assertions from an AORTA access token (use case 3.1, gRPC, for the Resource Broker
+//! only) and answers OAuth2 JWT-bearer token requests from other access nodes (use case 3.2,
+//! gRPC and HTTP `POST /oauth2/token`), with the audit log of SPEC.md §4. Safe by default:
+//! production mode unless `development = true` ([`config`]).
 //!
-//! Domain modules are transport-free: [`jws`], [`assertion`], [`source_token`], [`x5c`],
-//! [`client_auth`], [`grant`], [`scope_table`], [`zorg_ab`], [`as_za`], [`aorta_id`],
-//! [`broker`]; the use cases are [`issue_assertions`] and [`issue_token`]; [`http`] and the
-//! gRPC impl below only translate, and open each request's audit [`trail`].
+//! Private domain modules are transport-free: `jws`, `assertion`, `source_token`, `x5c`,
+//! `client_auth`, `grant`, `scope_table`, `zorg_ab` (registrations and JWKS, single flight),
+//! `as_za`, `aorta_id`, `broker`, `outbound`; the use cases are `issue_assertions` and
+//! `issue_token`; `http` and `rpc` (the tonic surface) only translate, and open each request's
+//! audit `trail`. [`run`] is what the binary calls.
 
-pub mod aorta_id;
-pub mod as_za;
-pub mod assertion;
-pub mod broker;
-pub mod client_auth;
+mod aorta_id;
+mod as_za;
+mod assertion;
+mod broker;
+mod client_auth;
 pub mod config;
 pub mod error;
-pub mod grant;
-pub mod http;
-pub mod issue_assertions;
-pub mod issue_token;
-pub mod jws;
-pub mod outbound;
-pub mod scope_table;
-pub mod single_flight;
-pub mod source_token;
-pub mod trail;
-pub mod x5c;
-pub mod zorg_ab;
+mod grant;
+mod http;
+mod issue_assertions;
+mod issue_token;
+mod jws;
+mod outbound;
+mod rpc;
+mod scope_table;
+mod single_flight;
+mod source_token;
+mod trail;
+mod x5c;
+mod zorg_ab;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ehealth_proto::twiin::v1 as pb;
-use ehealth_proto::twiin::v1::twiin_authz_server::{TwiinAuthz, TwiinAuthzServer};
+use ehealth_proto::twiin::v1::twiin_authz_server::TwiinAuthzServer;
 use platform::CancellationToken;
 use platform::audit::AuditLog;
 use platform::config::ServiceConfig;
@@ -46,21 +48,26 @@ pub use error::AuthzError;
 
 use crate::aorta_id::AortaId;
 use crate::assertion::SigningKeys;
-use crate::broker::{Brokers, CallerCertificate};
+use crate::broker::Brokers;
 use crate::config::{AsZaSettings, ClientAuthSettings, HttpSettings, StelselSettings};
 use crate::scope_table::ScopeTable;
 use crate::source_token::Stelsel;
-use crate::trail::{Outcome, Trail, UC_ASSERTIONS, UC_TOKEN};
+use crate::trail::Trail;
 use crate::zorg_ab::ZorgAb;
 
+/// Why the service did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The gRPC server could not start.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// A listener could not be bound.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The configuration is refused (the message names the key).
     #[error("{0}")]
     Config(String),
+    /// The audit log cannot be opened.
     #[error("audit log: {0}")]
     Audit(String),
 }
@@ -68,6 +75,7 @@ pub enum StartError {
 /// What the service depends on from outside its configuration.
 #[derive(Debug, Clone)]
 pub struct Deps {
+    /// Where every use case's trail and the jti replay store go.
     pub audit: AuditLog,
 }
 
@@ -94,6 +102,7 @@ pub struct Authz {
     as_za: AsZaSettings,
     http: reqwest::Client,
     audit: AuditLog,
+    /// Requests of both use cases by outcome.
     pub metrics: TwiinMetrics,
 }
 
@@ -114,6 +123,7 @@ pub struct TwiinMetrics {
 }
 
 impl TwiinMetrics {
+    /// Registers `twiin_authz_requests` in the service's registry.
     pub fn register(&self, metrics: &Metrics) {
         metrics.register(
             "twiin_authz_requests",
@@ -122,7 +132,8 @@ impl TwiinMetrics {
         );
     }
 
-    pub fn record<T>(&self, use_case: &'static str, result: &Result<T, error::AuthzError>) {
+    /// Counts one request of `use_case` ending as `result`.
+    pub(crate) fn record<T>(&self, use_case: &'static str, result: &Result<T, error::AuthzError>) {
         let outcome = match result {
             Ok(_) => "issued".to_owned(),
             Err(e) => e.oauth_error().to_owned(),
@@ -222,7 +233,7 @@ impl Authz {
     }
 
     /// The audit trail of a request received now.
-    pub fn trail(
+    pub(crate) fn trail(
         &self,
         use_case: &'static str,
         id: AortaId,
@@ -242,7 +253,7 @@ impl Authz {
 
     /// Fetches the Stelseltoken once now and records the fetch in the audit log (errors are
     /// kept for the UNAVAILABLE answers and logged).
-    pub async fn refresh_stelsel(&self) -> Result<(), source_token::StelselError> {
+    pub(crate) async fn refresh_stelsel(&self) -> Result<(), source_token::StelselError> {
         let s = &self.stelsel_settings;
         let (result, exchange) = self
             .stelsel
@@ -253,137 +264,17 @@ impl Authz {
     }
 }
 
-/// The gRPC face of a request: its trail (with the AORTA-ID of the metadata, or a new one when
-/// that is malformed, which the caller then gets refused).
-fn grpc_trail<T>(
-    authz: &Authz,
-    use_case: &'static str,
-    req: &tonic::Request<T>,
-) -> (Trail, Result<AortaId, AuthzError>) {
-    let md = req.metadata();
-    let traceparent = md.get("traceparent").and_then(|v| v.to_str().ok());
-    let mut trail = authz
-        .trail(
-            use_case,
-            AortaId::new(),
-            req.remote_addr().map(|a| a.to_string()),
-            "grpc",
-            traceparent,
-        )
-        .with_deadline(authz.grpc_timeout);
-    trail.note(
-        "method",
-        match use_case {
-            UC_ASSERTIONS => "twiin.v1.TwiinAuthz/IssueTwiinAssertions",
-            _ => "twiin.v1.TwiinAuthz/IssueAortaAccessToken",
-        },
-    );
-    let id = match md.get(aorta_id::HEADER) {
-        None => Ok(AortaId::new()),
-        Some(v) => {
-            let parsed = v
-                .to_str()
-                .map_err(|_| ())
-                .and_then(|t| AortaId::accept(Some(t)).map_err(|_| ()));
-            match parsed {
-                Ok(id) => Ok(id),
-                Err(()) => {
-                    let raw: String = String::from_utf8_lossy(v.as_bytes()).chars().take(200).collect();
-                    trail.note("aorta_id_received", raw);
-                    Err(AuthzError::InvalidRequest(format!(
-                        "Ongeldig verzoek: {}",
-                        aorta_id::MalformedAortaId
-                    )))
-                }
-            }
-        }
-    };
-    if let Ok(id) = &id {
-        trail.set_aorta_id(id.clone());
-    }
-    (trail, id)
-}
-
-/// A refusal before the use case, written to the trail first.
-async fn grpc_refuse(trail: Trail, e: AuthzError) -> tonic::Status {
-    match trail.finish(&Outcome::of::<()>(&Err(e.clone()))).await {
-        Ok(()) => e.into(),
-        Err(audit) => audit.into(),
-    }
-}
-
-fn opt(s: String) -> Option<String> {
-    (!s.is_empty()).then_some(s)
-}
-
-/// The gRPC service.
-#[derive(Debug, Clone)]
-pub struct Grpc(pub Arc<Authz>);
-
-#[tonic::async_trait]
-impl TwiinAuthz for Grpc {
-    async fn issue_twiin_assertions(
-        &self,
-        request: tonic::Request<pb::IssueTwiinAssertionsRequest>,
-    ) -> Result<tonic::Response<pb::IssueTwiinAssertionsResponse>, tonic::Status> {
-        let (trail, id) = grpc_trail(&self.0, UC_ASSERTIONS, &request);
-        if let Err(e) = id {
-            return Err(grpc_refuse(trail, e).await);
-        }
-        let caller = request
-            .peer_certs()
-            .and_then(|certs| certs.first().map(|leaf| CallerCertificate::from_der(leaf)));
-        let r = request.into_inner();
-        let req = issue_assertions::AssertionsRequest {
-            source_token: r.source_token,
-            audience: r.audience,
-            authz_base: opt(r.authz_base),
-        };
-        let out = self.0.issue_assertions(req, caller.as_ref(), trail).await?;
-        Ok(tonic::Response::new(pb::IssueTwiinAssertionsResponse {
-            client_assertion: out.client_assertion,
-            client_assertion_type: issue_assertions::CLIENT_ASSERTION_TYPE.into(),
-            assertion: out.assertion,
-            grant_type: issue_assertions::JWT_BEARER.into(),
-            scope: out.scope,
-            expires_at: out.expires_at as i64,
-        }))
-    }
-
-    async fn issue_aorta_access_token(
-        &self,
-        request: tonic::Request<pb::TokenRequest>,
-    ) -> Result<tonic::Response<pb::TokenResponse>, tonic::Status> {
-        let (trail, id) = grpc_trail(&self.0, UC_TOKEN, &request);
-        if let Err(e) = id {
-            return Err(grpc_refuse(trail, e).await);
-        }
-        let r = request.into_inner();
-        let req = issue_token::TokenRequest {
-            grant_type: opt(r.grant_type),
-            assertion: opt(r.assertion),
-            client_assertion_type: opt(r.client_assertion_type),
-            client_assertion: opt(r.client_assertion),
-            scope: opt(r.scope),
-            client_id: opt(r.client_id),
-        };
-        let t = self.0.issue_token(req, trail).await?;
-        Ok(tonic::Response::new(pb::TokenResponse {
-            access_token: t.access_token,
-            token_type: t.token_type,
-            expires_in: t.expires_in,
-            scope: t.scope,
-            issued_token_type: t.issued_token_type,
-        }))
-    }
-}
-
 /// A started service.
 pub struct Running {
+    /// The bound gRPC address.
     pub grpc_addr: SocketAddr,
+    /// The bound OAuth2 HTTP address.
     pub http_addr: SocketAddr,
+    /// The bound metrics address, when metrics are on.
     pub metrics_addr: Option<SocketAddr>,
+    /// The gRPC server, to wait for its shutdown.
     pub server: RunningServer,
+    /// The service state.
     pub authz: Arc<Authz>,
 }
 
@@ -489,7 +380,7 @@ pub async fn start_with(
     }
 
     let server = GrpcServer::new(config.server.clone(), metrics)
-        .add_service(TwiinAuthzServer::new(Grpc(authz.clone())))
+        .add_service(TwiinAuthzServer::new(rpc::Grpc(authz.clone())))
         .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET)
         .start(shutdown)
         .await?;

@@ -15,14 +15,14 @@ use crate::aorta_id::AortaId;
 use crate::config::OutboundTlsSettings;
 
 /// Largest JWKS, metadata or ZORG-AB answer read.
-pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 /// Largest Stelseltoken read (it carries a certificate chain and a key set).
-pub const MAX_STELSELTOKEN_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_STELSELTOKEN_BYTES: usize = 256 * 1024;
 /// Largest token response of the AS ZA read.
-pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// The outbound HTTP client.
-pub fn client(tls: &OutboundTlsSettings, development: bool) -> Result<reqwest::Client, String> {
+pub(crate) fn client(tls: &OutboundTlsSettings, development: bool) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .https_only(!development)
@@ -48,7 +48,7 @@ pub fn client(tls: &OutboundTlsSettings, development: bool) -> Result<reqwest::C
 
 /// Why an answer could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error("antwoord groter dan {0} bytes")]
     TooLarge(usize),
     #[error("antwoord niet op tijd")]
@@ -58,7 +58,7 @@ pub enum ReadError {
 }
 
 /// The body of `resp`, at most `cap` bytes (a larger one is refused before it is read whole).
-pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, ReadError> {
+pub(crate) async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, ReadError> {
     if resp.content_length().is_some_and(|n| n > cap as u64) {
         return Err(ReadError::TooLarge(cap));
     }
@@ -80,35 +80,35 @@ pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<
 
 /// One outgoing call, for the audit trail (a sent-request and a received-response event).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Exchange {
-    pub method: &'static str,
-    pub url: String,
+pub(crate) struct Exchange {
+    pub(crate) method: &'static str,
+    pub(crate) url: String,
     /// The AORTA-ID the call carried (same `initialRequestID`, its own `requestID`).
-    pub aorta_id: AortaId,
-    pub sent_at: SystemTime,
+    pub(crate) aorta_id: AortaId,
+    pub(crate) sent_at: SystemTime,
     /// Until the answer (or the failure) was complete.
-    pub latency: Option<Duration>,
-    pub status: Option<u16>,
+    pub(crate) latency: Option<Duration>,
+    pub(crate) status: Option<u16>,
     /// The OAuth error of the answer, or what went wrong (`timeout`, `unreachable`, ...).
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// The answer's `error_description`, or the failure in detail (internal: audit only).
-    pub error_description: Option<String>,
+    pub(crate) error_description: Option<String>,
     /// The AORTA scope a GetTokenRequest asked for.
-    pub aorta_scope: Option<String>,
+    pub(crate) aorta_scope: Option<String>,
     /// `jti` of the subject token sent.
-    pub subject_token_jti: Option<String>,
+    pub(crate) subject_token_jti: Option<String>,
     /// `expires_in` of a token answer.
-    pub expires_in: Option<i64>,
+    pub(crate) expires_in: Option<i64>,
     /// `scope` of a token answer (the granted AORTA scope).
-    pub granted_scope: Option<String>,
+    pub(crate) granted_scope: Option<String>,
     /// `jti` of a token received (an AORTA access token, a Stelseltoken).
-    pub token_jti: Option<String>,
+    pub(crate) token_jti: Option<String>,
     started: Instant,
 }
 
 impl Exchange {
     /// A call about to be sent now.
-    pub fn start(method: &'static str, url: &str, aorta_id: AortaId) -> Exchange {
+    pub(crate) fn start(method: &'static str, url: &str, aorta_id: AortaId) -> Exchange {
         Exchange {
             method,
             url: url.to_owned(),
@@ -128,12 +128,12 @@ impl Exchange {
     }
 
     /// Marks the answer (or the failure) complete now.
-    pub fn done(&mut self) {
+    pub(crate) fn done(&mut self) {
         self.latency = Some(self.started.elapsed());
     }
 
     /// Records a failure of the call itself.
-    pub fn failed(&mut self, kind: &str, detail: impl Into<String>) {
+    pub(crate) fn failed(&mut self, kind: &str, detail: impl Into<String>) {
         self.done();
         self.error = Some(kind.to_owned());
         self.error_description = Some(detail.into());
@@ -141,7 +141,7 @@ impl Exchange {
 }
 
 /// `timeout` or `unreachable`, for a reqwest error.
-pub fn failure_kind(e: &reqwest::Error) -> &'static str {
+pub(crate) fn failure_kind(e: &reqwest::Error) -> &'static str {
     if e.is_timeout() {
         "timeout"
     } else if e.is_redirect() {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-pub struct SingleFlight<T> {
+pub(crate) struct SingleFlight<T> {
     flights: Mutex<HashMap<String, Arc<OnceCell<T>>>>,
 }
 
@@ -33,7 +33,7 @@ impl<T> std::fmt::Debug for SingleFlight<T> {
 
 impl<T: Clone> SingleFlight<T> {
     /// Runs `fetch` unless a fetch for `key` is under way, whose result is then returned.
-    pub async fn run<F, Fut>(&self, key: &str, fetch: F) -> T
+    pub(crate) async fn run<F, Fut>(&self, key: &str, fetch: F) -> T
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,

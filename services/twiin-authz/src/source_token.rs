@@ -23,7 +23,7 @@ use crate::jws::{self, Alg};
 use crate::outbound::{self, Exchange, MAX_STELSELTOKEN_BYTES};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StelselError {
+pub(crate) enum StelselError {
     #[error("Stelseltoken: {0}")]
     Invalid(String),
     #[error("Stelseltoken niet beschikbaar: {0}")]
@@ -32,14 +32,14 @@ pub enum StelselError {
 
 /// A verified Stelseltoken's content.
 #[derive(Debug, Clone)]
-pub struct StelselKeys {
-    pub issued_at: u64,
-    pub expires_at: u64,
-    pub jwks: Value,
+pub(crate) struct StelselKeys {
+    pub(crate) issued_at: u64,
+    pub(crate) expires_at: u64,
+    pub(crate) jwks: Value,
 }
 
 /// Parses the trust anchor PEM file content.
-pub fn load_anchors(pem_text: &str) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn load_anchors(pem_text: &str) -> Result<Vec<Vec<u8>>, String> {
     let certs: Vec<Vec<u8>> = ::pem::parse_many(pem_text)
         .map_err(|e| format!("PEM: {e}"))?
         .into_iter()
@@ -53,7 +53,11 @@ pub fn load_anchors(pem_text: &str) -> Result<Vec<Vec<u8>>, String> {
 }
 
 /// Verifies a Stelseltoken: header, `x5c` chain up to an anchor, validity, signature, claims.
-pub fn verify_stelseltoken(token: &str, anchors: &[Vec<u8>], now: u64) -> Result<StelselKeys, StelselError> {
+pub(crate) fn verify_stelseltoken(
+    token: &str,
+    anchors: &[Vec<u8>],
+    now: u64,
+) -> Result<StelselKeys, StelselError> {
     let bad = |m: &str| StelselError::Invalid(m.to_owned());
     let parsed = jws::parse(token).map_err(|e| StelselError::Invalid(e.to_string()))?;
     if parsed.header.alg != "RS256" {
@@ -112,33 +116,26 @@ pub fn verify_stelseltoken(token: &str, anchors: &[Vec<u8>], now: u64) -> Result
 
 /// The service's current Stelseltoken, refreshed in the background.
 #[derive(Debug)]
-pub struct Stelsel {
+pub(crate) struct Stelsel {
     current: RwLock<Option<Arc<StelselKeys>>>,
-    last_error: RwLock<Option<String>>,
     max_age: u64,
 }
 
 impl Stelsel {
-    pub fn new(max_age: std::time::Duration) -> Self {
+    pub(crate) fn new(max_age: std::time::Duration) -> Self {
         Stelsel {
             current: RwLock::new(None),
-            last_error: RwLock::new(Some("nog niet opgehaald".into())),
             max_age: max_age.as_secs(),
         }
     }
 
-    pub fn set(&self, keys: StelselKeys) {
+    pub(crate) fn set(&self, keys: StelselKeys) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(keys));
-        *self.last_error.write().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-
-    pub fn set_error(&self, e: String) {
-        *self.last_error.write().unwrap_or_else(|e| e.into_inner()) = Some(e);
     }
 
     /// The keys, if sufficiently current; else UNAVAILABLE (why the last fetch failed is in
     /// the log and the audit trail, not in the answer).
-    pub fn current(&self, now: u64) -> Result<Arc<StelselKeys>, AuthzError> {
+    pub(crate) fn current(&self, now: u64) -> Result<Arc<StelselKeys>, AuthzError> {
         let cur = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
         match cur {
             Some(k) if k.expires_at > now && k.issued_at.saturating_add(self.max_age) >= now => Ok(k),
@@ -149,14 +146,9 @@ impl Stelsel {
         }
     }
 
-    /// Why the last fetch failed, if it did (for the log).
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
     /// Fetches, verifies and installs a Stelseltoken; the call is described in the returned
     /// exchange (for the audit log).
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         http: &reqwest::Client,
         url: &str,
@@ -215,7 +207,6 @@ impl Stelsel {
             Err(e) => {
                 ex.error.get_or_insert_with(|| "failed".into());
                 ex.error_description = Some(e.to_string());
-                self.set_error(e.to_string());
                 (Err(e), ex)
             }
         }
@@ -224,45 +215,45 @@ impl Stelsel {
 
 /// The `_vrb` object of an AORTA access token.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct Vrb {
+pub(crate) struct Vrb {
     #[serde(rename = "_vrb_ura")]
-    pub ura: Option<String>,
+    pub(crate) ura: Option<String>,
     #[serde(rename = "_vrb_user_id")]
-    pub user_id: Option<String>,
+    pub(crate) user_id: Option<String>,
     #[serde(rename = "_vrb_user_role")]
-    pub user_role: Option<String>,
+    pub(crate) user_role: Option<String>,
     #[serde(rename = "_vrb_bsn")]
-    pub bsn: Option<String>,
+    pub(crate) bsn: Option<String>,
     #[serde(rename = "_vrb_authz_base")]
-    pub authz_base: Option<String>,
+    pub(crate) authz_base: Option<String>,
 }
 
 /// A verified AORTA access token (sourceToken).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct AortaAccessToken {
-    pub iss: String,
-    pub sub: String,
-    pub exp: u64,
+pub(crate) struct AortaAccessToken {
+    pub(crate) iss: String,
+    pub(crate) sub: String,
+    pub(crate) exp: u64,
     #[serde(default)]
-    pub iat: Option<u64>,
-    pub jti: String,
+    pub(crate) iat: Option<u64>,
+    pub(crate) jti: String,
     #[serde(default)]
-    pub scope: String,
+    pub(crate) scope: String,
     #[serde(default, rename = "_vrb")]
-    pub vrb: Vrb,
+    pub(crate) vrb: Vrb,
 }
 
 /// What an AORTA access token must satisfy besides its signature.
 #[derive(Debug, Clone)]
-pub struct AccessTokenRules {
-    pub issuer: String,
-    pub audience: String,
-    pub max_skew: u64,
-    pub max_lifetime: u64,
+pub(crate) struct AccessTokenRules {
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    pub(crate) max_skew: u64,
+    pub(crate) max_lifetime: u64,
 }
 
 /// 3.1 step 3: the sourceToken is valid. Errors are `InvalidToken` (401).
-pub fn validate_access_token(
+pub(crate) fn validate_access_token(
     token: &str,
     stelsel: &StelselKeys,
     rules: &AccessTokenRules,

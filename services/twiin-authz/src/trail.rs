@@ -25,29 +25,29 @@ use crate::aorta_id::AortaId;
 use crate::error::AuthzError;
 use crate::outbound::Exchange;
 
-pub const SERVICE: &str = "twiin-authz";
-pub const UC_ASSERTIONS: &str = "uitgeven_twiin_assertions";
-pub const UC_TOKEN: &str = "uitgeven_aorta_access_token";
+pub(crate) const SERVICE: &str = "twiin-authz";
+pub(crate) const UC_ASSERTIONS: &str = "uitgeven_twiin_assertions";
+pub(crate) const UC_TOKEN: &str = "uitgeven_aorta_access_token";
 /// The background fetch of the AORTA Stelseltoken (the precondition of both use cases).
-pub const UC_STELSEL: &str = "ophalen_stelseltoken";
+pub(crate) const UC_STELSEL: &str = "ophalen_stelseltoken";
 
 /// Attributes learnt during the run, copied into every event.
 #[derive(Debug, Clone, Default)]
-pub struct Subject {
-    pub client_id: Option<String>,
-    pub ura: Option<String>,
-    pub user_id: Option<String>,
-    pub user_role: Option<String>,
-    pub bsn: Option<String>,
+pub(crate) struct Subject {
+    pub(crate) client_id: Option<String>,
+    pub(crate) ura: Option<String>,
+    pub(crate) user_id: Option<String>,
+    pub(crate) user_role: Option<String>,
+    pub(crate) bsn: Option<String>,
     /// The scope as the caller asked for it (3.2: SMART on FHIR; 3.1: the AORTA access
     /// token's scope). The granted scope is `attributes.granted_scope` of the returned response.
-    pub scope: Option<String>,
-    pub jtis: Vec<String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) jtis: Vec<String>,
 }
 
 /// The trace id of the events: the current OpenTelemetry trace, else the caller's W3C
 /// `traceparent`, else a new one, so the events of one request are always found together.
-pub fn trace_id(traceparent: Option<&str>) -> String {
+pub(crate) fn trace_id(traceparent: Option<&str>) -> String {
     if let Some(id) = platform::telemetry::current_trace_id() {
         return id;
     }
@@ -62,18 +62,18 @@ pub fn trace_id(traceparent: Option<&str>) -> String {
 
 /// How a request ended, for its returned-response event.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The HTTP status answered (gRPC answers record the HTTP status of the same outcome and
     /// their code in `attributes.grpc_code`).
-    pub status: u16,
-    pub error: Option<String>,
-    pub error_description: Option<String>,
+    pub(crate) status: u16,
+    pub(crate) error: Option<String>,
+    pub(crate) error_description: Option<String>,
     /// The gRPC code of the same outcome (recorded for gRPC calls).
-    pub grpc_code: &'static str,
+    pub(crate) grpc_code: &'static str,
 }
 
 impl Outcome {
-    pub fn ok() -> Outcome {
+    pub(crate) fn ok() -> Outcome {
         Outcome {
             status: 200,
             error: None,
@@ -82,7 +82,7 @@ impl Outcome {
         }
     }
 
-    pub fn of<T>(result: &Result<T, AuthzError>) -> Outcome {
+    pub(crate) fn of<T>(result: &Result<T, AuthzError>) -> Outcome {
         match result {
             Ok(_) => Outcome::ok(),
             Err(e) => Outcome {
@@ -95,14 +95,14 @@ impl Outcome {
     }
 }
 
-pub struct Trail {
+pub(crate) struct Trail {
     audit: AuditLog,
     use_case: &'static str,
     id: AortaId,
     peer: Option<String>,
     transport: &'static str,
     trace_id: String,
-    pub subject: Subject,
+    pub(crate) subject: Subject,
     received_at: SystemTime,
     received: Map<String, Value>,
     returned: Map<String, Value>,
@@ -124,7 +124,7 @@ impl std::fmt::Debug for Trail {
 
 impl Trail {
     /// A request received now.
-    pub fn new(
+    pub(crate) fn new(
         audit: AuditLog,
         use_case: &'static str,
         id: AortaId,
@@ -152,40 +152,32 @@ impl Trail {
         }
     }
 
-    pub fn with_deadline(mut self, deadline: Duration) -> Trail {
+    pub(crate) fn with_deadline(mut self, deadline: Duration) -> Trail {
         self.deadline = Some(deadline);
         self
     }
 
-    pub fn aorta_id(&self) -> AortaId {
+    pub(crate) fn aorta_id(&self) -> AortaId {
         self.id.clone()
     }
 
     /// The AORTA-ID the request is handled under (a malformed one is replaced by a new one,
     /// the received text kept in `attributes.aorta_id_received`).
-    pub fn set_aorta_id(&mut self, id: AortaId) {
+    pub(crate) fn set_aorta_id(&mut self, id: AortaId) {
         self.id = id;
     }
 
-    pub fn trace(&self) -> &str {
-        &self.trace_id
-    }
-
-    pub fn use_case(&self) -> &'static str {
-        self.use_case
-    }
-
     /// An attribute of the received request.
-    pub fn note(&mut self, key: &str, value: impl Into<Value>) {
+    pub(crate) fn note(&mut self, key: &str, value: impl Into<Value>) {
         self.received.insert(key.to_owned(), value.into());
     }
 
     /// An attribute of the returned response.
-    pub fn note_returned(&mut self, key: &str, value: impl Into<Value>) {
+    pub(crate) fn note_returned(&mut self, key: &str, value: impl Into<Value>) {
         self.returned.insert(key.to_owned(), value.into());
     }
 
-    pub fn exchanges(&mut self) -> &mut Vec<Exchange> {
+    pub(crate) fn exchanges(&mut self) -> &mut Vec<Exchange> {
         &mut self.exchanges
     }
 
@@ -251,7 +243,7 @@ impl Trail {
     }
 
     /// Writes the whole trail with `outcome`; fails closed (UNAVAILABLE, nothing issued).
-    pub async fn finish(mut self, outcome: &Outcome) -> Result<(), AuthzError> {
+    pub(crate) async fn finish(mut self, outcome: &Outcome) -> Result<(), AuthzError> {
         self.finished = true;
         let events = self.events(outcome);
         self.audit.record_all(events).await.map_err(|e| {
@@ -368,7 +360,7 @@ fn exchange_events(
 }
 
 /// Records a Stelseltoken fetch (no received request: the service fetches it by itself).
-pub async fn record_stelsel_fetch(audit: &AuditLog, ex: &Exchange) {
+pub(crate) async fn record_stelsel_fetch(audit: &AuditLog, ex: &Exchange) {
     let trace = trace_id(None);
     let events = exchange_events(ex, |d, t, id, peer| {
         let mut e = AuditEvent::new(SERVICE, UC_STELSEL, d);

@@ -50,7 +50,7 @@ fn valid_at(cert: &X509Certificate<'_>, now: i64) -> bool {
 }
 
 /// Checks `chain` (DER, leaf first) against `anchors` (DER) at `now` (Unix seconds).
-pub fn verify_chain(chain: &[Vec<u8>], anchors: &[Vec<u8>], now: u64) -> Result<(), String> {
+pub(crate) fn verify_chain(chain: &[Vec<u8>], anchors: &[Vec<u8>], now: u64) -> Result<(), String> {
     let now = now as i64;
     let certs: Vec<X509Certificate<'_>> = chain
         .iter()
@@ -161,21 +161,27 @@ mod tests {
             &ca,
             params("signer", false, vec![KeyUsagePurpose::DigitalSignature]),
         );
-        verify_chain(&[leaf.clone(), ca.der.clone()], &[ca.der.clone()], now()).expect("leaf + anchor");
-        verify_chain(&[leaf], &[ca.der.clone()], now()).expect("leaf issued by the anchor");
+        verify_chain(
+            &[leaf.clone(), ca.der.clone()],
+            std::slice::from_ref(&ca.der),
+            now(),
+        )
+        .expect("leaf + anchor");
+        verify_chain(&[leaf], std::slice::from_ref(&ca.der), now()).expect("leaf issued by the anchor");
     }
 
     #[test]
     fn a_leaf_that_is_a_ca_or_cannot_sign_is_refused() {
         let ca = root("Stelsel CA");
         let (ca_leaf, _) = issue(&ca, params("sub CA", true, vec![KeyUsagePurpose::KeyCertSign]));
-        let err = verify_chain(&[ca_leaf], &[ca.der.clone()], now()).expect_err("a CA signs no tokens");
+        let err =
+            verify_chain(&[ca_leaf], std::slice::from_ref(&ca.der), now()).expect_err("a CA signs no tokens");
         assert!(err.contains("CA-certificaat"), "{err}");
         let (enc_only, _) = issue(
             &ca,
             params("signer", false, vec![KeyUsagePurpose::KeyEncipherment]),
         );
-        let err = verify_chain(&[enc_only], &[ca.der.clone()], now()).expect_err("key usage");
+        let err = verify_chain(&[enc_only], std::slice::from_ref(&ca.der), now()).expect_err("key usage");
         assert!(err.contains("key usage"), "{err}");
     }
 
@@ -195,8 +201,12 @@ mod tests {
             &mid,
             params("signer", false, vec![KeyUsagePurpose::DigitalSignature]),
         );
-        let err = verify_chain(&[leaf, mid_der, ca.der.clone()], &[ca.der.clone()], now())
-            .expect_err("signed by a leaf");
+        let err = verify_chain(
+            &[leaf, mid_der, ca.der.clone()],
+            std::slice::from_ref(&ca.der),
+            now(),
+        )
+        .expect_err("signed by a leaf");
         assert!(err.contains("geen CA"), "{err}");
     }
 
@@ -208,10 +218,14 @@ mod tests {
             &ca,
             params("signer", false, vec![KeyUsagePurpose::DigitalSignature]),
         );
-        let err = verify_chain(&[leaf.clone(), other.der.clone()], &[other.der.clone()], now())
-            .expect_err("wrong issuer");
+        let err = verify_chain(
+            &[leaf.clone(), other.der.clone()],
+            std::slice::from_ref(&other.der),
+            now(),
+        )
+        .expect_err("wrong issuer");
         assert!(err.contains("aaneengesloten"), "{err}");
-        let err = verify_chain(&[leaf], &[other.der.clone()], now()).expect_err("untrusted");
+        let err = verify_chain(&[leaf], std::slice::from_ref(&other.der), now()).expect_err("untrusted");
         assert!(err.contains("vertrouwd"), "{err}");
     }
 
@@ -222,7 +236,8 @@ mod tests {
             &ca,
             params("signer", false, vec![KeyUsagePurpose::DigitalSignature]),
         );
-        let err = verify_chain(&[leaf], &[ca.der.clone()], now() + 100 * 365 * 86400).expect_err("expired");
+        let err = verify_chain(&[leaf], std::slice::from_ref(&ca.der), now() + 100 * 365 * 86400)
+            .expect_err("expired");
         assert!(err.contains("geldig"), "{err}");
     }
 }

@@ -16,51 +16,45 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::aorta_id::AortaId;
-use crate::config::{ClientRegistration, ZorgAbSettings};
+use crate::config::{Capability, ClientRegistration, ZorgAbSettings};
 use crate::outbound::{self, Exchange, MAX_DOCUMENT_BYTES};
 use crate::single_flight::SingleFlight;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Capability {
-    pub interaction: String,
-    pub on_behalf_of: Vec<String>,
-}
-
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Application {
-    pub client_id: String,
-    pub ura: String,
+pub(crate) struct Application {
+    pub(crate) client_id: String,
+    pub(crate) ura: String,
     #[serde(default)]
-    pub jwks_uri: Option<String>,
+    pub(crate) jwks_uri: Option<String>,
     /// The HTTPS URL of the authorization server that issues its assertions.
     #[serde(default)]
-    pub authorization_server: Option<String>,
+    pub(crate) authorization_server: Option<String>,
     #[serde(default)]
-    pub capabilities: Vec<Capability>,
+    pub(crate) capabilities: Vec<Capability>,
     #[serde(default)]
-    pub receives_via_twiin: Vec<String>,
+    pub(crate) receives_via_twiin: Vec<String>,
 }
 
 impl Application {
     /// Step 6: may this application initiate `interaction` on behalf of `ura`?
-    pub fn may_initiate(&self, interaction: &str, ura: &str) -> bool {
+    pub(crate) fn may_initiate(&self, interaction: &str, ura: &str) -> bool {
         self.capabilities
             .iter()
             .any(|c| c.interaction == interaction && c.on_behalf_of.iter().any(|u| u == ura))
     }
 
     /// Step 7: does this (destination) application want `interaction` via Twiin?
-    pub fn receives(&self, interaction: &str) -> bool {
+    pub(crate) fn receives(&self, interaction: &str) -> bool {
         self.receives_via_twiin.iter().any(|i| i == interaction)
     }
 
     /// Is `iss` a name this client's assertions may be issued under: its client id (RFC 7523)
     /// or its registered authorization server (AORTA-TWIIN assertions)?
-    pub fn issues_as(&self, iss: &str) -> bool {
+    pub(crate) fn issues_as(&self, iss: &str) -> bool {
         iss == self.client_id
             || self
                 .authorization_server
@@ -83,12 +77,12 @@ impl From<&ClientRegistration> for Application {
 }
 
 /// An authorization server URL without its trailing slash.
-pub fn normalize(url: &str) -> &str {
+pub(crate) fn normalize(url: &str) -> &str {
     url.trim_end_matches('/')
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ZorgAbError {
+pub(crate) enum ZorgAbError {
     #[error("ZORG-AB niet bereikbaar")]
     Unavailable,
     #[error("ZORG-AB antwoordt niet op tijd")]
@@ -133,7 +127,7 @@ const JWKS_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 
 type Lookup = Result<Arc<Application>, ZorgAbError>;
 
-pub struct ZorgAb {
+pub(crate) struct ZorgAb {
     http: reqwest::Client,
     settings: ZorgAbSettings,
     development: bool,
@@ -156,7 +150,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ZorgAb {
-    pub fn new(
+    pub(crate) fn new(
         http: reqwest::Client,
         settings: ZorgAbSettings,
         clients: &[ClientRegistration],
@@ -175,7 +169,7 @@ impl ZorgAb {
         }
     }
 
-    pub fn settings(&self) -> &ZorgAbSettings {
+    pub(crate) fn settings(&self) -> &ZorgAbSettings {
         &self.settings
     }
 
@@ -211,7 +205,7 @@ impl ZorgAb {
     }
 
     /// An application by client id: configured, cached, or from ZORG-AB. Calls go into `log`.
-    pub async fn application(&self, client_id: &str, id: &AortaId, log: &mut Vec<Exchange>) -> Lookup {
+    pub(crate) async fn application(&self, client_id: &str, id: &AortaId, log: &mut Vec<Exchange>) -> Lookup {
         if let Some(a) = self.internal.iter().find(|a| a.client_id == client_id) {
             return Ok(a.clone());
         }
@@ -222,7 +216,12 @@ impl ZorgAb {
     }
 
     /// The application whose authorization server is `url` (3.1: the audience must be one).
-    pub async fn authorization_server(&self, url: &str, id: &AortaId, log: &mut Vec<Exchange>) -> Lookup {
+    pub(crate) async fn authorization_server(
+        &self,
+        url: &str,
+        id: &AortaId,
+        log: &mut Vec<Exchange>,
+    ) -> Lookup {
         let url = normalize(url);
         if let Some(a) = self
             .internal
@@ -362,7 +361,7 @@ impl ZorgAb {
     }
 
     /// The JWK `kid` of `app`.
-    pub async fn key(
+    pub(crate) async fn key(
         &self,
         app: &Application,
         kid: &str,

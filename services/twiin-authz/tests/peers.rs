@@ -129,7 +129,18 @@ async fn a_client_registered_in_the_configuration_needs_no_zorg_ab_entry() {
 /// (counted by the JWKS host and the ZORG-AB simulator).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_first_requests_makes_one_fetch_of_each() {
-    let w = std::sync::Arc::new(World::start().await);
+    // 64 token exchanges at once on a debug build: generous deadlines, the count is the point.
+    let w = std::sync::Arc::new(
+        World::start_with(Options {
+            tweak: |c| {
+                c.zorg_ab.timeout = std::time::Duration::from_secs(20);
+                c.as_za.timeout = std::time::Duration::from_secs(20);
+                c.http.request_timeout = std::time::Duration::from_secs(30);
+            },
+            ..Default::default()
+        })
+        .await,
+    );
     let forms: Vec<_> = (0..64).map(|_| w.form("system/Task.c")).collect();
     let mut tasks = Vec::new();
     for f in forms {

@@ -10,7 +10,6 @@ use common::*;
 use ehealth_proto::twiin::v1::IssueTwiinAssertionsRequest;
 use serde_json::{Value, json};
 use twiin_authz::error::MISSING_AUTHZ_BASE;
-use twiin_authz::jws;
 
 fn req(token: String) -> IssueTwiinAssertionsRequest {
     IssueTwiinAssertionsRequest {
@@ -31,14 +30,28 @@ async fn jwks(w: &World) -> Value {
         .expect("json")
 }
 
-/// Verifies with the published JWKS; returns (header, claims).
-async fn verify(w: &World, token: &str) -> (jws::RawHeader, Value) {
+/// The JOSE header fields the assertions are checked on.
+struct Header {
+    alg: String,
+    typ: Option<String>,
+    kid: Option<String>,
+}
+
+/// Verifies with the published JWKS (by the simulators' own ES512 code, not the service's);
+/// returns (header, claims).
+async fn verify(w: &World, token: &str) -> (Header, Value) {
     let keys = jwks(w).await;
-    let p = jws::parse(token).expect("parses");
-    let kid = p.header.kid.clone().expect("kid");
-    let key = jws::find_key(&keys, &kid).expect("kid published");
-    let claims = p.verify(jws::Alg::ES512, key).expect("verifies");
-    (p.header, claims)
+    let keys = keys["keys"].as_array().expect("keys").clone();
+    let (header, claims) = sim_kit::jose::verify_es512(token, &keys).expect("verifies with a published key");
+    let text = |k: &str| header.get(k).and_then(Value::as_str).map(str::to_owned);
+    (
+        Header {
+            alg: text("alg").expect("alg"),
+            typ: text("typ"),
+            kid: text("kid"),
+        },
+        claims,
+    )
 }
 
 #[tokio::test]

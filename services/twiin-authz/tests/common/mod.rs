@@ -19,55 +19,55 @@ use serde_json::{Value, json};
 use sim_kit::jose::{RsaSigner, p521_test_key, sign_es512_with_header};
 use sim_kit::pki::AortaPki;
 
-pub const ISSUER: &str = "https://twiin.test";
-pub const EXT_CLIENT: &str = "https://gtk-extern.test";
+pub(crate) const ISSUER: &str = "https://twiin.test";
+pub(crate) const EXT_CLIENT: &str = "https://gtk-extern.test";
 /// The authorization server registered for EXT_CLIENT (the audience of our TWIIN assertions).
-pub const EXT_AS: &str = "https://gtk-extern.test";
+pub(crate) const EXT_AS: &str = "https://gtk-extern.test";
 /// An AORTA-conformant peer GtK: its client assertions carry `iss` = its AS URL, `sub` = its
 /// client id, signed PS256 or ES256.
-pub const PEER_CLIENT: &str = "gtk-peer-client";
-pub const PEER_AS: &str = "https://as.gtk-peer.test";
-pub const PEER_ES256_KID: &str = "peer-es256";
-pub const PEER_PS256_KID: &str = "peer-ps256";
+pub(crate) const PEER_CLIENT: &str = "gtk-peer-client";
+pub(crate) const PEER_AS: &str = "https://as.gtk-peer.test";
+pub(crate) const PEER_ES256_KID: &str = "peer-es256";
+pub(crate) const PEER_PS256_KID: &str = "peer-ps256";
 /// The AORTA peer's keys registered in twiin-authz's own `[[clients]]` (not in ZORG-AB).
-pub const CONFIGURED_CLIENT: &str = "configured-gtk";
-pub const CONFIGURED_AS: &str = "https://as.configured.test";
-pub const EXT_KID: &str = "ext-1";
-pub const AS_ZA_ISSUER: &str = "https://as-za.test";
-pub const AORTA_KID: &str = "aorta-ts-1";
-pub const OUR_KID: &str = "twiin-authz-1";
-pub const URA_VENDOR: &str = "11111111";
-pub const URA_CARE: &str = "22222222";
-pub const URA_OURS: &str = "33333333";
-pub const URA_UNQUALIFIED: &str = "44444444";
-pub const URA_REFUSED_BY_AS_ZA: &str = "55555555";
-pub const BSN: &str = "999993653";
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const CONFIGURED_CLIENT: &str = "configured-gtk";
+pub(crate) const CONFIGURED_AS: &str = "https://as.configured.test";
+pub(crate) const EXT_KID: &str = "ext-1";
+pub(crate) const AS_ZA_ISSUER: &str = "https://as-za.test";
+pub(crate) const AORTA_KID: &str = "aorta-ts-1";
+pub(crate) const OUR_KID: &str = "twiin-authz-1";
+pub(crate) const URA_VENDOR: &str = "11111111";
+pub(crate) const URA_CARE: &str = "22222222";
+pub(crate) const URA_OURS: &str = "33333333";
+pub(crate) const URA_UNQUALIFIED: &str = "44444444";
+pub(crate) const URA_REFUSED_BY_AS_ZA: &str = "55555555";
+pub(crate) const BSN: &str = "999993653";
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub(crate) const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-pub fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs()
 }
 
-pub fn aorta_pki() -> &'static AortaPki {
+pub(crate) fn aorta_pki() -> &'static AortaPki {
     static PKI: std::sync::OnceLock<AortaPki> = std::sync::OnceLock::new();
     PKI.get_or_init(|| AortaPki::generate().expect("AORTA test PKI"))
 }
 
 /// Options of a world.
 #[derive(Clone)]
-pub struct Options {
-    pub stelsel_backdate_secs: u64,
-    pub stelsel_max_age: Duration,
-    pub tweak: fn(&mut twiin_authz::Config),
+pub(crate) struct Options {
+    pub(crate) stelsel_backdate_secs: u64,
+    pub(crate) stelsel_max_age: Duration,
+    pub(crate) tweak: fn(&mut twiin_authz::Config),
     /// Production mode: TLS on both listeners (caller mTLS on gRPC, the Resource Broker's
     /// certificate as the one broker identity), https Stelsel.
-    pub production: bool,
+    pub(crate) production: bool,
     /// Registers the AORTA peer's keys as client CONFIGURED_CLIENT in `[[clients]]`.
-    pub configured_peer: bool,
+    pub(crate) configured_peer: bool,
 }
 
 impl Default for Options {
@@ -83,10 +83,10 @@ impl Default for Options {
 }
 
 /// The AORTA-style peer's keys (ES256 and PS256) and JWKS.
-pub struct Peer {
+pub(crate) struct Peer {
     es256: aws_lc_rs::signature::EcdsaKeyPair,
     rsa: aws_lc_rs::rsa::KeyPair,
-    pub jwks: Value,
+    pub(crate) jwks: Value,
 }
 
 impl Peer {
@@ -110,7 +110,7 @@ impl Peer {
     }
 
     /// Signs `claims` with `alg` (`ES256` or `PS256`) under the matching kid.
-    pub fn sign(&self, alg: &str, claims: &Value) -> String {
+    pub(crate) fn sign(&self, alg: &str, claims: &Value) -> String {
         let kid = if alg == "ES256" {
             PEER_ES256_KID
         } else {
@@ -145,25 +145,25 @@ impl Peer {
     }
 }
 
-pub struct World {
-    pub dir: tempfile::TempDir,
-    pub shutdown: CancellationToken,
-    pub http: SocketAddr,
-    pub grpc: SocketAddr,
+pub(crate) struct World {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) http: SocketAddr,
+    pub(crate) grpc: SocketAddr,
     /// TLS on both listeners (production mode).
-    pub production: bool,
-    pub zorg_hits: sim_kit::serve::Hits,
-    pub as_za_hits: sim_kit::serve::Hits,
-    pub peer: Arc<Peer>,
-    pub audit: AuditLog,
-    pub sink: Arc<MemorySink>,
-    pub ext_key: Vec<u8>,
-    pub ext_jwk: Value,
-    pub jwks_hits: Arc<AtomicUsize>,
-    pub aorta_signer: RsaSigner,
-    pub config: twiin_authz::Config,
-    pub client: reqwest::Client,
-    pub metrics: twiin_authz::TwiinMetrics,
+    pub(crate) production: bool,
+    pub(crate) zorg_hits: sim_kit::serve::Hits,
+    pub(crate) as_za_hits: sim_kit::serve::Hits,
+    pub(crate) peer: Arc<Peer>,
+    pub(crate) audit: AuditLog,
+    pub(crate) sink: Arc<MemorySink>,
+    pub(crate) ext_key: Vec<u8>,
+    pub(crate) ext_jwk: Value,
+    pub(crate) jwks_hits: Arc<AtomicUsize>,
+    pub(crate) aorta_signer: RsaSigner,
+    pub(crate) config: twiin_authz::Config,
+    pub(crate) client: reqwest::Client,
+    pub(crate) metrics: twiin_authz::TwiinMetrics,
 }
 
 impl Drop for World {
@@ -211,7 +211,7 @@ async fn jwks_host(
 }
 
 /// A listener that accepts connections and never answers: a dependency that is "slow".
-pub async fn blackhole(shutdown: CancellationToken) -> SocketAddr {
+pub(crate) async fn blackhole(shutdown: CancellationToken) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -227,7 +227,7 @@ pub async fn blackhole(shutdown: CancellationToken) -> SocketAddr {
 }
 
 /// A port where nothing listens: a dependency that is "down".
-pub fn closed_port() -> SocketAddr {
+pub(crate) fn closed_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
 }
@@ -350,23 +350,23 @@ fn as_za_data(dir: &std::path::Path, our_key: PathBuf) -> as_za_sim::Data {
 }
 
 impl World {
-    pub async fn start() -> World {
+    pub(crate) async fn start() -> World {
         World::start_with(Options::default()).await
     }
 
-    pub async fn start_with(opts: Options) -> World {
+    pub(crate) async fn start_with(opts: Options) -> World {
         let (audit, sink) = AuditLog::memory();
         World::start_sharing(opts, audit, sink).await
     }
 
-    pub async fn start_sharing(opts: Options, audit: AuditLog, sink: Arc<MemorySink>) -> World {
+    pub(crate) async fn start_sharing(opts: Options, audit: AuditLog, sink: Arc<MemorySink>) -> World {
         World::start_configured(opts, audit, sink)
             .await
             .expect("twiin-authz starts")
     }
 
     /// The world, or twiin-authz's refusal to start with it.
-    pub async fn start_configured(
+    pub(crate) async fn start_configured(
         opts: Options,
         audit: AuditLog,
         sink: Arc<MemorySink>,
@@ -436,9 +436,11 @@ impl World {
         .await
         .expect("AS ZA sim");
 
-        let mut c = twiin_authz::Config::default();
-        // The tests' explicit opt-in (production mode is the default).
-        c.development = !opts.production;
+        let mut c = twiin_authz::Config {
+            // The tests' explicit opt-in (production mode is the default).
+            development: !opts.production,
+            ..Default::default()
+        };
         c.server.listen = any;
         c.server.drain_grace = Duration::from_millis(50);
         c.metrics.listen = None;
@@ -467,7 +469,7 @@ impl World {
                 ura: URA_VENDOR.into(),
                 jwks_uri: format!("http://{jwks_addr}/peer-jwks"),
                 authorization_server: Some(CONFIGURED_AS.into()),
-                capabilities: vec![twiin_authz::zorg_ab::Capability {
+                capabilities: vec![twiin_authz::config::Capability {
                     interaction: "create:Task:1.0:notification".into(),
                     on_behalf_of: vec![URA_CARE.into()],
                 }],
@@ -523,7 +525,7 @@ impl World {
     }
 
     /// `http://` (development) or `https://` (production) and the OAuth listener's address.
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         if self.production {
             format!("https://127.0.0.1:{}", self.http.port())
         } else {
@@ -533,7 +535,7 @@ impl World {
 
     /// The audit events of use case `use_case` so far (the sink also holds the background
     /// Stelseltoken fetches).
-    pub fn events_of(&self, use_case: &str) -> Vec<platform::audit::AuditEvent> {
+    pub(crate) fn events_of(&self, use_case: &str) -> Vec<platform::audit::AuditEvent> {
         self.sink
             .events()
             .into_iter()
@@ -541,35 +543,35 @@ impl World {
             .collect()
     }
 
-    pub fn token_url(&self) -> String {
+    pub(crate) fn token_url(&self) -> String {
         format!("{}/oauth2/token", self.base_url())
     }
 
     /// A valid client assertion's claims.
-    pub fn client_claims(&self) -> Value {
+    pub(crate) fn client_claims(&self) -> Value {
         let n = now();
         json!({"iss": EXT_CLIENT, "sub": EXT_CLIENT, "aud": format!("{ISSUER}/oauth2/token"),
             "jti": uuid::Uuid::new_v4().to_string(), "iat": n, "exp": n + 120})
     }
 
     /// A valid grant assertion's claims (push notification, no BSN).
-    pub fn grant_claims(&self) -> Value {
+    pub(crate) fn grant_claims(&self) -> Value {
         let n = now();
         json!({"iss": EXT_CLIENT, "sub": URA_CARE, "aud": ISSUER,
             "jti": uuid::Uuid::new_v4().to_string(), "iat": n, "exp": n + 120,
             "user_id": "UZI-900001", "user_role": "01.015"})
     }
 
-    pub fn sign(&self, claims: &Value) -> String {
+    pub(crate) fn sign(&self, claims: &Value) -> String {
         self.sign_header(&json!({"alg": "ES512", "typ": "JWT", "kid": EXT_KID}), claims)
     }
 
-    pub fn sign_header(&self, header: &Value, claims: &Value) -> String {
+    pub(crate) fn sign_header(&self, header: &Value, claims: &Value) -> String {
         sign_es512_with_header(&self.ext_key, header, claims).expect("sign")
     }
 
     /// A complete valid form, with `scope`.
-    pub fn form(&self, scope: &str) -> Vec<(String, String)> {
+    pub(crate) fn form(&self, scope: &str) -> Vec<(String, String)> {
         vec![
             ("grant_type".into(), JWT_BEARER.into()),
             ("assertion".into(), self.sign(&self.grant_claims())),
@@ -579,7 +581,7 @@ impl World {
         ]
     }
 
-    pub async fn post(&self, form: &[(String, String)]) -> (u16, Value, reqwest::header::HeaderMap) {
+    pub(crate) async fn post(&self, form: &[(String, String)]) -> (u16, Value, reqwest::header::HeaderMap) {
         let r = self
             .client
             .post(self.token_url())
@@ -594,19 +596,19 @@ impl World {
     }
 
     /// A gRPC client; in production mode with the Resource Broker's client certificate.
-    pub async fn grpc_client(
+    pub(crate) async fn grpc_client(
         &self,
     ) -> ehealth_proto::twiin::v1::twiin_authz_client::TwiinAuthzClient<tonic::transport::Channel> {
         use sim_kit::pki::files;
         let identity = self
             .production
-            .then(|| (files::BROKER_CLIENT_CERT, files::BROKER_CLIENT_KEY));
+            .then_some((files::BROKER_CLIENT_CERT, files::BROKER_CLIENT_KEY));
         self.grpc_client_as(identity).await.expect("gRPC connect")
     }
 
     /// A gRPC client presenting the certificate and key files (of the test PKI) `identity`; over
     /// TLS in production mode.
-    pub async fn grpc_client_as(
+    pub(crate) async fn grpc_client_as(
         &self,
         identity: Option<(&str, &str)>,
     ) -> Result<
@@ -630,13 +632,13 @@ impl World {
     }
 
     /// An AORTA access token as the AS ZA would issue it.
-    pub fn source_token(&self, claims: &Value) -> String {
+    pub(crate) fn source_token(&self, claims: &Value) -> String {
         let mut h = serde_json::Map::new();
         h.insert("typ".into(), json!("JWT"));
         self.aorta_signer.sign(h, claims).expect("sign")
     }
 
-    pub fn source_claims(&self, scope: &str) -> Value {
+    pub(crate) fn source_claims(&self, scope: &str) -> Value {
         let n = now();
         json!({"iss": AS_ZA_ISSUER, "aud": "aorta", "sub": URA_CARE, "iat": n, "exp": n + 900,
             "jti": uuid::Uuid::new_v4().to_string(), "scope": scope,
@@ -645,7 +647,7 @@ impl World {
 }
 
 /// Replaces fields of a JSON object.
-pub fn with(mut v: Value, patch: Value) -> Value {
+pub(crate) fn with(mut v: Value, patch: Value) -> Value {
     if let (Some(o), Some(p)) = (v.as_object_mut(), patch.as_object()) {
         for (k, x) in p {
             if x.is_null() {
@@ -659,13 +661,13 @@ pub fn with(mut v: Value, patch: Value) -> Value {
 }
 
 /// A SAML AORTA consent token (base64) for context code BGZOPV.
-pub fn consent_token() -> String {
+pub(crate) fn consent_token() -> String {
     use base64::Engine;
     let saml = r#"<saml2:Assertion xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" ID="_c1"><saml2:AttributeStatement><saml2:Attribute Name="contextcode"><saml2:AttributeValue>aorta.contextcode.BGZOPV</saml2:AttributeValue></saml2:Attribute></saml2:AttributeStatement></saml2:Assertion>"#;
     base64::engine::general_purpose::STANDARD.encode(saml)
 }
 
-pub fn set(form: &mut Vec<(String, String)>, key: &str, value: Option<String>) {
+pub(crate) fn set(form: &mut Vec<(String, String)>, key: &str, value: Option<String>) {
     form.retain(|(k, _)| k != key);
     if let Some(v) = value {
         form.push((key.into(), v));
