@@ -99,7 +99,7 @@ async fn an_iss_not_registered_for_the_client_is_invalid_client() {
 #[tokio::test]
 async fn a_client_registered_in_the_configuration_needs_no_zorg_ab_entry() {
     let w = World::start_with(Options {
-        configured_peer: true,
+        configured_peer: Some("/peer-jwks"),
         ..Default::default()
     })
     .await;
@@ -123,6 +123,55 @@ async fn a_client_registered_in_the_configuration_needs_no_zorg_ab_entry() {
         0,
         "ZORG-AB is not asked about a configured client"
     );
+}
+
+/// The outbound client follows no redirect and reads a JWKS of at most 64 KiB: either
+/// answer leaves the client's keys unknown (503, generic text; the details in the trail).
+#[tokio::test]
+async fn a_jwks_uri_that_redirects_or_answers_too_much_is_not_followed() {
+    for (path, detail) in [
+        ("/redirect-jwks", "HTTP 307"),
+        ("/huge-jwks", "groter dan 65536 bytes"),
+    ] {
+        let w = World::start_with(Options {
+            configured_peer: Some(path),
+            ..Default::default()
+        })
+        .await;
+        let n = now();
+        let client = json!({"iss": CONFIGURED_AS, "sub": CONFIGURED_CLIENT, "aud": ISSUER,
+            "jti": uuid::Uuid::new_v4().to_string(), "iat": n, "exp": n + 60});
+        let form = vec![
+            ("grant_type".to_owned(), JWT_BEARER.to_owned()),
+            (
+                "assertion".into(),
+                w.peer.sign("ES256", &peer_grant_claims(CONFIGURED_AS)),
+            ),
+            ("client_assertion_type".into(), CLIENT_ASSERTION_TYPE.into()),
+            ("client_assertion".into(), w.peer.sign("ES256", &client)),
+            ("scope".into(), "system/Task.c".into()),
+        ];
+        let (s, body, _) = w.post(&form).await;
+        assert_eq!(
+            (s, body["error"].as_str(), body["error_description"].as_str()),
+            (
+                503,
+                Some("temporarily_unavailable"),
+                Some("JWKS van de client niet bereikbaar")
+            ),
+            "{path}"
+        );
+        let fetch = w
+            .events_of("uitgeven_aorta_access_token")
+            .into_iter()
+            .find(|e| {
+                e.direction == platform::audit::Direction::ReceivedResponse
+                    && e.peer.as_deref().is_some_and(|p| p.ends_with(path))
+            })
+            .expect("the JWKS fetch is in the trail");
+        let recorded = fetch.attributes["error_description"].as_str().unwrap_or_default();
+        assert!(recorded.contains(detail), "{path}: {recorded}");
+    }
 }
 
 /// 64 concurrent first requests of one client: one JWKS fetch and one ZORG-AB query for it

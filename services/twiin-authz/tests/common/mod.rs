@@ -66,8 +66,10 @@ pub(crate) struct Options {
     /// Production mode: TLS on both listeners (caller mTLS on gRPC, the Resource Broker's
     /// certificate as the one broker identity), https Stelsel.
     pub(crate) production: bool,
-    /// Registers the AORTA peer's keys as client CONFIGURED_CLIENT in `[[clients]]`.
-    pub(crate) configured_peer: bool,
+    /// Registers the AORTA peer's keys as client CONFIGURED_CLIENT in `[[clients]]`, its
+    /// jwks_uri at this path of the JWKS host (`/peer-jwks`; `/redirect-jwks` answers a
+    /// redirect to it, `/huge-jwks` a JWKS of more than 64 KiB).
+    pub(crate) configured_peer: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -77,7 +79,7 @@ impl Default for Options {
             stelsel_max_age: Duration::from_secs(3600),
             tweak: |_| {},
             production: false,
-            configured_peer: false,
+            configured_peer: None,
         }
     }
 }
@@ -194,6 +196,21 @@ async fn jwks_host(
                 async move {
                     hits.fetch_add(1, Ordering::SeqCst);
                     axum::Json(jwks)
+                }
+            }),
+        )
+        .route(
+            "/redirect-jwks",
+            axum::routing::get(|| async { axum::response::Redirect::temporary("/peer-jwks") }),
+        )
+        .route(
+            "/huge-jwks",
+            axum::routing::get({
+                let mut huge = peer_jwks.clone();
+                huge["padding"] = json!("x".repeat(70 * 1024));
+                move || {
+                    let huge = huge.clone();
+                    async move { axum::Json(huge) }
                 }
             }),
         )
@@ -463,11 +480,11 @@ impl World {
             key: Some(path(files::GTK_CLIENT_KEY)),
             ca: Some(path(files::TLS_CA)),
         };
-        if opts.configured_peer {
+        if let Some(jwks_path) = opts.configured_peer {
             c.clients = vec![twiin_authz::config::ClientRegistration {
                 client_id: CONFIGURED_CLIENT.into(),
                 ura: URA_VENDOR.into(),
-                jwks_uri: format!("http://{jwks_addr}/peer-jwks"),
+                jwks_uri: format!("http://{jwks_addr}{jwks_path}"),
                 authorization_server: Some(CONFIGURED_AS.into()),
                 capabilities: vec![twiin_authz::config::Capability {
                     interaction: "create:Task:1.0:notification".into(),
