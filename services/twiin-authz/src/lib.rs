@@ -163,7 +163,7 @@ impl std::fmt::Debug for Authz {
 impl Authz {
     /// The service state; `endpoint_base` is where external GtKs reach the OAuth endpoint
     /// (see `http.public_url`).
-    pub fn new(config: &Config, audit: AuditLog, endpoint_base: String) -> Result<Self, StartError> {
+    pub(crate) fn new(config: &Config, audit: AuditLog, endpoint_base: String) -> Result<Self, StartError> {
         platform::tls::install_crypto_provider();
         let keys = SigningKeys::load(&config.assertions.signing_keys, config.assertions.max_lifetime)
             .map_err(|e| StartError::Config(e.to_string()))?;
@@ -212,7 +212,7 @@ impl Authz {
     }
 
     /// RFC 8414 metadata: the endpoints as they are actually served.
-    pub fn metadata(&self) -> serde_json::Value {
+    pub(crate) fn metadata(&self) -> serde_json::Value {
         let algs: Vec<&str> = self.client_auth.algorithms.iter().map(|a| a.name()).collect();
         let scopes: Vec<String> = self
             .scope_table

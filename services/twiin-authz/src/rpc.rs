@@ -31,7 +31,7 @@ fn grpc_trail<T>(
             "grpc",
             traceparent,
         )
-        .with_deadline(authz.grpc_timeout);
+        .with_deadline(deadline(md, authz.grpc_timeout));
     trail.note(
         "method",
         match use_case {
@@ -63,6 +63,29 @@ fn grpc_trail<T>(
         trail.set_aorta_id(id.clone());
     }
     (trail, id)
+}
+
+/// The call's deadline: the server's `server.request_timeout`, or the caller's shorter
+/// `grpc-timeout` (the gRPC over HTTP/2 form: up to 8 digits and a unit H, M, S, m, u or n).
+fn deadline(md: &tonic::metadata::MetadataMap, server: std::time::Duration) -> std::time::Duration {
+    use std::time::Duration;
+    let caller = md
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+            let n: u64 = digits.parse().ok().filter(|_| digits.len() <= 8)?;
+            Some(match unit {
+                "H" => Duration::from_secs(n.saturating_mul(3600)),
+                "M" => Duration::from_secs(n.saturating_mul(60)),
+                "S" => Duration::from_secs(n),
+                "m" => Duration::from_millis(n),
+                "u" => Duration::from_micros(n),
+                "n" => Duration::from_nanos(n),
+                _ => return None,
+            })
+        });
+    caller.map_or(server, |c| c.min(server))
 }
 
 /// A refusal before the use case, written to the trail first.
@@ -136,5 +159,23 @@ impl TwiinAuthz for Grpc {
             scope: t.scope,
             issued_token_type: t.issued_token_type,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn the_shorter_deadline_wins() {
+        let server = Duration::from_secs(30);
+        let mut md = tonic::metadata::MetadataMap::new();
+        assert_eq!(super::deadline(&md, server), server);
+        md.insert("grpc-timeout", "500m".parse().expect("ascii"));
+        assert_eq!(super::deadline(&md, server), Duration::from_millis(500));
+        md.insert("grpc-timeout", "2H".parse().expect("ascii"));
+        assert_eq!(super::deadline(&md, server), server);
+        md.insert("grpc-timeout", "x".parse().expect("ascii"));
+        assert_eq!(super::deadline(&md, server), server);
     }
 }
