@@ -13,10 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dmp_gateway::dsg::SoftwareSigner;
-use dmp_gateway::samples;
-use dmp_gateway::transactions::{self as tx, CallContext, XdsSettings};
-use dmp_gateway::vihf::{LpsIdentity, ProfessionalIdentity};
+use dmp_gateway::{CallContext, Submit, XdsSettings, prepare, samples};
+use dmp_protocol::vihf::{LpsIdentity, ProfessionalIdentity};
+use dmp_protocol::xades::SoftwareSigner;
 use e2e_tests::*;
 use ehealth_proto::dmp::v1 as pb;
 use ehealth_proto::dmp::v1::dmp_gateway_client::DmpGatewayClient;
@@ -167,16 +166,16 @@ async fn run() {
             professional: &professional,
             lps: &lps,
             settings: &settings,
+            signer: &signer,
             endpoint: "https://localhost/si-dmp-server/v2/services/repository",
             now: time::OffsetDateTime::now_utc(),
         };
         let mut messages = Vec::with_capacity(n);
         for _ in 0..n {
             seq += 1;
-            let p = tx::prepare_submit(
+            let p = prepare::<Submit>(
                 samples::submit_request(DOCTOR, &format!("1.2.250.1.999.1.1.7898.88.{seq}"), size),
                 &ctx,
-                &signer,
             )
             .expect("prepare");
             messages.push((p.outgoing.body.content_type.clone(), p.outgoing.body.to_bytes()));

@@ -74,10 +74,10 @@ async fn run() {
     let metrics = platform::metrics::Metrics::new();
     let transport_metrics = TransportMetrics::register(&metrics);
     let conns = dmp_gateway::connections(&config, transport_metrics.clone()).expect("transport");
-    let directory = dmp_gateway::relay::RelayDirectory::new(
+    let directory = dmp_gateway::RelayDirectory::new(
         [(
             "ws-1".to_owned(),
-            dmp_gateway::relay::RelayEndpoint {
+            dmp_gateway::RelayEndpoint {
                 id: "ws-1".into(),
                 endpoint: format!("https://{}", relay.grpc_addr),
                 server_name: "localhost".into(),
@@ -99,7 +99,7 @@ async fn run() {
             .signer_thread(directory.get("ws-1").expect("relay"))
             .expect("signer"),
     );
-    let remote_key = dmp_gateway::remote_key::RemoteKey::new(
+    let remote_key = dmp_gateway::RemoteKey::new(
         signer,
         &[cps_relay::Scheme::RsaPkcs1Sha256],
         Duration::from_secs(10),
@@ -107,10 +107,9 @@ async fn run() {
         Default::default(),
     )
     .expect("remote key");
-    let resolver = Arc::new(dmp_gateway::remote_key::CardResolver::new(chain, remote_key));
-    let remote =
-        dmp_gateway::dmp_tls::client_config(roots, &[dmp_gateway::dmp_tls::TlsVersion::Tls12], resolver)
-            .expect("remote config");
+    let resolver = Arc::new(dmp_gateway::CardResolver::new(chain, remote_key));
+    let remote = dmp_gateway::client_config(roots, &[dmp_gateway::TlsVersion::Tls12], resolver)
+        .expect("remote config");
     let mut remote = (*remote).clone();
     remote.resumption = Resumption::disabled();
     let remote = Arc::new(remote);

@@ -352,7 +352,7 @@ pub fn gateway_transport_config(dmp: SocketAddr, relays: &[(&str, SocketAddr)]) 
         .map(|(id, addr)| {
             (
                 id.to_string(),
-                dmp_gateway::config::RelaySettings {
+                dmp_gateway::RelaySettings {
                     endpoint: format!("https://{addr}"),
                     server_name: Some("localhost".into()),
                 },

@@ -6,18 +6,28 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use dmp_protocol::transactions::default_paths;
+use dmp_protocol::vihf::LpsIdentity;
+use dmp_protocol::xds::{Code, FieldError, is_oid};
 use platform::config::{
     ConfigError, MetricsSettings, ServerSettings, ServiceConfig, TelemetrySettings, check_file, duration,
 };
 use serde::{Deserialize, Serialize};
 
+/// The whole configuration (one TOML file over embedded defaults, `DMP_GATEWAY_` environment
+/// overrides).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The gRPC listener.
     pub server: ServerSettings,
+    /// The Prometheus endpoint.
     pub metrics: MetricsSettings,
+    /// Logs and traces.
     pub telemetry: TelemetrySettings,
+    /// The DMP and the TLS towards it.
     pub dmp: DmpSettings,
+    /// The gateway's identity towards relays.
     pub relay_client: RelayClientSettings,
     /// The relays calls may name in `auth_context.relay_id`.
     pub relays: BTreeMap<String, RelaySettings>,
@@ -25,15 +35,16 @@ pub struct Config {
     /// DATABASE_URL).
     pub audit: platform::audit::AuditSettings,
     /// The software identity written into every VIHF (`LPS_*` attributes).
-    pub lps: crate::vihf::LpsIdentity,
+    pub lps: LpsIdentity,
     /// XDS metadata and document limits of the DMP transactions.
-    pub xds: crate::transactions::XdsSettings,
+    pub xds: XdsSettings,
     /// The key that signs each submission's XAdES signature document (RSA, PKCS#8 PEM) and
     /// its certificate: in production the structure's organisation certificate; the default
     /// is the dev PKI's card key, for the local suite only.
     pub signature: SignatureSettings,
 }
 
+/// Where the DMP is and how the gateway talks to it (section `dmp`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DmpSettings {
@@ -43,8 +54,10 @@ pub struct DmpSettings {
     pub ca_bundle: PathBuf,
     /// TLS versions offered: the DMP accepts only "1.2" for software access.
     pub tls_versions: Vec<String>,
+    /// Longest wait for TCP + TLS.
     #[serde(with = "duration")]
     pub connect_timeout: Duration,
+    /// Longest wait for an answer.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
     /// Longest wait for the relay's CertificateVerify signature during a handshake.
@@ -56,9 +69,11 @@ pub struct DmpSettings {
     /// How long the card certificate fetched from a relay is reused.
     #[serde(with = "duration")]
     pub certificate_ttl: Duration,
+    /// Largest answer read.
     pub max_response_bytes: usize,
 }
 
+/// The gateway's mutual-TLS identity towards relays (section `relay_client`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelayClientSettings {
@@ -66,11 +81,14 @@ pub struct RelayClientSettings {
     pub ca: PathBuf,
     /// The gateway's client certificate and key towards relays.
     pub cert: PathBuf,
+    /// The key of `cert` (PEM).
     pub key: PathBuf,
+    /// Deadline of a relay call.
     #[serde(with = "duration")]
     pub call_timeout: Duration,
 }
 
+/// One relay calls may name (section `relays.<id>`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RelaySettings {
@@ -106,10 +124,13 @@ impl Default for Config {
     }
 }
 
+/// The key that signs submissions (section `signature`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SignatureSettings {
+    /// RSA key, PKCS#8 PEM.
     pub key: PathBuf,
+    /// Its certificate (PEM, first of the file).
     pub cert: PathBuf,
 }
 
@@ -150,6 +171,7 @@ impl Default for RelayClientSettings {
 }
 
 impl DmpSettings {
+    /// `tls_versions`, checked.
     pub fn versions(&self) -> Result<Vec<crate::dmp_tls::TlsVersion>, ConfigError> {
         let mut v = Vec::new();
         for (i, s) in self.tls_versions.iter().enumerate() {
@@ -173,6 +195,7 @@ impl DmpSettings {
         Ok(v)
     }
 
+    /// `url`, checked: https with a host.
     pub fn uri(&self) -> Result<http::Uri, ConfigError> {
         let uri: http::Uri = self
             .url
@@ -235,5 +258,100 @@ impl ServiceConfig for Config {
 impl platform::app::HasTelemetry for Config {
     fn telemetry(&self) -> &TelemetrySettings {
         &self.telemetry
+    }
+}
+
+/// Settings of the transactions (configuration section `xds`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XdsSettings {
+    /// XDSSubmissionSet.sourceId: the OID of the sending software installation.
+    pub source_id: String,
+    /// Largest accepted document, in bytes.
+    pub max_document_bytes: u64,
+    /// Most documents in one submission.
+    pub max_documents: usize,
+    /// VIHF purposeofuse when the call gives none.
+    pub default_purpose_of_use: String,
+    /// RepositoryUniqueId used by RetrieveDocument when the call gives none.
+    pub repository_unique_id: String,
+    /// OID of the sending device in HL7v3 messages (TD0.2).
+    pub hl7_sender_oid: String,
+    /// contentTypeCode of the submission set that carries a status update (ITI-57), which no
+    /// call field provides: `code^display^scheme`.
+    pub status_update_content_type: String,
+    /// Path of the DMP repository (ITI-41, ITI-43) under `dmp.url`.
+    pub repository_path: String,
+    /// Path of the DMP registry (ITI-18, ITI-57) under `dmp.url`.
+    pub registry_path: String,
+    /// Path of the DMP patient service (TD0.2) under `dmp.url`.
+    pub patients_path: String,
+}
+
+impl Default for XdsSettings {
+    fn default() -> Self {
+        XdsSettings {
+            source_id: "1.2.250.1.999.1.1.7898".into(),
+            max_document_bytes: 20 * 1024 * 1024,
+            max_documents: 20,
+            default_purpose_of_use: "normal".into(),
+            repository_unique_id: "1.2.250.1.213.4.1.1.1.2".into(),
+            hl7_sender_oid: "1.2.250.1.999.1.1.7898".into(),
+            status_update_content_type: "04^Hospitalisation de jour^1.2.250.1.213.2.2".into(),
+            repository_path: default_paths::REPOSITORY.into(),
+            registry_path: default_paths::REGISTRY.into(),
+            patients_path: default_paths::PATIENTS.into(),
+        }
+    }
+}
+
+impl XdsSettings {
+    /// Validation naming the configuration key (`prefix` is the section name).
+    pub(crate) fn validate(&self, prefix: &str) -> Result<(), String> {
+        if !is_oid(&self.source_id) {
+            return Err(format!("{prefix}.source_id: `{}` is not an OID", self.source_id));
+        }
+        if !is_oid(&self.repository_unique_id) {
+            return Err(format!(
+                "{prefix}.repository_unique_id: `{}` is not an OID",
+                self.repository_unique_id
+            ));
+        }
+        if !is_oid(&self.hl7_sender_oid) {
+            return Err(format!(
+                "{prefix}.hl7_sender_oid: `{}` is not an OID",
+                self.hl7_sender_oid
+            ));
+        }
+        if self.max_document_bytes == 0 {
+            return Err(format!("{prefix}.max_document_bytes: must be positive"));
+        }
+        if self.max_documents == 0 {
+            return Err(format!("{prefix}.max_documents: must be positive"));
+        }
+        for (key, path) in [
+            ("repository_path", &self.repository_path),
+            ("registry_path", &self.registry_path),
+            ("patients_path", &self.patients_path),
+        ] {
+            if !path.starts_with('/') {
+                return Err(format!("{prefix}.{key}: `{path}` must start with /"));
+            }
+        }
+        self.status_update_code()
+            .map_err(|e| format!("{prefix}.status_update_content_type: {}", e.reason))?;
+        Ok(())
+    }
+
+    /// The contentTypeCode of an ITI-57 submission set.
+    pub(crate) fn status_update_code(&self) -> Result<Code, FieldError> {
+        let p: Vec<&str> = self.status_update_content_type.split('^').collect();
+        if p.len() != 3 {
+            return Err(FieldError::new(
+                "status_update_content_type",
+                "expected code^display^scheme",
+            ));
+        }
+        Code::from_parts("status_update_content_type", p[0], p[2], p[1])
     }
 }

@@ -1,54 +1,71 @@
 //! dmp-gateway: SPEC.md §2. It serves an integrator's backend and speaks the DMP's SOAP/XDS.b
 //! transactions over mutual TLS, with the professional's CPS card as client certificate and
 //! every signature made remotely by cps-relay.
+//!
+//! The wire protocols are `dmp-protocol`'s; here are the five transactions (one module each,
+//! validate → build → parse), the protobuf mapping, the tonic surface and the transport.
 
-pub mod cda;
-pub mod config;
-pub mod connections;
-pub mod dmp_tls;
-pub mod dsg;
-pub mod error;
-pub mod mtom;
-pub mod relay;
-pub mod remote_key;
-pub mod rim;
+mod config;
+mod connections;
+mod conversions;
+mod dmp_tls;
+mod error;
+mod exchange;
+mod find;
+mod reconcile;
+mod relay;
+mod remote_key;
+mod retrieve;
+mod rpc;
 pub mod samples;
-pub mod service;
-pub mod soap;
-pub mod transactions;
-pub mod vihf;
-pub mod xds;
-pub mod xml;
+mod submit;
+mod test_patient;
+mod update_status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use dmp_protocol::xades::SoftwareSigner;
 use ehealth_proto::dmp::v1::dmp_gateway_server::DmpGatewayServer;
 use platform::CancellationToken;
 use platform::metrics::Metrics;
 use platform::server::{GrpcServer, RunningServer, ServerError};
 
-pub use config::Config;
-pub use connections::{DmpConnections, DmpEndpoint, Professional, TransportMetrics};
-pub use error::DmpError;
-pub use error::TransportError;
+pub use config::{Config, DmpSettings, RelayClientSettings, RelaySettings, SignatureSettings, XdsSettings};
+pub use connections::{
+    DmpConnections, DmpEndpoint, DmpResponse, Professional, ProfessionalSession, TransportMetrics,
+};
+pub use dmp_tls::{TlsVersion, client_config};
+pub use error::{DmpError, TransportError};
+pub use exchange::{CallContext, Incoming, Message, Outgoing, Prepared, Reply, Retry, Transaction, prepare};
+pub use find::{Find, FindQuery};
+pub use relay::{RelayDirectory, RelayEndpoint, SignFailure, SignerThread};
+pub use remote_key::{CardResolver, RemoteKey, SignatureLedger};
+pub use retrieve::{DocumentRequest, Retrieve};
+pub use rpc::{DmpTransport, Gateway, ServicePaths};
+pub use submit::{Submit, ValidSubmission};
+pub use test_patient::{PatientTest, TestPatient};
+pub use update_status::{StatusChange, UpdateStatus};
 
+/// Why the service did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The gRPC server.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// A listener.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The configuration.
     #[error(transparent)]
     Config(#[from] platform::config::ConfigError),
+    /// Keys and certificates.
     #[error("{0}")]
     Tls(String),
+    /// The audit log.
     #[error("audit log: {0}")]
     Audit(#[from] platform::audit::AuditError),
 }
-
-/// The gRPC service: the DMP transactions over the mutual-TLS transport.
-pub type Gateway = service::Transactions<DmpConnections>;
 
 /// Builds the gRPC service from configuration and the transport.
 pub fn gateway(
@@ -57,21 +74,21 @@ pub fn gateway(
     audit: platform::audit::AuditLog,
 ) -> Result<Gateway, StartError> {
     let s = &config.signature;
-    let signer = dsg::SoftwareSigner::from_pem_files(&s.key, &s.cert)
+    let signer = SoftwareSigner::from_pem_files(&s.key, &s.cert)
         .map_err(|e| StartError::Tls(format!("signature.key / signature.cert: {e}")))?;
-    Ok(service::Transactions {
-        transport: connections,
+    Ok(Gateway::new(
+        connections,
         audit,
-        lps: config.lps.clone(),
-        settings: config.xds.clone(),
-        signer: Arc::new(signer),
-        paths: service::ServicePaths {
+        config.lps.clone(),
+        config.xds.clone(),
+        Arc::new(signer),
+        ServicePaths {
             base_url: config.dmp.url.clone(),
             repository: config.xds.repository_path.clone(),
             registry: config.xds.registry_path.clone(),
             patients: config.xds.patients_path.clone(),
         },
-    })
+    ))
 }
 
 /// Builds the DMP transport from configuration.
@@ -136,16 +153,20 @@ pub fn connections(config: &Config, metrics: TransportMetrics) -> Result<Arc<Dmp
 /// that a document over the limit reaches the gateway's own check and its precise message
 /// (`documents[i].content: the document has N bytes, more than the configured limit…`) instead
 /// of tonic's generic one, while the memory a single call can take stays bounded.
-pub fn max_request_bytes(xds: &transactions::XdsSettings) -> usize {
+pub fn max_request_bytes(xds: &XdsSettings) -> usize {
     let doc = usize::try_from(xds.max_document_bytes).unwrap_or(usize::MAX);
     doc.saturating_mul(4).saturating_add(4 * 1024 * 1024)
 }
 
 /// A started service.
 pub struct Running {
+    /// Where gRPC listens.
     pub grpc_addr: SocketAddr,
+    /// Where metrics are served, if they are.
     pub metrics_addr: Option<SocketAddr>,
+    /// The server, to wait for.
     pub server: RunningServer,
+    /// The transport (tests look at its sessions).
     pub connections: Arc<DmpConnections>,
 }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use dmp_gateway::xds::Ins;
+use dmp_protocol::xds::{Ins, InsAuthority, is_oid};
 use ehealth_proto::dmp::v1::Authorization;
 use platform::CancellationToken;
 use platform::config::{ConfigError, ServiceConfig, TelemetrySettings, check_file};
@@ -45,7 +45,7 @@ pub struct PatientSettings {
 }
 
 fn test_nir() -> String {
-    dmp_gateway::xds::InsAuthority::TEST_NIR_OID.into()
+    InsAuthority::TEST_NIR_OID.into()
 }
 
 fn valide() -> String {
@@ -96,7 +96,7 @@ impl Settings {
                 closed: p.closed,
             });
         }
-        if !dmp_gateway::xds::is_oid(&self.repository_unique_id) {
+        if !is_oid(&self.repository_unique_id) {
             return Err(ConfigError::invalid("repository_unique_id", "must be an OID"));
         }
         Ok(SimConfig {

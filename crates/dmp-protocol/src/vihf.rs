@@ -1,6 +1,6 @@
 //! The VIHF ("Vecteur d'Identification et d'Habilitation Formelles") SAML 2.0 assertion that
 //! every DMP request carries in `wsse:Security` (SPEC.md §2; the official samples are in
-//! `dmp-package/examples/Exemples_Jeton_VIHF/`), in direct mode (`Authentification_mode`
+//! `tests/fixtures/dmp-package/examples/Exemples_Jeton_VIHF/`), in direct mode (`Authentification_mode`
 //! DIRECTE): the professional authenticates with the card in the TLS handshake, so the
 //! assertion may travel unsigned.
 //!
@@ -11,14 +11,33 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use ehealth_proto::dmp::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-use crate::xds::{Code, FieldError, Ins, check_professional_id};
-use crate::xml::{Element, esc, esc_attr, ns};
+use crate::xds::{Code, FieldError, Ins};
+use crate::xml::{self, Element, esc, esc_attr, ns};
 
+/// Why a certificate or an assertion cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VihfError {
+    /// The card certificate is not X.509 DER.
+    #[error("the certificate cannot be parsed: {0}")]
+    Certificate(String),
+    /// The card certificate names no professional.
+    #[error("the certificate subject has no CN (professional identifier)")]
+    NoProfessionalId,
+    /// The element is something else.
+    #[error("<{0}> is not a SAML 2.0 Assertion")]
+    NotAnAssertion(String),
+    /// A SAML 1.x (or other) assertion.
+    #[error("the assertion's Version is not 2.0")]
+    Version,
+}
+
+/// `VIHF_Version` written and required.
 pub const VIHF_VERSION: &str = "3.0";
+/// The AuthnContextClassRef of direct mode (the card authenticated the TLS connection).
 pub const SMARTCARD_PKI: &str = "urn:oasis:names:tc:SAML:2.0:ac:classes:SmartcardPKI";
+/// Format of the Issuer (the certificate's subject DN).
 pub const X509_SUBJECT_NAME: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName";
 /// Coding system of professions (TRE_G15).
 pub const PROFESSION_SYSTEM: &str = "1.2.250.1.71.1.2.7";
@@ -27,18 +46,39 @@ pub const SPECIALTY_SYSTEM: &str = "1.2.250.1.71.4.2.5";
 /// Coding system of the access modes (purposeofuse).
 pub const PURPOSE_SYSTEM: &str = "1.2.250.1.213.1.1.4.248";
 
+/// The access modes (`purposeofuse` codes) and their display names.
+pub const PURPOSES_OF_USE: [(&str, &str); 4] = [
+    ("normal", "Accès normal"),
+    ("urgence", "Accès en urgence"),
+    ("bris_de_glace", "Accès en bris de glace"),
+    ("centre15", "Accès régulation"),
+];
+
+/// Names of the VIHF attributes.
 pub mod attr {
+    /// The structure the professional acts for.
     pub const STRUCTURE: &str = "Identifiant_Structure";
+    /// The activity sector (`SA07^1.2.250.1.71.4.2.4`).
     pub const SECTOR: &str = "Secteur_Activite";
+    /// Profession and specialty.
     pub const ROLE: &str = "urn:oasis:names:tc:xacml:2.0:subject:role";
+    /// [`super::VIHF_VERSION`].
     pub const VERSION: &str = "VIHF_Version";
+    /// `DIRECTE` or `INDIRECTE_RENFORCEE`.
     pub const MODE: &str = "Authentification_mode";
+    /// The patient's INS (CX form).
     pub const RESOURCE_ID: &str = "urn:oasis:names:tc:xacml:2.0:resource:resource-id";
+    /// `urn:dmp`.
     pub const RESOURCE_URN: &str = "Ressource_URN";
+    /// The access mode.
     pub const PURPOSE: &str = "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse";
+    /// The software's id.
     pub const LPS_ID: &str = "LPS_ID";
+    /// The software's name.
     pub const LPS_NAME: &str = "LPS_Nom";
+    /// The software's version.
     pub const LPS_VERSION: &str = "LPS_Version";
+    /// The DMP's homologation number of the software.
     pub const LPS_HOMOLOGATION: &str = "LPS_ID_HOMOLOGATION_DMP";
     /// Every attribute a direct-mode VIHF must carry (resource-id only when a patient is
     /// concerned, which is every DMP transaction of the gateway).
@@ -62,12 +102,18 @@ pub mod attr {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LpsIdentity {
+    /// `LPS_ID`.
     pub id: String,
+    /// `LPS_Nom`.
     pub name: String,
+    /// `LPS_Version`.
     pub version: String,
+    /// `LPS_ID_HOMOLOGATION_DMP`.
     pub homologation_id: String,
 }
 
+/// Development values; `version` is the suite's version (every crate of the workspace carries
+/// the same).
 impl Default for LpsIdentity {
     fn default() -> Self {
         LpsIdentity {
@@ -87,7 +133,9 @@ pub struct ProfessionalIdentity {
     /// The subject DN in RFC 4514 order (most specific RDN first), e.g.
     /// `CN=810100000001+SN=MEDECIN+GN=JEAN,OU=10,O=…,C=FR`.
     pub subject_dn: String,
+    /// The SN (family name).
     pub family: String,
+    /// The GN (given name).
     pub given: String,
     /// The OU (profession code on CPS certificates), if any.
     pub profession: Option<String>,
@@ -112,10 +160,10 @@ fn rfc4514_escape(v: &str) -> String {
 impl ProfessionalIdentity {
     /// Reads the identity from a DER certificate. Tolerates the non-DER-sorted multi-valued RDN
     /// of real test cards (RDN values are read in card order).
-    pub fn from_certificate(der: &[u8]) -> Result<ProfessionalIdentity, String> {
+    pub fn from_certificate(der: &[u8]) -> Result<ProfessionalIdentity, VihfError> {
         use x509_parser::prelude::FromDer;
         let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
-            .map_err(|e| format!("the certificate cannot be parsed: {e}"))?;
+            .map_err(|e| VihfError::Certificate(e.to_string()))?;
         let mut rdns = Vec::new();
         let (mut cn, mut sn, mut gn, mut ou) = (None, None, None, None);
         for rdn in cert.subject().iter() {
@@ -160,7 +208,7 @@ impl ProfessionalIdentity {
             rdns.push(parts.join("+"));
         }
         rdns.reverse();
-        let id = cn.ok_or("the certificate subject has no CN (professional identifier)")?;
+        let id = cn.ok_or(VihfError::NoProfessionalId)?;
         // A CPS CN may carry the id followed by other text ("810100000001/…"): keep the id.
         let id = id.split(['/', ' ']).next().unwrap_or_default().to_string();
         Ok(ProfessionalIdentity {
@@ -180,111 +228,36 @@ fn hex_encode(b: &[u8]) -> String {
     })
 }
 
-/// What the call's `AuthenticationContext` contributes to the VIHF.
+/// What the caller says about the professional's context, checked (the professional id is
+/// checked against the card by [`build`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VihfContext {
+    /// The professional the call is for (must be the card's).
     pub professional_id: String,
+    /// `Identifiant_Structure`.
     pub structure_id: String,
+    /// `Secteur_Activite`.
     pub activity_sector: String,
+    /// The profession (TRE_G15).
     pub profession: Code,
+    /// The specialty (TRE_R38).
     pub specialty: Option<Code>,
+    /// One of [`PURPOSES_OF_USE`].
     pub purpose_of_use: String,
-}
-
-impl VihfContext {
-    /// Validates the call's authentication context (field names are those of the request).
-    pub fn from_proto(
-        a: Option<&pb::AuthenticationContext>,
-        default_purpose: &str,
-    ) -> Result<VihfContext, FieldError> {
-        let Some(a) = a else {
-            return Err(FieldError::new("auth_context", "required"));
-        };
-        check_professional_id("auth_context.professional_id", &a.professional_id)?;
-        if a.structure_id.is_empty() || !a.structure_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(FieldError::new(
-                "auth_context.structure_id",
-                "the structure identifier (Identifiant_Structure, letters and digits) is required",
-            ));
-        }
-        let sector_ok = a
-            .activity_sector
-            .split_once('^')
-            .is_some_and(|(code, oid)| !code.is_empty() && crate::xds::is_oid(oid));
-        if !sector_ok {
-            return Err(FieldError::new(
-                "auth_context.activity_sector",
-                format!(
-                    "`{}` is not a Secteur_Activite like SA07^1.2.250.1.71.4.2.4",
-                    a.activity_sector
-                ),
-            ));
-        }
-        let with_system = |c: Option<&pb::Code>, system: &str| {
-            c.cloned().map(|mut c| {
-                if c.code_system.is_empty() {
-                    c.code_system = system.to_string();
-                }
-                if c.display_name.is_empty() {
-                    c.display_name = c.code.clone();
-                }
-                c
-            })
-        };
-        let profession = Code::from_proto(
-            "auth_context.profession",
-            with_system(a.profession.as_ref(), PROFESSION_SYSTEM).as_ref(),
-        )?;
-        let specialty = Code::optional(
-            "auth_context.specialty",
-            with_system(a.specialty.as_ref(), SPECIALTY_SYSTEM).as_ref(),
-        )?;
-        let purpose = if a.purpose_of_use.is_empty() {
-            default_purpose.to_string()
-        } else {
-            a.purpose_of_use.clone()
-        };
-        if !matches!(
-            purpose.as_str(),
-            "normal" | "urgence" | "bris_de_glace" | "centre15"
-        ) {
-            return Err(FieldError::new(
-                "auth_context.purpose_of_use",
-                format!("`{purpose}` is not an access mode (normal, urgence, bris_de_glace, centre15)"),
-            ));
-        }
-        Ok(VihfContext {
-            professional_id: a.professional_id.clone(),
-            structure_id: a.structure_id.clone(),
-            activity_sector: a.activity_sector.clone(),
-            profession,
-            specialty,
-            purpose_of_use: purpose,
-        })
-    }
 }
 
 /// Everything an assertion is made of.
 pub struct VihfInput<'a> {
+    /// Who the card says the professional is.
     pub professional: &'a ProfessionalIdentity,
+    /// What the caller says.
     pub context: &'a VihfContext,
+    /// The patient concerned.
     pub patient: &'a Ins,
+    /// The sending software.
     pub lps: &'a LpsIdentity,
+    /// `IssueInstant` and `AuthnInstant`.
     pub issue_instant: time::OffsetDateTime,
-}
-
-pub fn xml_datetime(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
 }
 
 fn string_attr(out: &mut String, name: &str, value: &str) {
@@ -328,7 +301,7 @@ pub fn build(input: &VihfInput<'_>) -> Result<String, FieldError> {
             ),
         ));
     }
-    let now = xml_datetime(input.issue_instant);
+    let now = xml::date_time(input.issue_instant);
     let mut out = String::with_capacity(4096);
     let _ = write!(
         out,
@@ -361,12 +334,10 @@ pub fn build(input: &VihfInput<'_>) -> Result<String, FieldError> {
     string_attr(&mut out, attr::RESOURCE_ID, &input.patient.to_cx());
     string_attr(&mut out, attr::RESOURCE_URN, "urn:dmp");
     let _ = write!(out, r#"<saml2:Attribute Name="{}">"#, attr::PURPOSE);
-    let display = match c.purpose_of_use.as_str() {
-        "normal" => "Accès normal",
-        "urgence" => "Accès en urgence",
-        "bris_de_glace" => "Accès en bris de glace",
-        _ => "Accès régulation",
-    };
+    let display = PURPOSES_OF_USE
+        .iter()
+        .find(|(code, _)| *code == c.purpose_of_use)
+        .map_or("Accès régulation", |(_, display)| display);
     let purpose = Code {
         code: c.purpose_of_use.clone(),
         scheme: PURPOSE_SYSTEM.into(),
@@ -385,14 +356,18 @@ pub fn build(input: &VihfInput<'_>) -> Result<String, FieldError> {
 /// An assertion as read back.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ParsedVihf {
+    /// The Issuer (the certificate's subject DN).
     pub issuer: String,
+    /// The NameID (the professional id).
     pub name_id: String,
+    /// The AuthnContextClassRef.
     pub authn_context: String,
     /// Attribute name → values (text, or the `code` of a coded value).
     pub attributes: BTreeMap<String, Vec<String>>,
 }
 
 impl ParsedVihf {
+    /// The first value of an attribute.
     pub fn first(&self, name: &str) -> Option<&str> {
         self.attributes
             .get(name)
@@ -402,12 +377,12 @@ impl ParsedVihf {
 }
 
 /// Reads a `saml2:Assertion` element.
-pub fn parse(a: &Element) -> Result<ParsedVihf, String> {
+pub fn parse(a: &Element) -> Result<ParsedVihf, VihfError> {
     if !a.is(ns::SAML2, "Assertion") {
-        return Err(format!("<{}> is not a SAML 2.0 Assertion", a.name));
+        return Err(VihfError::NotAnAssertion(a.name.clone()));
     }
     if a.attr("Version") != Some("2.0") {
-        return Err("the assertion's Version is not 2.0".into());
+        return Err(VihfError::Version);
     }
     let issuer = a
         .child(ns::SAML2, "Issuer")
@@ -453,7 +428,7 @@ mod tests {
     fn reads_the_official_direct_sample() {
         let bytes = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/dmp-package/examples/Exemples_Jeton_VIHF/VIHF_DIRECTE_non_signe.xml"
+            "/../../tests/fixtures/dmp-package/examples/Exemples_Jeton_VIHF/VIHF_DIRECTE_non_signe.xml"
         ))
         .expect("sample");
         // The sample has one Latin-1 byte in a display name; the DMP messages themselves are

@@ -14,47 +14,148 @@ use quick_xml::reader::NsReader;
 
 /// Namespaces of the DMP messages.
 pub mod ns {
+    /// SOAP 1.2 envelope.
     pub const SOAP12: &str = "http://www.w3.org/2003/05/soap-envelope";
+    /// SOAP 1.1 envelope (read only: the official TD2.1 example uses it).
     pub const SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+    /// WS-Addressing 1.0.
     pub const WSA: &str = "http://www.w3.org/2005/08/addressing";
+    /// WS-Security 1.0 (`wsse:Security`).
     pub const WSSE: &str =
         "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
+    /// SAML 2.0 assertions (the VIHF).
     pub const SAML2: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+    /// XML Schema instance (`xsi:type`).
     pub const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
+    /// XML Schema datatypes (`xs:string`).
     pub const XS: &str = "http://www.w3.org/2001/XMLSchema";
+    /// ebXML Registry Information Model 3.0.
     pub const RIM: &str = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0";
+    /// ebXML Registry Services 3.0 (`RegistryResponse`).
     pub const RS: &str = "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0";
+    /// ebXML life-cycle management (`SubmitObjectsRequest`).
     pub const LCM: &str = "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0";
+    /// ebXML query protocol (`AdhocQueryRequest`).
     pub const QUERY: &str = "urn:oasis:names:tc:ebxml-regrep:xsd:query:3.0";
+    /// IHE XDS.b repository messages (ITI-41, ITI-43).
     pub const XDSB: &str = "urn:ihe:iti:xds-b:2007";
+    /// XOP `Include`.
     pub const XOP: &str = "http://www.w3.org/2004/08/xop/include";
+    /// HL7 version 3 (CDA, TD0.2 messages).
     pub const HL7: &str = "urn:hl7-org:v3";
+    /// The `xml:` prefix.
     pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
+    /// XML digital signature.
     pub const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
+    /// XAdES 1.3.2.
     pub const XADES: &str = "http://uri.etsi.org/01903/v1.3.2#";
 }
 
 /// Deepest nesting accepted (the deepest official example nests 14 levels).
 pub const MAX_DEPTH: usize = 64;
 
+/// Why a document was refused. Positions are byte offsets in the document.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct XmlError(pub String);
+pub enum XmlError {
+    /// The bytes are not UTF-8.
+    #[error("not UTF-8 at byte {at} (the DMP messages are UTF-8)")]
+    NotUtf8 {
+        /// First invalid byte.
+        at: usize,
+    },
+    /// quick-xml could not read the document.
+    #[error("malformed XML at byte {at}: {reason}")]
+    Malformed {
+        /// Where reading stopped.
+        at: u64,
+        /// quick-xml's explanation.
+        reason: String,
+    },
+    /// An element uses a prefix no `xmlns:` declares.
+    #[error("undeclared namespace prefix `{prefix}` at byte {at}")]
+    UndeclaredPrefix {
+        /// The prefix.
+        prefix: String,
+        /// Where the element starts.
+        at: u64,
+    },
+    /// A document type declaration (the door to entity expansion attacks).
+    #[error("DTDs are not accepted (at byte {at})")]
+    Dtd {
+        /// Where reading stopped.
+        at: u64,
+    },
+    /// A reference to an entity other than the five predefined ones.
+    #[error("entity `&{name};` is not allowed (only the predefined XML entities) (at byte {at})")]
+    Entity {
+        /// The entity's name.
+        name: String,
+        /// Where reading stopped.
+        at: u64,
+    },
+    /// Nesting deeper than [`MAX_DEPTH`].
+    #[error("XML nested deeper than {MAX_DEPTH} levels (at byte {at})")]
+    TooDeep {
+        /// Where reading stopped.
+        at: u64,
+    },
+    /// An attribute, an end tag or a character reference that cannot be read.
+    #[error("{what} (at byte {at})")]
+    Invalid {
+        /// What is wrong.
+        what: String,
+        /// Where reading stopped.
+        at: u64,
+    },
+    /// Text, CDATA or a reference before or after the root element.
+    #[error("{what} outside the root element (at byte {at})")]
+    OutsideRoot {
+        /// `text`, `CDATA` or `reference`.
+        what: &'static str,
+        /// Where reading stopped.
+        at: u64,
+    },
+    /// A second root element.
+    #[error("content after the root element at byte {at}")]
+    AfterRoot {
+        /// Where the element starts.
+        at: u64,
+    },
+    /// The document ends with `element` open.
+    #[error("unexpected end of document: <{element}> is not closed")]
+    Unclosed {
+        /// The innermost open element.
+        element: String,
+    },
+    /// The document ends inside a skipped subtree.
+    #[error("unexpected end of document inside an element")]
+    Truncated,
+    /// No root element at all.
+    #[error("empty document: no root element")]
+    Empty,
+}
 
 /// An attribute with its resolved namespace ("" when unqualified).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attr {
+    /// Namespace ("" when unqualified).
     pub ns: String,
+    /// Local name.
     pub name: String,
+    /// Normalized value, references resolved.
     pub value: String,
 }
 
 /// An element: resolved namespace, local name, attributes, children and its direct text.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
+    /// Namespace ("" when unqualified).
     pub ns: String,
+    /// Local name.
     pub name: String,
+    /// Attributes, namespace declarations excluded.
     pub attrs: Vec<Attr>,
+    /// Child elements in document order.
     pub children: Vec<Element>,
     /// Concatenated text and CDATA directly inside this element (not of its children).
     pub text: String,
@@ -63,6 +164,7 @@ pub struct Element {
 }
 
 impl Element {
+    /// Whether this is the element `name` of namespace `ns`.
     pub fn is(&self, ns: &str, name: &str) -> bool {
         self.ns == ns && self.name == name
     }
@@ -75,6 +177,7 @@ impl Element {
             .map(|a| a.value.as_str())
     }
 
+    /// A namespaced attribute.
     pub fn attr_ns(&self, ns: &str, name: &str) -> Option<&str> {
         self.attrs
             .iter()
@@ -82,10 +185,12 @@ impl Element {
             .map(|a| a.value.as_str())
     }
 
+    /// The first child element named `name` in `ns`.
     pub fn child(&self, ns: &str, name: &str) -> Option<&Element> {
         self.children.iter().find(|c| c.is(ns, name))
     }
 
+    /// Every child element named `name` in `ns`.
     pub fn children_named<'a>(
         &'a self,
         ns: &'a str,
@@ -107,21 +212,6 @@ impl Element {
     pub fn text_trimmed(&self) -> &str {
         self.text.trim()
     }
-
-    /// Every descendant (depth first, self excluded) matching the name.
-    pub fn descendants<'a>(&'a self, ns: &'a str, name: &'a str) -> Vec<&'a Element> {
-        let mut out = Vec::new();
-        fn walk<'a>(e: &'a Element, ns: &str, name: &str, out: &mut Vec<&'a Element>) {
-            for c in &e.children {
-                if c.is(ns, name) {
-                    out.push(c);
-                }
-                walk(c, ns, name, out);
-            }
-        }
-        walk(self, ns, name, &mut out);
-        out
-    }
 }
 
 fn predefined_entity(name: &str) -> Option<char> {
@@ -137,15 +227,11 @@ fn predefined_entity(name: &str) -> Option<char> {
 
 /// Parses a document into its root element.
 pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        XmlError(format!(
-            "not UTF-8 at byte {} (the DMP messages are UTF-8)",
-            e.valid_up_to()
-        ))
-    })?;
+    let text = std::str::from_utf8(bytes).map_err(|e| XmlError::NotUtf8 { at: e.valid_up_to() })?;
     parse_str(text)
 }
 
+/// Parses a document already known to be text.
 pub fn parse_str(text: &str) -> Result<Element, XmlError> {
     parse_inner(text, &|_, _, _| false)
 }
@@ -153,12 +239,7 @@ pub fn parse_str(text: &str) -> Result<Element, XmlError> {
 /// Like [`parse`], but the subtrees for which `skip(depth, namespace, local name)` is true are
 /// only checked for well-formedness, not kept (the CDA body when only the header matters).
 pub fn parse_skipping(bytes: &[u8], skip: &dyn Fn(usize, &str, &str) -> bool) -> Result<Element, XmlError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        XmlError(format!(
-            "not UTF-8 at byte {} (the DMP messages are UTF-8)",
-            e.valid_up_to()
-        ))
-    })?;
+    let text = std::str::from_utf8(bytes).map_err(|e| XmlError::NotUtf8 { at: e.valid_up_to() })?;
     parse_inner(text, skip)
 }
 
@@ -170,8 +251,9 @@ fn parse_inner(text: &str, skip: &dyn Fn(usize, &str, &str) -> bool) -> Result<E
     let mut root: Option<Element> = None;
     // Depth inside a skipped subtree (0: not skipping).
     let mut skipping = 0usize;
-    let err = |reader: &NsReader<&[u8]>, what: String| {
-        XmlError(format!("{what} (at byte {})", reader.buffer_position()))
+    let invalid = |reader: &NsReader<&[u8]>, what: String| XmlError::Invalid {
+        what,
+        at: reader.buffer_position(),
     };
     loop {
         let pos = reader.buffer_position();
@@ -181,18 +263,19 @@ fn parse_inner(text: &str, skip: &dyn Fn(usize, &str, &str) -> bool) -> Result<E
                     ResolveResult::Bound(n) => Some(n.0.to_string()),
                     ResolveResult::Unbound => Some(String::new()),
                     ResolveResult::Unknown(p) => {
-                        return Err(XmlError(format!(
-                            "undeclared namespace prefix `{p}` at byte {pos}"
-                        )));
+                        return Err(XmlError::UndeclaredPrefix {
+                            prefix: p.to_string(),
+                            at: pos,
+                        });
                     }
                 };
                 (element_ns, event)
             }
             Err(e) => {
-                return Err(XmlError(format!(
-                    "malformed XML at byte {}: {e}",
-                    reader.error_position()
-                )));
+                return Err(XmlError::Malformed {
+                    at: reader.error_position(),
+                    reason: e.to_string(),
+                });
             }
         };
         if skipping > 0 {
@@ -200,7 +283,9 @@ fn parse_inner(text: &str, skip: &dyn Fn(usize, &str, &str) -> bool) -> Result<E
                 Event::Start(_) => {
                     skipping += 1;
                     if stack.len() + skipping > MAX_DEPTH {
-                        return Err(err(&reader, format!("XML nested deeper than {MAX_DEPTH} levels")));
+                        return Err(XmlError::TooDeep {
+                            at: reader.buffer_position(),
+                        });
                     }
                 }
                 Event::End(_) => skipping -= 1,
@@ -211,19 +296,18 @@ fn parse_inner(text: &str, skip: &dyn Fn(usize, &str, &str) -> bool) -> Result<E
                         predefined_entity(&r.xml10_content()).is_some()
                     };
                     if !known {
-                        return Err(err(
-                            &reader,
-                            format!(
-                                "entity `&{};` is not allowed (only the predefined XML entities)",
-                                r.xml10_content()
-                            ),
-                        ));
+                        return Err(XmlError::Entity {
+                            name: r.xml10_content().into_owned(),
+                            at: reader.buffer_position(),
+                        });
                     }
                 }
-                Event::DocType(_) => return Err(err(&reader, "DTDs are not accepted".into())),
-                Event::Eof => {
-                    return Err(XmlError("unexpected end of document inside an element".into()));
+                Event::DocType(_) => {
+                    return Err(XmlError::Dtd {
+                        at: reader.buffer_position(),
+                    });
                 }
+                Event::Eof => return Err(XmlError::Truncated),
                 _ => {}
             }
             continue;
@@ -243,18 +327,19 @@ fn parse_inner(text: &str, skip: &dyn Fn(usize, &str, &str) -> bool) -> Result<E
             continue;
         }
         match event {
-            Event::Start(start) | Event::Empty(start) if root.is_some() => {
-                let _ = start;
-                return Err(XmlError(format!("content after the root element at byte {pos}")));
+            Event::Start(_) | Event::Empty(_) if root.is_some() => {
+                return Err(XmlError::AfterRoot { at: pos });
             }
             Event::Start(ref start) | Event::Empty(ref start) => {
                 let is_empty = matches!(event, Event::Empty(_));
                 if stack.len() >= MAX_DEPTH {
-                    return Err(err(&reader, format!("XML nested deeper than {MAX_DEPTH} levels")));
+                    return Err(XmlError::TooDeep {
+                        at: reader.buffer_position(),
+                    });
                 }
                 let mut attrs = Vec::new();
                 for a in start.attributes() {
-                    let a = a.map_err(|e| err(&reader, format!("bad attribute: {e}")))?;
+                    let a = a.map_err(|e| invalid(&reader, format!("bad attribute: {e}")))?;
                     let key = a.key;
                     if key.as_namespace_binding().is_some() {
                         continue;
@@ -264,12 +349,12 @@ fn parse_inner(text: &str, skip: &dyn Fn(usize, &str, &str) -> bool) -> Result<E
                         ResolveResult::Bound(n) => n.0.to_string(),
                         ResolveResult::Unbound => String::new(),
                         ResolveResult::Unknown(p) => {
-                            return Err(err(&reader, format!("undeclared attribute prefix `{p}`")));
+                            return Err(invalid(&reader, format!("undeclared attribute prefix `{p}`")));
                         }
                     };
                     let value = a
                         .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                        .map_err(|e| err(&reader, format!("bad attribute value: {e}")))?;
+                        .map_err(|e| invalid(&reader, format!("bad attribute value: {e}")))?;
                     attrs.push(Attr {
                         ns: ans,
                         name: local.as_ref().to_string(),
@@ -295,7 +380,7 @@ fn parse_inner(text: &str, skip: &dyn Fn(usize, &str, &str) -> bool) -> Result<E
             }
             Event::End(_) => {
                 let Some(el) = stack.pop() else {
-                    return Err(err(&reader, "unexpected end tag".into()));
+                    return Err(invalid(&reader, "unexpected end tag".into()));
                 };
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
@@ -307,48 +392,77 @@ fn parse_inner(text: &str, skip: &dyn Fn(usize, &str, &str) -> bool) -> Result<E
                 match stack.last_mut() {
                     Some(el) => el.text.push_str(&content),
                     None if content.trim().is_empty() => {}
-                    None => return Err(err(&reader, "text outside the root element".into())),
+                    None => {
+                        return Err(XmlError::OutsideRoot {
+                            what: "text",
+                            at: reader.buffer_position(),
+                        });
+                    }
                 }
             }
             Event::CData(t) => match stack.last_mut() {
                 Some(el) => el.text.push_str(&t.xml10_content()),
-                None => return Err(err(&reader, "CDATA outside the root element".into())),
+                None => {
+                    return Err(XmlError::OutsideRoot {
+                        what: "CDATA",
+                        at: reader.buffer_position(),
+                    });
+                }
             },
             Event::GeneralRef(r) => {
                 let c = if r.is_char_ref() {
                     r.resolve_char_ref()
-                        .map_err(|e| err(&reader, format!("bad character reference: {e}")))?
+                        .map_err(|e| invalid(&reader, format!("bad character reference: {e}")))?
                 } else {
                     predefined_entity(&r.xml10_content())
                 };
                 let Some(c) = c else {
-                    return Err(err(
-                        &reader,
-                        format!(
-                            "entity `&{};` is not allowed (only the predefined XML entities)",
-                            r.xml10_content()
-                        ),
-                    ));
+                    return Err(XmlError::Entity {
+                        name: r.xml10_content().into_owned(),
+                        at: reader.buffer_position(),
+                    });
                 };
                 match stack.last_mut() {
                     Some(el) => el.text.push(c),
-                    None => return Err(err(&reader, "reference outside the root element".into())),
+                    None => {
+                        return Err(XmlError::OutsideRoot {
+                            what: "reference",
+                            at: reader.buffer_position(),
+                        });
+                    }
                 }
             }
             Event::DocType(_) => {
-                return Err(err(&reader, "DTDs are not accepted".into()));
+                return Err(XmlError::Dtd {
+                    at: reader.buffer_position(),
+                });
             }
             Event::Comment(_) | Event::Decl(_) | Event::PI(_) => {}
             Event::Eof => break,
         }
     }
     if let Some(open) = stack.last() {
-        return Err(XmlError(format!(
-            "unexpected end of document: <{}> is not closed",
-            open.name
-        )));
+        return Err(XmlError::Unclosed {
+            element: open.name.clone(),
+        });
     }
-    root.ok_or_else(|| XmlError("empty document: no root element".into()))
+    root.ok_or(XmlError::Empty)
+}
+
+/// An `xs:dateTime` in UTC to the millisecond (`2024-01-15T09:30:00.000Z`), as SAML and XAdES
+/// write instants.
+pub fn date_time(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 /// Escapes text content.
@@ -440,9 +554,14 @@ mod tests {
             (b"<r>\xff</r>", "not UTF-8"),
         ] {
             let e = parse(doc).expect_err("must fail");
-            assert!(e.0.contains(want), "{e} should mention {want}");
+            assert!(e.to_string().contains(want), "{e} should mention {want}");
         }
         let deep = "<a>".repeat(MAX_DEPTH + 1);
-        assert!(parse(deep.as_bytes()).expect_err("deep").0.contains("deeper"));
+        assert!(
+            parse(deep.as_bytes())
+                .expect_err("deep")
+                .to_string()
+                .contains("deeper")
+        );
     }
 }

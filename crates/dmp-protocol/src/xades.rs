@@ -10,7 +10,7 @@
 //! - The document is written directly in canonical form (no whitespace between elements,
 //!   start/end tag pairs, sorted attributes, canonical escapes), so the digests are computed
 //!   over exactly the bytes Canonical XML produces, without a general canonicalizer.
-//! - **Decision** — the key is the gateway's *organisation* signing key ([`DsgSigner`], e.g. a
+//! - **Decision** — the key is the gateway's *organisation* signing key ([`Signer`], e.g. a
 //!   software key with its IGC-Santé "personne morale" certificate), not the professional's
 //!   card: cps-relay is not a signing oracle and signs TLS handshake data only (SPEC.md §1).
 //!   The DMP accepts a submission-set signature by the sending structure.
@@ -19,24 +19,63 @@
 
 use std::fmt::Write as _;
 
+use std::path::Path;
+
 use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::vihf::xml_datetime;
 use crate::xds::{Code, DocumentEntry, Dtm, UniqueId};
-use crate::xml::{esc, esc_attr, ns};
+use crate::xml::{self, esc, esc_attr, ns};
 
+/// Why a signer cannot be set up or a signature document cannot be made. Never carries key
+/// material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XadesError {
+    /// The key file cannot be read.
+    #[error("cannot read a private key from {path}: {reason}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The certificate file cannot be read.
+    #[error("cannot read certificates from {path}: {reason}")]
+    CertificateFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The key is not RSA, or not PKCS#8.
+    #[error("the signing key is not an RSA PKCS#8 key: {0}")]
+    Key(String),
+    /// The certificate is not X.509 DER.
+    #[error("the signing certificate cannot be parsed: {0}")]
+    Certificate(String),
+    /// The signer refused or failed.
+    #[error("{0}")]
+    Sign(String),
+}
+
+/// classCode of the signature document's entry.
 pub const CLASS_CODE: (&str, &str, &str) =
     ("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN", "Digital Signature");
+/// typeCode of the signature document's entry.
 pub const TYPE_CODE: (&str, &str, &str) = ("E1762", "ASTM", "Full Document");
+/// formatCode of the signature document's entry.
 pub const FORMAT_CODE: (&str, &str, &str) = (
     "http://www.w3.org/2000/09/xmldsig#",
     "URN",
     "Default Signature Style",
 );
+/// eventCode of the signature document's entry.
 pub const EVENT_CODE: (&str, &str, &str) = ("1.2.840.10065.1.12.1.14", "1.2.840.10065.1.12", "Source");
+/// The `purposeOfSignature` property (ASTM E1762 "Source").
 pub const PURPOSE_OF_SIGNATURE: &str = "1.2.840.10065.1.12.1.14";
 
 fn code((c, s, d): (&str, &str, &str)) -> Code {
@@ -48,8 +87,9 @@ fn code((c, s, d): (&str, &str, &str)) -> Code {
 }
 
 /// Signs with RSA PKCS#1 v1.5 SHA-256.
-pub trait DsgSigner: Send + Sync {
-    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, String>;
+pub trait Signer: Send + Sync {
+    /// The signature of `data` (the signer hashes).
+    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, XadesError>;
     /// The signing certificate (DER).
     fn certificate(&self) -> &[u8];
 }
@@ -70,23 +110,35 @@ impl std::fmt::Debug for SoftwareSigner {
 }
 
 impl SoftwareSigner {
-    pub fn new(pkcs8_der: &[u8], cert_der: Vec<u8>) -> Result<Self, String> {
+    /// A PKCS#8 DER RSA key and its DER certificate.
+    pub fn new(pkcs8_der: &[u8], cert_der: Vec<u8>) -> Result<Self, XadesError> {
         let key = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(pkcs8_der)
-            .map_err(|e| format!("the signing key is not an RSA PKCS#8 key: {e}"))?;
+            .map_err(|e| XadesError::Key(e.to_string()))?;
         Ok(SoftwareSigner { key, cert: cert_der })
     }
 
     /// From PEM files: the key (PKCS#8) and the certificate (first of the file).
-    pub fn from_pem_files(key: &std::path::Path, cert: &std::path::Path) -> Result<Self, String> {
-        let key_der = platform::tls::load_private_key(key).map_err(|e| e.to_string())?;
-        let certs = platform::tls::load_certs(cert).map_err(|e| e.to_string())?;
-        let first = certs.into_iter().next().ok_or("no certificate")?;
+    pub fn from_pem_files(key: &Path, cert: &Path) -> Result<Self, XadesError> {
+        // The errors name the files, never their content.
+        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| XadesError::KeyFile {
+            path: key.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let cert_error = |reason: String| XadesError::CertificateFile {
+            path: cert.display().to_string(),
+            reason,
+        };
+        let first = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| cert_error(e.to_string()))?
+            .next()
+            .ok_or_else(|| cert_error("no CERTIFICATE block".into()))?
+            .map_err(|e| cert_error(e.to_string()))?;
         SoftwareSigner::new(key_der.secret_der(), first.to_vec())
     }
 }
 
-impl DsgSigner for SoftwareSigner {
-    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, String> {
+impl Signer for SoftwareSigner {
+    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, XadesError> {
         let mut sig = vec![0u8; self.key.public_modulus_len()];
         self.key
             .sign(
@@ -95,7 +147,7 @@ impl DsgSigner for SoftwareSigner {
                 data,
                 &mut sig,
             )
-            .map_err(|_| "RSA signature failed".to_string())?;
+            .map_err(|_| XadesError::Sign("RSA signature failed".into()))?;
         Ok(sig)
     }
 
@@ -140,15 +192,15 @@ fn decimal(bytes: &[u8]) -> String {
 /// The signed XAdES document over `documents` (unique id, content).
 pub fn signature_xml(
     documents: &[(&UniqueId, &Bytes)],
-    signer: &dyn DsgSigner,
+    signer: &dyn Signer,
     now: time::OffsetDateTime,
-) -> Result<String, String> {
+) -> Result<String, XadesError> {
     let sig_id = format!("sig-{}", uuid::Uuid::new_v4());
     let cert = signer.certificate();
     let (issuer, serial) = {
         use x509_parser::prelude::FromDer;
         let (_, c) = x509_parser::certificate::X509Certificate::from_der(cert)
-            .map_err(|e| format!("the signing certificate cannot be parsed: {e}"))?;
+            .map_err(|e| XadesError::Certificate(e.to_string()))?;
         let issuer = c
             .issuer()
             .iter()
@@ -201,7 +253,7 @@ pub fn signature_xml(
             "<xades:SignaturePolicyIdentifier><xades:SignaturePolicyImplied></xades:SignaturePolicyImplied></xades:SignaturePolicyIdentifier>",
             "</xades:SignedSignatureProperties>"
         ),
-        time = xml_datetime(now),
+        time = xml::date_time(now),
         dm = digest_method(),
         cd = sha256_b64(cert),
         issuer = esc(&issuer),

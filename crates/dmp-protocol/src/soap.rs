@@ -7,17 +7,44 @@
 
 use std::fmt::Write as _;
 
-use crate::xml::{self, Element, esc, esc_attr, ns};
+use crate::xml::{self, Element, XmlError, esc, ns};
 
+/// The WS-Addressing anonymous address: answer on the same connection.
 pub const ANONYMOUS: &str = "http://www.w3.org/2005/08/addressing/anonymous";
 
+/// Why bytes are not a SOAP envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SoapError {
+    /// Not XML.
+    #[error("the SOAP envelope is not well-formed XML: {0}")]
+    Xml(#[from] XmlError),
+    /// XML whose root is not a SOAP 1.1 or 1.2 `Envelope`.
+    #[error("the root element <{name}> (namespace `{ns}`) is not a SOAP Envelope")]
+    NotAnEnvelope {
+        /// The root's local name.
+        name: String,
+        /// The root's namespace.
+        ns: String,
+    },
+    /// Something else than one `Header` then one `Body`.
+    #[error("unexpected <{0}> in the SOAP Envelope")]
+    Unexpected(String),
+    /// No `Body`.
+    #[error("the SOAP Envelope has no Body")]
+    NoBody,
+}
+
+/// The SOAP version of an envelope read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SoapVersion {
+    /// SOAP 1.1 (`http://schemas.xmlsoap.org/soap/envelope/`).
     V11,
+    /// SOAP 1.2 (`http://www.w3.org/2003/05/soap-envelope`).
     V12,
 }
 
 impl SoapVersion {
+    /// The envelope namespace.
     pub fn namespace(self) -> &'static str {
         match self {
             SoapVersion::V11 => ns::SOAP11,
@@ -29,12 +56,16 @@ impl SoapVersion {
 /// The WS-Addressing headers of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Addressing {
+    /// `urn:uuid:…`, fresh for every message sent.
     pub message_id: String,
+    /// The endpoint URL.
     pub to: String,
+    /// The transaction's action URI.
     pub action: String,
 }
 
 impl Addressing {
+    /// Headers with a fresh MessageID.
     pub fn new(to: impl Into<String>, action: impl Into<String>) -> Self {
         Addressing {
             message_id: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
@@ -121,16 +152,22 @@ pub fn fault_envelope(code: &str, subcode: Option<&str>, reason: &str, relates_t
 /// An envelope as read.
 #[derive(Debug, Clone)]
 pub struct Envelope {
+    /// 1.1 or 1.2, from the namespace.
     pub version: SoapVersion,
+    /// The `Header` element, if any.
     pub header: Option<Element>,
     /// The first element inside `Body` (the payload or a `Fault`).
     pub payload: Option<Element>,
 }
 
+/// A SOAP fault as read (SOAP 1.1 faults have no subcode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
+    /// `soap:Sender`, `soap:Receiver` (1.2) or `Client`, `Server` (1.1).
     pub code: String,
+    /// The first subcode value, e.g. `DMPAccessDenied`.
     pub subcode: Option<String>,
+    /// The reason text.
     pub reason: String,
 }
 
@@ -139,22 +176,27 @@ impl Envelope {
         self.header.as_ref().and_then(|h| h.child(ns::WSA, name))
     }
 
+    /// `wsa:Action`.
     pub fn action(&self) -> Option<&str> {
         self.wsa("Action").map(Element::text_trimmed)
     }
 
+    /// `wsa:MessageID`.
     pub fn message_id(&self) -> Option<&str> {
         self.wsa("MessageID").map(Element::text_trimmed)
     }
 
+    /// `wsa:RelatesTo`.
     pub fn relates_to(&self) -> Option<&str> {
         self.wsa("RelatesTo").map(Element::text_trimmed)
     }
 
+    /// `wsa:To`.
     pub fn to(&self) -> Option<&str> {
         self.wsa("To").map(Element::text_trimmed)
     }
 
+    /// `wsa:ReplyTo/wsa:Address`.
     pub fn reply_to_address(&self) -> Option<&str> {
         self.wsa("ReplyTo")
             .and_then(|r| r.child(ns::WSA, "Address"))
@@ -206,17 +248,17 @@ impl Envelope {
 }
 
 /// Reads an envelope (SOAP 1.2 or 1.1).
-pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, String> {
-    let root = xml::parse(bytes).map_err(|e| format!("the SOAP envelope is not well-formed XML: {e}"))?;
+pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, SoapError> {
+    let root = xml::parse(bytes)?;
     let version = if root.is(ns::SOAP12, "Envelope") {
         SoapVersion::V12
     } else if root.is(ns::SOAP11, "Envelope") {
         SoapVersion::V11
     } else {
-        return Err(format!(
-            "the root element <{}> (namespace `{}`) is not a SOAP Envelope",
-            root.name, root.ns
-        ));
+        return Err(SoapError::NotAnEnvelope {
+            name: root.name,
+            ns: root.ns,
+        });
     };
     let sns = version.namespace();
     let mut header = None;
@@ -227,18 +269,13 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, String> {
         } else if c.is(sns, "Body") && body.is_none() {
             body = Some(c);
         } else {
-            return Err(format!("unexpected <{}> in the SOAP Envelope", c.name));
+            return Err(SoapError::Unexpected(c.name));
         }
     }
-    let body = body.ok_or("the SOAP Envelope has no Body")?;
+    let body = body.ok_or(SoapError::NoBody)?;
     Ok(Envelope {
         version,
         header,
         payload: body.children.into_iter().next(),
     })
-}
-
-/// Escaped attribute helper re-exported for the message writers.
-pub fn attr(s: &str) -> std::borrow::Cow<'_, str> {
-    esc_attr(s)
 }

@@ -7,89 +7,161 @@ use std::fmt::Write as _;
 
 use crate::xml::{Element, esc, esc_attr, ns};
 
-/// ebRS response status URNs.
+/// ebRS `RegistryResponse` status: Success.
 pub const STATUS_SUCCESS: &str = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success";
+/// XDS.b `RegistryResponse` status: PartialSuccess (IHE's URN).
 pub const STATUS_PARTIAL_SUCCESS: &str = "urn:ihe:iti:2007:ResponseStatusType:PartialSuccess";
+/// ebRS `RegistryResponse` status: Failure.
 pub const STATUS_FAILURE: &str = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Failure";
+/// `RegistryError` severity: Error.
 pub const SEVERITY_ERROR: &str = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error";
+/// `RegistryError` severity: Warning.
 pub const SEVERITY_WARNING: &str = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Warning";
 
+/// The status of a `RegistryResponse` (or of a response extending it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseStatus {
+    /// Every request was carried out.
+    Success,
+    /// Some were (the errors say which were not).
+    PartialSuccess,
+    /// None was.
+    Failure,
+}
+
+impl ResponseStatus {
+    /// Reads a status URN; PartialSuccess is accepted under IHE's and ebRS's URN.
+    pub fn from_urn(urn: &str) -> Option<ResponseStatus> {
+        match urn {
+            STATUS_SUCCESS => Some(ResponseStatus::Success),
+            STATUS_PARTIAL_SUCCESS | "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:PartialSuccess" => {
+                Some(ResponseStatus::PartialSuccess)
+            }
+            STATUS_FAILURE => Some(ResponseStatus::Failure),
+            _ => None,
+        }
+    }
+}
+
+/// A named list of values.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Slot {
+    /// The slot's name (`creationTime`, `$XDSDocumentEntryPatientId`, …).
     pub name: String,
+    /// Its values, in order.
     pub values: Vec<String>,
 }
 
+/// A classification of a registry object: by a scheme (with a coded value) or by a node.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Classification {
+    /// The classification's own id.
     pub id: String,
+    /// `classificationScheme` (an XDS scheme UUID).
     pub scheme: Option<String>,
+    /// `classificationNode` (e.g. the submission-set node).
     pub node: Option<String>,
+    /// The object classified.
     pub classified_object: String,
+    /// The code.
     pub node_representation: Option<String>,
+    /// Slots (`codingScheme`, `authorPerson`, …).
     pub slots: Vec<Slot>,
+    /// The display name.
     pub name: Option<String>,
 }
 
+/// An identifier of a registry object in an identification scheme.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExternalIdentifier {
+    /// The identifier's own id.
     pub id: String,
+    /// `identificationScheme` (an XDS scheme UUID).
     pub scheme: String,
+    /// The object identified.
     pub registry_object: String,
+    /// The identifier.
     pub value: String,
+    /// Its name (`XDSDocumentEntry.uniqueId`, …).
     pub name: Option<String>,
 }
 
 /// What ExtrinsicObject (document entry) and RegistryPackage (submission set, folder) share.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RegistryObject {
+    /// A symbolic id in a submission, `urn:uuid:…` in the registry.
     pub id: String,
+    /// The logical id.
     pub lid: Option<String>,
+    /// `objectType`.
     pub object_type: Option<String>,
+    /// The availability status URN.
     pub status: Option<String>,
+    /// Slots.
     pub slots: Vec<Slot>,
+    /// The `Name` (first localized string).
     pub name: Option<String>,
+    /// The `Description` (first localized string).
     pub description: Option<String>,
+    /// Classifications nested in the object.
     pub classifications: Vec<Classification>,
+    /// External identifiers nested in the object.
     pub external_identifiers: Vec<ExternalIdentifier>,
 }
 
+/// A document entry.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExtrinsicObject {
+    /// What every registry object has.
     pub object: RegistryObject,
+    /// `mimeType`.
     pub mime_type: Option<String>,
 }
 
+/// A link between two registry objects.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Association {
+    /// The association's own id.
     pub id: String,
+    /// `associationType` URN.
     pub association_type: String,
+    /// `sourceObject`.
     pub source: String,
+    /// `targetObject`.
     pub target: String,
+    /// The availability status URN.
     pub status: Option<String>,
+    /// Slots (`SubmissionSetStatus`, `OriginalStatus`, `NewStatus`).
     pub slots: Vec<Slot>,
 }
 
 /// A `RegistryObjectList`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObjectList {
+    /// Document entries.
     pub extrinsic_objects: Vec<ExtrinsicObject>,
+    /// Submission sets and folders.
     pub packages: Vec<RegistryObject>,
+    /// Associations.
     pub associations: Vec<Association>,
     /// Classifications standing alone in the list (e.g. the submission-set marker).
     pub classifications: Vec<Classification>,
+    /// Ids of `ObjectRef`s.
     pub object_refs: Vec<String>,
 }
 
 impl RegistryObject {
+    /// The slot named `name`.
     pub fn slot(&self, name: &str) -> Option<&Slot> {
         self.slots.iter().find(|s| s.name == name)
     }
 
+    /// The first value of the slot named `name`.
     pub fn slot_value(&self, name: &str) -> Option<&str> {
         self.slot(name).and_then(|s| s.values.first()).map(String::as_str)
     }
 
+    /// The classifications of one scheme.
     pub fn classifications_by_scheme<'a>(
         &'a self,
         scheme: &'a str,
@@ -99,12 +171,14 @@ impl RegistryObject {
             .filter(move |c| c.scheme.as_deref() == Some(scheme))
     }
 
+    /// The external identifier of one scheme.
     pub fn external_id(&self, scheme: &str) -> Option<&ExternalIdentifier> {
         self.external_identifiers.iter().find(|e| e.scheme == scheme)
     }
 }
 
 impl Classification {
+    /// The first value of the slot named `name`.
     pub fn slot_value(&self, name: &str) -> Option<&str> {
         self.slots
             .iter()
@@ -115,6 +189,7 @@ impl Classification {
 }
 
 impl Association {
+    /// The first value of the slot named `name`.
     pub fn slot_value(&self, name: &str) -> Option<&str> {
         self.slots
             .iter()
@@ -133,6 +208,7 @@ fn localized(e: Option<&Element>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Reads the `rim:Slot` children of `e`.
 pub fn read_slots(e: &Element) -> Vec<Slot> {
     e.children_named(ns::RIM, "Slot")
         .map(|s| Slot {
@@ -149,6 +225,7 @@ pub fn read_slots(e: &Element) -> Vec<Slot> {
         .collect()
 }
 
+/// Reads a `rim:Classification`.
 pub fn read_classification(c: &Element) -> Classification {
     Classification {
         id: c.attr("id").unwrap_or_default().to_string(),
@@ -219,9 +296,13 @@ pub fn read_object_list(list: &Element) -> ObjectList {
 /// One `rs:RegistryError`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RegistryErrorEntry {
+    /// `errorCode` (`XDSDuplicateUniqueIdInRegistry`, …).
     pub code: String,
+    /// `codeContext`: what a person can act on.
     pub context: String,
+    /// The severity URN.
     pub severity: String,
+    /// `location`, empty when absent.
     pub location: String,
 }
 
@@ -249,6 +330,7 @@ pub fn read_errors(parent: &Element) -> Vec<RegistryErrorEntry> {
 // ---------------------------------------------------------------------------------------------
 // Writing. Elements use the `rim:` prefix; the caller declares it (see [`RIM_XMLNS`]).
 
+/// The declaration of the `rim:` prefix the writers use.
 pub const RIM_XMLNS: &str = r#"xmlns:rim="urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0""#;
 
 fn write_localized(out: &mut String, element: &str, text: &Option<String>) {
@@ -261,6 +343,7 @@ fn write_localized(out: &mut String, element: &str, text: &Option<String>) {
     }
 }
 
+/// Writes slots.
 pub fn write_slots(out: &mut String, slots: &[Slot]) {
     for s in slots {
         let _ = write!(out, r#"<rim:Slot name="{}"><rim:ValueList>"#, esc_attr(&s.name));
@@ -271,6 +354,7 @@ pub fn write_slots(out: &mut String, slots: &[Slot]) {
     }
 }
 
+/// Writes a classification.
 pub fn write_classification(out: &mut String, c: &Classification) {
     let _ = write!(out, r#"<rim:Classification id="{}""#, esc_attr(&c.id));
     if let Some(s) = &c.scheme {
@@ -323,6 +407,7 @@ fn write_common_attrs(out: &mut String, o: &RegistryObject) {
     }
 }
 
+/// Writes a document entry.
 pub fn write_extrinsic_object(out: &mut String, e: &ExtrinsicObject) {
     out.push_str("<rim:ExtrinsicObject");
     write_common_attrs(out, &e.object);
@@ -334,6 +419,7 @@ pub fn write_extrinsic_object(out: &mut String, e: &ExtrinsicObject) {
     out.push_str("</rim:ExtrinsicObject>");
 }
 
+/// Writes a `rim:RegistryPackage`.
 pub fn write_package(out: &mut String, p: &RegistryObject) {
     out.push_str("<rim:RegistryPackage");
     write_common_attrs(out, p);
@@ -342,6 +428,7 @@ pub fn write_package(out: &mut String, p: &RegistryObject) {
     out.push_str("</rim:RegistryPackage>");
 }
 
+/// Writes an association.
 pub fn write_association(out: &mut String, a: &Association) {
     let _ = write!(
         out,

@@ -4,18 +4,74 @@
 //! that returns parts as zero-copy slices of the received body.
 //!
 //! The parser accepts CRLF and bare-LF line ends (the official TD2.1 example uses LF).
+//! [`xop_content`] reads an element whose content is either an `xop:Include` or inline base64
+//! (the `Document` of ITI-41 and ITI-43).
 
 use std::collections::HashMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use bytes::{Bytes, BytesMut};
+
+use crate::xml::{Element, ns};
+
+/// Why a multipart body, or the content an `xop:Include` points to, cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MtomError {
+    /// The Content-Type is another media type.
+    #[error("Content-Type `{0}` is not multipart/related")]
+    NotMultipart(String),
+    /// The Content-Type has no usable `boundary` parameter.
+    #[error("the multipart Content-Type has no boundary")]
+    NoBoundary,
+    /// The body never starts a part.
+    #[error("the multipart body has no boundary line")]
+    NoBoundaryLine,
+    /// The body ends early; the text says where.
+    #[error("truncated multipart {0}")]
+    Truncated(&'static str),
+    /// A part header line is not UTF-8.
+    #[error("a part header is not UTF-8")]
+    HeaderNotUtf8,
+    /// More than 32 headers in a part.
+    #[error("too many part headers")]
+    TooManyHeaders,
+    /// More than 1,000 parts.
+    #[error("too many parts")]
+    TooManyParts,
+    /// Only the closing delimiter.
+    #[error("the multipart body has no part")]
+    NoPart,
+    /// The `start` parameter names no part.
+    #[error("no part has the start Content-ID <{0}>")]
+    NoStartPart(String),
+    /// A part in base64 or quoted-printable: MTOM parts are binary.
+    #[error("Content-Transfer-Encoding `{0}` is not supported (binary expected)")]
+    TransferEncoding(String),
+    /// An `xop:Include` without `href`.
+    #[error("xop:Include has no href")]
+    IncludeWithoutHref,
+    /// An `xop:Include` in a plain SOAP message.
+    #[error("xop:Include {0} in a message that is not MTOM")]
+    IncludeOutsideMtom(String),
+    /// An `xop:Include` whose `cid:` names no part.
+    #[error("xop:Include {0}: no such MIME part")]
+    NoSuchPart(String),
+    /// Inline content that is not base64.
+    #[error("the inline document is not base64: {0}")]
+    NotBase64(String),
+}
 
 /// Part headers and content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Part {
     /// Without angle brackets.
     pub content_id: Option<String>,
+    /// The part's Content-Type header.
     pub content_type: Option<String>,
+    /// The part's Content-Transfer-Encoding header.
     pub transfer_encoding: Option<String>,
+    /// The content: a zero-copy slice of the received body.
     pub body: Bytes,
 }
 
@@ -24,13 +80,16 @@ pub struct Part {
 pub struct Attachment {
     /// Without angle brackets; referenced as `cid:<content_id>` from the XML.
     pub content_id: String,
+    /// The part's Content-Type.
     pub content_type: String,
+    /// The content, sent without copying.
     pub data: Bytes,
 }
 
 /// An HTTP request or response body and its `Content-Type`.
 #[derive(Debug, Clone)]
 pub struct HttpBody {
+    /// The HTTP `Content-Type`.
     pub content_type: String,
     /// The body in order; concatenated, they are the HTTP body.
     pub chunks: Vec<Bytes>,
@@ -45,10 +104,12 @@ impl HttpBody {
         }
     }
 
+    /// Length in bytes.
     pub fn len(&self) -> usize {
         self.chunks.iter().map(Bytes::len).sum()
     }
 
+    /// Whether the body has no byte.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -133,6 +194,7 @@ pub fn parse_content_type(value: &str) -> (String, HashMap<String, String>) {
 pub struct Multipart {
     /// The root part (the SOAP envelope).
     pub root: Part,
+    /// The other parts, in order.
     pub parts: Vec<Part>,
 }
 
@@ -152,15 +214,15 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 }
 
 /// Parses a multipart/related body. `content_type` is the HTTP header's value.
-pub fn parse(content_type: &str, body: &Bytes) -> Result<Multipart, String> {
+pub fn parse(content_type: &str, body: &Bytes) -> Result<Multipart, MtomError> {
     let (mime, params) = parse_content_type(content_type);
     if mime != "multipart/related" {
-        return Err(format!("Content-Type `{mime}` is not multipart/related"));
+        return Err(MtomError::NotMultipart(mime));
     }
     let boundary = params
         .get("boundary")
         .filter(|b| !b.is_empty() && b.len() <= 200)
-        .ok_or("the multipart Content-Type has no boundary")?;
+        .ok_or(MtomError::NoBoundary)?;
     let delim = format!("--{boundary}");
     let delim = delim.as_bytes();
     // The first delimiter starts the body or a line.
@@ -168,7 +230,7 @@ pub fn parse(content_type: &str, body: &Bytes) -> Result<Multipart, String> {
         0
     } else {
         let nl = format!("\n--{boundary}");
-        find(body, nl.as_bytes(), 0).ok_or("the multipart body has no boundary line")? + 1
+        find(body, nl.as_bytes(), 0).ok_or(MtomError::NoBoundaryLine)? + 1
     };
     let mut parts = Vec::new();
     loop {
@@ -177,28 +239,28 @@ pub fn parse(content_type: &str, body: &Bytes) -> Result<Multipart, String> {
             break;
         }
         // Rest of the delimiter line.
-        let eol = find(body, b"\n", pos).ok_or("truncated multipart body (after a boundary)")?;
+        let eol = find(body, b"\n", pos).ok_or(MtomError::Truncated("body (after a boundary)"))?;
         pos = eol + 1;
         // Headers.
         let mut headers: Vec<(String, String)> = Vec::new();
         loop {
-            let eol = find(body, b"\n", pos).ok_or("truncated multipart part headers")?;
+            let eol = find(body, b"\n", pos).ok_or(MtomError::Truncated("part headers"))?;
             let line = &body[pos..eol];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             pos = eol + 1;
             if line.is_empty() {
                 break;
             }
-            let line = std::str::from_utf8(line).map_err(|_| "a part header is not UTF-8")?;
+            let line = std::str::from_utf8(line).map_err(|_| MtomError::HeaderNotUtf8)?;
             if headers.len() > 32 {
-                return Err("too many part headers".into());
+                return Err(MtomError::TooManyHeaders);
             }
             if let Some((k, v)) = line.split_once(':') {
                 headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
             }
         }
         let nl = format!("\n--{boundary}");
-        let end = find(body, nl.as_bytes(), pos).ok_or("truncated multipart body (no closing boundary)")?;
+        let end = find(body, nl.as_bytes(), pos).ok_or(MtomError::Truncated("body (no closing boundary)"))?;
         let mut content_end = end;
         if content_end > pos && body[content_end - 1] == b'\r' {
             content_end -= 1;
@@ -213,11 +275,11 @@ pub fn parse(content_type: &str, body: &Bytes) -> Result<Multipart, String> {
         });
         pos = end + 1;
         if parts.len() > 1000 {
-            return Err("too many parts".into());
+            return Err(MtomError::TooManyParts);
         }
     }
     if parts.is_empty() {
-        return Err("the multipart body has no part".into());
+        return Err(MtomError::NoPart);
     }
     let root_index = match params.get("start") {
         Some(start) => {
@@ -225,7 +287,7 @@ pub fn parse(content_type: &str, body: &Bytes) -> Result<Multipart, String> {
             parts
                 .iter()
                 .position(|p| p.content_id.as_deref() == Some(start))
-                .ok_or_else(|| format!("no part has the start Content-ID <{start}>"))?
+                .ok_or_else(|| MtomError::NoStartPart(start.to_string()))?
         }
         None => 0,
     };
@@ -233,13 +295,32 @@ pub fn parse(content_type: &str, body: &Bytes) -> Result<Multipart, String> {
         if let Some(te) = &p.transfer_encoding
             && !matches!(te.to_ascii_lowercase().as_str(), "binary" | "8bit" | "7bit")
         {
-            return Err(format!(
-                "Content-Transfer-Encoding `{te}` is not supported (binary expected)"
-            ));
+            return Err(MtomError::TransferEncoding(te.clone()));
         }
     }
     let root = parts.remove(root_index);
     Ok(Multipart { root, parts })
+}
+
+/// The content of an element that carries a document: an `xop:Include` resolved in the
+/// multipart message (zero-copy), or inline base64.
+pub fn xop_content(element: &Element, multipart: Option<&Multipart>) -> Result<Bytes, MtomError> {
+    if let Some(inc) = element.child(ns::XOP, "Include") {
+        let href = inc.attr("href").ok_or(MtomError::IncludeWithoutHref)?;
+        let mp = multipart.ok_or_else(|| MtomError::IncludeOutsideMtom(href.to_string()))?;
+        return mp
+            .resolve(href)
+            .map(|p| p.body.clone())
+            .ok_or_else(|| MtomError::NoSuchPart(href.to_string()));
+    }
+    let text: String = element
+        .text
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    B64.decode(text.as_bytes())
+        .map(Bytes::from)
+        .map_err(|e| MtomError::NotBase64(e.to_string()))
 }
 
 #[cfg(test)]
@@ -277,7 +358,7 @@ mod tests {
             (b"--b--", "no part"),
         ] {
             let e = parse(ct, &Bytes::from_static(body)).expect_err("must fail");
-            assert!(e.contains(want), "{e}");
+            assert!(e.to_string().contains(want), "{e}");
         }
         assert!(parse("text/xml", &Bytes::new()).is_err());
     }

@@ -6,30 +6,100 @@
 //! **Decision** — a CDA time without a UTC offset is taken as UTC (the CI-SIS requires an offset
 //! whenever the time of day is given, so this only concerns non-conforming documents).
 
-use crate::xds::{Author, Code, Dtm, Ins, InsAuthority, RPPS_OID};
-use crate::xml::{self, Element, ns};
+use crate::xds::{Author, Code, Dtm, FieldError, Ins, InsAuthority, RPPS_OID};
+use crate::xml::{self, Element, XmlError, ns};
+
+/// Why a document's header cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CdaError {
+    /// No byte at all.
+    #[error("the document is empty")]
+    Empty,
+    /// Bytes that do not start like XML.
+    #[error("the document is not XML (a CDA R2 document is an XML ClinicalDocument)")]
+    NotXml,
+    /// XML that cannot be read.
+    #[error(transparent)]
+    Xml(#[from] XmlError),
+    /// Another XML document.
+    #[error(
+        "the root element is <{name}> in namespace `{ns}`, not a CDA <ClinicalDocument> in urn:hl7-org:v3"
+    )]
+    NotClinicalDocument {
+        /// The root's local name.
+        name: String,
+        /// The root's namespace.
+        ns: String,
+    },
+    /// A part of the header every CDA has.
+    #[error("{0}")]
+    Missing(&'static str),
+    /// A time that is not an HL7 TS.
+    #[error("`{value}` is not an HL7 TS date ({why})")]
+    Time {
+        /// The value read.
+        value: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A coded element without its code or code system.
+    #[error("<{0}> needs code and codeSystem attributes")]
+    CodeAttributes(String),
+    /// A code or an INS that breaks the XDS rules.
+    #[error("{}", .0.reason)]
+    Field(FieldError),
+    /// Where in the header the inner error is.
+    #[error("{at}: {source}")]
+    In {
+        /// Header path.
+        at: &'static str,
+        /// The error.
+        source: Box<CdaError>,
+    },
+}
+
+impl CdaError {
+    fn at(self, at: &'static str) -> CdaError {
+        CdaError::In {
+            at,
+            source: Box::new(self),
+        }
+    }
+}
 
 /// What the header says. Every field is optional: the header may be silent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CdaHeader {
     /// `id@root`, or `root^extension`.
     pub unique_id: Option<String>,
+    /// `effectiveTime`, in UTC.
     pub creation_time: Option<Dtm>,
+    /// `title`.
     pub title: Option<String>,
+    /// `code` (the LOINC document type).
     pub type_code: Option<Code>,
+    /// `confidentialityCode`.
     pub confidentiality_code: Option<Code>,
+    /// `languageCode`.
     pub language_code: Option<String>,
     /// The INS ids of `recordTarget/patientRole/id` (there should be exactly one).
     pub patient_ins: Vec<Ins>,
+    /// Authors identified under the RPPS OID.
     pub authors: Vec<Author>,
+    /// The legal authenticator, if identified under the RPPS OID.
     pub legal_authenticator: Option<Author>,
+    /// `documentationOf/serviceEvent/effectiveTime/low`.
     pub service_start_time: Option<Dtm>,
+    /// `documentationOf/serviceEvent/effectiveTime/high`.
     pub service_stop_time: Option<Dtm>,
 }
 
 /// Parses an HL7 V3 TS (`YYYYMMDD[HH[MM[SS[.S+]]]][+/-ZZZZ]`) into a UTC DTM.
-pub fn parse_ts(s: &str) -> Result<Dtm, String> {
-    let bad = |why: &str| format!("`{s}` is not an HL7 TS date ({why})");
+pub fn parse_ts(s: &str) -> Result<Dtm, CdaError> {
+    let bad = |why: &str| CdaError::Time {
+        value: s.to_string(),
+        why: why.to_string(),
+    };
     let (body, offset) = match s.find(['+', '-']) {
         Some(i) => (&s[..i], Some(&s[i..])),
         None => (s, None),
@@ -56,8 +126,8 @@ pub fn parse_ts(s: &str) -> Result<Dtm, String> {
     if h > 14 || m > 59 {
         return Err(bad("offset out of range"));
     }
-    let local = dtm.to_timestamp().ok_or_else(|| bad("not a calendar date"))?;
-    let utc = local.seconds - sign * (h * 3600 + m * 60);
+    let local = dtm.to_unix().ok_or_else(|| bad("not a calendar date"))?;
+    let utc = local - sign * (h * 3600 + m * 60);
     let t = time::OffsetDateTime::from_unix_timestamp(utc).map_err(|_| bad("out of range"))?;
     let full = Dtm::from_offset_datetime(t);
     // Keep the precision of the source.
@@ -68,19 +138,19 @@ fn hl7<'a>(e: &'a Element, path: &[&str]) -> Option<&'a Element> {
     e.path(ns::HL7, path)
 }
 
-fn code_of(e: &Element, what: &str) -> Result<Option<Code>, String> {
+fn code_of(e: &Element, what: &str) -> Result<Option<Code>, CdaError> {
     let (Some(code), Some(system)) = (e.attr("code"), e.attr("codeSystem")) else {
         if e.attr("nullFlavor").is_some() {
             return Ok(None);
         }
-        return Err(format!("<{what}> needs code and codeSystem attributes"));
+        return Err(CdaError::CodeAttributes(what.to_string()));
     };
     Code::from_parts(what, code, system, e.attr("displayName").unwrap_or(code))
         .map(Some)
-        .map_err(|e| e.reason)
+        .map_err(CdaError::Field)
 }
 
-fn person(entity: &Element, person_element: &str, what: &str) -> Result<Option<Author>, String> {
+fn person(entity: &Element, person_element: &str, what: &str) -> Result<Option<Author>, CdaError> {
     let Some(id) = entity
         .children_named(ns::HL7, "id")
         .find(|i| i.attr("root") == Some(RPPS_OID))
@@ -109,9 +179,9 @@ fn person(entity: &Element, person_element: &str, what: &str) -> Result<Option<A
 }
 
 /// Reads the header of a CDA R2 document.
-pub fn read_header(bytes: &[u8]) -> Result<CdaHeader, String> {
+pub fn read_header(bytes: &[u8]) -> Result<CdaHeader, CdaError> {
     if bytes.is_empty() {
-        return Err("the document is empty".into());
+        return Err(CdaError::Empty);
     }
     let start = bytes
         .strip_prefix(b"\xef\xbb\xbf")
@@ -119,27 +189,26 @@ pub fn read_header(bytes: &[u8]) -> Result<CdaHeader, String> {
         .iter()
         .find(|b| !b.is_ascii_whitespace());
     if start != Some(&b'<') {
-        return Err("the document is not XML (a CDA R2 document is an XML ClinicalDocument)".into());
+        return Err(CdaError::NotXml);
     }
     // The body (`component`, after every header element) is checked for well-formedness but
     // not kept: a 1 MiB document costs a scan, not a tree.
     let root = xml::parse_skipping(bytes, &|depth, ns_, name| {
         depth == 1 && ns_ == ns::HL7 && name == "component"
-    })
-    .map_err(|e| e.0)?;
+    })?;
     if !root.is(ns::HL7, "ClinicalDocument") {
-        return Err(format!(
-            "the root element is <{}> in namespace `{}`, not a CDA <ClinicalDocument> in urn:hl7-org:v3",
-            root.name, root.ns
-        ));
+        return Err(CdaError::NotClinicalDocument {
+            name: root.name,
+            ns: root.ns,
+        });
     }
     let mut h = CdaHeader::default();
     let id = root
         .child(ns::HL7, "id")
-        .ok_or("the header has no <id> (ClinicalDocument/id)")?;
+        .ok_or(CdaError::Missing("the header has no <id> (ClinicalDocument/id)"))?;
     let id_root = id
         .attr("root")
-        .ok_or("ClinicalDocument/id has no root attribute")?;
+        .ok_or(CdaError::Missing("ClinicalDocument/id has no root attribute"))?;
     h.unique_id = Some(match id.attr("extension") {
         Some(ext) if !ext.is_empty() => format!("{id_root}^{ext}"),
         _ => id_root.to_string(),
@@ -147,8 +216,8 @@ pub fn read_header(bytes: &[u8]) -> Result<CdaHeader, String> {
     if let Some(t) = root.child(ns::HL7, "effectiveTime") {
         let v = t
             .attr("value")
-            .ok_or("ClinicalDocument/effectiveTime has no value")?;
-        h.creation_time = Some(parse_ts(v).map_err(|e| format!("ClinicalDocument/effectiveTime: {e}"))?);
+            .ok_or(CdaError::Missing("ClinicalDocument/effectiveTime has no value"))?;
+        h.creation_time = Some(parse_ts(v).map_err(|e| e.at("ClinicalDocument/effectiveTime"))?);
     }
     h.title = root
         .child(ns::HL7, "title")
@@ -166,14 +235,14 @@ pub fn read_header(bytes: &[u8]) -> Result<CdaHeader, String> {
         .map(str::to_string);
     for rt in root.children_named(ns::HL7, "recordTarget") {
         let Some(role) = rt.child(ns::HL7, "patientRole") else {
-            return Err("recordTarget has no patientRole".into());
+            return Err(CdaError::Missing("recordTarget has no patientRole"));
         };
         for pid in role.children_named(ns::HL7, "id") {
             let Some(r) = pid.attr("root") else { continue };
             if InsAuthority::from_oid(r).is_some() {
                 let ext = pid.attr("extension").unwrap_or_default();
                 let ins = Ins::new("recordTarget/patientRole/id", ext, r)
-                    .map_err(|e| format!("recordTarget/patientRole/id: {}", e.reason))?;
+                    .map_err(|e| CdaError::Field(e).at("recordTarget/patientRole/id"))?;
                 h.patient_ins.push(ins);
             }
         }
@@ -190,12 +259,10 @@ pub fn read_header(bytes: &[u8]) -> Result<CdaHeader, String> {
     }
     if let Some(t) = hl7(&root, &["documentationOf", "serviceEvent", "effectiveTime"]) {
         if let Some(v) = t.child(ns::HL7, "low").and_then(|l| l.attr("value")) {
-            h.service_start_time =
-                Some(parse_ts(v).map_err(|e| format!("serviceEvent/effectiveTime/low: {e}"))?);
+            h.service_start_time = Some(parse_ts(v).map_err(|e| e.at("serviceEvent/effectiveTime/low"))?);
         }
         if let Some(v) = t.child(ns::HL7, "high").and_then(|l| l.attr("value")) {
-            h.service_stop_time =
-                Some(parse_ts(v).map_err(|e| format!("serviceEvent/effectiveTime/high: {e}"))?);
+            h.service_stop_time = Some(parse_ts(v).map_err(|e| e.at("serviceEvent/effectiveTime/high"))?);
         }
     }
     Ok(h)
@@ -205,7 +272,7 @@ pub fn read_header(bytes: &[u8]) -> Result<CdaHeader, String> {
 mod tests {
     use super::*;
 
-    const ME2: &str = include_str!("../../../../shared/dmp-package/examples/TD2.1-DocumentME2.xml");
+    const ME2: &str = include_str!("../../../tests/fixtures/dmp-package/examples/TD2.1-DocumentME2.xml");
 
     #[test]
     fn reads_the_official_example_header() {
@@ -240,7 +307,7 @@ mod tests {
             ),
         ] {
             let e = read_header(doc.as_bytes()).expect_err(doc);
-            assert!(e.contains(want), "{e} should mention {want}");
+            assert!(e.to_string().contains(want), "{e} should mention {want}");
         }
     }
 }

@@ -1,0 +1,341 @@
+//! The `dmp.v1.DmpGateway` RPCs (SPEC.md §2). Every RPC is one [`Transaction`], run the same
+//! way: the request is validated, the card's certificate is fetched from the relay (the VIHF
+//! names its professional), the message is built once, posted on the professional's
+//! connection, and the answer parsed; each call is audited before and after.
+//!
+//! **Decision — retries (SPEC.md §2):** FindDocuments, RetrieveDocument and TestPatientDmp are
+//! retried once, with a new MessageID, when the connection was lost or the request never left.
+//! SubmitDocuments is retried only when the transport is sure the request never reached the DMP;
+//! otherwise the caller gets `UNAVAILABLE` with the document uniqueIds, so that resubmitting is
+//! idempotent at the registry (a document already stored answers
+//! `XDSDuplicateUniqueIdInRegistry`). UpdateDocumentStatus is handled like SubmitDocuments.
+
+use std::sync::Arc;
+
+use dmp_protocol::mtom::HttpBody;
+use dmp_protocol::transactions::WebService;
+use dmp_protocol::vihf::{LpsIdentity, ProfessionalIdentity};
+use dmp_protocol::xades;
+use ehealth_proto::dmp::v1 as pb;
+use ehealth_proto::dmp::v1::dmp_gateway_server::DmpGateway;
+use platform::audit::{AuditEvent, AuditLog, Direction};
+use tonic::{Request, Response, Status};
+
+use crate::config::XdsSettings;
+use crate::connections::{DmpConnections, Professional};
+use crate::error::{DmpError, TransportError};
+use crate::exchange::{CallContext, Incoming, Retry, Transaction, auth_of, open_response};
+use crate::find::Find;
+use crate::retrieve::Retrieve;
+use crate::submit::Submit;
+use crate::test_patient::TestPatient;
+use crate::update_status::UpdateStatus;
+
+/// What the RPCs need from the transport.
+#[tonic::async_trait]
+pub trait DmpTransport: Send + Sync + 'static {
+    /// The DER certificate of the professional's card (opening the session if needed).
+    async fn card_certificate(&self, auth: &pb::AuthenticationContext) -> Result<Vec<u8>, DmpError>;
+    /// POSTs `body` to `path` on the professional's connection.
+    async fn post(
+        &self,
+        auth: &pb::AuthenticationContext,
+        path: &str,
+        body: &HttpBody,
+    ) -> Result<Incoming, DmpError>;
+}
+
+#[tonic::async_trait]
+impl DmpTransport for DmpConnections {
+    async fn card_certificate(&self, auth: &pb::AuthenticationContext) -> Result<Vec<u8>, DmpError> {
+        let who = Professional {
+            relay_id: &auth.relay_id,
+            professional_id: &auth.professional_id,
+        };
+        let session = self.session(&who).await?;
+        Ok(session.certificate.leaf_der.clone())
+    }
+
+    async fn post(
+        &self,
+        auth: &pb::AuthenticationContext,
+        path: &str,
+        body: &HttpBody,
+    ) -> Result<Incoming, DmpError> {
+        let who = Professional {
+            relay_id: &auth.relay_id,
+            professional_id: &auth.professional_id,
+        };
+        let session = self.session(&who).await?;
+        let r = DmpConnections::post(self, &session, path, &body.content_type, &[], body.to_bytes()).await?;
+        Ok(Incoming {
+            status: r.status.as_u16(),
+            content_type: r
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+            body: r.body,
+        })
+    }
+}
+
+/// The DMP's web-service paths (configuration `xds.*_path`), under the transport's base URL.
+#[derive(Debug, Clone)]
+pub struct ServicePaths {
+    /// The DMP's base URL (`dmp.url`).
+    pub base_url: String,
+    /// `xds.repository_path`.
+    pub repository: String,
+    /// `xds.registry_path`.
+    pub registry: String,
+    /// `xds.patients_path`.
+    pub patients: String,
+}
+
+/// The gRPC service over a transport.
+pub struct Gateway<T = DmpConnections> {
+    transport: Arc<T>,
+    /// Every transaction is recorded (SPEC.md §4): who, which patient, which transaction, outcome.
+    audit: AuditLog,
+    lps: LpsIdentity,
+    settings: XdsSettings,
+    signer: Arc<dyn xades::Signer>,
+    paths: ServicePaths,
+}
+
+impl<T: DmpTransport> Gateway<T> {
+    /// The service: `lps` and `settings` go into every message, `signer` signs submissions.
+    pub fn new(
+        transport: Arc<T>,
+        audit: AuditLog,
+        lps: LpsIdentity,
+        settings: XdsSettings,
+        signer: Arc<dyn xades::Signer>,
+        paths: ServicePaths,
+    ) -> Self {
+        Gateway {
+            transport,
+            audit,
+            lps,
+            settings,
+            signer,
+            paths,
+        }
+    }
+
+    fn path(&self, s: WebService) -> &str {
+        match s {
+            WebService::Repository => &self.paths.repository,
+            WebService::Registry => &self.paths.registry,
+            WebService::Patients => &self.paths.patients,
+        }
+    }
+
+    async fn professional(&self, auth: &pb::AuthenticationContext) -> Result<ProfessionalIdentity, DmpError> {
+        let der = self.transport.card_certificate(auth).await?;
+        ProfessionalIdentity::from_certificate(&der).map_err(|e| {
+            DmpError::Transport(TransportError::RelayRefused {
+                code: tonic::Code::FailedPrecondition,
+                message: format!("the card's certificate: {e}"),
+            })
+        })
+    }
+
+    /// One transaction: validated before the relay is asked anything, built once for the
+    /// card's professional, posted (and posted again as [`Transaction::RETRY`] allows), and its
+    /// answer parsed.
+    pub async fn exchange<X: Transaction>(&self, req: X::Request) -> Result<X::Response, DmpError> {
+        let auth = auth_of(X::auth(&req))?.clone();
+        let valid = X::validate(req, &self.settings, time::OffsetDateTime::now_utc())?;
+        let professional = self.professional(&auth).await?;
+        let endpoint = format!(
+            "{}{}",
+            self.paths.base_url.trim_end_matches('/'),
+            self.path(X::WEB_SERVICE)
+        );
+        let ctx = CallContext {
+            professional: &professional,
+            lps: &self.lps,
+            settings: &self.settings,
+            signer: self.signer.as_ref(),
+            endpoint: &endpoint,
+            now: time::OffsetDateTime::now_utc(),
+        };
+        let message = X::build(&valid, &ctx)?;
+        let path = self.path(X::WEB_SERVICE);
+        let mut outgoing = message.outgoing(X::WEB_SERVICE, X::ACTION, &endpoint);
+        let mut retried = false;
+        let incoming = loop {
+            match self.transport.post(&auth, path, &outgoing.body).await {
+                Ok(incoming) => break incoming,
+                Err(DmpError::Transport(t)) if !retried && X::RETRY.allows(&t) => {
+                    tracing::warn!(error = %t, "DMP call interrupted; retrying once");
+                    retried = true;
+                    if X::RETRY == Retry::Idempotent {
+                        outgoing = message.outgoing(X::WEB_SERVICE, X::ACTION, &endpoint);
+                    }
+                }
+                Err(DmpError::Transport(t)) => return Err(X::interrupted(&valid, t)),
+                Err(e) => return Err(e),
+            }
+        };
+        X::parse(&valid, &open_response(&incoming, &outgoing.addressing)?)
+    }
+
+    /// Runs one transaction between two audit events.
+    ///
+    /// **Decision — fail closed before, never lose an outcome after:** the request event (who,
+    /// which patient, which transaction) is committed before anything is sent to the DMP; if it
+    /// cannot be, the call answers UNAVAILABLE and nothing leaves. The outcome event follows;
+    /// if that one cannot be written, the DMP has already acted, so the caller still gets the
+    /// DMP's answer (hiding it would invite a blind resubmission) and the failure is logged as
+    /// an error for operators.
+    async fn audited<X: Transaction>(
+        &self,
+        request: Request<X::Request>,
+    ) -> Result<Response<X::Response>, Status>
+    where
+        X::Response: Outcome,
+    {
+        let req = request.into_inner();
+        let (auth, patient) = (X::auth(&req).cloned(), X::patient(&req).cloned());
+        let attributes = X::audit_attributes(&req);
+        let event = |direction: Direction| {
+            let mut e = AuditEvent::new("dmp-gateway", X::USE_CASE, direction);
+            e.user_id = auth
+                .as_ref()
+                .map(|a| a.professional_id.clone())
+                .filter(|s| !s.is_empty());
+            e.patient_ins = patient.as_ref().map(|p| p.ins.clone()).filter(|s| !s.is_empty());
+            e.peer = auth.as_ref().map(|a| format!("relay {}", a.relay_id));
+            e.trace_id = platform::telemetry::current_trace_id();
+            e.attributes = attributes.clone();
+            e
+        };
+        self.audit
+            .record(event(Direction::ReceivedRequest))
+            .await
+            .map_err(Status::from)?;
+        let result = self.exchange::<X>(req).await.map_err(Status::from);
+        let mut outcome = event(Direction::ReturnedResponse);
+        match &result {
+            Ok(r) => {
+                outcome.status = Some("OK".into());
+                outcome.error_code = r.registry_status();
+                outcome.attributes = serde_json::json!({ "request": attributes, "response": r.details() });
+            }
+            Err(status) => {
+                outcome.status = Some(platform::metrics::code_name(status.code() as i32).to_owned());
+                outcome.attributes = serde_json::json!({ "request": attributes, "error": status.message() });
+            }
+        }
+        if let Err(e) = self.audit.record(outcome).await {
+            tracing::error!(use_case = X::USE_CASE, error = %e, "the outcome of a DMP transaction could not be audited");
+        }
+        result.map(Response::new)
+    }
+}
+
+/// What a response says about the outcome, for the audit log.
+trait Outcome {
+    fn registry_status(&self) -> Option<String>;
+    fn details(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+fn registry_status_name(status: i32, errors: &[pb::RegistryError]) -> Option<String> {
+    let name = pb::RegistryResponseStatus::try_from(status)
+        .map(|s| s.as_str_name().to_owned())
+        .ok()?;
+    let codes: Vec<&str> = errors.iter().map(|e| e.error_code.as_str()).collect();
+    Some(if codes.is_empty() {
+        name
+    } else {
+        format!("{name} {}", codes.join(","))
+    })
+}
+
+impl Outcome for pb::SubmitDocumentsResponse {
+    fn registry_status(&self) -> Option<String> {
+        registry_status_name(self.status, &self.errors)
+    }
+    fn details(&self) -> serde_json::Value {
+        serde_json::json!({ "document_unique_ids": self.document_unique_ids, "submission_set_unique_id": self.submission_set_unique_id })
+    }
+}
+
+impl Outcome for pb::FindDocumentsResponse {
+    fn registry_status(&self) -> Option<String> {
+        registry_status_name(self.status, &self.errors)
+    }
+    fn details(&self) -> serde_json::Value {
+        serde_json::json!({ "documents_found": self.documents.len() })
+    }
+}
+
+impl Outcome for pb::RetrieveDocumentResponse {
+    fn registry_status(&self) -> Option<String> {
+        registry_status_name(self.status, &self.errors)
+    }
+    fn details(&self) -> serde_json::Value {
+        serde_json::json!({ "document_unique_id": self.document_unique_id, "size": self.content.len() })
+    }
+}
+
+impl Outcome for pb::TestPatientDmpResponse {
+    fn registry_status(&self) -> Option<String> {
+        pb::Authorization::try_from(self.authorization)
+            .map(|a| a.as_str_name().to_owned())
+            .ok()
+    }
+    fn details(&self) -> serde_json::Value {
+        serde_json::json!({ "dmp_exists": self.dmp_exists, "dmp_closed": self.dmp_closed })
+    }
+}
+
+impl Outcome for pb::UpdateDocumentStatusResponse {
+    fn registry_status(&self) -> Option<String> {
+        registry_status_name(self.status, &self.errors)
+    }
+}
+
+#[tonic::async_trait]
+impl<T: DmpTransport> DmpGateway for Gateway<T> {
+    async fn submit_documents(
+        &self,
+        request: Request<pb::SubmitDocumentsRequest>,
+    ) -> Result<Response<pb::SubmitDocumentsResponse>, Status> {
+        self.audited::<Submit>(request).await
+    }
+
+    async fn find_documents(
+        &self,
+        request: Request<pb::FindDocumentsRequest>,
+    ) -> Result<Response<pb::FindDocumentsResponse>, Status> {
+        self.audited::<Find>(request).await
+    }
+
+    async fn retrieve_document(
+        &self,
+        request: Request<pb::RetrieveDocumentRequest>,
+    ) -> Result<Response<pb::RetrieveDocumentResponse>, Status> {
+        self.audited::<Retrieve>(request).await
+    }
+
+    async fn test_patient_dmp(
+        &self,
+        request: Request<pb::TestPatientDmpRequest>,
+    ) -> Result<Response<pb::TestPatientDmpResponse>, Status> {
+        self.audited::<TestPatient>(request).await
+    }
+
+    async fn update_document_status(
+        &self,
+        request: Request<pb::UpdateDocumentStatusRequest>,
+    ) -> Result<Response<pb::UpdateDocumentStatusResponse>, Status> {
+        self.audited::<UpdateStatus>(request).await
+    }
+}
