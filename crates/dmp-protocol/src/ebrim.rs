@@ -150,6 +150,14 @@ pub struct ObjectList {
     pub object_refs: Vec<String>,
 }
 
+fn first_value<'a>(slots: &'a [Slot], name: &str) -> Option<&'a str> {
+    slots
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| s.values.first())
+        .map(String::as_str)
+}
+
 impl RegistryObject {
     /// The slot named `name`.
     pub fn slot(&self, name: &str) -> Option<&Slot> {
@@ -158,7 +166,7 @@ impl RegistryObject {
 
     /// The first value of the slot named `name`.
     pub fn slot_value(&self, name: &str) -> Option<&str> {
-        self.slot(name).and_then(|s| s.values.first()).map(String::as_str)
+        first_value(&self.slots, name)
     }
 
     /// The classifications of one scheme.
@@ -180,22 +188,14 @@ impl RegistryObject {
 impl Classification {
     /// The first value of the slot named `name`.
     pub fn slot_value(&self, name: &str) -> Option<&str> {
-        self.slots
-            .iter()
-            .find(|s| s.name == name)
-            .and_then(|s| s.values.first())
-            .map(String::as_str)
+        first_value(&self.slots, name)
     }
 }
 
 impl Association {
     /// The first value of the slot named `name`.
     pub fn slot_value(&self, name: &str) -> Option<&str> {
-        self.slots
-            .iter()
-            .find(|s| s.name == name)
-            .and_then(|s| s.values.first())
-            .map(String::as_str)
+        first_value(&self.slots, name)
     }
 }
 

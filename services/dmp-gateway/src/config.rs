@@ -227,10 +227,7 @@ impl ServiceConfig for Config {
                 return Err(ConfigError::invalid(key, "must not be empty"));
             }
         }
-        self.xds.validate("xds").map_err(|e| {
-            let (key, reason) = e.split_once(": ").unwrap_or(("xds", e.as_str()));
-            ConfigError::invalid(key, reason)
-        })?;
+        self.xds.validate("xds")?;
         self.dmp.uri()?;
         self.dmp.versions()?;
         check_file("dmp.ca_bundle", &self.dmp.ca_bundle)?;
@@ -307,39 +304,40 @@ impl Default for XdsSettings {
 
 impl XdsSettings {
     /// Validation naming the configuration key (`prefix` is the section name).
-    pub(crate) fn validate(&self, prefix: &str) -> Result<(), String> {
-        if !is_oid(&self.source_id) {
-            return Err(format!("{prefix}.source_id: `{}` is not an OID", self.source_id));
-        }
-        if !is_oid(&self.repository_unique_id) {
-            return Err(format!(
-                "{prefix}.repository_unique_id: `{}` is not an OID",
-                self.repository_unique_id
-            ));
-        }
-        if !is_oid(&self.hl7_sender_oid) {
-            return Err(format!(
-                "{prefix}.hl7_sender_oid: `{}` is not an OID",
-                self.hl7_sender_oid
-            ));
+    fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("{prefix}.{k}");
+        for (k, oid) in [
+            ("source_id", &self.source_id),
+            ("repository_unique_id", &self.repository_unique_id),
+            ("hl7_sender_oid", &self.hl7_sender_oid),
+        ] {
+            if !is_oid(oid) {
+                return Err(ConfigError::invalid(key(k), format!("`{oid}` is not an OID")));
+            }
         }
         if self.max_document_bytes == 0 {
-            return Err(format!("{prefix}.max_document_bytes: must be positive"));
+            return Err(ConfigError::invalid(
+                key("max_document_bytes"),
+                "must be positive",
+            ));
         }
         if self.max_documents == 0 {
-            return Err(format!("{prefix}.max_documents: must be positive"));
+            return Err(ConfigError::invalid(key("max_documents"), "must be positive"));
         }
-        for (key, path) in [
+        for (k, path) in [
             ("repository_path", &self.repository_path),
             ("registry_path", &self.registry_path),
             ("patients_path", &self.patients_path),
         ] {
             if !path.starts_with('/') {
-                return Err(format!("{prefix}.{key}: `{path}` must start with /"));
+                return Err(ConfigError::invalid(
+                    key(k),
+                    format!("`{path}` must start with /"),
+                ));
             }
         }
         self.status_update_code()
-            .map_err(|e| format!("{prefix}.status_update_content_type: {}", e.reason))?;
+            .map_err(|e| ConfigError::invalid(key("status_update_content_type"), e.reason))?;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use dmp_protocol::soap::{self, Addressing, Envelope};
 use dmp_protocol::transactions::WebService;
 use dmp_protocol::vihf::{self, LpsIdentity, ProfessionalIdentity, VihfContext, VihfInput};
 use dmp_protocol::xades;
-use dmp_protocol::xds::{FieldError, Ins};
+use dmp_protocol::xds::Ins;
 use dmp_protocol::xml::Element;
 use ehealth_proto::dmp::v1 as pb;
 
@@ -22,11 +22,40 @@ use crate::config::XdsSettings;
 use crate::conversions;
 use crate::error::{DmpError, TransportError};
 
+/// What every `dmp.v1` request carries: who calls, for which patient.
+pub trait DmpRequest {
+    /// The authentication context (relay, professional, VIHF attributes).
+    fn auth_context(&self) -> Option<&pb::AuthenticationContext>;
+    /// The patient the request is about.
+    fn patient(&self) -> Option<&pb::PatientId>;
+}
+
+macro_rules! dmp_requests {
+    ($($request:ty),*) => {$(
+        impl DmpRequest for $request {
+            fn auth_context(&self) -> Option<&pb::AuthenticationContext> {
+                self.auth_context.as_ref()
+            }
+            fn patient(&self) -> Option<&pb::PatientId> {
+                self.patient.as_ref()
+            }
+        }
+    )*};
+}
+
+dmp_requests!(
+    pb::SubmitDocumentsRequest,
+    pb::FindDocumentsRequest,
+    pb::RetrieveDocumentRequest,
+    pb::TestPatientDmpRequest,
+    pb::UpdateDocumentStatusRequest
+);
+
 /// One DMP transaction: a gRPC request in, a gRPC response out, one message exchanged with the
 /// DMP in between.
 pub trait Transaction {
     /// The gRPC request.
-    type Request: Send + 'static;
+    type Request: DmpRequest + Send + 'static;
     /// The request once every check that needs neither the card nor the DMP has passed.
     type Valid: std::fmt::Debug + Send + Sync + 'static;
     /// The gRPC response.
@@ -41,12 +70,11 @@ pub trait Transaction {
     /// When a failed post may be sent again.
     const RETRY: Retry;
 
-    /// The request's authentication context.
-    fn auth(req: &Self::Request) -> Option<&pb::AuthenticationContext>;
-    /// The patient the request is about (audit).
-    fn patient(req: &Self::Request) -> Option<&pb::PatientId>;
     /// What the audit log records of the request, besides who and which patient.
-    fn audit_attributes(req: &Self::Request) -> serde_json::Value;
+    fn audit_request(req: &Self::Request) -> serde_json::Value;
+    /// What the audit log records of the response: the DMP's verdict (registry status and
+    /// error codes, or the authorization) and details.
+    fn audit_response(resp: &Self::Response) -> (Option<String>, serde_json::Value);
 
     /// Checks the request; nothing is sent when this fails (`INVALID_ARGUMENT` naming the field).
     fn validate(
@@ -60,8 +88,7 @@ pub trait Transaction {
     fn parse(valid: &Self::Valid, reply: &Reply) -> Result<Self::Response, DmpError>;
 
     /// The error of a post that failed after it may have reached the DMP.
-    fn interrupted(valid: &Self::Valid, error: TransportError) -> DmpError {
-        let _ = valid;
+    fn interrupted(_valid: &Self::Valid, error: TransportError) -> DmpError {
         DmpError::Transport(error)
     }
 }
@@ -271,17 +298,18 @@ pub(crate) fn registry_status(
     ))
 }
 
-/// The checks every request starts with: an authentication context naming a relay.
-pub(crate) fn auth_of(a: Option<&pb::AuthenticationContext>) -> Result<&pb::AuthenticationContext, DmpError> {
-    let a = a.ok_or_else(|| FieldError::new("auth_context", "required"))?;
-    if a.relay_id.is_empty() {
-        return Err(FieldError::new(
-            "auth_context.relay_id",
-            "required (the cps-relay holding the card)",
-        )
-        .into());
-    }
-    Ok(a)
+/// A registry status and its error codes, as the audit log records them
+/// (`REGISTRY_RESPONSE_STATUS_FAILURE XDSDuplicateUniqueIdInRegistry`).
+pub(crate) fn registry_verdict(status: i32, errors: &[pb::RegistryError]) -> Option<String> {
+    let name = pb::RegistryResponseStatus::try_from(status)
+        .map(|s| s.as_str_name().to_owned())
+        .ok()?;
+    let codes: Vec<&str> = errors.iter().map(|e| e.error_code.as_str()).collect();
+    Some(if codes.is_empty() {
+        name
+    } else {
+        format!("{name} {}", codes.join(","))
+    })
 }
 
 /// A request validated and built, without transport: what would be posted, and how its answer
@@ -296,7 +324,7 @@ pub struct Prepared<X: Transaction> {
 /// Validates and builds a request for the professional of `ctx` (who must be the one the
 /// request names), as the RPCs do once the card is known.
 pub fn prepare<X: Transaction>(req: X::Request, ctx: &CallContext<'_>) -> Result<Prepared<X>, DmpError> {
-    if let Some(a) = X::auth(&req)
+    if let Some(a) = req.auth_context()
         && a.professional_id != ctx.professional.id
     {
         return Err(DmpError::field(

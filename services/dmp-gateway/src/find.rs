@@ -14,7 +14,7 @@ use ehealth_proto::dmp::v1 as pb;
 use crate::config::XdsSettings;
 use crate::conversions;
 use crate::error::DmpError;
-use crate::exchange::{CallContext, Message, Reply, Retry, Transaction, registry_status};
+use crate::exchange::{CallContext, Message, Reply, Retry, Transaction, registry_status, registry_verdict};
 
 /// TD3.1.
 #[derive(Debug, Clone, Copy)]
@@ -48,16 +48,15 @@ impl Transaction for Find {
     const ACTION: &'static str = action::ITI18;
     const RETRY: Retry = Retry::Idempotent;
 
-    fn auth(req: &Self::Request) -> Option<&pb::AuthenticationContext> {
-        req.auth_context.as_ref()
-    }
-
-    fn patient(req: &Self::Request) -> Option<&pb::PatientId> {
-        req.patient.as_ref()
-    }
-
-    fn audit_attributes(req: &Self::Request) -> serde_json::Value {
+    fn audit_request(req: &Self::Request) -> serde_json::Value {
         serde_json::json!({ "transaction": "TD3.1", "statuses": req.statuses })
+    }
+
+    fn audit_response(r: &pb::FindDocumentsResponse) -> (Option<String>, serde_json::Value) {
+        (
+            registry_verdict(r.status, &r.errors),
+            serde_json::json!({ "documents_found": r.documents.len() }),
+        )
     }
 
     fn validate(

@@ -37,7 +37,9 @@ pub use connections::{
 };
 pub use dmp_tls::{TlsVersion, client_config};
 pub use error::{DmpError, TransportError};
-pub use exchange::{CallContext, Incoming, Message, Outgoing, Prepared, Reply, Retry, Transaction, prepare};
+pub use exchange::{
+    CallContext, DmpRequest, Incoming, Message, Outgoing, Prepared, Reply, Retry, Transaction, prepare,
+};
 pub use find::{Find, FindQuery};
 pub use relay::{RelayDirectory, RelayEndpoint, SignFailure, SignerThread};
 pub use remote_key::{CardResolver, RemoteKey, SignatureLedger};

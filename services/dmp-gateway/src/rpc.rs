@@ -16,6 +16,7 @@ use dmp_protocol::mtom::HttpBody;
 use dmp_protocol::transactions::WebService;
 use dmp_protocol::vihf::{LpsIdentity, ProfessionalIdentity};
 use dmp_protocol::xades;
+use dmp_protocol::xds::FieldError;
 use ehealth_proto::dmp::v1 as pb;
 use ehealth_proto::dmp::v1::dmp_gateway_server::DmpGateway;
 use platform::audit::{AuditEvent, AuditLog, Direction};
@@ -24,7 +25,7 @@ use tonic::{Request, Response, Status};
 use crate::config::XdsSettings;
 use crate::connections::{DmpConnections, Professional};
 use crate::error::{DmpError, TransportError};
-use crate::exchange::{CallContext, Incoming, Retry, Transaction, auth_of, open_response};
+use crate::exchange::{CallContext, DmpRequest as _, Incoming, Retry, Transaction, open_response};
 use crate::find::Find;
 use crate::retrieve::Retrieve;
 use crate::submit::Submit;
@@ -94,6 +95,19 @@ pub struct ServicePaths {
     pub patients: String,
 }
 
+/// The checks every request starts with: an authentication context naming a relay.
+fn auth_of(a: Option<&pb::AuthenticationContext>) -> Result<&pb::AuthenticationContext, DmpError> {
+    let a = a.ok_or_else(|| FieldError::new("auth_context", "required"))?;
+    if a.relay_id.is_empty() {
+        return Err(FieldError::new(
+            "auth_context.relay_id",
+            "required (the cps-relay holding the card)",
+        )
+        .into());
+    }
+    Ok(a)
+}
+
 /// The gRPC service over a transport.
 pub struct Gateway<T = DmpConnections> {
     transport: Arc<T>,
@@ -147,7 +161,7 @@ impl<T: DmpTransport> Gateway<T> {
     /// card's professional, posted (and posted again as [`Transaction::RETRY`] allows), and its
     /// answer parsed.
     pub async fn exchange<X: Transaction>(&self, req: X::Request) -> Result<X::Response, DmpError> {
-        let auth = auth_of(X::auth(&req))?.clone();
+        let auth = auth_of(req.auth_context())?.clone();
         let valid = X::validate(req, &self.settings, time::OffsetDateTime::now_utc())?;
         let professional = self.professional(&auth).await?;
         let endpoint = format!(
@@ -195,13 +209,10 @@ impl<T: DmpTransport> Gateway<T> {
     async fn audited<X: Transaction>(
         &self,
         request: Request<X::Request>,
-    ) -> Result<Response<X::Response>, Status>
-    where
-        X::Response: Outcome,
-    {
+    ) -> Result<Response<X::Response>, Status> {
         let req = request.into_inner();
-        let (auth, patient) = (X::auth(&req).cloned(), X::patient(&req).cloned());
-        let attributes = X::audit_attributes(&req);
+        let (auth, patient) = (req.auth_context().cloned(), req.patient().cloned());
+        let attributes = X::audit_request(&req);
         let event = |direction: Direction| {
             let mut e = AuditEvent::new("dmp-gateway", X::USE_CASE, direction);
             e.user_id = auth
@@ -223,8 +234,9 @@ impl<T: DmpTransport> Gateway<T> {
         match &result {
             Ok(r) => {
                 outcome.status = Some("OK".into());
-                outcome.error_code = r.registry_status();
-                outcome.attributes = serde_json::json!({ "request": attributes, "response": r.details() });
+                let (verdict, details) = X::audit_response(r);
+                outcome.error_code = verdict;
+                outcome.attributes = serde_json::json!({ "request": attributes, "response": details });
             }
             Err(status) => {
                 outcome.status = Some(platform::metrics::code_name(status.code() as i32).to_owned());
@@ -235,70 +247,6 @@ impl<T: DmpTransport> Gateway<T> {
             tracing::error!(use_case = X::USE_CASE, error = %e, "the outcome of a DMP transaction could not be audited");
         }
         result.map(Response::new)
-    }
-}
-
-/// What a response says about the outcome, for the audit log.
-trait Outcome {
-    fn registry_status(&self) -> Option<String>;
-    fn details(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-}
-
-fn registry_status_name(status: i32, errors: &[pb::RegistryError]) -> Option<String> {
-    let name = pb::RegistryResponseStatus::try_from(status)
-        .map(|s| s.as_str_name().to_owned())
-        .ok()?;
-    let codes: Vec<&str> = errors.iter().map(|e| e.error_code.as_str()).collect();
-    Some(if codes.is_empty() {
-        name
-    } else {
-        format!("{name} {}", codes.join(","))
-    })
-}
-
-impl Outcome for pb::SubmitDocumentsResponse {
-    fn registry_status(&self) -> Option<String> {
-        registry_status_name(self.status, &self.errors)
-    }
-    fn details(&self) -> serde_json::Value {
-        serde_json::json!({ "document_unique_ids": self.document_unique_ids, "submission_set_unique_id": self.submission_set_unique_id })
-    }
-}
-
-impl Outcome for pb::FindDocumentsResponse {
-    fn registry_status(&self) -> Option<String> {
-        registry_status_name(self.status, &self.errors)
-    }
-    fn details(&self) -> serde_json::Value {
-        serde_json::json!({ "documents_found": self.documents.len() })
-    }
-}
-
-impl Outcome for pb::RetrieveDocumentResponse {
-    fn registry_status(&self) -> Option<String> {
-        registry_status_name(self.status, &self.errors)
-    }
-    fn details(&self) -> serde_json::Value {
-        serde_json::json!({ "document_unique_id": self.document_unique_id, "size": self.content.len() })
-    }
-}
-
-impl Outcome for pb::TestPatientDmpResponse {
-    fn registry_status(&self) -> Option<String> {
-        pb::Authorization::try_from(self.authorization)
-            .map(|a| a.as_str_name().to_owned())
-            .ok()
-    }
-    fn details(&self) -> serde_json::Value {
-        serde_json::json!({ "dmp_exists": self.dmp_exists, "dmp_closed": self.dmp_closed })
-    }
-}
-
-impl Outcome for pb::UpdateDocumentStatusResponse {
-    fn registry_status(&self) -> Option<String> {
-        registry_status_name(self.status, &self.errors)
     }
 }
 

@@ -22,7 +22,7 @@ use ehealth_proto::dmp::v1 as pb;
 use crate::config::XdsSettings;
 use crate::conversions;
 use crate::error::{DmpError, TransportError};
-use crate::exchange::{CallContext, Message, Reply, Retry, Transaction, registry_status};
+use crate::exchange::{CallContext, Message, Reply, Retry, Transaction, registry_status, registry_verdict};
 use crate::reconcile::entry_from_request;
 
 /// TD2.1.
@@ -66,15 +66,7 @@ impl Transaction for Submit {
     const ACTION: &'static str = action::ITI41;
     const RETRY: Retry = Retry::OnlyIfNeverSent;
 
-    fn auth(req: &Self::Request) -> Option<&pb::AuthenticationContext> {
-        req.auth_context.as_ref()
-    }
-
-    fn patient(req: &Self::Request) -> Option<&pb::PatientId> {
-        req.patient.as_ref()
-    }
-
-    fn audit_attributes(req: &Self::Request) -> serde_json::Value {
+    fn audit_request(req: &Self::Request) -> serde_json::Value {
         serde_json::json!({
             "transaction": "TD2.1",
             "document_unique_ids": req
@@ -232,6 +224,16 @@ impl Transaction for Submit {
         }
         body.push_str("</xdsb:ProvideAndRegisterDocumentSetRequest>");
         Ok(Message::mtom(assertion, body, attachments))
+    }
+
+    fn audit_response(r: &pb::SubmitDocumentsResponse) -> (Option<String>, serde_json::Value) {
+        (
+            registry_verdict(r.status, &r.errors),
+            serde_json::json!({
+                "document_unique_ids": r.document_unique_ids,
+                "submission_set_unique_id": r.submission_set_unique_id,
+            }),
+        )
     }
 
     fn parse(v: &ValidSubmission, reply: &Reply) -> Result<pb::SubmitDocumentsResponse, DmpError> {

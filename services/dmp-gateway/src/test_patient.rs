@@ -34,16 +34,17 @@ impl Transaction for TestPatient {
     const ACTION: &'static str = action::TD02;
     const RETRY: Retry = Retry::Idempotent;
 
-    fn auth(req: &Self::Request) -> Option<&pb::AuthenticationContext> {
-        req.auth_context.as_ref()
-    }
-
-    fn patient(req: &Self::Request) -> Option<&pb::PatientId> {
-        req.patient.as_ref()
-    }
-
-    fn audit_attributes(_: &Self::Request) -> serde_json::Value {
+    fn audit_request(_: &Self::Request) -> serde_json::Value {
         serde_json::json!({ "transaction": "TD0.2" })
+    }
+
+    fn audit_response(r: &pb::TestPatientDmpResponse) -> (Option<String>, serde_json::Value) {
+        (
+            pb::Authorization::try_from(r.authorization)
+                .map(|a| a.as_str_name().to_owned())
+                .ok(),
+            serde_json::json!({ "dmp_exists": r.dmp_exists, "dmp_closed": r.dmp_closed }),
+        )
     }
 
     fn validate(

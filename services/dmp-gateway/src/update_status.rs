@@ -14,7 +14,7 @@ use ehealth_proto::dmp::v1 as pb;
 use crate::config::XdsSettings;
 use crate::conversions;
 use crate::error::DmpError;
-use crate::exchange::{CallContext, Message, Reply, Retry, Transaction, registry_status};
+use crate::exchange::{CallContext, Message, Reply, Retry, Transaction, registry_status, registry_verdict};
 
 /// TD3.3c/d.
 #[derive(Debug, Clone, Copy)]
@@ -42,20 +42,16 @@ impl Transaction for UpdateStatus {
     const ACTION: &'static str = action::ITI57;
     const RETRY: Retry = Retry::OnlyIfNeverSent;
 
-    fn auth(req: &Self::Request) -> Option<&pb::AuthenticationContext> {
-        req.auth_context.as_ref()
-    }
-
-    fn patient(req: &Self::Request) -> Option<&pb::PatientId> {
-        req.patient.as_ref()
-    }
-
-    fn audit_attributes(req: &Self::Request) -> serde_json::Value {
+    fn audit_request(req: &Self::Request) -> serde_json::Value {
         serde_json::json!({
             "transaction": "TD3.3",
             "document_unique_id": req.document_unique_id,
             "new_status": req.new_status,
         })
+    }
+
+    fn audit_response(r: &pb::UpdateDocumentStatusResponse) -> (Option<String>, serde_json::Value) {
+        (registry_verdict(r.status, &r.errors), serde_json::Value::Null)
     }
 
     fn validate(
