@@ -31,23 +31,21 @@ use platform::CancellationToken;
 use platform::metrics::Metrics;
 use platform::server::{GrpcServer, RunningServer, ServerError};
 
-pub use config::{Config, DmpSettings, RelayClientSettings, RelaySettings, SignatureSettings, XdsSettings};
-pub use connections::{
-    DmpConnections, DmpEndpoint, DmpResponse, Professional, ProfessionalSession, TransportMetrics,
-};
+use connections::DmpEndpoint;
+
+pub use config::{Config, RelaySettings, XdsSettings};
+pub use connections::{DmpConnections, Professional, TransportMetrics};
 pub use dmp_tls::{TlsVersion, client_config};
 pub use error::{DmpError, TransportError};
-pub use exchange::{
-    CallContext, DmpRequest, Incoming, Message, Outgoing, Prepared, Reply, Retry, Transaction, prepare,
-};
-pub use find::{Find, FindQuery};
-pub use relay::{RelayDirectory, RelayEndpoint, SignFailure, SignerThread};
-pub use remote_key::{CardResolver, RemoteKey, SignatureLedger};
-pub use retrieve::{DocumentRequest, Retrieve};
+pub use exchange::{CallContext, Incoming, Outgoing, Prepared, Transaction, prepare};
+pub use find::Find;
+pub use relay::{RelayDirectory, RelayEndpoint};
+pub use remote_key::{CardResolver, RemoteKey};
+pub use retrieve::Retrieve;
 pub use rpc::{DmpTransport, Gateway, ServicePaths};
-pub use submit::{Submit, ValidSubmission};
-pub use test_patient::{PatientTest, TestPatient};
-pub use update_status::{StatusChange, UpdateStatus};
+pub use submit::Submit;
+pub use test_patient::TestPatient;
+pub use update_status::UpdateStatus;
 
 /// Why the service did not start.
 #[derive(Debug, thiserror::Error)]
