@@ -57,14 +57,3 @@ pub enum WebService {
     /// The patient service: TD0.2.
     Patients,
 }
-
-impl WebService {
-    /// The default path of the service.
-    pub fn default_path(self) -> &'static str {
-        match self {
-            WebService::Repository => default_paths::REPOSITORY,
-            WebService::Registry => default_paths::REGISTRY,
-            WebService::Patients => default_paths::PATIENTS,
-        }
-    }
-}
