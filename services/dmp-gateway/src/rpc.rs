@@ -250,40 +250,27 @@ impl<T: DmpTransport> Gateway<T> {
     }
 }
 
-#[tonic::async_trait]
-impl<T: DmpTransport> DmpGateway for Gateway<T> {
-    async fn submit_documents(
-        &self,
-        request: Request<pb::SubmitDocumentsRequest>,
-    ) -> Result<Response<pb::SubmitDocumentsResponse>, Status> {
-        self.audited::<Submit>(request).await
-    }
+/// Every RPC is its transaction, audited: `method: Transaction`.
+macro_rules! rpcs {
+    ($($method:ident: $transaction:ty),* $(,)?) => {
+        #[tonic::async_trait]
+        impl<T: DmpTransport> DmpGateway for Gateway<T> {
+            $(
+                async fn $method(
+                    &self,
+                    request: Request<<$transaction as Transaction>::Request>,
+                ) -> Result<Response<<$transaction as Transaction>::Response>, Status> {
+                    self.audited::<$transaction>(request).await
+                }
+            )*
+        }
+    };
+}
 
-    async fn find_documents(
-        &self,
-        request: Request<pb::FindDocumentsRequest>,
-    ) -> Result<Response<pb::FindDocumentsResponse>, Status> {
-        self.audited::<Find>(request).await
-    }
-
-    async fn retrieve_document(
-        &self,
-        request: Request<pb::RetrieveDocumentRequest>,
-    ) -> Result<Response<pb::RetrieveDocumentResponse>, Status> {
-        self.audited::<Retrieve>(request).await
-    }
-
-    async fn test_patient_dmp(
-        &self,
-        request: Request<pb::TestPatientDmpRequest>,
-    ) -> Result<Response<pb::TestPatientDmpResponse>, Status> {
-        self.audited::<TestPatient>(request).await
-    }
-
-    async fn update_document_status(
-        &self,
-        request: Request<pb::UpdateDocumentStatusRequest>,
-    ) -> Result<Response<pb::UpdateDocumentStatusResponse>, Status> {
-        self.audited::<UpdateStatus>(request).await
-    }
+rpcs! {
+    submit_documents: Submit,
+    find_documents: Find,
+    retrieve_document: Retrieve,
+    test_patient_dmp: TestPatient,
+    update_document_status: UpdateStatus,
 }
