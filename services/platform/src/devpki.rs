@@ -9,8 +9,11 @@
 //!   RDN is multi-valued and, like on real test cards, kept in card order rather than DER-sorted
 //!   (rcgen cannot write multi-valued RDNs, so the subject is spliced in and the TBS re-signed);
 //! - the DMP server certificate (SAN `localhost`, `dmp-sim`, `127.0.0.1`);
-//! - an internal "suite" CA (ECDSA P-256) for gateway↔relay mutual TLS and service listeners;
-//! - the ES512 (P-521) key twiin-authz signs its assertions with.
+//! - an internal "suite" CA (ECDSA P-256) for gateway↔relay mutual TLS and service listeners,
+//!   with the client certificates of the card holder's UI (`holder-ui`) and of an integrator
+//!   backend (`integrator`) besides the gateway's (issue 13);
+//! - the ES512 (P-521) key twiin-authz signs its assertions with, and the P-256 key cps-relay
+//!   signs session grants with.
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +47,18 @@ pub mod files {
     pub const SERVICE_SERVER_CERT: &str = "services-server.pem";
     pub const SERVICE_SERVER_KEY: &str = "services-server.key.pem";
     pub const TWIIN_SIGNING_KEY: &str = "twiin-assertion-signing.key.pem";
+    /// Client certificate of the card holder's own UI (caller identity `holder-ui`): Login,
+    /// Logout and session grants on cps-relay.
+    pub const HOLDER_UI_CLIENT_CERT: &str = "holder-ui-client.pem";
+    pub const HOLDER_UI_CLIENT_KEY: &str = "holder-ui-client.key.pem";
+    /// Client certificate of an integrator backend (caller identity `integrator`), the grantee
+    /// of session grants and dmp-gateway's caller.
+    pub const INTEGRATOR_CLIENT_CERT: &str = "integrator-client.pem";
+    pub const INTEGRATOR_CLIENT_KEY: &str = "integrator-client.key.pem";
+    /// cps-relay's session grant key (P-256, PKCS#8) and its public key (SPKI PEM) for the
+    /// gateway.
+    pub const RELAY_GRANT_KEY: &str = "cps-relay-grant.key.pem";
+    pub const RELAY_GRANT_PUBLIC_KEY: &str = "cps-relay-grant.pub.pem";
     pub(super) const COMPLETE: &str = ".complete";
 }
 
@@ -100,6 +115,11 @@ impl DevPki {
     /// callers are safe: generation happens in a temporary sibling folder renamed into place.
     pub fn ensure(dir: &Path) -> Result<DevPki, PkiError> {
         if dir.join(files::COMPLETE).exists() {
+            // A PKI made before issue 13 lacks the holder's and integrator's identities and
+            // the grant key: add them, so `make run` keeps working on an existing `.dev-pki/`.
+            if !dir.join(files::RELAY_GRANT_PUBLIC_KEY).exists() {
+                add_session_identities(dir)?;
+            }
             return Ok(DevPki {
                 dir: dir.to_path_buf(),
             });
@@ -293,6 +313,7 @@ fn generate(dir: &Path) -> Result<(), PkiError> {
     write(&dir.join(files::SUITE_CA), &suite_cert.pem())?;
     write(&dir.join(files::SUITE_CA_KEY), &suite_key.serialize_pem())?;
 
+    session_identities(dir, &suite)?;
     let leaves: [(&str, &str, &[&str], ExtendedKeyUsagePurpose); 3] = [
         (
             files::RELAY_SERVER_CERT,
@@ -323,6 +344,29 @@ fn generate(dir: &Path) -> Result<(), PkiError> {
     let twiin = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512)?;
     write(&dir.join(files::TWIIN_SIGNING_KEY), &twiin.serialize_pem())?;
     Ok(())
+}
+
+/// The holder's UI and integrator client certificates (from the suite CA) and the relay's
+/// grant key; the public key is written last, it marks the set complete.
+fn session_identities(dir: &Path, suite: &Issuer<'_, impl rcgen::SigningKey>) -> Result<(), PkiError> {
+    for (file, name) in [
+        (files::HOLDER_UI_CLIENT_CERT, "holder-ui"),
+        (files::INTEGRATOR_CLIENT_CERT, "integrator"),
+    ] {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let cert = leaf_params(name, &[name], ExtendedKeyUsagePurpose::ClientAuth)?.signed_by(&key, suite)?;
+        write(&dir.join(file), &cert.pem())?;
+        write(&dir.join(file.replace(".pem", ".key.pem")), &key.serialize_pem())?;
+    }
+    let grant = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    write(&dir.join(files::RELAY_GRANT_KEY), &grant.serialize_pem())?;
+    write(&dir.join(files::RELAY_GRANT_PUBLIC_KEY), &grant.public_key_pem())
+}
+
+fn add_session_identities(dir: &Path) -> Result<(), PkiError> {
+    let ca_key = KeyPair::from_pem(&read(&dir.join(files::SUITE_CA_KEY))?)?;
+    let suite = Issuer::from_ca_cert_pem(&read(&dir.join(files::SUITE_CA))?, &ca_key)?;
+    session_identities(dir, &suite)
 }
 
 /// Makes a CPS authentication certificate (leaf PEM, key PEM) for `who`, signed by `issuer`
@@ -494,5 +538,36 @@ mod tests {
         crate::tls::load_private_key(&key).expect("key");
         let (_, leaf) = parse_x509_certificate(&certs[0]).expect("parses");
         assert!(leaf.subject().to_string().contains("810100000002"));
+    }
+
+    #[test]
+    fn session_identities_are_added_to_an_older_pki() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let pki = DevPki::ensure(tmp.path()).expect("generate");
+        for (cert, identity) in [
+            (files::HOLDER_UI_CLIENT_CERT, "holder-ui"),
+            (files::INTEGRATOR_CLIENT_CERT, "integrator"),
+            (files::GATEWAY_CLIENT_CERT, "dmp-gateway"),
+        ] {
+            let der = crate::tls::load_certs(&pki.path(cert)).expect("cert");
+            assert_eq!(crate::tls::caller_identity(&der[0]), identity);
+        }
+        for f in [
+            files::HOLDER_UI_CLIENT_CERT,
+            files::HOLDER_UI_CLIENT_KEY,
+            files::RELAY_GRANT_KEY,
+            files::RELAY_GRANT_PUBLIC_KEY,
+        ] {
+            std::fs::remove_file(pki.path(f)).expect("remove");
+        }
+        let again = DevPki::ensure(tmp.path()).expect("upgrade");
+        let holder = crate::tls::load_certs(&again.path(files::HOLDER_UI_CLIENT_CERT)).expect("holder");
+        let (_, parsed) = parse_x509_certificate(&holder[0]).expect("parses");
+        let suite = crate::tls::load_certs(&again.path(files::SUITE_CA)).expect("suite");
+        let (_, ca) = parse_x509_certificate(&suite[0]).expect("ca parses");
+        parsed
+            .verify_signature(Some(ca.public_key()))
+            .expect("issued by the existing suite CA");
+        crate::tls::load_private_key(&again.path(files::RELAY_GRANT_KEY)).expect("grant key");
     }
 }

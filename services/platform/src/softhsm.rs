@@ -9,12 +9,14 @@
 //!
 //! SoftHSM2 never locks a PIN after failed logins, but it does refuse login with CKR_PIN_LOCKED
 //! when the token's stored flags carry CKF_USER_PIN_LOCKED: [`SoftHsm::lock_user_pin`] sets that
-//! flag in the token's object file (`CKA_OS_TOKENFLAGS`), which is how a blocked card looks.
+//! flag in the token's object file (`CKA_OS_TOKENFLAGS`), which is how a blocked card looks;
+//! [`SoftHsm::mark_user_pin_final_try`] sets CKF_USER_PIN_FINAL_TRY the same way.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const CKF_USER_PIN_FINAL_TRY: u64 = 0x0002_0000;
 const CKF_USER_PIN_LOCKED: u64 = 0x0004_0000;
 /// CKA_VENDOR_SOFTHSM + 3 (`CKA_OS_TOKENFLAGS`), stored as a CK_ULONG attribute (kind 2).
 const TOKEN_FLAGS_ENTRY: [u8; 16] = [0, 0, 0, 0, 0x80, 0, 0x53, 0x4b, 0, 0, 0, 0, 0, 0, 0, 2];
@@ -162,6 +164,15 @@ impl SoftHsm {
 
     /// Marks the token's user PIN as locked, as a card blocked after too many wrong PINs.
     pub fn lock_user_pin(&self, token: &str) -> Result<(), String> {
+        self.raise_token_flag(token, CKF_USER_PIN_LOCKED)
+    }
+
+    /// Marks the token's user PIN as on its final try, as a card after two wrong PINs.
+    pub fn mark_user_pin_final_try(&self, token: &str) -> Result<(), String> {
+        self.raise_token_flag(token, CKF_USER_PIN_FINAL_TRY)
+    }
+
+    fn raise_token_flag(&self, token: &str, flag: u64) -> Result<(), String> {
         for entry in std::fs::read_dir(&self.tokens)
             .map_err(|e| e.to_string())?
             .flatten()
@@ -184,8 +195,8 @@ impl SoftHsm {
             let value = bytes.get(at..at + 8).ok_or("truncated SoftHSM object file")?;
             let mut flags = [0u8; 8];
             flags.copy_from_slice(value);
-            let locked = u64::from_be_bytes(flags) | CKF_USER_PIN_LOCKED;
-            bytes[at..at + 8].copy_from_slice(&locked.to_be_bytes());
+            let raised = u64::from_be_bytes(flags) | flag;
+            bytes[at..at + 8].copy_from_slice(&raised.to_be_bytes());
             return std::fs::write(&object, bytes).map_err(|e| format!("{}: {e}", object.display()));
         }
         Err(format!("no SoftHSM token labelled {token}"))

@@ -108,3 +108,65 @@ pub fn client_config(
 pub fn sha256_fingerprint(der: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref())
 }
+
+/// The identity of a caller authenticated by a client certificate (issue 13): the first URI
+/// SAN, else the first DNS SAN, else the subject in RFC 4514 form as x509-parser prints it.
+/// Relay and gateway derive it the same way, so one configured string names one caller on both.
+/// A certificate x509-parser cannot read (the TLS layer accepted it) is named
+/// `x509-sha256:<fingerprint>`, which no name of the three forms above can equal.
+pub fn caller_identity(leaf_der: &[u8]) -> String {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf_der) else {
+        return format!("x509-sha256:{}", sha256_fingerprint(leaf_der));
+    };
+    let names: Vec<GeneralName<'_>> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|ext| ext.value.general_names.clone())
+        .unwrap_or_default();
+    let uri = names.iter().find_map(|n| match n {
+        GeneralName::URI(u) => Some(*u),
+        _ => None,
+    });
+    let dns = names.iter().find_map(|n| match n {
+        GeneralName::DNSName(d) => Some(*d),
+        _ => None,
+    });
+    match uri.or(dns) {
+        Some(name) => name.to_owned(),
+        None => cert.subject().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(sans: Vec<rcgen::SanType>) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Integrator");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "backend");
+        params.subject_alt_names = sans;
+        params.self_signed(&key).expect("cert").der().to_vec()
+    }
+
+    #[test]
+    fn caller_identity_prefers_uri_then_dns_then_subject() {
+        let uri = rcgen::SanType::URI("spiffe://example.org/backend".try_into().expect("uri"));
+        let dns = rcgen::SanType::DnsName("backend.example.org".try_into().expect("dns"));
+        assert_eq!(
+            caller_identity(&cert(vec![dns.clone(), uri])),
+            "spiffe://example.org/backend"
+        );
+        assert_eq!(caller_identity(&cert(vec![dns])), "backend.example.org");
+        assert_eq!(caller_identity(&cert(vec![])), "O=Integrator, CN=backend");
+        assert!(caller_identity(b"not a certificate").starts_with("x509-sha256:"));
+    }
+}
