@@ -15,6 +15,8 @@ pub struct Caller {
     pub fingerprint: String,
     /// The certificate subject, for logs and audit.
     pub subject: String,
+    /// The caller identity roles are configured by (`platform::tls::caller_identity`).
+    pub identity: String,
 }
 
 pub fn caller<T>(req: &tonic::Request<T>) -> Result<Caller, RelayError> {
@@ -30,6 +32,7 @@ pub fn caller<T>(req: &tonic::Request<T>) -> Result<Caller, RelayError> {
     Ok(Caller {
         fingerprint: platform::tls::sha256_fingerprint(leaf),
         subject,
+        identity: platform::tls::caller_identity(leaf),
     })
 }
 
@@ -100,6 +103,7 @@ mod tests {
         Caller {
             fingerprint: f.into(),
             subject: "CN=test".into(),
+            identity: "test".into(),
         }
     }
 

@@ -114,7 +114,10 @@ impl CpsRelayClient {
     pub async fn login(&mut self, pin: String) -> Result<GetStatusResponse, tonic::Status> {
         Ok(self
             .inner
-            .login(LoginRequest { pin })
+            .login(LoginRequest {
+                pin,
+                ..Default::default()
+            })
             .await?
             .into_inner()
             .status

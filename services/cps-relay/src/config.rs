@@ -14,11 +14,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Development mode (`make run`, tests): empty `access` roles default to the dev PKI's
+    /// identities, and `grants.required = false` is accepted. Never in production.
+    pub development: bool,
     pub server: ServerSettings,
     pub metrics: MetricsSettings,
     pub telemetry: TelemetrySettings,
     pub backend: BackendSettings,
     pub access: AccessSettings,
+    pub grants: GrantSettings,
+    pub signing: SigningSettings,
+    pub card: CardSettings,
     /// Where every signature is recorded (SQLite file by default, PostgreSQL with DATABASE_URL).
     pub audit: platform::audit::AuditSettings,
 }
@@ -98,7 +104,72 @@ pub struct AccessSettings {
     /// How long a call waits for a busy card before DEADLINE_EXCEEDED.
     #[serde(with = "duration")]
     pub card_wait: Duration,
+    /// Caller identities of the card holder's own UI: Login, Logout, IssueSessionGrant,
+    /// RevokeSessionGrants, GetStatus.
+    pub holders: Vec<String>,
+    /// Gateways and the professionals each may act for: GetAuthenticationCertificate,
+    /// SignForAuthentication, WatchSession, GetStatus.
+    pub gateways: Vec<GatewayAccess>,
+    /// Integrator backends a holder may grant a session to (the grants' `azp`).
+    pub grant_callers: Vec<String>,
 }
+
+/// One gateway's caller identity and the professional ids it may act for (`"*"`: any).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayAccess {
+    pub identity: String,
+    pub professionals: Vec<String>,
+}
+
+/// Session grants (issue 13): the holder's consent, signed with a key of their own.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantSettings {
+    /// SignForAuthentication needs a live grant (`cps-session-grant-id` metadata). `false` only
+    /// with `development = true`, for callers that do not present grants yet.
+    pub required: bool,
+    /// The grant key: P-256 private key, PKCS#8 or SEC1 PEM. Neither the card's key nor a TLS key.
+    pub signing_key: PathBuf,
+    /// This relay's id in the gateways' `relays` table (the grants' `iss`).
+    pub relay_id: String,
+    /// Longest grant lifetime; a request may ask for less.
+    #[serde(with = "duration")]
+    pub max_lifetime: Duration,
+}
+
+/// Which TLS servers the card may authenticate to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningSettings {
+    /// CA certificates (PEM) that issue the allowed servers' certificates.
+    pub server_ca: PathBuf,
+    /// Host names (or IP addresses, for clients that send no SNI) the card may authenticate to.
+    pub allowed_hosts: Vec<String>,
+    /// Sign TLS 1.3 CertificateVerify content, whose server the relay cannot see.
+    pub allow_tls13: bool,
+}
+
+/// Watching the token for removal and swap.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CardSettings {
+    /// How often the token is polled while a card session is open and someone watches it.
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+}
+
+/// Caller identities of the development PKI's client certificates (their DNS SANs), the roles'
+/// defaults with `development = true`.
+pub mod dev_identities {
+    pub const HOLDER_UI: &str = "holder-ui";
+    pub const GATEWAY: &str = "dmp-gateway";
+    pub const INTEGRATOR: &str = "integrator";
+}
+
+/// DMP hosts the card may authenticate to by default: production, and the test platform named
+/// in the DMP WSDL annex.
+pub const DMP_HOSTS: [&str; 2] = ["lps2.dmp.gouv.fr", "dev6.lps-igc-sante.dmp.gouv.fr"];
 
 impl Default for Config {
     fn default() -> Self {
@@ -109,11 +180,15 @@ impl Default for Config {
             client_ca: Some(".dev-pki/suite-ca.pem".into()),
         });
         Config {
+            development: false,
             server,
             metrics: MetricsSettings::loopback(9451),
             telemetry: TelemetrySettings::default(),
             backend: BackendSettings::default(),
             access: AccessSettings::default(),
+            grants: GrantSettings::default(),
+            signing: SigningSettings::default(),
+            card: CardSettings::default(),
             audit: platform::audit::AuditSettings::default(),
         }
     }
@@ -164,7 +239,136 @@ impl Default for AccessSettings {
             rate_per_second: 50,
             burst: 100,
             card_wait: Duration::from_secs(5),
+            holders: Vec::new(),
+            gateways: Vec::new(),
+            grant_callers: Vec::new(),
         }
+    }
+}
+
+impl Default for GrantSettings {
+    fn default() -> Self {
+        GrantSettings {
+            required: true,
+            signing_key: ".dev-pki/cps-relay-grant.key.pem".into(),
+            relay_id: "local".into(),
+            max_lifetime: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Default for SigningSettings {
+    fn default() -> Self {
+        SigningSettings {
+            server_ca: ".dev-pki/igc-sante-ca-bundle.pem".into(),
+            allowed_hosts: DMP_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
+            allow_tls13: false,
+        }
+    }
+}
+
+impl Default for CardSettings {
+    fn default() -> Self {
+        CardSettings {
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl AccessSettings {
+    /// The roles in force: with `development`, empty lists name the dev PKI's identities.
+    pub fn effective(&self, development: bool) -> AccessSettings {
+        let mut a = self.clone();
+        if development {
+            if a.holders.is_empty() {
+                a.holders = vec![dev_identities::HOLDER_UI.into()];
+            }
+            if a.gateways.is_empty() {
+                a.gateways = vec![GatewayAccess {
+                    identity: dev_identities::GATEWAY.into(),
+                    professionals: vec!["*".into()],
+                }];
+            }
+            if a.grant_callers.is_empty() {
+                a.grant_callers = vec![dev_identities::INTEGRATOR.into()];
+            }
+        }
+        a
+    }
+
+    fn validate(&self, development: bool) -> Result<(), ConfigError> {
+        if self.gateways.is_empty() && !development {
+            return Err(ConfigError::invalid(
+                "access.gateways",
+                "no gateway may use the card: list each gateway's caller identity and professionals",
+            ));
+        }
+        let blank = |key: String, v: &str| {
+            if v.trim().is_empty() {
+                Err(ConfigError::invalid(key, "empty caller identity"))
+            } else {
+                Ok(())
+            }
+        };
+        for (i, h) in self.holders.iter().enumerate() {
+            blank(format!("access.holders[{i}]"), h)?;
+        }
+        for (i, g) in self.grant_callers.iter().enumerate() {
+            blank(format!("access.grant_callers[{i}]"), g)?;
+        }
+        for (i, g) in self.gateways.iter().enumerate() {
+            blank(format!("access.gateways[{i}].identity"), &g.identity)?;
+            if g.professionals.is_empty() || g.professionals.iter().any(|p| p.trim().is_empty()) {
+                return Err(ConfigError::invalid(
+                    format!("access.gateways[{i}].professionals"),
+                    "list professional ids, or [\"*\"] for any",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl GrantSettings {
+    fn validate(&self, development: bool) -> Result<(), ConfigError> {
+        if !self.required && !development {
+            return Err(ConfigError::invalid(
+                "grants.required",
+                "false is accepted only with development = true: in production the card signs only inside a session grant",
+            ));
+        }
+        check_file("grants.signing_key", &self.signing_key)?;
+        if self.relay_id.trim().is_empty() {
+            return Err(ConfigError::invalid("grants.relay_id", "must not be empty"));
+        }
+        if self.max_lifetime < Duration::from_secs(1) || self.max_lifetime > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::invalid(
+                "grants.max_lifetime",
+                "must be between 1s and 24h",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SigningSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_file("signing.server_ca", &self.server_ca)?;
+        if self.allowed_hosts.is_empty() {
+            return Err(ConfigError::invalid(
+                "signing.allowed_hosts",
+                "the card could authenticate to no server: list the DMP's host names",
+            ));
+        }
+        for (i, h) in self.allowed_hosts.iter().enumerate() {
+            if rustls_pki_types::ServerName::try_from(h.as_str()).is_err() {
+                return Err(ConfigError::invalid(
+                    format!("signing.allowed_hosts[{i}]"),
+                    format!("`{h}` is neither a DNS name nor an IP address"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -276,6 +480,15 @@ impl ServiceConfig for Config {
                     check_file("backend.pkcs11.pin_file", pin)?;
                 }
             }
+        }
+        self.access.validate(self.development)?;
+        self.grants.validate(self.development)?;
+        self.signing.validate()?;
+        if self.card.poll_interval < Duration::from_millis(100) {
+            return Err(ConfigError::invalid(
+                "card.poll_interval",
+                "at least 100ms (each poll asks the card)",
+            ));
         }
         self.server.validate("server")
     }

@@ -8,9 +8,14 @@ pub mod certificate;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod grant;
 pub mod handshake;
+pub(crate) mod pin;
+pub mod roles;
 pub mod scheme;
 pub mod service;
+pub mod session;
+pub mod transcript;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +46,10 @@ pub enum StartError {
     Config(#[from] platform::config::ConfigError),
     #[error("audit log: {0}")]
     Audit(#[from] platform::audit::AuditError),
+    #[error("{0}")]
+    Signing(#[from] transcript::PolicyError),
+    #[error("session grants: {0}")]
+    Grants(String),
 }
 
 /// A started relay.
@@ -79,7 +88,7 @@ pub fn open_card(config: &Config) -> Result<Arc<dyn Card>, StartError> {
                 // the zeroising secret: no other copy of the PIN is left behind.
                 let mut pin = std::fs::read_to_string(pin_file)?;
                 pin.truncate(pin.trim_end_matches(['\r', '\n']).len());
-                card.login(&card::Pin::from(pin))?;
+                card.login(&card::Pin::from(pin), false)?;
             }
             Arc::new(card)
         }
@@ -99,15 +108,25 @@ pub async fn start_with(
         BackendKind::Software => 4,
         BackendKind::Pkcs11 => config.backend.pkcs11.sessions,
     };
-    let a = &config.access;
-    let svc = service::RelayService::new(
-        card,
-        access::Access::new(&a.allowed_clients, a.rate_per_second, a.burst),
-        audit,
-        sessions,
-        a.card_wait,
-        relay_metrics.clone(),
-    )?;
+    let a = config.access.effective(config.development);
+    if config.development {
+        tracing::warn!(
+            grants_required = config.grants.required,
+            "development mode: access roles default to the dev PKI's identities"
+        );
+    }
+    let g = &config.grants;
+    let policy = service::Policy {
+        access: access::Access::new(&a.allowed_clients, a.rate_per_second, a.burst),
+        roles: roles::Roles::new(&a),
+        servers: transcript::ServerPolicy::load(&config.signing)?,
+        grants: grant::GrantSigner::load(&g.signing_key, &g.relay_id, g.max_lifetime)
+            .map_err(|e| StartError::Grants(e.to_string()))?,
+        grants_required: g.required,
+        poll_interval: config.card.poll_interval,
+        shutdown: shutdown.clone(),
+    };
+    let svc = service::RelayService::new(card, policy, audit, sessions, a.card_wait, relay_metrics.clone())?;
     let metrics_addr = platform::metrics::start(&config.metrics, metrics.clone(), shutdown.clone()).await?;
     let server = GrpcServer::new(config.server.clone(), metrics)
         .add_service(CpsRelayServer::new(svc))

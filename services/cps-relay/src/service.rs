@@ -1,13 +1,16 @@
-//! The `cps.v1.CpsRelay` gRPC service: authorises the caller, checks the request, runs the
-//! card operation on one of `sessions` card threads ([`CardQueue`], waiting at most `card_wait`
-//! for the card), and records every signature (caller, scheme, SHA-256 of the data,
-//! outcome — never the data, the signature or a PIN).
+//! The `cps.v1.CpsRelay` gRPC service: authorises the caller by role ([`Roles`]), checks the
+//! request, runs the card operation on one of `sessions` card threads ([`CardQueue`], waiting
+//! at most `card_wait` for the card), and records every signature and every PIN attempt
+//! (caller, professional and certificate from the card, scheme, SHA-256 of the data, outcome —
+//! never the data, the signature or a PIN). Signatures happen only inside a card session and,
+//! unless `grants.required = false` (development), a live session grant of it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ehealth_proto::cps::v1::cps_relay_server::CpsRelay;
 use ehealth_proto::cps::v1::*;
+use platform::CancellationToken;
 use platform::audit::{AuditEvent, AuditLog, Direction};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -19,8 +22,16 @@ use crate::access::{Access, Caller, caller};
 use crate::card::queue::CardQueue;
 use crate::card::{Card, Pin, check_pin_format};
 use crate::error::RelayError;
+use crate::grant::{GrantSigner, IssuedGrant};
 use crate::handshake;
+use crate::pin::PinThrottle;
+use crate::roles::{Role, Roles, Rpc};
 use crate::scheme::{Scheme, sha256};
+use crate::session::{CardSession, CardSessions, Observation, start_polling};
+use crate::transcript::ServerPolicy;
+
+/// gRPC metadata naming the session grant a signature is made under.
+pub const GRANT_ID_METADATA: &str = "cps-session-grant-id";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SignLabels {
@@ -74,36 +85,103 @@ impl RelayMetrics {
     }
 }
 
+/// What the relay enforces besides the card itself, built from its configuration.
+pub struct Policy {
+    pub access: Access,
+    pub roles: Roles,
+    pub servers: ServerPolicy,
+    pub grants: GrantSigner,
+    pub grants_required: bool,
+    pub poll_interval: Duration,
+    /// Cancelled at shutdown: WatchSession streams end then, so the server can drain.
+    pub shutdown: CancellationToken,
+}
+
 pub struct RelayService {
     card: Arc<dyn Card>,
-    /// The card holder's professional id, recorded with every audit event.
-    professional_id: Option<String>,
     access: Access,
+    roles: Roles,
+    servers: ServerPolicy,
+    grants: GrantSigner,
+    grants_required: bool,
+    sessions: Arc<CardSessions>,
+    pin: PinThrottle,
+    shutdown: CancellationToken,
     audit: AuditLog,
-    queue: CardQueue,
+    queue: Arc<CardQueue>,
     metrics: RelayMetrics,
+}
+
+/// The card's answer to a signature request made for a session.
+enum Signed {
+    Signature(Vec<u8>),
+    /// The card in the reader is not the session's: nothing was signed.
+    CardChanged,
+}
+
+fn ended_by(e: &RelayError) -> Option<SessionReason> {
+    match e {
+        RelayError::NoToken { .. } | RelayError::TokenNotFound { .. } | RelayError::ObjectNotFound { .. } => {
+            Some(SessionReason::CardRemoved)
+        }
+        RelayError::NotLoggedIn => Some(SessionReason::LoggedOut),
+        RelayError::PinBlocked => Some(SessionReason::PinLocked),
+        _ => None,
+    }
+}
+
+fn timestamp(unix: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: i64::try_from(unix).unwrap_or(i64::MAX),
+        nanos: 0,
+    }
+}
+
+fn issued(g: IssuedGrant) -> SessionGrantIssued {
+    SessionGrantIssued {
+        grantee: g.grantee,
+        grant: g.grant,
+        grant_id: g.grant_id,
+        expires_at: Some(timestamp(g.expires_at)),
+    }
 }
 
 impl RelayService {
     pub fn new(
         card: Arc<dyn Card>,
-        access: Access,
+        policy: Policy,
         audit: AuditLog,
         sessions: usize,
         card_wait: Duration,
         metrics: RelayMetrics,
     ) -> std::io::Result<Self> {
-        let professional_id = card
-            .certificate()
-            .and_then(|c| c.describe(&[]))
-            .map(|d| d.professional_id)
-            .ok()
-            .filter(|id| !id.is_empty());
+        let card_sessions = Arc::new(CardSessions::default());
+        // An unlocked card at start-up (software key, HSM operator PIN) has a session already.
+        if card.status().is_ok_and(|s| s.logged_in) {
+            match card.current_identity().and_then(|id| card_sessions.open(&id)) {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "the card is unlocked but its certificate cannot be read")
+                }
+            }
+        }
+        let queue = Arc::new(CardQueue::start(card.clone(), sessions, card_wait)?);
+        start_polling(
+            card_sessions.clone(),
+            Arc::downgrade(&queue),
+            policy.poll_interval,
+        );
         Ok(RelayService {
-            queue: CardQueue::start(card.clone(), sessions, card_wait)?,
+            queue,
             card,
-            professional_id,
-            access,
+            access: policy.access,
+            roles: policy.roles,
+            servers: policy.servers,
+            grants: policy.grants,
+            grants_required: policy.grants_required,
+            sessions: card_sessions,
+            pin: PinThrottle::default(),
+            shutdown: policy.shutdown,
             audit,
             metrics,
         })
@@ -117,22 +195,42 @@ impl RelayService {
         self.queue.run(op).await
     }
 
-    fn authorise<T>(&self, req: &Request<T>) -> Result<Caller, RelayError> {
+    fn authorise<T>(&self, req: &Request<T>, rpc: Rpc) -> Result<(Caller, Role), RelayError> {
         let c = caller(req)?;
         self.access.check(&c)?;
-        Ok(c)
+        let role = self.roles.authorise(&c, rpc)?;
+        Ok((c, role))
+    }
+
+    /// The professional on the card as last read (no card access).
+    fn card_professional(&self) -> Option<String> {
+        self.card
+            .certificate()
+            .and_then(|c| c.describe(&[]))
+            .map(|d| d.professional_id)
+            .ok()
+            .filter(|id| !id.is_empty())
+    }
+
+    /// A gateway may see the card only while its professional is one it may act for.
+    fn check_card_professional(&self, caller: &Caller, role: Role) -> Result<(), RelayError> {
+        match self.card_professional() {
+            Some(p) => self.roles.check_professional(caller, role, &p),
+            None => Ok(()),
+        }
     }
 
     async fn audit(
         &self,
         use_case: &str,
         caller: &Caller,
+        professional: Option<String>,
         outcome: &Result<(), &RelayError>,
         attributes: serde_json::Value,
     ) -> Result<(), RelayError> {
         let mut e = AuditEvent::new("cps-relay", use_case, Direction::ReturnedResponse);
-        e.peer = Some(caller.subject.clone());
-        e.user_id = self.professional_id.clone();
+        e.peer = Some(caller.identity.clone());
+        e.user_id = professional;
         e.status = Some(match outcome {
             Ok(()) => "OK".to_owned(),
             Err(err) => platform::metrics::code_name(err.code() as i32).to_owned(),
@@ -140,21 +238,70 @@ impl RelayService {
         e.error_code = outcome.as_ref().err().map(|err| err.kind().to_owned());
         e.attributes = attributes;
         e.attributes["caller_fingerprint"] = serde_json::Value::String(caller.fingerprint.clone());
+        e.attributes["caller_subject"] = serde_json::Value::String(caller.subject.clone());
         self.audit.record(e).await?;
         Ok(())
     }
 
-    async fn sign(&self, caller: &Caller, req: SignForAuthenticationRequest) -> Result<Vec<u8>, RelayError> {
+    /// The card session a signature is made in: the grant's, or (development, no grant) the
+    /// open one.
+    fn signing_session(&self, grant_id: Option<&str>) -> Result<CardSession, RelayError> {
+        match grant_id {
+            Some(id) => self.sessions.check_grant(id),
+            None if self.grants_required => Err(RelayError::NoSessionGrant(format!(
+                "no session grant: SignForAuthentication needs metadata {GRANT_ID_METADATA} naming a live \
+                 grant of the card session (the card holder issues it with IssueSessionGrant)"
+            ))),
+            None => self.sessions.current().ok_or(RelayError::NotLoggedIn),
+        }
+    }
+
+    async fn sign(
+        &self,
+        caller: &Caller,
+        role: Role,
+        grant_id: Option<String>,
+        req: SignForAuthenticationRequest,
+    ) -> Result<Vec<u8>, RelayError> {
         let scheme = Scheme::from_proto(req.scheme).ok_or_else(|| RelayError::UnsupportedScheme {
             requested: format!("{} (unknown or unspecified)", req.scheme),
             supported: "rsa_pkcs1_sha256, rsa_pss_rsae_sha256, ecdsa_secp256r1_sha256".into(),
         })?;
         let input = handshake::classify(scheme, &req.data)?;
+        let server = self.servers.check(input, &req.data)?;
+        let session = self.signing_session(grant_id.as_deref())?;
+        self.roles
+            .check_professional(caller, role, &session.professional_id)?;
         self.access.take_signature_token(caller)?;
         let digest = hex::encode(sha256(&req.data));
         let data = req.data;
+        let expected = session.certificate_der.clone();
         let start = Instant::now();
-        let result = self.on_card(move |card| card.sign(scheme, &data)).await;
+        // The card in the reader must still be the session's: a card read again since (another
+        // token) is never asked to sign for the old session.
+        let signed = self
+            .on_card(move |card| {
+                if card.certificate()?.leaf != expected {
+                    return Ok(Signed::CardChanged);
+                }
+                card.sign(scheme, &data).map(Signed::Signature)
+            })
+            .await;
+        let result = match signed {
+            Ok(Signed::Signature(s)) => Ok(s),
+            Ok(Signed::CardChanged) => {
+                self.sessions.end_if(&session.id, SessionReason::CardChanged);
+                Err(RelayError::NoToken {
+                    reason: "another card is in the reader; the holder must log in again".into(),
+                })
+            }
+            Err(e) => {
+                if let Some(reason) = ended_by(&e) {
+                    self.sessions.end_if(&session.id, reason);
+                }
+                Err(e)
+            }
+        };
         self.metrics.card_seconds.observe(start.elapsed().as_secs_f64());
         let outcome = if result.is_ok() { "ok" } else { "error" };
         self.metrics
@@ -165,19 +312,90 @@ impl RelayService {
             })
             .inc();
         tracing::info!(
-            caller = %caller.subject,
+            caller = %caller.identity,
+            professional = %session.professional_id,
             scheme = scheme.name(),
             handshake = input.name(),
+            server = server.as_deref().unwrap_or("-"),
             data_sha256 = %digest,
             outcome = result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.kind()),
             "signature for authentication"
         );
-        let attrs =
-            serde_json::json!({ "scheme": scheme.name(), "handshake": input.name(), "data_sha256": digest });
+        let attrs = serde_json::json!({
+            "scheme": scheme.name(),
+            "handshake": input.name(),
+            "data_sha256": digest,
+            "server": server,
+            "certificate_sha256": session.certificate_sha256,
+            "grant_id": grant_id,
+        });
         // Fail closed: a signature that cannot be audited is not handed out.
         self.audit(
             "sign_for_authentication",
             caller,
+            Some(session.professional_id.clone()),
+            &result.as_ref().map(|_| ()),
+            attrs,
+        )
+        .await?;
+        result
+    }
+
+    /// One PIN attempt that passed the caller check: grantees, PIN format, throttle, then the
+    /// card. Opens the new card session on success.
+    async fn login_attempt(
+        &self,
+        pin: Pin,
+        confirm_final_try: bool,
+        grant_to: &[String],
+    ) -> Result<CardSession, RelayError> {
+        for grantee in grant_to {
+            self.roles.check_grantee(grantee)?;
+        }
+        check_pin_format(secrecy::ExposeSecret::expose_secret(&pin))?;
+        self.pin.check(Instant::now())?;
+        let result = self
+            .on_card(move |card| {
+                card.login(&pin, confirm_final_try)?;
+                card.current_identity()
+            })
+            .await;
+        self.pin.record(&result, Instant::now());
+        match result {
+            Ok(identity) => self.sessions.open(&identity),
+            Err(e) => {
+                match &e {
+                    // The card was logged out before the PIN was checked.
+                    RelayError::WrongPin { .. } => self.sessions.end(SessionReason::LoggedOut),
+                    other => {
+                        if let Some(reason) = ended_by(other) {
+                            self.sessions.end(reason);
+                        }
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn issue_grant(
+        &self,
+        caller: &Caller,
+        grantee: &str,
+        lifetime: Duration,
+    ) -> Result<IssuedGrant, RelayError> {
+        let result = self.sessions.issue(&self.grants, grantee, lifetime);
+        let professional = self.sessions.current().map(|s| s.professional_id);
+        let attrs = match &result {
+            Ok(g) => {
+                serde_json::json!({ "grant_id": g.grant_id, "grantee": g.grantee, "expires_at": g.expires_at })
+            }
+            Err(_) => serde_json::json!({ "grantee": grantee }),
+        };
+        self.audit(
+            "issue_session_grant",
+            caller,
+            professional,
             &result.as_ref().map(|_| ()),
             attrs,
         )
@@ -192,11 +410,24 @@ impl CpsRelay for RelayService {
         &self,
         request: Request<GetAuthenticationCertificateRequest>,
     ) -> Result<Response<GetAuthenticationCertificateResponse>, Status> {
-        self.authorise(&request)?;
-        let card = self.card.clone();
-        let described = tokio::task::spawn_blocking(move || card.certificate()?.describe(&card.schemes()?))
-            .await
-            .map_err(|e| RelayError::Internal(format!("card task: {e}")))??;
+        let (caller, role) = self.authorise(&request, Rpc::GetAuthenticationCertificate)?;
+        // Read from the card now: a swapped card is seen here even when nobody watches.
+        let read = self
+            .on_card(|card| Ok((card.current_identity(), card.schemes())))
+            .await?;
+        let identity = match read.0 {
+            Ok(identity) => identity,
+            Err(e) => {
+                if let Some(SessionReason::CardRemoved) = ended_by(&e) {
+                    self.sessions.end(SessionReason::CardRemoved);
+                }
+                return Err(e.into());
+            }
+        };
+        self.sessions.observe(&Observation::Identity(identity.clone()));
+        let described = identity.certificate.describe(&read.1?)?;
+        self.roles
+            .check_professional(&caller, role, &described.professional_id)?;
         Ok(Response::new(described))
     }
 
@@ -204,10 +435,15 @@ impl CpsRelay for RelayService {
         &self,
         request: Request<SignForAuthenticationRequest>,
     ) -> Result<Response<SignForAuthenticationResponse>, Status> {
-        let caller = self.authorise(&request)?;
+        let (caller, role) = self.authorise(&request, Rpc::SignForAuthentication)?;
+        let grant_id = request
+            .metadata()
+            .get(GRANT_ID_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(64).collect::<String>());
         let req = request.into_inner();
         let scheme = req.scheme;
-        let signature = self.sign(&caller, req).await?;
+        let signature = self.sign(&caller, role, grant_id, req).await?;
         Ok(Response::new(SignForAuthenticationResponse { signature, scheme }))
     }
 
@@ -215,40 +451,71 @@ impl CpsRelay for RelayService {
         &self,
         request: Request<GetStatusRequest>,
     ) -> Result<Response<GetStatusResponse>, Status> {
-        self.authorise(&request)?;
+        let (caller, role) = self.authorise(&request, Rpc::GetStatus)?;
+        self.check_card_professional(&caller, role)?;
         let status = self.on_card(|card| card.status()).await?;
         Ok(Response::new(status.to_proto()))
     }
 
     async fn login(&self, request: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
-        let caller = self.authorise(&request)?;
+        let caller = caller(&request)?;
+        let admitted = self
+            .access
+            .check(&caller)
+            .and_then(|()| self.roles.authorise(&caller, Rpc::Login));
+        let LoginRequest {
+            pin,
+            confirm_final_try,
+            grant_to,
+        } = request.into_inner();
         // The PIN moves straight into a zeroising secret; the request keeps no copy.
-        let pin = Pin::from(std::mem::take(&mut request.into_inner().pin));
-        let result = match check_pin_format(secrecy::ExposeSecret::expose_secret(&pin)) {
-            Ok(()) => self.on_card(move |card| card.login(&pin)).await,
+        let pin = Pin::from(pin);
+        let result = match admitted {
+            Ok(_) => self.login_attempt(pin, confirm_final_try, &grant_to).await,
             Err(e) => Err(e),
         };
-        tracing::info!(caller = %caller.subject, outcome = result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.kind()), "login");
+        let outcome = result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.kind());
+        tracing::info!(caller = %caller.identity, outcome, "login");
+        let professional = match &result {
+            Ok(s) => Some(s.professional_id.clone()),
+            Err(_) => self.card_professional(),
+        };
         self.audit(
             "login",
             &caller,
+            professional,
             &result.as_ref().map(|_| ()),
-            serde_json::json!({}),
+            serde_json::json!({ "confirm_final_try": confirm_final_try, "grant_to": grant_to }),
         )
         .await?;
         result?;
+        let mut grants = Vec::with_capacity(grant_to.len());
+        for grantee in &grant_to {
+            grants.push(issued(self.issue_grant(&caller, grantee, Duration::ZERO).await?));
+        }
         let status = self.on_card(|card| card.status()).await?;
         Ok(Response::new(LoginResponse {
             status: Some(status.to_proto()),
+            grants,
         }))
     }
 
     async fn logout(&self, request: Request<LogoutRequest>) -> Result<Response<LogoutResponse>, Status> {
-        let caller = self.authorise(&request)?;
+        let (caller, _) = self.authorise(&request, Rpc::Logout)?;
+        let professional = self.sessions.current().map(|s| s.professional_id);
         let result = self.on_card(|card| card.logout()).await;
+        match &result {
+            Ok(()) => self.sessions.end(SessionReason::LoggedOut),
+            Err(e) => {
+                if let Some(reason) = ended_by(e) {
+                    self.sessions.end(reason);
+                }
+            }
+        }
         self.audit(
             "logout",
             &caller,
+            professional,
             &result.as_ref().map(|_| ()),
             serde_json::json!({}),
         )
@@ -259,6 +526,70 @@ impl CpsRelay for RelayService {
             status: Some(status.to_proto()),
         }))
     }
+
+    async fn issue_session_grant(
+        &self,
+        request: Request<IssueSessionGrantRequest>,
+    ) -> Result<Response<IssueSessionGrantResponse>, Status> {
+        let (caller, _) = self.authorise(&request, Rpc::IssueSessionGrant)?;
+        let req = request.into_inner();
+        self.roles.check_grantee(&req.grantee)?;
+        // Look at the card first: a grant is never issued for a card that has left.
+        if let Ok(Some(seen)) = self.on_card(|card| Ok(Observation::read(card))).await {
+            self.sessions.observe(&seen);
+        }
+        let lifetime = Duration::from_secs(u64::from(req.lifetime_seconds));
+        let g = self.issue_grant(&caller, &req.grantee, lifetime).await?;
+        Ok(Response::new(IssueSessionGrantResponse {
+            grant: g.grant,
+            grant_id: g.grant_id,
+            expires_at: Some(timestamp(g.expires_at)),
+        }))
+    }
+
+    async fn revoke_session_grants(
+        &self,
+        request: Request<RevokeSessionGrantsRequest>,
+    ) -> Result<Response<RevokeSessionGrantsResponse>, Status> {
+        let (caller, _) = self.authorise(&request, Rpc::RevokeSessionGrants)?;
+        let ids = request.into_inner().grant_ids;
+        let revoked = self.sessions.revoke(&ids);
+        self.audit(
+            "revoke_session_grants",
+            &caller,
+            self.sessions.current().map(|s| s.professional_id),
+            &Ok(()),
+            serde_json::json!({ "revoked": revoked }),
+        )
+        .await?;
+        Ok(Response::new(RevokeSessionGrantsResponse {
+            revoked_grant_ids: revoked,
+        }))
+    }
+
+    async fn watch_session(
+        &self,
+        request: Request<WatchSessionRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<SessionState>>, Status> {
+        let (caller, role) = self.authorise(&request, Rpc::WatchSession)?;
+        self.check_card_professional(&caller, role)?;
+        let rx = self.sessions.watch();
+        let shutdown = self.shutdown.clone();
+        let stream = futures_util::stream::unfold((rx, true), move |(mut rx, first)| {
+            let shutdown = shutdown.clone();
+            async move {
+                if !first {
+                    tokio::select! {
+                        changed = rx.changed() => changed.ok()?,
+                        () = shutdown.cancelled() => return None,
+                    }
+                }
+                let state = rx.borrow_and_update().clone();
+                Some((Ok(state), (rx, false)))
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
 }
 
 #[cfg(test)]
@@ -266,21 +597,31 @@ mod tests {
     use super::*;
     use crate::card::CardStatus;
     use crate::certificate::CardCertificate;
+    use crate::config::{AccessSettings, GatewayAccess, SigningSettings};
 
     /// A card that takes 300 ms per signature, like a slow physical card.
-    struct SlowCard;
+    struct SlowCard {
+        leaf: Vec<u8>,
+    }
 
     impl Card for SlowCard {
         fn certificate(&self) -> Result<CardCertificate, RelayError> {
-            Err(RelayError::Internal("not used".into()))
+            Ok(CardCertificate {
+                leaf: self.leaf.clone(),
+                chain: vec![],
+            })
         }
         fn schemes(&self) -> Result<Vec<Scheme>, RelayError> {
             Ok(vec![Scheme::RsaPkcs1Sha256])
         }
         fn status(&self) -> Result<CardStatus, RelayError> {
-            Ok(CardStatus::default())
+            Ok(CardStatus {
+                token_present: true,
+                logged_in: true,
+                ..CardStatus::default()
+            })
         }
-        fn login(&self, _pin: &Pin) -> Result<(), RelayError> {
+        fn login(&self, _pin: &Pin, _confirm: bool) -> Result<(), RelayError> {
             Ok(())
         }
         fn logout(&self) -> Result<(), RelayError> {
@@ -292,11 +633,58 @@ mod tests {
         }
     }
 
+    /// A server CA and its server's chain for `dmp.test`, and a grant key, in `dir`.
+    fn pki(dir: &std::path::Path) -> (SigningSettings, Vec<Vec<u8>>, std::path::PathBuf) {
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut ca = rcgen::CertificateParams::default();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).expect("ca");
+        let issuer = rcgen::Issuer::new(ca, &ca_key);
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let server = rcgen::CertificateParams::new(vec!["dmp.test".to_owned()])
+            .expect("params")
+            .signed_by(&key, &issuer)
+            .expect("server");
+        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write");
+        let grant_key = dir.join("grant.key.pem");
+        std::fs::write(&grant_key, key.serialize_pem()).expect("write");
+        let settings = SigningSettings {
+            server_ca: dir.join("ca.pem"),
+            allowed_hosts: vec!["dmp.test".into()],
+            allow_tls13: false,
+        };
+        (settings, vec![server.der().to_vec()], grant_key)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn busy_card_answers_deadline_exceeded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (signing, server_chain, grant_key) = pki(dir.path());
+        let card_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut card_params = rcgen::CertificateParams::default();
+        card_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "810100000009");
+        let leaf = card_params.self_signed(&card_key).expect("card").der().to_vec();
+        let access = AccessSettings {
+            gateways: vec![GatewayAccess {
+                identity: "test".into(),
+                professionals: vec!["*".into()],
+            }],
+            ..AccessSettings::default()
+        };
+        let policy = Policy {
+            access: Access::new(&[], 0, 1),
+            roles: Roles::new(&access),
+            servers: ServerPolicy::load(&signing).expect("policy"),
+            grants: GrantSigner::load(&grant_key, "local", Duration::from_secs(60)).expect("grant key"),
+            grants_required: false,
+            poll_interval: Duration::from_secs(1),
+            shutdown: CancellationToken::new(),
+        };
         let svc = RelayService::new(
-            Arc::new(SlowCard),
-            Access::new(&[], 0, 1),
+            Arc::new(SlowCard { leaf }),
+            policy,
             AuditLog::disabled(),
             1,
             Duration::from_millis(50),
@@ -306,16 +694,17 @@ mod tests {
         let caller = Caller {
             fingerprint: "00".into(),
             subject: "CN=test".into(),
+            identity: "test".into(),
         };
         let req = || SignForAuthenticationRequest {
             scheme: Scheme::RsaPkcs1Sha256.to_proto() as i32,
-            data: crate::handshake::tests::tls12_transcript(),
+            data: handshake::sample_tls12_transcript(Some("dmp.test"), &server_chain),
         };
-        let (first, second) = tokio::join!(svc.sign(&caller, req()), async {
+        let (first, second) = tokio::join!(svc.sign(&caller, Role::Gateway, None, req()), async {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            svc.sign(&caller, req()).await
+            svc.sign(&caller, Role::Gateway, None, req()).await
         });
-        assert!(first.is_ok());
+        assert!(first.is_ok(), "{first:?}");
         let err = second.expect_err("the card is busy with the first signature");
         assert!(matches!(err, RelayError::CardBusy(_)), "{err:?}");
         assert_eq!(tonic::Status::from(err).code(), tonic::Code::DeadlineExceeded);

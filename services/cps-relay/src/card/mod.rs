@@ -47,13 +47,35 @@ impl CardStatus {
     }
 }
 
+/// Which card is in the reader: what a card session is bound to (issue 13).
+#[derive(Debug, Clone)]
+pub struct CardIdentity {
+    /// The token's serial number (empty for the software backend).
+    pub serial: String,
+    pub certificate: CardCertificate,
+}
+
 /// A signing card. Implementations serialise their own access to the device.
 pub trait Card: Send + Sync + 'static {
+    /// The authentication certificate as last read from the card.
     fn certificate(&self) -> Result<CardCertificate, RelayError>;
+    /// Reads the token's serial and certificate from the device now; when the token changed,
+    /// the card's certificate (and what depends on it) is replaced by the new one. A removed
+    /// card answers `NoToken`/`TokenNotFound`, a token without the certificate
+    /// `ObjectNotFound`.
+    fn current_identity(&self) -> Result<CardIdentity, RelayError> {
+        Ok(CardIdentity {
+            serial: String::new(),
+            certificate: self.certificate()?,
+        })
+    }
     /// Schemes the key and the device support.
     fn schemes(&self) -> Result<Vec<Scheme>, RelayError>;
     fn status(&self) -> Result<CardStatus, RelayError>;
-    fn login(&self, pin: &Pin) -> Result<(), RelayError>;
+    /// Logs the holder in, checking the PIN on the card even when it was logged in already.
+    /// Refused before the card is asked when the PIN is blocked, or when one try is left and
+    /// the holder did not confirm it.
+    fn login(&self, pin: &Pin, confirm_final_try: bool) -> Result<(), RelayError>;
     fn logout(&self) -> Result<(), RelayError>;
     /// Signs `data` (unhashed) with `scheme`; the card hashes or is given the hash as it needs.
     fn sign(&self, scheme: Scheme, data: &[u8]) -> Result<Vec<u8>, RelayError>;

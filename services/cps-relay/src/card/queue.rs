@@ -140,7 +140,7 @@ mod tests {
         fn status(&self) -> Result<CardStatus, RelayError> {
             Ok(CardStatus::default())
         }
-        fn login(&self, _pin: &crate::card::Pin) -> Result<(), RelayError> {
+        fn login(&self, _pin: &crate::card::Pin, _confirm: bool) -> Result<(), RelayError> {
             Ok(())
         }
         fn logout(&self) -> Result<(), RelayError> {

@@ -107,7 +107,7 @@ impl Card for SoftwareCard {
         })
     }
 
-    fn login(&self, _pin: &Pin) -> Result<(), RelayError> {
+    fn login(&self, _pin: &Pin, _confirm_final_try: bool) -> Result<(), RelayError> {
         Err(RelayError::NoPin("the software key backend is always unlocked"))
     }
 
