@@ -32,7 +32,20 @@ stop_all() {
 }
 trap stop_all INT TERM EXIT
 
-start cps-relay
+# The relay in development mode (issue 13): roles from the dev PKI's identities (holder-ui,
+# dmp-gateway, integrator), and no session grant required until dmp-gateway presents them;
+# the card signs only for the DMP simulator's certificate, which the gateway reaches as localhost.
+cat > .local/cps-relay.toml <<'TOML'
+# Written by scripts/run-local.sh for `make run`; never use in production.
+development = true
+
+[grants]
+required = false
+
+[signing]
+allowed_hosts = ["localhost"]
+TOML
+start cps-relay --config .local/cps-relay.toml
 start dmp-sim
 start dmp-gateway
 start zorg-ab-sim --config sim/data/zorg-ab.toml

@@ -95,7 +95,26 @@ pub fn cps_relay_config() -> cps_relay::Config {
     c.audit = audit_settings();
     c.backend.software.certificate_chain = pki.path(files::CPS_AUTH_CHAIN);
     c.backend.software.private_key = pki.path(files::CPS_AUTH_KEY);
+    // dmp-gateway does not present session grants yet (issue 13, its side comes later):
+    // development mode, roles from the dev PKI's identities, no grant required. The card signs
+    // only for the DMP simulator's certificate, which the gateway reaches as `localhost`.
+    c.development = true;
+    c.grants.required = false;
+    c.grants.signing_key = pki.path(files::RELAY_GRANT_KEY);
+    c.signing.server_ca = pki.path(files::IGC_CA_BUNDLE);
+    c.signing.allowed_hosts = vec!["localhost".into()];
     c
+}
+
+/// A TLS 1.2 transcript of a handshake with the DMP simulator's certificate, as `localhost`:
+/// signing input the relays of this harness accept.
+pub fn dmp_transcript() -> Vec<u8> {
+    let chain: Vec<Vec<u8>> = platform::tls::load_certs(&pki().path(files::DMP_SERVER_CHAIN))
+        .expect("dmp chain")
+        .into_iter()
+        .map(|c| c.to_vec())
+        .collect();
+    cps_relay::handshake::sample_tls12_transcript(Some("localhost"), &chain)
 }
 
 pub async fn start_cps_relay(config: cps_relay::Config) -> Service {
@@ -296,17 +315,28 @@ pub async fn start_card_relay(
         shutdown,
         server: Some(r.server),
     };
-    let mut client = relay_client(svc.grpc_addr);
-    client.login(CARD_PIN.into()).await.expect("card login");
+    let mut holder = relay_client_as(
+        svc.grpc_addr,
+        files::HOLDER_UI_CLIENT_CERT,
+        files::HOLDER_UI_CLIENT_KEY,
+    );
+    holder.login(CARD_PIN.into()).await.expect("card login");
     (svc, r.relay_metrics)
 }
 
+/// A relay client with the gateway's certificate.
 pub fn relay_client(addr: SocketAddr) -> cps_relay::CpsRelayClient {
+    relay_client_as(addr, files::GATEWAY_CLIENT_CERT, files::GATEWAY_CLIENT_KEY)
+}
+
+/// A relay client with one of the dev PKI's client certificates (e.g. the holder's UI, the only
+/// caller that may enter the PIN).
+pub fn relay_client_as(addr: SocketAddr, cert: &str, key: &str) -> cps_relay::CpsRelayClient {
     let pki = pki();
     let tls = cps_relay::RelayTls::from_files(
         &pki.path(files::SUITE_CA),
-        &pki.path(files::GATEWAY_CLIENT_CERT),
-        &pki.path(files::GATEWAY_CLIENT_KEY),
+        &pki.path(cert),
+        &pki.path(key),
         "localhost",
     )
     .expect("tls files");

@@ -15,7 +15,7 @@ async fn relay_signatures_are_recorded_in_the_database() {
     config.audit = db.settings();
     let relay = start_cps_relay(config).await;
     let mut client = relay_client(relay.grpc_addr);
-    let data = cps_relay::handshake::sample_tls12_transcript();
+    let data = dmp_transcript();
     let signature = client
         .sign(cps_relay::Scheme::RsaPkcs1Sha256, data.clone())
         .await
