@@ -1,5 +1,5 @@
 # The suite's entry points (SPEC.md §0). `make run` starts everything locally, `make test` runs
-# every test (what CI runs).
+# every test; CI (.ci/run) runs `make lint`, `make test` and `make chart-check` (README.md).
 SHELL := /bin/bash
 CARGO ?= cargo
 
@@ -11,9 +11,10 @@ run:
 deps:
 	scripts/install-test-deps.sh
 
-# Every test, with a real Postgres (started if down) and the tools the tests drive.
+# Every test, with a real PostgreSQL (a throwaway cluster when none answers, stopped at the end)
+# and the tools the tests drive.
 test: deps
-	DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(CARGO) test --workspace --no-fail-fast
+	scripts/ensure-postgres.sh --run $(CARGO) test --workspace --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -50,5 +51,6 @@ fmt:
 	$(CARGO) fmt --all
 
 clean:
+	scripts/ensure-postgres.sh --stop
 	$(CARGO) clean
 	rm -rf .dev-pki .local
