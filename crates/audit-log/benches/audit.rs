@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use platform::audit::testing::TestDatabase;
-use platform::audit::{AuditEvent, AuditLog, AuditSettings, Direction};
+use audit_log::{AuditEvent, AuditLog, AuditSettings, Direction};
+use dev_support::test_database::TestDatabase;
 
 const WRITERS: usize = 64;
 
@@ -126,7 +126,7 @@ async fn naive(url: &str, secs: f64) -> f64 {
 }
 
 fn main() {
-    if let Err(e) = platform::audit::testing::database_url() {
+    if let Err(e) = dev_support::test_database::database_url() {
         eprintln!("audit bench: {e}");
         std::process::exit(1);
     }

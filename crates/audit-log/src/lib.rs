@@ -5,22 +5,25 @@
 //! **Decision — fail closed:** [`AuditLog::record`] resolves only once the events are committed;
 //! a use case that cannot log answers UNAVAILABLE instead of acting unlogged.
 //!
-//! This module fixes the API the services use. The in-memory sink serves tests; the durable
+//! This crate fixes the API the services use. The in-memory sink serves tests; the durable
 //! sinks (PostgreSQL, SQLite) with group commit implement [`AuditSink`] and are opened with
-//! [`AuditLog::connect`] from an [`AuditSettings`] section. See `services/platform/AUDIT.md`.
+//! [`AuditLog::connect`] from an [`AuditSettings`] section. See `AUDIT.md` beside this crate.
+//!
+//! Depends on `service-config` alone among the suite's crates, and on no gRPC crate: services
+//! turn [`AuditError`] into their own errors (and those into gRPC statuses).
 
 mod postgres;
-pub mod query;
+mod query;
 mod redact;
 mod settings;
 mod sqlite;
-pub mod testing;
 pub mod time;
 mod writer;
 
 pub use query::{AuditReader, EventFilter, StoredEvent};
 pub use redact::contains_token_like;
-pub use settings::{AuditBackend, AuditSettings, redact_url};
+pub use settings::{AuditBackend, AuditSettings, ValidAuditSettings, redact_url};
+pub use writer::AuditMetrics;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,13 +34,18 @@ use std::time::SystemTime;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
+    /// A request that reached the service.
     ReceivedRequest,
+    /// A request the service sent to another system.
     SentRequest,
+    /// The answer to a request the service sent.
     ReceivedResponse,
+    /// The answer the service gave.
     ReturnedResponse,
 }
 
 impl Direction {
+    /// The stored form: `received_request`, `sent_request`, ...
     pub fn as_str(self) -> &'static str {
         match self {
             Direction::ReceivedRequest => "received_request",
@@ -67,15 +75,19 @@ impl std::str::FromStr for Direction {
 /// One audit event. Typed columns for what operators search by; `attributes` for the rest.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEvent {
+    /// When it happened.
     pub time: SystemTime,
     /// `cps-relay`, `dmp-gateway`, `twiin-authz`.
     pub service: String,
     /// E.g. `uitgeven_twiin_assertions`, `uitgeven_aorta_access_token`, `td2.1`, `sign`.
     pub use_case: String,
+    /// Which way the message went.
     pub direction: Direction,
+    /// The W3C trace id of the call.
     pub trace_id: Option<String>,
     /// AORTA-ID `initialRequestID` and `requestID`.
     pub initial_request_id: Option<String>,
+    /// See `initial_request_id`.
     pub request_id: Option<String>,
     /// The other party: caller address or certificate subject, or the called URL.
     pub peer: Option<String>,
@@ -83,20 +95,28 @@ pub struct AuditEvent {
     pub status: Option<String>,
     /// OAuth error, registry error code, or error kind, on failures.
     pub error_code: Option<String>,
+    /// The OAuth client (an access node's URA OID), or the caller's identity.
     pub client_id: Option<String>,
+    /// The healthcare provider's URA number.
     pub ura: Option<String>,
     /// Professional (RPPS) or user identifier.
     pub user_id: Option<String>,
+    /// The user's role code.
     pub user_role: Option<String>,
+    /// The Dutch patient's BSN.
     pub patient_bsn: Option<String>,
+    /// The French patient's INS.
     pub patient_ins: Option<String>,
+    /// The OAuth scope asked or granted.
     pub scope: Option<String>,
     /// `jti`s of the tokens involved (never the tokens).
     pub token_jtis: Vec<String>,
+    /// Everything else worth keeping (never a token, a signature or a document body).
     pub attributes: serde_json::Value,
 }
 
 impl AuditEvent {
+    /// An event of `service` and `use_case`, now, with every optional column empty.
     pub fn new(service: &str, use_case: &str, direction: Direction) -> Self {
         AuditEvent {
             time: SystemTime::now(),
@@ -122,23 +142,23 @@ impl AuditEvent {
     }
 }
 
+/// Why the log did not take an event or a token id.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
     /// The database cannot be reached or refused the write: the caller must fail closed.
     #[error("audit log unavailable: {0}")]
     Unavailable(String),
+    /// The settings the log was opened with are not valid (names the key).
+    #[error(transparent)]
+    Settings(#[from] service_config::ConfigError),
 }
 
-impl From<AuditError> for tonic::Status {
-    fn from(e: AuditError) -> Self {
-        tonic::Status::unavailable(format!("{e}; nothing was done unlogged, retry later"))
-    }
-}
-
+/// The futures [`AuditSink`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where events go. Resolves when the events are durable.
 pub trait AuditSink: Send + Sync + 'static {
+    /// Stores `events` (all or none); resolves once they are durable.
     fn write<'a>(&'a self, events: Vec<AuditEvent>) -> BoxFuture<'a, Result<(), AuditError>>;
 
     /// Records each token's `jti` until it expires, all in one transaction; for each, `true`
@@ -154,8 +174,11 @@ pub trait AuditSink: Send + Sync + 'static {
 /// `jti` (an issuer, or an issuer with the token's role), `expires_at` how long it is kept.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenUse<'a> {
+    /// Namespace of `jti`.
     pub issuer: &'a str,
+    /// The token's id.
     pub jti: &'a str,
+    /// Until when a second presentation is a replay.
     pub expires_at: SystemTime,
 }
 
@@ -174,6 +197,7 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
+    /// A log writing to `sink`.
     pub fn new(sink: Arc<dyn AuditSink>) -> Self {
         AuditLog { sink: Some(sink) }
     }
@@ -189,32 +213,26 @@ impl AuditLog {
     /// and the purge task on the current tokio runtime. Fails when the database cannot be reached
     /// now; once running, outages make writes fail closed and heal by themselves.
     pub async fn connect(settings: &AuditSettings) -> Result<AuditLog, AuditError> {
-        Self::open(settings, writer::WriterMetrics::default()).await
+        Self::connect_with_metrics(settings, AuditMetrics::default()).await
     }
 
-    /// [`AuditLog::connect`], with the writer's counters (`audit_events_committed_total`,
-    /// `audit_events_failed_total`, `audit_transactions_total`) registered in `metrics`.
+    /// [`AuditLog::connect`], counting into `metrics` (see [`AuditMetrics::registered`]).
     pub async fn connect_with_metrics(
         settings: &AuditSettings,
-        metrics: &crate::metrics::Metrics,
+        metrics: AuditMetrics,
     ) -> Result<AuditLog, AuditError> {
-        let counters = writer::WriterMetrics::default();
-        counters.register(metrics);
-        Self::open(settings, counters).await
-    }
-
-    async fn open(settings: &AuditSettings, counters: writer::WriterMetrics) -> Result<AuditLog, AuditError> {
+        let valid = settings.validate("audit")?;
         let backend = settings.backend().map_err(AuditError::Unavailable)?;
         let sink: Arc<dyn AuditSink> = match &backend {
             AuditBackend::Postgres { url } => Arc::new(writer::GroupCommitSink::start(
-                postgres::PgStore::connect(url, settings).await?,
-                settings,
-                counters,
+                postgres::PgStore::connect(url, &valid).await?,
+                &valid,
+                metrics,
             )),
             AuditBackend::Sqlite { path } => Arc::new(writer::GroupCommitSink::start(
-                sqlite::SqliteStore::open(path, settings).await?,
-                settings,
-                counters,
+                sqlite::SqliteStore::open(path, &valid).await?,
+                &valid,
+                metrics,
             )),
         };
         tracing::info!(backend = %backend, "audit log ready");
@@ -227,10 +245,12 @@ impl AuditLog {
         (AuditLog::new(sink.clone()), sink)
     }
 
+    /// Records one event; resolves once it is committed.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         self.record_all(vec![event]).await
     }
 
+    /// Records `events` in one write (never split); resolves once they are committed.
     pub async fn record_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
         match &self.sink {
             Some(sink) => sink.write(events).await,
@@ -330,10 +350,12 @@ pub struct MemorySink {
 }
 
 impl MemorySink {
+    /// What was recorded, redacted, oldest first.
     pub fn events(&self) -> Vec<AuditEvent> {
         self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Makes every later write and registration fail (`true`) or succeed again.
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, std::sync::atomic::Ordering::SeqCst);
     }

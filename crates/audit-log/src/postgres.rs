@@ -13,10 +13,10 @@ use std::time::{Duration, SystemTime};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Postgres, Row};
 
-use super::settings::{AuditSettings, scrub};
-use super::time::to_offset;
-use super::writer::{JtiClaim, Store};
-use super::{AuditError, AuditEvent, BoxFuture};
+use crate::settings::{ValidAuditSettings, redact_url, scrub};
+use crate::time::to_offset;
+use crate::writer::{JtiClaim, Store};
+use crate::{AuditError, AuditEvent, BoxFuture};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -28,20 +28,17 @@ pub(crate) struct PgStore {
 /// migrator's advisory lock).
 pub(crate) async fn connect_pool(
     url: &str,
-    settings: &AuditSettings,
+    settings: &ValidAuditSettings,
     migrate: bool,
 ) -> Result<PgPool, AuditError> {
+    let settings = settings.settings();
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| unavailable(url, "invalid PostgreSQL URL", &e))?
         .application_name("ehealth-audit")
         .disable_statement_logging();
     let pool = PgPoolOptions::new()
-        .max_connections(settings.max_connections.max(1))
-        .acquire_timeout(
-            settings
-                .write_timeout
-                .clamp(Duration::from_millis(1), super::writer::MAX_WRITE_TIMEOUT),
-        )
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.write_timeout)
         // A connection broken by a server restart is noticed here and replaced.
         .test_before_acquire(true)
         .connect_with(options)
@@ -59,13 +56,13 @@ pub(crate) async fn connect_pool(
 fn unavailable(url: &str, what: &str, e: &dyn std::fmt::Display) -> AuditError {
     AuditError::Unavailable(format!(
         "{what} ({}): {}",
-        super::settings::redact_url(url),
+        redact_url(url),
         scrub(&e.to_string(), url)
     ))
 }
 
 impl PgStore {
-    pub(crate) async fn connect(url: &str, settings: &AuditSettings) -> Result<PgStore, AuditError> {
+    pub(crate) async fn connect(url: &str, settings: &ValidAuditSettings) -> Result<PgStore, AuditError> {
         Ok(PgStore {
             pool: connect_pool(url, settings, true).await?,
         })

@@ -8,9 +8,9 @@ use sqlx::postgres::{PgPool, Postgres};
 use sqlx::sqlite::{Sqlite, SqlitePool};
 use sqlx::{QueryBuilder, Row};
 
-use super::settings::{AuditBackend, AuditSettings};
-use super::time::{from_offset, from_text, rfc3339, to_offset, to_text};
-use super::{AuditError, AuditEvent, Direction};
+use crate::settings::{AuditBackend, AuditSettings};
+use crate::time::{from_offset, from_text, rfc3339, to_offset, to_text};
+use crate::{AuditError, AuditEvent, Direction};
 
 /// Which events to list. Empty filter: all events. Filters combine with AND.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,6 +21,7 @@ pub struct EventFilter {
     pub patient: Option<String>,
     /// Matches the professional / user id.
     pub professional: Option<String>,
+    /// Matches the service name.
     pub service: Option<String>,
     /// Events at or after this time.
     pub since: Option<SystemTime>,
@@ -33,9 +34,11 @@ pub struct EventFilter {
 /// An event as stored, with its row id and commit time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
+    /// The row id (insertion order).
     pub id: i64,
     /// When the database stored the row.
     pub recorded_at: SystemTime,
+    /// The event as the service recorded it (redacted).
     pub event: AuditEvent,
 }
 
@@ -99,13 +102,15 @@ impl AuditReader {
         AuditReader::open(&backend, settings).await
     }
 
+    /// Opens `backend` with the pool settings of `settings` (its database keys are ignored).
     pub async fn open(backend: &AuditBackend, settings: &AuditSettings) -> Result<AuditReader, AuditError> {
+        let settings = settings.validate("audit")?;
         let pool = match backend {
             AuditBackend::Postgres { url } => {
-                Pool::Pg(super::postgres::connect_pool(url, settings, false).await?)
+                Pool::Pg(crate::postgres::connect_pool(url, &settings, false).await?)
             }
             AuditBackend::Sqlite { path } => {
-                Pool::Sqlite(super::sqlite::open_pool(path, settings, false).await?)
+                Pool::Sqlite(crate::sqlite::open_pool(path, &settings, false).await?)
             }
         };
         Ok(AuditReader { pool })
@@ -139,7 +144,7 @@ impl AuditReader {
         let all = self.list(&EventFilter::default()).await?;
         Ok(all
             .into_iter()
-            .filter(|e| super::redact::contains_token_like(&e.to_json().to_string()))
+            .filter(|e| crate::redact::contains_token_like(&e.to_json().to_string()))
             .collect())
     }
 

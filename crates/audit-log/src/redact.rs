@@ -4,7 +4,7 @@
 //! which would otherwise make the whole batch fail) become U+FFFD. Callers are still expected to
 //! pass `jti`s, never tokens; this only keeps a mistake out of the evidence.
 
-use super::AuditEvent;
+use crate::AuditEvent;
 
 pub(crate) const REDACTED_TOKEN: &str = "[redacted token]";
 
@@ -112,7 +112,7 @@ pub fn contains_token_like(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::Direction;
+    use crate::Direction;
 
     const JWT: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlLWJ5dGVz";
 

@@ -1,5 +1,7 @@
 //! The `[audit]` configuration section (SPEC.md §0 "Postgres", §4): where the log lives and how the
-//! writer batches.
+//! writer batches. [`AuditSettings::validate`] is the one place that knows the bounds; what it
+//! returns, [`ValidAuditSettings`], is all the writer and the stores are built from, so they use
+//! the values as they are.
 //!
 //! **Decision — embedded default:** with no `database_url` and no `DATABASE_URL` in the
 //! environment, the log is a SQLite file (`sqlite_path`), so `make run` needs no server.
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, duration};
+use service_config::{ConfigError, duration};
 
 /// Where the audit log is kept and how it is written. Every key has a default.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -96,11 +98,34 @@ impl std::fmt::Debug for AuditSettings {
     }
 }
 
+/// Longest `write_timeout` accepted.
+const MAX_WRITE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// [`AuditSettings`] that passed [`AuditSettings::validate`]: the only form the writer and the
+/// stores accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidAuditSettings(AuditSettings);
+
+impl ValidAuditSettings {
+    /// The checked values.
+    pub fn settings(&self) -> &AuditSettings {
+        &self.0
+    }
+}
+
 /// The database the log lives in, once settings and environment are resolved.
 #[derive(Clone, PartialEq, Eq)]
 pub enum AuditBackend {
-    Postgres { url: String },
-    Sqlite { path: PathBuf },
+    /// A PostgreSQL server (production, CI).
+    Postgres {
+        /// `postgres://...`; shown only through [`redact_url`].
+        url: String,
+    },
+    /// A SQLite file (the embedded default).
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
 }
 
 impl std::fmt::Debug for AuditBackend {
@@ -146,8 +171,16 @@ impl AuditBackend {
 }
 
 impl AuditSettings {
+    /// Default settings with the log in the database at `url` (`postgres://...` or `sqlite:PATH`).
+    pub fn for_url(url: &str) -> AuditSettings {
+        AuditSettings {
+            database_url: Some(url.to_owned()),
+            ..AuditSettings::default()
+        }
+    }
+
     /// Checks the values; errors name `{prefix}.key`.
-    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+    pub fn validate(&self, prefix: &str) -> Result<ValidAuditSettings, ConfigError> {
         let key = |k: &str| format!("{prefix}.{k}");
         if let Some(url) = &self.database_url {
             AuditBackend::from_url(url).map_err(|e| ConfigError::invalid(key("database_url"), e))?;
@@ -176,7 +209,7 @@ impl AuditSettings {
         if self.queue_capacity == 0 {
             return Err(ConfigError::invalid(key("queue_capacity"), "must be at least 1"));
         }
-        if self.write_timeout.is_zero() || self.write_timeout > super::writer::MAX_WRITE_TIMEOUT {
+        if self.write_timeout.is_zero() || self.write_timeout > MAX_WRITE_TIMEOUT {
             return Err(ConfigError::invalid(
                 key("write_timeout"),
                 "must be more than 0 and at most 1h (callers wait that long before failing closed)",
@@ -197,7 +230,7 @@ impl AuditSettings {
                 "must be more than 0",
             ));
         }
-        Ok(())
+        Ok(ValidAuditSettings(self.clone()))
     }
 
     /// `database_url`, else a non-empty `DATABASE_URL` from the environment, else SQLite at

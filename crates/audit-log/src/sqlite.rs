@@ -7,17 +7,17 @@
 //! `make run`) may share the file: SQLite serialises their writers, waiting up to `write_timeout`.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::settings::AuditSettings;
-use super::time::to_text;
-use super::writer::{JtiClaim, Store};
-use super::{AuditError, AuditEvent, BoxFuture};
+use crate::settings::ValidAuditSettings;
+use crate::time::to_text;
+use crate::writer::{JtiClaim, Store};
+use crate::{AuditError, AuditEvent, BoxFuture};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -29,9 +29,10 @@ pub(crate) struct SqliteStore {
 /// must exist and is opened read-only.
 pub(crate) async fn open_pool(
     path: &Path,
-    settings: &AuditSettings,
+    settings: &ValidAuditSettings,
     write: bool,
 ) -> Result<SqlitePool, AuditError> {
+    let settings = settings.settings();
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         AuditError::Unavailable(format!("{what} (SQLite at {}): {e}", path.display()))
     };
@@ -46,7 +47,7 @@ pub(crate) async fn open_pool(
         .filename(path)
         .create_if_missing(write)
         .read_only(!write)
-        .busy_timeout(settings.write_timeout.min(super::writer::MAX_WRITE_TIMEOUT))
+        .busy_timeout(settings.write_timeout)
         .disable_statement_logging();
     if write {
         options = options
@@ -54,12 +55,8 @@ pub(crate) async fn open_pool(
             .synchronous(SqliteSynchronous::Full);
     }
     let pool = SqlitePoolOptions::new()
-        .max_connections(settings.max_connections.max(1))
-        .acquire_timeout(
-            settings
-                .write_timeout
-                .clamp(Duration::from_millis(1), super::writer::MAX_WRITE_TIMEOUT),
-        )
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.write_timeout)
         .connect_with(options)
         .await
         .map_err(|e| fail("cannot open the audit database", &e))?;
@@ -73,7 +70,7 @@ pub(crate) async fn open_pool(
 }
 
 impl SqliteStore {
-    pub(crate) async fn open(path: &Path, settings: &AuditSettings) -> Result<SqliteStore, AuditError> {
+    pub(crate) async fn open(path: &Path, settings: &ValidAuditSettings) -> Result<SqliteStore, AuditError> {
         Ok(SqliteStore {
             pool: open_pool(path, settings, true).await?,
         })

@@ -5,7 +5,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
 use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
 
 /// Microseconds since the epoch, clamped to years 1970..=9999 so no event time can fail a batch.
 fn micros(t: SystemTime) -> i64 {
@@ -30,19 +32,14 @@ pub(crate) fn from_offset(t: OffsetDateTime) -> SystemTime {
     }
 }
 
+/// Fixed width, so that text order is time order.
+const TEXT: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 pub(crate) fn to_text(t: SystemTime) -> String {
-    let t = to_offset(t);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+    // Formatting fails only for a year past 9999, which `to_offset` never gives.
+    to_offset(t).format(TEXT).unwrap_or_default()
 }
 
 /// Reads RFC 3339 (any fraction width, any offset).

@@ -16,18 +16,19 @@
 //! database *rejected* a turn (as opposed to being unreachable), the registrations are retried
 //! together and each write alone, so one bad event cannot fail its neighbours.
 //!
-//! [`AuditLog`]: super::AuditLog
+//! [`AuditLog`]: crate::AuditLog
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::settings::AuditSettings;
-use super::{AuditError, AuditEvent, AuditSink, BoxFuture, TokenUse};
+use crate::settings::ValidAuditSettings;
+use crate::{AuditError, AuditEvent, AuditSink, BoxFuture, TokenUse};
 
 /// What a database backend offers the writer.
 pub(crate) trait Store: Send + Sync + 'static {
@@ -45,45 +46,46 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn purge_events(&self, before: SystemTime) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
 }
 
-/// Counters of the writer, exposed on `/metrics` when the log is opened with
-/// [`AuditLog::connect_with_metrics`](super::AuditLog::connect_with_metrics).
+/// Counters of the writer (`audit_events_committed_total`, `audit_events_failed_total`,
+/// `audit_transactions_total`), exposed on `/metrics` when the log is opened with
+/// [`AuditLog::connect_with_metrics`](crate::AuditLog::connect_with_metrics).
 #[derive(Clone, Default)]
-pub(crate) struct WriterMetrics {
+pub struct AuditMetrics {
     committed: Counter,
     failed: Counter,
     transactions: Counter,
 }
 
-impl WriterMetrics {
-    pub(crate) fn register(&self, metrics: &crate::metrics::Metrics) {
-        metrics.register(
+impl AuditMetrics {
+    /// New counters, registered in `registry`.
+    pub fn registered(registry: &mut Registry) -> AuditMetrics {
+        let metrics = AuditMetrics::default();
+        registry.register(
             "audit_events_committed",
             "Audit events committed to the database",
-            self.committed.clone(),
+            metrics.committed.clone(),
         );
-        metrics.register(
+        registry.register(
             "audit_events_failed",
             "Audit events not committed: their callers failed closed (UNAVAILABLE)",
-            self.failed.clone(),
+            metrics.failed.clone(),
         );
-        metrics.register(
+        registry.register(
             "audit_transactions",
             "Audit transactions attempted (events and jti registrations share them)",
-            self.transactions.clone(),
+            metrics.transactions.clone(),
         );
+        metrics
     }
 }
 
 /// A token id to record in the replay store (already redacted).
 #[derive(Debug, Clone)]
 pub(crate) struct JtiClaim {
-    pub issuer: String,
-    pub jti: String,
-    pub expires_at: SystemTime,
+    pub(crate) issuer: String,
+    pub(crate) jti: String,
+    pub(crate) expires_at: SystemTime,
 }
-
-/// Longest `write_timeout` accepted.
-pub(crate) const MAX_WRITE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Events to commit together (never split across transactions).
 struct Write {
@@ -139,25 +141,22 @@ pub(crate) struct GroupCommitSink {
 
 impl GroupCommitSink {
     /// Spawns the writer and the purge task on the current tokio runtime.
-    pub(crate) fn start<S: Store>(store: S, settings: &AuditSettings, metrics: WriterMetrics) -> Self {
+    pub(crate) fn start<S: Store>(store: S, settings: &ValidAuditSettings, metrics: AuditMetrics) -> Self {
         let store = Arc::new(store);
-        // `validate` rejects these; the clamps keep unvalidated settings from panicking here
-        // (zero-capacity channel, zero interval, Instant overflow).
-        let (queue, rx) = mpsc::channel(settings.queue_capacity.max(1));
+        let settings = settings.settings();
+        let (queue, rx) = mpsc::channel(settings.queue_capacity);
         let limits = Limits {
-            max_events: settings.batch_max_events.max(1),
-            max_wait: settings.batch_max_wait.min(Duration::from_secs(1)),
-            timeout: settings
-                .write_timeout
-                .clamp(Duration::from_millis(1), MAX_WRITE_TIMEOUT),
-            in_flight: settings.max_concurrent_commits.max(1),
+            max_events: settings.batch_max_events,
+            max_wait: settings.batch_max_wait,
+            timeout: settings.write_timeout,
+            in_flight: settings.max_concurrent_commits,
         };
         tokio::spawn(run_writer(store.clone(), rx, limits, metrics));
         let stop = CancellationToken::new();
         tokio::spawn(run_purge(
             store.clone(),
             stop.clone(),
-            settings.jti_purge_interval.max(Duration::from_millis(1)),
+            settings.jti_purge_interval,
             settings.retention_days,
         ));
         GroupCommitSink {
@@ -207,7 +206,7 @@ impl AuditSink for GroupCommitSink {
             if events.is_empty() {
                 return Ok(());
             }
-            let events = events.into_iter().map(super::redact::event).collect();
+            let events = events.into_iter().map(crate::redact::event).collect();
             let (ack, answer) = oneshot::channel();
             self.submit(Work::Events(Write { events, ack }), answer, EVENTS)
                 .await
@@ -226,8 +225,8 @@ impl AuditSink for GroupCommitSink {
             let claims = tokens
                 .iter()
                 .map(|t| JtiClaim {
-                    issuer: super::redact::text(t.issuer.to_owned()),
-                    jti: super::redact::text(t.jti.to_owned()),
+                    issuer: crate::redact::text(t.issuer.to_owned()),
+                    jti: crate::redact::text(t.jti.to_owned()),
                     expires_at: t.expires_at,
                 })
                 .collect();
@@ -241,7 +240,7 @@ async fn run_writer<S: Store>(
     store: Arc<S>,
     mut rx: mpsc::Receiver<Job>,
     limits: Limits,
-    metrics: WriterMetrics,
+    metrics: AuditMetrics,
 ) {
     let mut carried: Option<Job> = None;
     // Turns commit concurrently up to `in_flight`; while all are busy, jobs pile up in the
@@ -346,7 +345,7 @@ impl Registrations {
     }
 }
 
-async fn commit<S: Store>(store: &S, turn: Vec<Job>, timeout: Duration, metrics: &WriterMetrics) {
+async fn commit<S: Store>(store: &S, turn: Vec<Job>, timeout: Duration, metrics: &AuditMetrics) {
     // A job that waited past its deadline has been (or is about to be) given up by its caller.
     let now = Instant::now();
     let mut writes = Vec::new();
@@ -419,7 +418,7 @@ async fn commit<S: Store>(store: &S, turn: Vec<Job>, timeout: Duration, metrics:
     }
 }
 
-fn answer(w: Write, result: Result<(), AuditError>, metrics: &WriterMetrics) {
+fn answer(w: Write, result: Result<(), AuditError>, metrics: &AuditMetrics) {
     let n = w.events.len() as u64;
     match &result {
         Ok(()) => metrics.committed.inc_by(n),
@@ -469,7 +468,7 @@ async fn run<S: Store>(
     writes: &[Write],
     claims: &[JtiClaim],
     timeout: Duration,
-    metrics: &WriterMetrics,
+    metrics: &AuditMetrics,
 ) -> Result<Vec<bool>, TurnError> {
     metrics.transactions.inc();
     let events: Vec<&AuditEvent> = writes.iter().flat_map(|w| w.events.iter()).collect();
@@ -519,7 +518,8 @@ async fn run_purge<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{AuditLog, Direction, TokenUse};
+    use crate::settings::AuditSettings;
+    use crate::{AuditLog, Direction, TokenUse};
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -609,7 +609,8 @@ mod tests {
 
     fn log(settings: AuditSettings) -> (AuditLog, Arc<FakeStore>) {
         let store = Arc::new(FakeStore::default());
-        let sink = GroupCommitSink::start(store.clone(), &settings, WriterMetrics::default());
+        let settings = settings.validate("audit").expect("valid settings");
+        let sink = GroupCommitSink::start(store.clone(), &settings, AuditMetrics::default());
         (AuditLog::new(Arc::new(sink)), store)
     }
 

@@ -5,7 +5,7 @@ mod common;
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use platform::audit::{AuditEvent, AuditLog, AuditSettings, Direction};
+use audit_log::{AuditEvent, AuditLog, AuditSettings, Direction};
 
 fn cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ehealth-audit"))

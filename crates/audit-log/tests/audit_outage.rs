@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use platform::audit::{AuditError, AuditLog, AuditReader, AuditSettings, EventFilter};
+use audit_log::{AuditError, AuditLog, AuditReader, AuditSettings, EventFilter};
 use tokio::time::Instant;
 
 /// A PostgreSQL cluster in a temporary directory, on a free loopback port.

@@ -35,20 +35,14 @@ async fn no_raw_token_reaches_the_table() {
 async fn reopening_keeps_events_and_migrations_are_idempotent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = common::sqlite_settings(&dir);
-    let log = platform::audit::AuditLog::connect(&settings)
-        .await
-        .expect("first");
+    let log = audit_log::AuditLog::connect(&settings).await.expect("first");
     log.record(common::tagged("kept")).await.expect("recorded");
     drop(log);
-    let log = platform::audit::AuditLog::connect(&settings)
-        .await
-        .expect("again");
+    let log = audit_log::AuditLog::connect(&settings).await.expect("again");
     log.record(common::tagged("second")).await.expect("recorded");
-    let reader = platform::audit::AuditReader::connect(&settings)
-        .await
-        .expect("reader");
+    let reader = audit_log::AuditReader::connect(&settings).await.expect("reader");
     let all = reader
-        .list(&platform::audit::EventFilter::default())
+        .list(&audit_log::EventFilter::default())
         .await
         .expect("list");
     assert_eq!(all.len(), 2);
@@ -58,11 +52,11 @@ async fn reopening_keeps_events_and_migrations_are_idempotent() {
 async fn a_sqlite_url_selects_sqlite() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("by-url.sqlite");
-    let settings = platform::audit::AuditSettings {
+    let settings = audit_log::AuditSettings {
         database_url: Some(format!("sqlite:{}", path.display())),
-        ..platform::audit::AuditSettings::default()
+        ..audit_log::AuditSettings::default()
     };
-    platform::audit::AuditLog::connect(&settings)
+    audit_log::AuditLog::connect(&settings)
         .await
         .expect("connect")
         .record(common::tagged("x"))
@@ -74,14 +68,16 @@ async fn a_sqlite_url_selects_sqlite() {
 #[tokio::test]
 async fn the_writer_counts_on_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let metrics = platform::metrics::Metrics::new();
-    let log = platform::audit::AuditLog::connect_with_metrics(&common::sqlite_settings(&dir), &metrics)
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = audit_log::AuditMetrics::registered(&mut registry);
+    let log = audit_log::AuditLog::connect_with_metrics(&common::sqlite_settings(&dir), metrics)
         .await
         .expect("connect");
     log.record_all(vec![common::tagged("a"), common::tagged("b")])
         .await
         .expect("recorded");
-    let text = metrics.render();
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("OpenMetrics text");
     assert!(text.contains("audit_events_committed_total 2"), "{text}");
     assert!(text.contains("audit_events_failed_total 0"), "{text}");
     assert!(text.contains("audit_transactions_total 1"), "{text}");

@@ -21,9 +21,13 @@ use rcgen::{
 
 /// File names inside the PKI folder.
 pub mod files {
+    /// "TEST AC RACINE IGC-SANTE".
     pub const IGC_ROOT_CA: &str = "igc-sante-root-ca.pem";
+    /// "TEST AC IGC-SANTE FORTE PERSONNES", which issues CPS authentication certificates.
     pub const IGC_PERSONNES_CA: &str = "igc-sante-personnes-ca.pem";
+    /// Its key, to issue more professionals.
     pub const IGC_PERSONNES_CA_KEY: &str = "igc-sante-personnes-ca.key.pem";
+    /// "TEST AC IGC-SANTE ELEMENTAIRE ORGANISATIONS", which issues the DMP server certificate.
     pub const IGC_ORGANISATIONS_CA: &str = "igc-sante-organisations-ca.pem";
     /// Root and both intermediates: what the DMP trusts for client certificates and what the
     /// gateway trusts for the DMP server.
@@ -31,28 +35,50 @@ pub mod files {
     /// The professional's authentication certificate alone, its key (PKCS#8), and the chain
     /// (leaf then the issuing intermediate).
     pub const CPS_AUTH_CERT: &str = "cps-auth.pem";
+    /// See [`CPS_AUTH_CERT`].
     pub const CPS_AUTH_KEY: &str = "cps-auth.key.pem";
+    /// See [`CPS_AUTH_CERT`].
     pub const CPS_AUTH_CHAIN: &str = "cps-auth-chain.pem";
+    /// The DMP simulator's server certificate and its issuer.
     pub const DMP_SERVER_CHAIN: &str = "dmp-server.pem";
+    /// Its key.
     pub const DMP_SERVER_KEY: &str = "dmp-server.key.pem";
+    /// The suite's internal CA (service listeners, gateway↔relay mutual TLS).
     pub const SUITE_CA: &str = "suite-ca.pem";
+    /// Its key.
     pub const SUITE_CA_KEY: &str = "suite-ca.key.pem";
+    /// cps-relay's server certificate.
     pub const RELAY_SERVER_CERT: &str = "cps-relay-server.pem";
+    /// Its key.
     pub const RELAY_SERVER_KEY: &str = "cps-relay-server.key.pem";
+    /// dmp-gateway's client certificate towards the relays.
     pub const GATEWAY_CLIENT_CERT: &str = "dmp-gateway-client.pem";
+    /// Its key.
     pub const GATEWAY_CLIENT_KEY: &str = "dmp-gateway-client.key.pem";
+    /// A server certificate for dmp-gateway and twiin-authz listeners.
     pub const SERVICE_SERVER_CERT: &str = "services-server.pem";
+    /// Its key.
     pub const SERVICE_SERVER_KEY: &str = "services-server.key.pem";
+    /// twiin-authz's ES512 (P-521) assertion signing key.
     pub const TWIIN_SIGNING_KEY: &str = "twiin-assertion-signing.key.pem";
     pub(super) const COMPLETE: &str = ".complete";
 }
 
+/// Why the PKI could not be made or read.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    /// rcgen refused a certificate or key.
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
+    /// A file of the PKI folder.
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The CPS subject could not be spliced into the certificate.
     #[error("re-signing the CPS certificate: {0}")]
     Resign(String),
 }
@@ -69,10 +95,13 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
 pub struct Professional {
     /// Professional identifier of the CN: "8" + RPPS number (e.g. "810100000001").
     pub id: String,
+    /// SN.
     pub surname: String,
+    /// GN.
     pub given_name: String,
     /// Profession code written as OU (e.g. "10", médecin).
     pub profession: String,
+    /// O: the practice.
     pub organization: String,
 }
 
@@ -136,6 +165,7 @@ impl DevPki {
         })
     }
 
+    /// The folder.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -436,7 +466,16 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
     use x509_parser::prelude::*;
+
+    fn certs(path: &Path) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_file_iter(path)
+            .expect("PEM file")
+            .collect::<Result<_, _>>()
+            .expect("certificates")
+    }
 
     #[test]
     fn generates_a_usable_pki() {
@@ -446,7 +485,7 @@ mod tests {
         let again = DevPki::ensure(pki.dir()).expect("reuse");
         assert_eq!(again.dir(), pki.dir());
 
-        let chain = crate::tls::load_certs(&pki.path(files::CPS_AUTH_CHAIN)).expect("chain");
+        let chain = certs(&pki.path(files::CPS_AUTH_CHAIN));
         assert_eq!(chain.len(), 2);
         let (_, leaf) = parse_x509_certificate(&chain[0]).expect("leaf parses");
         let (_, ca) = parse_x509_certificate(&chain[1]).expect("ca parses");
@@ -469,8 +508,11 @@ mod tests {
         assert_eq!(key_bits, 2048);
 
         // rustls/webpki accepts it as a client certificate under the IGC bundle.
-        let roots = crate::tls::load_roots(&pki.path(files::IGC_CA_BUNDLE)).expect("roots");
-        crate::tls::install_crypto_provider();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in certs(&pki.path(files::IGC_CA_BUNDLE)) {
+            roots.add(c).expect("root");
+        }
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let verifier = rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
             .build()
             .expect("verifier");
@@ -489,10 +531,10 @@ mod tests {
             ..Professional::default_doctor()
         };
         let (chain, key) = pki.issue_professional("nurse", &who).expect("issue");
-        let certs = crate::tls::load_certs(&chain).expect("chain");
-        assert_eq!(certs.len(), 2);
-        crate::tls::load_private_key(&key).expect("key");
-        let (_, leaf) = parse_x509_certificate(&certs[0]).expect("parses");
+        let chain = certs(&chain);
+        assert_eq!(chain.len(), 2);
+        rustls::pki_types::PrivateKeyDer::from_pem_file(&key).expect("key");
+        let (_, leaf) = parse_x509_certificate(&chain[0]).expect("parses");
         assert!(leaf.subject().to_string().contains("810100000002"));
     }
 }

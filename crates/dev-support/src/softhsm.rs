@@ -14,11 +14,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rustls_pki_types::pem::PemObject;
+
+/// The SoftHSM2 PKCS#11 module of Debian's `softhsm2` package.
 pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const CKF_USER_PIN_LOCKED: u64 = 0x0004_0000;
 /// CKA_VENDOR_SOFTHSM + 3 (`CKA_OS_TOKENFLAGS`), stored as a CK_ULONG attribute (kind 2).
 const TOKEN_FLAGS_ENTRY: [u8; 16] = [0, 0, 0, 0, 0x80, 0, 0x53, 0x4b, 0, 0, 0, 0, 0, 0, 0, 2];
 
+/// The SoftHSM2 configuration of this process and its token folder.
 #[derive(Debug, Clone)]
 pub struct SoftHsm {
     conf: PathBuf,
@@ -81,6 +85,7 @@ impl SoftHsm {
         Ok(SoftHsm { conf, tokens })
     }
 
+    /// The PKCS#11 module to load.
     pub fn module(&self) -> PathBuf {
         PathBuf::from(MODULE)
     }
@@ -133,9 +138,10 @@ impl SoftHsm {
             ]),
             "softhsm2-util --import",
         )?;
-        let cert = crate::tls::load_certs(cert_pem).map_err(|e| e.to_string())?;
+        let cert = rustls_pki_types::CertificateDer::from_pem_file(cert_pem)
+            .map_err(|e| format!("{}: {e}", cert_pem.display()))?;
         let der = self.tokens.join(format!("{label}-{id_hex}.der"));
-        std::fs::write(&der, &cert[0]).map_err(|e| format!("{}: {e}", der.display()))?;
+        std::fs::write(&der, &cert).map_err(|e| format!("{}: {e}", der.display()))?;
         let result = run(
             self.tool("pkcs11-tool").args([
                 "--module",

@@ -2,11 +2,7 @@
 //! (`CREATE DATABASE audit_<uuid>`), dropped with the value, even when the test panics.
 //! Without `DATABASE_URL` the error says how to get one: tests must fail, never skip.
 
-use super::AuditSettings;
-
-/// A fresh, empty database; the audit tables appear at the first [`AuditLog::connect`].
-///
-/// [`AuditLog::connect`]: super::AuditLog::connect
+/// A fresh, empty database; the audit tables appear when an audit log first connects to it.
 pub struct TestDatabase {
     admin: String,
     name: String,
@@ -49,7 +45,8 @@ async fn connect(url: &str) -> Result<sqlx::PgConnection, String> {
     use sqlx::Connection;
     sqlx::PgConnection::connect(url)
         .await
-        .map_err(|e| format!("cannot connect to DATABASE_URL ({}): {e}", super::redact_url(url)))
+        // The URL is not repeated: it may hold a password.
+        .map_err(|e| format!("cannot connect to DATABASE_URL: {e}"))
 }
 
 async fn admin(url: &str, sql: String) -> Result<(), String> {
@@ -62,6 +59,7 @@ async fn admin(url: &str, sql: String) -> Result<(), String> {
 }
 
 impl TestDatabase {
+    /// Creates the database on the server of `DATABASE_URL`.
     pub async fn create() -> Result<TestDatabase, String> {
         let admin_url = database_url()?;
         // A uuid in simple form is a valid unquoted identifier after the prefix.
@@ -74,10 +72,12 @@ impl TestDatabase {
         })
     }
 
+    /// Its URL (with the credentials of `DATABASE_URL`).
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// Its name, `audit_<uuid>`.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -90,14 +90,6 @@ impl TestDatabase {
             .fetch_one(&mut conn)
             .await
             .map_err(|e| format!("reading the next transaction id failed: {e}"))
-    }
-
-    /// Default settings pointing at this database.
-    pub fn settings(&self) -> AuditSettings {
-        AuditSettings {
-            database_url: Some(self.url.clone()),
-            ..AuditSettings::default()
-        }
     }
 }
 

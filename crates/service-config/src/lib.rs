@@ -5,6 +5,10 @@
 //! Unknown keys are errors (`deny_unknown_fields` on every section), so a misspelt key stops
 //! start-up instead of being silently ignored. After deserialisation each service validates its
 //! values and names the offending key in the error.
+//!
+//! A crate of its own, free of gRPC and databases, because both sides of the suite read it:
+//! `service-kit` re-exports it as `service_kit::config`, and `audit-log` reads its `[audit]`
+//! section with the same durations and key-naming errors without linking tonic.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,17 +20,23 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// A configuration that cannot be used. The message always names the key.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ConfigError {
     /// The file is unreadable, a value has the wrong type, or a key is unknown.
     #[error("configuration error: {0}")]
     Load(String),
     /// A value has the right type but is not acceptable.
     #[error("configuration error: key `{key}`: {reason}")]
-    Invalid { key: String, reason: String },
+    Invalid {
+        /// The key, with its section: `server.concurrency_limit`.
+        key: String,
+        /// Why the value cannot be used.
+        reason: String,
+    },
 }
 
 impl ConfigError {
+    /// The value of `key` is not acceptable, for `reason`.
     pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key: key.into(),
@@ -90,6 +100,7 @@ pub mod duration {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
+    /// Reads `30s`, `250ms`, `5m`, `2h`, `1d`, or a bare number of seconds.
     pub fn parse(s: &str) -> Result<Duration, String> {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -108,6 +119,7 @@ pub mod duration {
         Ok(d)
     }
 
+    /// Writes whole seconds as `30s`, anything finer as milliseconds (`250ms`).
     pub fn format(d: &Duration) -> String {
         let ms = d.as_millis();
         if !ms.is_multiple_of(1000) {
@@ -117,10 +129,12 @@ pub mod duration {
         }
     }
 
+    /// For `#[serde(with = "duration")]`: the [`format`]ted text.
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format(d))
     }
 
+    /// For `#[serde(with = "duration")]`: text read by [`parse`], or an integer of seconds.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         #[derive(serde::Deserialize)]
         #[serde(untagged)]
@@ -139,8 +153,11 @@ pub mod duration {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerTlsSettings {
+    /// The listener's certificate chain (PEM, leaf first).
     pub cert: PathBuf,
+    /// Its private key (PEM).
     pub key: PathBuf,
+    /// The CA that issues the callers' certificates; when set, callers must present one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca: Option<PathBuf>,
 }
@@ -149,6 +166,7 @@ pub struct ServerTlsSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
+    /// The gRPC listen address.
     pub listen: SocketAddr,
     /// Off (plaintext) unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,6 +197,7 @@ pub struct ServerSettings {
 }
 
 impl ServerSettings {
+    /// Plaintext on 127.0.0.1:`port`, with the suite's default limits.
     pub fn loopback(port: u16) -> Self {
         ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -191,6 +210,7 @@ impl ServerSettings {
         }
     }
 
+    /// Checks the values; errors name `{prefix}.key`.
     pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
         if self.concurrency_limit == 0 {
             return Err(ConfigError::invalid(
@@ -228,14 +248,18 @@ impl ServerSettings {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// One line per event, for people.
     #[default]
     Human,
+    /// One JSON object per event, for log collectors.
     Json,
 }
 
+/// The `[telemetry]` section: how logs are written (traces follow `OTEL_EXPORTER_OTLP_ENDPOINT`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
+    /// Human or JSON lines.
     pub log_format: LogFormat,
     /// `tracing` filter directives, e.g. `info,cps_relay=debug`. `RUST_LOG` wins when set.
     pub log_filter: String,
@@ -250,6 +274,7 @@ impl Default for TelemetrySettings {
     }
 }
 
+/// The `[metrics]` section: where Prometheus scrapes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSettings {
@@ -259,6 +284,7 @@ pub struct MetricsSettings {
 }
 
 impl MetricsSettings {
+    /// `http://127.0.0.1:port/metrics`.
     pub fn loopback(port: u16) -> Self {
         MetricsSettings {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], port))),

@@ -23,6 +23,7 @@ struct Args {
 
 /// A configuration that carries telemetry settings.
 pub trait HasTelemetry {
+    /// The `[telemetry]` section.
     fn telemetry(&self) -> &TelemetrySettings;
 }
 

@@ -17,15 +17,20 @@ use prometheus_client::registry::{Metric, Registry};
 /// Labels of one RPC outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RpcCodeLabels {
+    /// `cps.v1.CpsRelay`.
     pub grpc_service: String,
+    /// `SignForAuthentication`.
     pub grpc_method: String,
+    /// `OK`, `INVALID_ARGUMENT`, ...
     pub grpc_code: &'static str,
 }
 
 /// Labels of one RPC method.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RpcLabels {
+    /// `cps.v1.CpsRelay`.
     pub grpc_service: String,
+    /// `SignForAuthentication`.
     pub grpc_method: String,
 }
 
@@ -53,6 +58,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A registry holding the gRPC call metrics, ready for the service's own.
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let handled = Family::<RpcCodeLabels, Counter>::default();
@@ -82,6 +88,12 @@ impl Metrics {
         self.registry().register(name, help, metric);
     }
 
+    /// Gives `register` the registry, for a library that registers its metrics itself (the
+    /// audit log's writer counters), and returns what it returns.
+    pub fn register_with<T>(&self, register: impl FnOnce(&mut Registry) -> T) -> T {
+        register(&mut self.registry())
+    }
+
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -102,6 +114,7 @@ impl Metrics {
             .get()
     }
 
+    /// The tower layer that records every gRPC call into these metrics.
     pub fn grpc_layer(&self) -> GrpcMetricsLayer {
         GrpcMetricsLayer {
             metrics: self.clone(),
@@ -160,6 +173,7 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
     }
 }
 
+/// The service [`GrpcMetricsLayer`] wraps around a gRPC router.
 #[derive(Clone)]
 pub struct GrpcMetricsService<S> {
     inner: S,
@@ -227,6 +241,7 @@ impl Drop for Recorder {
 }
 
 pin_project_lite::pin_project! {
+    /// The response future of [`GrpcMetricsService`].
     pub struct MeteredFuture<F> {
         #[pin]
         inner: F,
@@ -262,6 +277,7 @@ where
 }
 
 pin_project_lite::pin_project! {
+    /// A response body that records its call when it ends (or is dropped).
     pub struct MeteredBody<B> {
         #[pin]
         inner: B,

@@ -17,27 +17,36 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use crate::config::{ServerSettings, ServerTlsSettings};
 
+use crate::metrics::Metrics;
+
 /// Served by every server beside its own services.
-const PLATFORM_SERVICES: [&str; 3] = [
+const SHARED_SERVICES: [&str; 3] = [
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
 ];
-use crate::metrics::Metrics;
 
+/// Why a gRPC server did not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The listen address (main or health-only) cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The configured address.
         addr: SocketAddr,
+        /// What the system said.
         source: std::io::Error,
     },
+    /// The `server.tls` files cannot be read or used.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// A descriptor set given for reflection is not valid.
     #[error("reflection: {0}")]
     Reflection(String),
+    /// The transport failed while serving.
     #[error("server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// The serving task panicked or was cancelled.
     #[error("server task: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -53,9 +62,11 @@ pub struct GrpcServer {
 
 /// A started server.
 pub struct RunningServer {
+    /// The bound gRPC address.
     pub local_addr: SocketAddr,
     /// The bound address of the plaintext health-only listener (`server.health_listen`).
     pub health_addr: Option<SocketAddr>,
+    /// Sets the serving status `grpc.health.v1.Health` reports.
     pub health: HealthReporter,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -69,6 +80,7 @@ impl RunningServer {
 }
 
 impl GrpcServer {
+    /// A server for `settings` whose calls are counted in `metrics`.
     pub fn new(settings: ServerSettings, metrics: Metrics) -> Self {
         GrpcServer {
             settings,
@@ -77,6 +89,11 @@ impl GrpcServer {
             service_names: Vec::new(),
             descriptor_sets: Vec::new(),
         }
+    }
+
+    /// The metrics the server records its calls in (and serves at `/metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Adds a generated tonic service; health reports it by its full name.
@@ -131,7 +148,7 @@ impl GrpcServer {
         }
         // The descriptor sets describe every package of the suite; list only what this server
         // actually serves.
-        for name in service_names.iter().copied().chain(PLATFORM_SERVICES) {
+        for name in service_names.iter().copied().chain(SHARED_SERVICES) {
             reflection_v1 = reflection_v1.with_service_name(name);
             reflection_v1alpha = reflection_v1alpha.with_service_name(name);
         }

@@ -37,10 +37,13 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Why telemetry could not be installed.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
+    /// `telemetry.log_filter` (or `RUST_LOG`) is not a valid filter.
     #[error("configuration error: key `telemetry.log_filter`: {0}")]
     Filter(String),
+    /// The OTLP exporter cannot be built for the configured endpoint.
     #[error("OTLP exporter for OTEL_EXPORTER_OTLP_ENDPOINT: {0}")]
     Exporter(String),
 }

@@ -9,12 +9,26 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
+/// Why TLS material or a configuration cannot be used. Never carries key material.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A PEM file holds no readable certificate.
     #[error("cannot read certificates from {path}: {reason}")]
-    Certificates { path: String, reason: String },
+    Certificates {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A PEM file holds no readable private key.
     #[error("cannot read a private key from {path}: {reason}")]
-    PrivateKey { path: String, reason: String },
+    PrivateKey {
+        /// The file.
+        path: String,
+        /// What was wrong (never the key).
+        reason: String,
+    },
+    /// rustls refused the certificates, keys or roots.
     #[error("invalid TLS configuration: {0}")]
     Config(String),
 }
@@ -55,6 +69,7 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     roots(load_certs(path)?)
 }
 
+/// A root store of `certs`.
 pub fn roots(certs: impl IntoIterator<Item = CertificateDer<'static>>) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     for c in certs {

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use platform::CancellationToken;
-use platform::config::{MetricsSettings, ServerSettings};
-use platform::metrics::Metrics;
-use platform::server::GrpcServer;
+use service_kit::CancellationToken;
+use service_kit::config::{MetricsSettings, ServerSettings};
+use service_kit::metrics::Metrics;
+use service_kit::server::GrpcServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -30,7 +30,7 @@ async fn scrape(addr: std::net::SocketAddr) -> (String, String) {
 async fn calls_are_counted_by_status_with_latency() {
     let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
-    let metrics_addr = platform::metrics::start(
+    let metrics_addr = service_kit::metrics::start(
         &MetricsSettings {
             listen: Some(([127, 0, 0, 1], 0).into()),
         },

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use platform::CancellationToken;
-use platform::config::{ServerSettings, ServerTlsSettings};
-use platform::devpki::{DevPki, files};
-use platform::metrics::Metrics;
-use platform::server::GrpcServer;
+use dev_support::devpki::{DevPki, files};
+use service_kit::CancellationToken;
+use service_kit::config::{ServerSettings, ServerTlsSettings};
+use service_kit::metrics::Metrics;
+use service_kit::server::GrpcServer;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;

@@ -1,4 +1,4 @@
-//! The OTLP export path of [`platform::telemetry::init`]: with `OTEL_EXPORTER_OTLP_ENDPOINT` set,
+//! The OTLP export path of [`service_kit::telemetry::init`]: with `OTEL_EXPORTER_OTLP_ENDPOINT` set,
 //! spans of a real gRPC call reach an OTLP/gRPC collector. The collector is an in-process tonic
 //! server built from opentelemetry-proto's `TraceService` types, on a loopback ephemeral port; it
 //! records every `ExportTraceServiceRequest` it receives.
@@ -17,11 +17,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use platform::CancellationToken;
-use platform::config::{ServerSettings, TelemetrySettings};
-use platform::metrics::Metrics;
-use platform::server::GrpcServer;
-use platform::telemetry::TraceContextInterceptor;
+use service_kit::CancellationToken;
+use service_kit::config::{ServerSettings, TelemetrySettings};
+use service_kit::metrics::Metrics;
+use service_kit::server::GrpcServer;
+use service_kit::telemetry::TraceContextInterceptor;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tracing::Instrument;
@@ -101,7 +101,7 @@ async fn spans_reach_an_otlp_collector() {
     unsafe {
         std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector_addr}"));
     }
-    let guard = platform::telemetry::init("otlp-test", &TelemetrySettings::default())
+    let guard = service_kit::telemetry::init("otlp-test", &TelemetrySettings::default())
         .expect("telemetry with OTLP export");
     assert!(guard.exporting(), "OTEL_EXPORTER_OTLP_ENDPOINT turns export on");
 

@@ -12,11 +12,11 @@ use opentelemetry::trace::{SpanKind, TraceId};
 use opentelemetry_sdk::trace::{
     InMemorySpanExporter, InMemorySpanExporterBuilder, SdkTracerProvider, SpanData,
 };
-use platform::CancellationToken;
-use platform::config::{ServerSettings, TelemetrySettings};
-use platform::metrics::Metrics;
-use platform::server::GrpcServer;
-use platform::telemetry::TraceContextInterceptor;
+use service_kit::CancellationToken;
+use service_kit::config::{ServerSettings, TelemetrySettings};
+use service_kit::metrics::Metrics;
+use service_kit::server::GrpcServer;
+use service_kit::telemetry::TraceContextInterceptor;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tracing::Instrument;
@@ -58,11 +58,11 @@ async fn wait_for_span(exporter: &InMemorySpanExporter, name: &str) -> Vec<SpanD
 async fn server_span_is_child_of_client_span() {
     let exporter = InMemorySpanExporterBuilder::new().build();
     let provider = SdkTracerProvider::builder()
-        .with_resource(platform::telemetry::service_resource("trace-test"))
+        .with_resource(service_kit::telemetry::service_resource("trace-test"))
         .with_simple_exporter(exporter.clone())
         .build();
     let guard =
-        platform::telemetry::init_with_provider("trace-test", &TelemetrySettings::default(), provider)
+        service_kit::telemetry::init_with_provider("trace-test", &TelemetrySettings::default(), provider)
             .expect("telemetry with the in-memory provider");
     assert!(guard.exporting());
 

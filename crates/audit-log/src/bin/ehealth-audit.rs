@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
+use audit_log::{AuditBackend, AuditReader, AuditSettings, EventFilter, StoredEvent, time};
 use clap::{Parser, Subcommand, ValueEnum};
-use platform::audit::{AuditBackend, AuditReader, AuditSettings, EventFilter, StoredEvent, time};
 
 #[derive(Parser)]
 #[command(

@@ -5,17 +5,17 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use platform::audit::{AuditEvent, AuditLog, AuditReader, AuditSettings, Direction, EventFilter};
+use audit_log::{AuditEvent, AuditLog, AuditReader, AuditSettings, Direction, EventFilter};
 
 /// A database of its own, dropped (even when the test panics) with the value.
-pub struct TestDb {
-    inner: platform::audit::testing::TestDatabase,
-    pub url: String,
+pub(crate) struct TestDb {
+    inner: dev_support::test_database::TestDatabase,
+    pub(crate) url: String,
 }
 
 impl TestDb {
-    pub async fn create() -> TestDb {
-        let inner = platform::audit::testing::TestDatabase::create()
+    pub(crate) async fn create() -> TestDb {
+        let inner = dev_support::test_database::TestDatabase::create()
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         TestDb {
@@ -24,13 +24,13 @@ impl TestDb {
         }
     }
 
-    pub fn settings(&self) -> AuditSettings {
-        self.inner.settings()
+    pub(crate) fn settings(&self) -> AuditSettings {
+        AuditSettings::for_url(self.inner.url())
     }
 }
 
 /// SQLite in `dir`, named by URL so a `DATABASE_URL` in the environment does not take over.
-pub fn sqlite_settings(dir: &tempfile::TempDir) -> AuditSettings {
+pub(crate) fn sqlite_settings(dir: &tempfile::TempDir) -> AuditSettings {
     let path = dir.path().join("nested/dir/audit.sqlite");
     AuditSettings {
         database_url: Some(format!("sqlite:{}", path.display())),
@@ -40,7 +40,7 @@ pub fn sqlite_settings(dir: &tempfile::TempDir) -> AuditSettings {
 }
 
 /// An event with every column set, unique by `i`.
-pub fn full_event(i: usize) -> AuditEvent {
+pub(crate) fn full_event(i: usize) -> AuditEvent {
     let mut e = AuditEvent::new(
         "twiin-authz",
         "uitgeven_aorta_access_token",
@@ -67,14 +67,14 @@ pub fn full_event(i: usize) -> AuditEvent {
 }
 
 /// A minimal event carrying `id` in `request_id`.
-pub fn tagged(id: &str) -> AuditEvent {
+pub(crate) fn tagged(id: &str) -> AuditEvent {
     let mut e = AuditEvent::new("dmp-gateway", "td2.1", Direction::ReceivedRequest);
     e.request_id = Some(id.into());
     e
 }
 
 /// Every column written comes back as written (times at microsecond precision).
-pub async fn round_trip(settings: AuditSettings) {
+pub(crate) async fn round_trip(settings: AuditSettings) {
     let log = AuditLog::connect(&settings).await.expect("connect");
     let written: Vec<AuditEvent> = (0..3).map(full_event).collect();
     log.record_all(written.clone()).await.expect("recorded");
@@ -88,7 +88,7 @@ pub async fn round_trip(settings: AuditSettings) {
     let mut expected = written;
     expected.push(sparse);
     for (s, mut e) in stored.into_iter().zip(expected) {
-        e.time = platform::audit::time::stored_precision(e.time);
+        e.time = audit_log::time::stored_precision(e.time);
         assert_eq!(s.event, e);
         assert!(s.recorded_at >= e.time);
     }
@@ -158,13 +158,13 @@ pub async fn round_trip(settings: AuditSettings) {
 async fn update_refused(settings: &AuditSettings) -> bool {
     const SQL: &str = "UPDATE audit_events SET status = 'tampered'";
     match settings.backend().expect("backend") {
-        platform::audit::AuditBackend::Postgres { url } => {
+        audit_log::AuditBackend::Postgres { url } => {
             let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
                 .await
                 .expect("connect");
             sqlx::query(SQL).execute(&mut c).await.is_err()
         }
-        platform::audit::AuditBackend::Sqlite { path } => {
+        audit_log::AuditBackend::Sqlite { path } => {
             let url = format!("sqlite:{}", path.display());
             let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
                 .await
@@ -175,7 +175,7 @@ async fn update_refused(settings: &AuditSettings) -> bool {
 }
 
 /// 10,000 events from 64 concurrent tasks: each present exactly once, and batched.
-pub async fn concurrent_10k(settings: AuditSettings) {
+pub(crate) async fn concurrent_10k(settings: AuditSettings) {
     let log = AuditLog::connect(&settings).await.expect("connect");
     let tasks: Vec<_> = (0..64)
         .map(|t| {
@@ -207,10 +207,7 @@ pub async fn concurrent_10k(settings: AuditSettings) {
     assert!(seen.values().all(|&n| n == 1));
     // Group commit happened: far fewer distinct commit times than events would be the proof on
     // PostgreSQL (recorded_at = transaction start); on SQLite recorded_at has millisecond steps.
-    if matches!(
-        settings.backend(),
-        Ok(platform::audit::AuditBackend::Postgres { .. })
-    ) {
+    if matches!(settings.backend(), Ok(audit_log::AuditBackend::Postgres { .. })) {
         let commits: std::collections::HashSet<SystemTime> = stored.iter().map(|s| s.recorded_at).collect();
         assert!(
             commits.len() < 10_000 / 4,
@@ -221,7 +218,7 @@ pub async fn concurrent_10k(settings: AuditSettings) {
 }
 
 /// Two logs on one database see each other's jtis; expired ones may be used again.
-pub async fn jti_shared(settings: AuditSettings) {
+pub(crate) async fn jti_shared(settings: AuditSettings) {
     let a = AuditLog::connect(&settings).await.expect("connect a");
     let b = AuditLog::connect(&settings).await.expect("connect b");
     let exp = SystemTime::now() + Duration::from_secs(300);
@@ -269,7 +266,7 @@ pub async fn jti_shared(settings: AuditSettings) {
 }
 
 /// The purge task removes expired jtis and, with retention on, old events.
-pub async fn purges(mut settings: AuditSettings) {
+pub(crate) async fn purges(mut settings: AuditSettings) {
     settings.retention_days = Some(1);
     settings.jti_purge_interval = Duration::from_millis(100);
     let log = AuditLog::connect(&settings).await.expect("connect");
@@ -300,7 +297,7 @@ pub async fn purges(mut settings: AuditSettings) {
 }
 
 /// Tokens passed by mistake do not reach the table; a scan of every row finds none.
-pub async fn no_raw_tokens(settings: AuditSettings) {
+pub(crate) async fn no_raw_tokens(settings: AuditSettings) {
     const JWT: &str = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2d0ay5leGFtcGxlIn0.\
                        c2lnbmF0dXJlLWJ5dGVzLWZvci10ZXN0aW5n";
     let log = AuditLog::connect(&settings).await.expect("connect");
@@ -324,9 +321,9 @@ pub async fn no_raw_tokens(settings: AuditSettings) {
 }
 
 /// Every row of audit_events as text, straight from the database.
-pub async fn raw_table_text(settings: &AuditSettings) -> String {
+pub(crate) async fn raw_table_text(settings: &AuditSettings) -> String {
     match settings.backend().expect("backend") {
-        platform::audit::AuditBackend::Postgres { url } => {
+        audit_log::AuditBackend::Postgres { url } => {
             let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
                 .await
                 .expect("connect");
@@ -336,7 +333,7 @@ pub async fn raw_table_text(settings: &AuditSettings) -> String {
                 .expect("scan");
             rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n")
         }
-        platform::audit::AuditBackend::Sqlite { path } => {
+        audit_log::AuditBackend::Sqlite { path } => {
             let url = format!("sqlite:{}", path.display());
             let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
                 .await
@@ -356,7 +353,7 @@ pub async fn raw_table_text(settings: &AuditSettings) -> String {
 
 /// Token ids with the characters an array literal must escape come back unchanged, and an
 /// event without any keeps an empty list.
-pub async fn awkward_jtis_round_trip(settings: AuditSettings) {
+pub(crate) async fn awkward_jtis_round_trip(settings: AuditSettings) {
     let log = AuditLog::connect(&settings).await.expect("connect");
     let awkward = vec![
         r#"a"b"#.to_string(),
@@ -386,7 +383,7 @@ pub async fn awkward_jtis_round_trip(settings: AuditSettings) {
 /// Events and token ids queued together commit in one transaction (one statement on
 /// PostgreSQL): the token's `first_seen` is its turn's `recorded_at`. Replays within the turn and
 /// of committed ids are refused.
-pub async fn mixed_turns(settings: AuditSettings) {
+pub(crate) async fn mixed_turns(settings: AuditSettings) {
     let settings = AuditSettings {
         batch_max_wait: Duration::from_millis(100),
         max_concurrent_commits: 1,
@@ -424,7 +421,7 @@ pub async fn mixed_turns(settings: AuditSettings) {
         .collect();
     assert_eq!(recorded.len(), 1, "both events in one transaction");
     let first_seen = match settings.backend().expect("backend") {
-        platform::audit::AuditBackend::Postgres { url } => {
+        audit_log::AuditBackend::Postgres { url } => {
             let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
                 .await
                 .expect("connect");
@@ -436,7 +433,7 @@ pub async fn mixed_turns(settings: AuditSettings) {
             .expect("token id stored");
             std::time::UNIX_EPOCH + Duration::from_micros(micros as u64)
         }
-        platform::audit::AuditBackend::Sqlite { path } => {
+        audit_log::AuditBackend::Sqlite { path } => {
             let url = format!("sqlite:{}", path.display());
             let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
                 .await

@@ -3,7 +3,7 @@
 
 fn main() -> std::process::ExitCode {
     let dir = std::env::args().nth(1).unwrap_or_else(|| ".dev-pki".into());
-    match platform::devpki::DevPki::ensure(std::path::Path::new(&dir)) {
+    match dev_support::devpki::DevPki::ensure(std::path::Path::new(&dir)) {
         Ok(pki) => {
             println!("development PKI ready in {}", pki.dir().display());
             std::process::ExitCode::SUCCESS

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use audit_log::{AuditEvent, AuditLog, Direction};
 use ehealth_proto::cps::v1::cps_relay_server::CpsRelay;
 use ehealth_proto::cps::v1::*;
-use platform::audit::{AuditEvent, AuditLog, Direction};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use service_kit::error::ServiceError;
 use tonic::{Request, Response, Status};
 
 use crate::access::{Access, Caller, caller};
@@ -28,7 +29,7 @@ struct SignLabels {
     outcome: &'static str,
 }
 
-/// Domain metrics of the relay.
+/// The relay's own metrics: signatures by scheme and outcome, and the card's signing time.
 #[derive(Clone)]
 pub struct RelayMetrics {
     signatures: Family<SignLabels, Counter>,
@@ -36,7 +37,7 @@ pub struct RelayMetrics {
 }
 
 impl RelayMetrics {
-    pub fn register(metrics: &platform::metrics::Metrics) -> Self {
+    pub(crate) fn register(metrics: &service_kit::metrics::Metrics) -> Self {
         let m = RelayMetrics {
             signatures: Family::default(),
             card_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
@@ -74,7 +75,7 @@ impl RelayMetrics {
     }
 }
 
-pub struct RelayService {
+pub(crate) struct RelayService {
     card: Arc<dyn Card>,
     /// The card holder's professional id, recorded with every audit event.
     professional_id: Option<String>,
@@ -85,7 +86,7 @@ pub struct RelayService {
 }
 
 impl RelayService {
-    pub fn new(
+    pub(crate) fn new(
         card: Arc<dyn Card>,
         access: Access,
         audit: AuditLog,
@@ -135,7 +136,7 @@ impl RelayService {
         e.user_id = self.professional_id.clone();
         e.status = Some(match outcome {
             Ok(()) => "OK".to_owned(),
-            Err(err) => platform::metrics::code_name(err.code() as i32).to_owned(),
+            Err(err) => service_kit::metrics::code_name(err.error_code().grpc_code() as i32).to_owned(),
         });
         e.error_code = outcome.as_ref().err().map(|err| err.kind().to_owned());
         e.attributes = attributes;
@@ -300,7 +301,7 @@ mod tests {
             AuditLog::disabled(),
             1,
             Duration::from_millis(50),
-            RelayMetrics::register(&platform::metrics::Metrics::new()),
+            RelayMetrics::register(&service_kit::metrics::Metrics::new()),
         )
         .expect("card thread");
         let caller = Caller {
