@@ -1,6 +1,7 @@
 //! Errors as data, mapped once: every service's error type says which [`ServiceErrorCode`] each
 //! of its outcomes is ([`ServiceError`]), and the code alone decides the gRPC status code and the
-//! HTTP status, so that no service keeps its own table of either.
+//! HTTP status (the pairs of Google's API design guide), so that no service keeps its own table
+//! of either.
 //!
 //! A service turns its error into a [`tonic::Status`] with [`ServiceError::to_status`] (message:
 //! the error's text), in its one `impl From<ServiceErr> for tonic::Status`.
@@ -16,7 +17,7 @@ pub enum ServiceErrorCode {
     PermissionDenied,
     /// What the request names does not exist: `NOT_FOUND`, 404.
     NotFound,
-    /// The system is not in the state the call needs (e.g. nobody logged in): `FAILED_PRECONDITION`, 412.
+    /// The system is not in the state the call needs (e.g. nobody logged in): `FAILED_PRECONDITION`, 400.
     FailedPrecondition,
     /// The caller sends too much: `RESOURCE_EXHAUSTED`, 429.
     RateLimited,
@@ -27,7 +28,7 @@ pub enum ServiceErrorCode {
     Unavailable,
     /// Something we waited for did not answer in time: `DEADLINE_EXCEEDED`, 504.
     Timeout,
-    /// A peer answered with an error we cannot classify: `UNKNOWN`, 502.
+    /// A peer answered with an error we cannot classify: `UNKNOWN`, 500.
     Unknown,
 }
 
@@ -55,12 +56,12 @@ impl ServiceErrorCode {
             ServiceErrorCode::Unauthenticated => http::StatusCode::UNAUTHORIZED,
             ServiceErrorCode::PermissionDenied => http::StatusCode::FORBIDDEN,
             ServiceErrorCode::NotFound => http::StatusCode::NOT_FOUND,
-            ServiceErrorCode::FailedPrecondition => http::StatusCode::PRECONDITION_FAILED,
+            ServiceErrorCode::FailedPrecondition => http::StatusCode::BAD_REQUEST,
             ServiceErrorCode::RateLimited => http::StatusCode::TOO_MANY_REQUESTS,
             ServiceErrorCode::Internal => http::StatusCode::INTERNAL_SERVER_ERROR,
             ServiceErrorCode::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
             ServiceErrorCode::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
-            ServiceErrorCode::Unknown => http::StatusCode::BAD_GATEWAY,
+            ServiceErrorCode::Unknown => http::StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
