@@ -25,7 +25,7 @@ bench: deps
 	$(CARGO) bench -p cps-relay --bench relay
 	$(CARGO) bench -p e2e-tests --bench dmp_transport
 	$(CARGO) bench -p e2e-tests --bench dmp_submit
-	DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(CARGO) bench -p platform --bench audit
+	DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(CARGO) bench -p audit-log --bench audit
 	DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(CARGO) bench -p twiin-authz --bench token
 
 # Container image with every binary (deploy/Dockerfile). Needs a Docker engine with BuildKit; this
@@ -45,7 +45,7 @@ chart-check:
 	scripts/check-chart.sh
 
 dev-pki:
-	$(CARGO) run -q -p platform --bin dev-pki -- .dev-pki
+	$(CARGO) run -q -p dev-support --bin dev-pki -- .dev-pki
 
 fmt:
 	$(CARGO) fmt --all

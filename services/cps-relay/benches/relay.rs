@@ -8,15 +8,16 @@
 
 use std::time::{Duration, Instant};
 
-use cps_relay::config::BackendKind;
-use cps_relay::{Config, CpsRelayClient, RelayTls, Scheme};
+use audit_log::AuditLog;
+use cps_relay::BackendKind;
+use cps_relay::Config;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::UserType;
-use platform::CancellationToken;
-use platform::audit::AuditLog;
-use platform::devpki::{DevPki, files};
-use platform::softhsm::SoftHsm;
+use dev_support::devpki::{DevPki, files};
+use dev_support::softhsm::SoftHsm;
+use relay_client::{CpsRelayClient, RelayTls, Scheme};
+use service_kit::CancellationToken;
 
 const PIN: &str = "123456";
 const TOKEN: &str = "bench";
@@ -81,7 +82,7 @@ fn main() {
 
     // Direct: cryptoki on one session, the mechanism the relay uses (CKM_RSA_PKCS over a
     // SHA-256 DigestInfo, hashing included in the timing).
-    let ctx = cps_relay::card::pkcs11::context(&hsm.module()).expect("module");
+    let ctx = cps_relay::pkcs11_context(&hsm.module()).expect("module");
     let slot = ctx
         .get_slots_with_token()
         .expect("slots")
@@ -100,13 +101,9 @@ fn main() {
         .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Id(vec![1])])
         .expect("find")[0];
     let sign_direct = || {
-        let hash = cps_relay::scheme::sha256(&data);
+        let hash = cps_relay::sha256(&data);
         session
-            .sign(
-                &Mechanism::RsaPkcs,
-                key,
-                &cps_relay::scheme::sha256_digest_info(&hash),
-            )
+            .sign(&Mechanism::RsaPkcs, key, &cps_relay::sha256_digest_info(&hash))
             .expect("sign")
     };
     for _ in 0..200 {

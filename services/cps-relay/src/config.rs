@@ -5,24 +5,25 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use platform::config::{
+use serde::{Deserialize, Serialize};
+use service_kit::config::{
     ConfigError, MetricsSettings, ServerSettings, ServerTlsSettings, ServiceConfig, TelemetrySettings,
     check_file, duration,
 };
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub server: ServerSettings,
-    pub metrics: MetricsSettings,
-    pub telemetry: TelemetrySettings,
-    pub backend: BackendSettings,
-    pub access: AccessSettings,
-    /// Where every signature is recorded (SQLite file by default, PostgreSQL with DATABASE_URL).
-    pub audit: platform::audit::AuditSettings,
+service_kit::service_config! {
+    /// cps-relay's configuration file (`--config`), over these defaults, under `CPS_RELAY_*`.
+    pub struct Config {
+        /// The card behind the relay.
+        pub backend: BackendSettings,
+        /// Who may call, and how often.
+        pub access: AccessSettings,
+        /// Where every signature is recorded (SQLite file by default, PostgreSQL with DATABASE_URL).
+        pub audit: audit_log::AuditSettings,
+    }
 }
 
+/// Which kind of card backend.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
@@ -32,14 +33,19 @@ pub enum BackendKind {
     Pkcs11,
 }
 
+/// The `[backend]` section.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendSettings {
+    /// Which backend is used; the other's section is ignored.
     pub kind: BackendKind,
+    /// `[backend.software]`.
     pub software: SoftwareSettings,
+    /// `[backend.pkcs11]`.
     pub pkcs11: Pkcs11Settings,
 }
 
+/// A key and certificate chain in PEM files, standing in for a card.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SoftwareSettings {
@@ -49,6 +55,7 @@ pub struct SoftwareSettings {
     pub private_key: PathBuf,
 }
 
+/// A PKCS#11 token (the CPS card through the Cryptolib CPS, or an HSM) and the objects on it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Pkcs11Settings {
@@ -60,17 +67,22 @@ pub struct Pkcs11Settings {
     /// override its parts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+    /// The token's label.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_label: Option<String>,
+    /// The token's serial number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_serial: Option<String>,
+    /// CKA_LABEL of the private key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_label: Option<String>,
     /// Hex CKA_ID of the private key (and of the certificate unless `cert_id` is set).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// CKA_LABEL of the certificate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_label: Option<String>,
+    /// Hex CKA_ID of the certificate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_id: Option<String>,
     /// Issuing CA certificates (PEM) sent after the card's leaf; cards often hold only the leaf.
@@ -84,6 +96,7 @@ pub struct Pkcs11Settings {
     pub pin_file: Option<PathBuf>,
 }
 
+/// The `[access]` section (SPEC.md §1, **Decision — not a signing oracle**).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessSettings {
@@ -92,8 +105,9 @@ pub struct AccessSettings {
     pub allowed_clients: Vec<String>,
     /// The relay listens on loopback unless this is set.
     pub allow_non_loopback: bool,
-    /// Signatures per second per caller (0 = unlimited), and the burst allowed.
+    /// Signatures per second per caller (0 = unlimited).
     pub rate_per_second: u32,
+    /// Signatures a caller may make at once before the rate applies.
     pub burst: u32,
     /// How long a call waits for a busy card before DEADLINE_EXCEEDED.
     #[serde(with = "duration")]
@@ -114,7 +128,7 @@ impl Default for Config {
             telemetry: TelemetrySettings::default(),
             backend: BackendSettings::default(),
             access: AccessSettings::default(),
-            audit: platform::audit::AuditSettings::default(),
+            audit: audit_log::AuditSettings::default(),
         }
     }
 }
@@ -179,7 +193,7 @@ fn hex_id(key: &str, value: &Option<String>) -> Result<Option<Vec<u8>>, ConfigEr
 
 impl Pkcs11Settings {
     /// The token and object selection, the URI first, then the explicit keys.
-    pub fn selection(&self) -> Result<crate::card::pkcs11::Selection, ConfigError> {
+    pub(crate) fn selection(&self) -> Result<crate::card::pkcs11::Selection, ConfigError> {
         let mut sel = crate::card::pkcs11::Selection::default();
         if let Some(uri) = &self.uri {
             let u = crate::card::pkcs11_uri::parse(uri)
@@ -278,11 +292,5 @@ impl ServiceConfig for Config {
             }
         }
         self.server.validate("server")
-    }
-}
-
-impl platform::app::HasTelemetry for Config {
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
     }
 }

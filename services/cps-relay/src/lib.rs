@@ -1,58 +1,43 @@
 //! cps-relay: the CPS signing relay (SPEC.md §1). It owns the health professional's card and
 //! answers, for callers authenticated by mutual TLS, the two questions of a TLS handshake: the
 //! authentication certificate, and a signature over handshake data.
+//!
+//! `rpc` is the `cps.v1.CpsRelay` surface; the domain lives in private modules: `card` (the
+//! backends, PKCS#11 and software, and the card threads), `access` (who may call, how often),
+//! `handshake` (what counts as TLS signing input), `certificate`, `scheme`. Callers use the
+//! `relay-client` crate, never this one.
 
-pub mod access;
-pub mod card;
-pub mod certificate;
-pub mod client;
-pub mod config;
-pub mod error;
-pub mod handshake;
-pub mod scheme;
-pub mod service;
+mod access;
+mod card;
+mod certificate;
+mod config;
+mod error;
+mod handshake;
+mod rpc;
+mod scheme;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use audit_log::AuditLog;
 use ehealth_proto::cps::v1::cps_relay_server::CpsRelayServer;
-use platform::CancellationToken;
-use platform::audit::AuditLog;
-use platform::metrics::Metrics;
-use platform::server::{GrpcServer, RunningServer, ServerError};
+use service_kit::metrics::Metrics;
+use service_kit::server::GrpcServer;
+use service_kit::{CancellationToken, StartError};
 
-pub use client::{CpsRelayClient, RelayTls};
-pub use config::Config;
+pub use card::pkcs11::context as pkcs11_context;
+pub use config::{AccessSettings, BackendKind, BackendSettings, Config, Pkcs11Settings, SoftwareSettings};
 pub use error::RelayError;
-pub use scheme::Scheme;
+pub use handshake::sample_tls12_transcript;
+pub use rpc::RelayMetrics;
+pub use scheme::{sha256, sha256_digest_info};
 
 use crate::card::Card;
-use crate::config::BackendKind;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Server(#[from] ServerError),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("card backend: {0}")]
-    Card(#[from] RelayError),
-    #[error("{0}")]
-    Config(#[from] platform::config::ConfigError),
-    #[error("audit log: {0}")]
-    Audit(#[from] platform::audit::AuditError),
-}
-
-/// A started relay.
-pub struct Running {
-    pub grpc_addr: SocketAddr,
-    pub metrics_addr: Option<SocketAddr>,
-    pub server: RunningServer,
-    pub relay_metrics: service::RelayMetrics,
-}
+/// A started relay; beside the server, its signature counters.
+pub type Running = service_kit::Running<RelayMetrics>;
 
 /// Opens the configured card backend.
-pub fn open_card(config: &Config) -> Result<Arc<dyn Card>, StartError> {
+fn open_card(config: &Config) -> Result<Arc<dyn Card>, StartError> {
     Ok(match config.backend.kind {
         BackendKind::Software => {
             let s = &config.backend.software;
@@ -64,7 +49,7 @@ pub fn open_card(config: &Config) -> Result<Arc<dyn Card>, StartError> {
         BackendKind::Pkcs11 => {
             let p = &config.backend.pkcs11;
             let chain = match &p.chain {
-                Some(path) => platform::tls::load_certs(path)
+                Some(path) => service_kit::tls::load_certs(path)
                     .map_err(|e| RelayError::NoToken {
                         reason: e.to_string(),
                     })?
@@ -94,13 +79,13 @@ pub async fn start_with(
 ) -> Result<Running, StartError> {
     let card = open_card(&config)?;
     let metrics = Metrics::new();
-    let relay_metrics = service::RelayMetrics::register(&metrics);
+    let relay_metrics = RelayMetrics::register(&metrics);
     let sessions = match config.backend.kind {
         BackendKind::Software => 4,
         BackendKind::Pkcs11 => config.backend.pkcs11.sessions,
     };
     let a = &config.access;
-    let svc = service::RelayService::new(
+    let relay = rpc::RelayService::new(
         card,
         access::Access::new(&a.allowed_clients, a.rate_per_second, a.burst),
         audit,
@@ -108,30 +93,21 @@ pub async fn start_with(
         a.card_wait,
         relay_metrics.clone(),
     )?;
-    let metrics_addr = platform::metrics::start(&config.metrics, metrics.clone(), shutdown.clone()).await?;
-    let server = GrpcServer::new(config.server.clone(), metrics)
-        .add_service(CpsRelayServer::new(svc))
-        .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET)
-        .start(shutdown)
-        .await?;
-    tracing::info!(grpc = %server.local_addr, metrics = ?metrics_addr, "cps-relay listening (mutual TLS)");
-    Ok(Running {
-        grpc_addr: server.local_addr,
-        metrics_addr,
-        server,
-        relay_metrics,
-    })
+    let grpc = GrpcServer::new(config.server.clone(), metrics)
+        .add_service(CpsRelayServer::new(relay))
+        .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
+    service_kit::start("cps-relay", grpc, &config.metrics, relay_metrics, shutdown).await
 }
 
 /// Starts the relay with the audit log of its configuration (`[audit]`).
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
-    let audit = AuditLog::connect(&config.audit).await?;
+    let audit = AuditLog::connect(&config.audit)
+        .await
+        .map_err(|e| StartError::Audit(e.to_string()))?;
     start_with(config, audit, shutdown).await
 }
 
 /// Runs the relay until `shutdown` is cancelled and the calls in flight have drained.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
-    let running = start(config, shutdown).await?;
-    running.server.wait().await?;
-    Ok(())
+    start(config, shutdown).await?.wait().await
 }
