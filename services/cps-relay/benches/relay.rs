@@ -8,27 +8,28 @@
 
 use std::time::{Duration, Instant};
 
-use cps_relay::config::BackendKind;
-use cps_relay::{Config, CpsRelayClient, RelayTls, Scheme};
+use audit_log::AuditLog;
+use cps_relay::BackendKind;
+use cps_relay::Config;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::UserType;
-use platform::CancellationToken;
-use platform::audit::AuditLog;
-use platform::devpki::{DevPki, files};
-use platform::softhsm::SoftHsm;
+use dev_support::devpki::{DevPki, files};
+use dev_support::softhsm::SoftHsm;
+use relay_client::{CpsRelayClient, RelayTls, Scheme};
+use service_kit::CancellationToken;
 
 const PIN: &str = "123456";
 const TOKEN: &str = "bench";
 
 /// A handshake with the dev DMP server (its real certificate chain), as the gateway makes.
 fn transcript_with_certificates(pki: &DevPki) -> Vec<u8> {
-    let chain: Vec<Vec<u8>> = platform::tls::load_certs(&pki.path(files::DMP_SERVER_CHAIN))
+    let chain: Vec<Vec<u8>> = service_kit::tls::load_certs(&pki.path(files::DMP_SERVER_CHAIN))
         .expect("dmp chain")
         .into_iter()
         .map(|c| c.to_vec())
         .collect();
-    cps_relay::handshake::sample_tls12_transcript(Some("localhost"), &chain)
+    cps_relay::sample_tls12_transcript(Some("localhost"), &chain)
 }
 
 /// A signature under the session grant, as a gateway asks for it.
@@ -38,7 +39,7 @@ async fn sign(client: &CpsRelayClient, grant_id: &str, data: Vec<u8>) -> Vec<u8>
         data,
     });
     req.metadata_mut().insert(
-        cps_relay::service::GRANT_ID_METADATA,
+        relay_client::GRANT_ID_METADATA,
         grant_id.parse().expect("grant id"),
     );
     client
@@ -91,7 +92,7 @@ fn main() {
 
     // Direct: cryptoki on one session, the mechanism the relay uses (CKM_RSA_PKCS over a
     // SHA-256 DigestInfo, hashing included in the timing).
-    let ctx = cps_relay::card::pkcs11::context(&hsm.module()).expect("module");
+    let ctx = cps_relay::pkcs11_context(&hsm.module()).expect("module");
     let slot = ctx
         .get_slots_with_token()
         .expect("slots")
@@ -110,13 +111,9 @@ fn main() {
         .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Id(vec![1])])
         .expect("find")[0];
     let sign_direct = || {
-        let hash = cps_relay::scheme::sha256(&data);
+        let hash = cps_relay::sha256(&data);
         session
-            .sign(
-                &Mechanism::RsaPkcs,
-                key,
-                &cps_relay::scheme::sha256_digest_info(&hash),
-            )
+            .sign(&Mechanism::RsaPkcs, key, &cps_relay::sha256_digest_info(&hash))
             .expect("sign")
     };
     for _ in 0..200 {
@@ -150,7 +147,7 @@ fn main() {
         config.backend.pkcs11.key_id = Some("01".into());
         config.access.rate_per_second = 0;
         config.access.holders = vec!["holder-ui".into()];
-        config.access.gateways = vec![cps_relay::config::GatewayAccess {
+        config.access.gateways = vec![cps_relay::GatewayAccess {
             identity: "dmp-gateway".into(),
             professionals: vec!["*".into()],
         }];

@@ -5,30 +5,34 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use platform::config::{
+use serde::{Deserialize, Serialize};
+use service_kit::config::{
     ConfigError, MetricsSettings, ServerSettings, ServerTlsSettings, ServiceConfig, TelemetrySettings,
     check_file, duration,
 };
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Development mode (`make run`, tests): empty `access` roles default to the dev PKI's
-    /// identities, and `grants.required = false` is accepted. Never in production.
-    pub development: bool,
-    pub server: ServerSettings,
-    pub metrics: MetricsSettings,
-    pub telemetry: TelemetrySettings,
-    pub backend: BackendSettings,
-    pub access: AccessSettings,
-    pub grants: GrantSettings,
-    pub signing: SigningSettings,
-    pub card: CardSettings,
-    /// Where every signature is recorded (SQLite file by default, PostgreSQL with DATABASE_URL).
-    pub audit: platform::audit::AuditSettings,
+service_kit::service_config! {
+    /// cps-relay's configuration file (`--config`), over these defaults, under `CPS_RELAY_*`.
+    pub struct Config {
+        /// Development mode (`make run`, tests): empty `access` roles default to the dev PKI's
+        /// identities, and `grants.required = false` is accepted. Never in production.
+        pub development: bool,
+        /// The card behind the relay.
+        pub backend: BackendSettings,
+        /// Who may call, how often, and in which role.
+        pub access: AccessSettings,
+        /// Session grants: the holder's consent to signatures for an integrator.
+        pub grants: GrantSettings,
+        /// Which TLS servers the card may authenticate to.
+        pub signing: SigningSettings,
+        /// Watching the token for removal and swap.
+        pub card: CardSettings,
+        /// Where every signature is recorded (SQLite file by default, PostgreSQL with DATABASE_URL).
+        pub audit: audit_log::AuditSettings,
+    }
 }
 
+/// Which kind of card backend.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
@@ -38,14 +42,19 @@ pub enum BackendKind {
     Pkcs11,
 }
 
+/// The `[backend]` section.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendSettings {
+    /// Which backend is used; the other's section is ignored.
     pub kind: BackendKind,
+    /// `[backend.software]`.
     pub software: SoftwareSettings,
+    /// `[backend.pkcs11]`.
     pub pkcs11: Pkcs11Settings,
 }
 
+/// A key and certificate chain in PEM files, standing in for a card.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SoftwareSettings {
@@ -55,6 +64,7 @@ pub struct SoftwareSettings {
     pub private_key: PathBuf,
 }
 
+/// A PKCS#11 token (the CPS card through the Cryptolib CPS, or an HSM) and the objects on it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Pkcs11Settings {
@@ -66,17 +76,22 @@ pub struct Pkcs11Settings {
     /// override its parts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+    /// The token's label.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_label: Option<String>,
+    /// The token's serial number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_serial: Option<String>,
+    /// CKA_LABEL of the private key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_label: Option<String>,
     /// Hex CKA_ID of the private key (and of the certificate unless `cert_id` is set).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// CKA_LABEL of the certificate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_label: Option<String>,
+    /// Hex CKA_ID of the certificate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_id: Option<String>,
     /// Issuing CA certificates (PEM) sent after the card's leaf; cards often hold only the leaf.
@@ -90,6 +105,7 @@ pub struct Pkcs11Settings {
     pub pin_file: Option<PathBuf>,
 }
 
+/// The `[access]` section (SPEC.md §1, **Decision — not a signing oracle**).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessSettings {
@@ -98,8 +114,9 @@ pub struct AccessSettings {
     pub allowed_clients: Vec<String>,
     /// The relay listens on loopback unless this is set.
     pub allow_non_loopback: bool,
-    /// Signatures per second per caller (0 = unlimited), and the burst allowed.
+    /// Signatures per second per caller (0 = unlimited).
     pub rate_per_second: u32,
+    /// Signatures a caller may make at once before the rate applies.
     pub burst: u32,
     /// How long a call waits for a busy card before DEADLINE_EXCEEDED.
     #[serde(with = "duration")]
@@ -118,7 +135,9 @@ pub struct AccessSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayAccess {
+    /// The gateway's caller identity.
     pub identity: String,
+    /// Professional ids it may act for; `["*"]` for any.
     pub professionals: Vec<String>,
 }
 
@@ -161,15 +180,18 @@ pub struct CardSettings {
 
 /// Caller identities of the development PKI's client certificates (their DNS SANs), the roles'
 /// defaults with `development = true`.
-pub mod dev_identities {
-    pub const HOLDER_UI: &str = "holder-ui";
-    pub const GATEWAY: &str = "dmp-gateway";
-    pub const INTEGRATOR: &str = "integrator";
+pub(crate) mod dev_identities {
+    /// The card holder's UI.
+    pub(crate) const HOLDER_UI: &str = "holder-ui";
+    /// dmp-gateway.
+    pub(crate) const GATEWAY: &str = "dmp-gateway";
+    /// An integrator backend.
+    pub(crate) const INTEGRATOR: &str = "integrator";
 }
 
 /// DMP hosts the card may authenticate to by default: production, and the test platform named
 /// in the DMP WSDL annex.
-pub const DMP_HOSTS: [&str; 2] = ["lps2.dmp.gouv.fr", "dev6.lps-igc-sante.dmp.gouv.fr"];
+pub(crate) const DMP_HOSTS: [&str; 2] = ["lps2.dmp.gouv.fr", "dev6.lps-igc-sante.dmp.gouv.fr"];
 
 impl Default for Config {
     fn default() -> Self {
@@ -189,7 +211,7 @@ impl Default for Config {
             grants: GrantSettings::default(),
             signing: SigningSettings::default(),
             card: CardSettings::default(),
-            audit: platform::audit::AuditSettings::default(),
+            audit: audit_log::AuditSettings::default(),
         }
     }
 }
@@ -277,7 +299,7 @@ impl Default for CardSettings {
 
 impl AccessSettings {
     /// The roles in force: with `development`, empty lists name the dev PKI's identities.
-    pub fn effective(&self, development: bool) -> AccessSettings {
+    pub(crate) fn effective(&self, development: bool) -> AccessSettings {
         let mut a = self.clone();
         if development {
             if a.holders.is_empty() {
@@ -383,7 +405,7 @@ fn hex_id(key: &str, value: &Option<String>) -> Result<Option<Vec<u8>>, ConfigEr
 
 impl Pkcs11Settings {
     /// The token and object selection, the URI first, then the explicit keys.
-    pub fn selection(&self) -> Result<crate::card::pkcs11::Selection, ConfigError> {
+    pub(crate) fn selection(&self) -> Result<crate::card::pkcs11::Selection, ConfigError> {
         let mut sel = crate::card::pkcs11::Selection::default();
         if let Some(uri) = &self.uri {
             let u = crate::card::pkcs11_uri::parse(uri)
@@ -491,11 +513,5 @@ impl ServiceConfig for Config {
             ));
         }
         self.server.validate("server")
-    }
-}
-
-impl platform::app::HasTelemetry for Config {
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
     }
 }

@@ -29,14 +29,14 @@ use crate::error::RelayError;
 use crate::scheme::sha256;
 
 /// The grants' `aud`: the gateway is the party that checks them.
-pub const AUDIENCE: &str = "dmp-gateway";
+pub(crate) const AUDIENCE: &str = "dmp-gateway";
 /// The JWS `typ` header (RFC 8725 §3.11: explicit typing, so no other JWT is taken for a grant).
-pub const TYPE: &str = "cps-session-grant+jwt";
+pub(crate) const TYPE: &str = "cps-session-grant+jwt";
 /// Most live grants kept at once; a holder's UI issuing more is refused.
 const MAX_LIVE_GRANTS: usize = 4096;
 
 /// The grant key and what the relay writes into every grant.
-pub struct GrantSigner {
+pub(crate) struct GrantSigner {
     key: EcdsaKeyPair,
     kid: String,
     relay_id: String,
@@ -53,39 +53,39 @@ struct Header<'a> {
 
 /// Claims of a session grant; see the module documentation.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct GrantClaims {
-    pub iss: String,
-    pub sub: String,
-    pub aud: String,
-    pub azp: String,
-    pub sid: String,
-    pub jti: String,
-    pub iat: u64,
-    pub exp: u64,
-    pub cnf: Confirmation,
+pub(crate) struct GrantClaims {
+    pub(crate) iss: String,
+    pub(crate) sub: String,
+    pub(crate) aud: String,
+    pub(crate) azp: String,
+    pub(crate) sid: String,
+    pub(crate) jti: String,
+    pub(crate) iat: u64,
+    pub(crate) exp: u64,
+    pub(crate) cnf: Confirmation,
 }
 
 /// RFC 8705 §3.1 confirmation: the card certificate the gateway must be using.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Confirmation {
+pub(crate) struct Confirmation {
     #[serde(rename = "x5t#S256")]
-    pub x5t_s256: String,
+    pub(crate) x5t_s256: String,
 }
 
 /// What the card session contributes to a grant.
-pub struct SessionFacts<'a> {
-    pub session_id: &'a str,
-    pub professional_id: &'a str,
-    pub certificate_der: &'a [u8],
+pub(crate) struct SessionFacts<'a> {
+    pub(crate) session_id: &'a str,
+    pub(crate) professional_id: &'a str,
+    pub(crate) certificate_der: &'a [u8],
 }
 
 /// A grant as handed to the holder's UI.
 #[derive(Debug, Clone)]
-pub struct IssuedGrant {
-    pub grantee: String,
-    pub grant: String,
-    pub grant_id: String,
-    pub expires_at: u64,
+pub(crate) struct IssuedGrant {
+    pub(crate) grantee: String,
+    pub(crate) grant: String,
+    pub(crate) grant_id: String,
+    pub(crate) expires_at: u64,
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -97,10 +97,10 @@ pub(crate) fn unix_now() -> u64 {
 
 impl GrantSigner {
     /// Loads the P-256 grant key (PKCS#8 or SEC1 PEM).
-    pub fn load(path: &Path, relay_id: &str, max_lifetime: Duration) -> Result<Self, RelayError> {
+    pub(crate) fn load(path: &Path, relay_id: &str, max_lifetime: Duration) -> Result<Self, RelayError> {
         let bad =
             |reason: String| RelayError::Internal(format!("grants.signing_key {}: {reason}", path.display()));
-        let der = platform::tls::load_private_key(path).map_err(|e| bad(e.to_string()))?;
+        let der = service_kit::tls::load_private_key(path).map_err(|e| bad(e.to_string()))?;
         let key = match &der {
             PrivateKeyDer::Pkcs8(k) => {
                 EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, k.secret_pkcs8_der())
@@ -125,14 +125,9 @@ impl GrantSigner {
         })
     }
 
-    /// The key id written in every grant's header.
-    pub fn kid(&self) -> &str {
-        &self.kid
-    }
-
     /// The claims of a new grant for `grantee` in `session`, valid from `now` for
     /// `lifetime` (0 or more than `grants.max_lifetime`: the maximum).
-    pub fn claims(
+    pub(crate) fn claims(
         &self,
         session: &SessionFacts<'_>,
         grantee: &str,
@@ -160,7 +155,7 @@ impl GrantSigner {
     }
 
     /// The compact JWS of `claims`.
-    pub fn sign(&self, claims: &GrantClaims) -> Result<String, RelayError> {
+    pub(crate) fn sign(&self, claims: &GrantClaims) -> Result<String, RelayError> {
         let header = to_json(&Header {
             alg: "ES256",
             typ: TYPE,
@@ -189,7 +184,7 @@ struct GrantRecord {
 /// The grants issued and revoked by this relay since it started (grants die with a restart:
 /// their card session does too).
 #[derive(Default)]
-pub struct GrantBook {
+pub(crate) struct GrantBook {
     live: HashMap<String, GrantRecord>,
     revoked: HashMap<String, u64>,
 }
@@ -200,7 +195,7 @@ impl GrantBook {
         self.revoked.retain(|_, exp| *exp > now);
     }
 
-    pub fn insert(&mut self, claims: &GrantClaims, now: u64) -> Result<(), RelayError> {
+    pub(crate) fn insert(&mut self, claims: &GrantClaims, now: u64) -> Result<(), RelayError> {
         self.prune(now);
         if self.live.len() >= MAX_LIVE_GRANTS {
             return Err(RelayError::GrantLimit);
@@ -216,7 +211,7 @@ impl GrantBook {
     }
 
     /// Revokes `ids` (every live grant when empty); returns those this call revoked.
-    pub fn revoke(&mut self, ids: &[String], now: u64) -> Vec<String> {
+    pub(crate) fn revoke(&mut self, ids: &[String], now: u64) -> Vec<String> {
         self.prune(now);
         let chosen: Vec<String> = if ids.is_empty() {
             self.live.keys().cloned().collect()
@@ -238,7 +233,7 @@ impl GrantBook {
     }
 
     /// Revoked grants that have not expired yet, sorted.
-    pub fn revoked(&self, now: u64) -> Vec<String> {
+    pub(crate) fn revoked(&self, now: u64) -> Vec<String> {
         let mut ids: Vec<String> = self
             .revoked
             .iter()
@@ -250,7 +245,7 @@ impl GrantBook {
     }
 
     /// Checks that `grant_id` is a live grant of `session_id`; the refusal says why.
-    pub fn check(&self, grant_id: &str, session_id: &str, now: u64) -> Result<(), String> {
+    pub(crate) fn check(&self, grant_id: &str, session_id: &str, now: u64) -> Result<(), String> {
         if self.revoked.contains_key(grant_id) {
             return Err(format!("session grant {grant_id} was revoked by the card holder"));
         }

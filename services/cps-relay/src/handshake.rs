@@ -13,20 +13,20 @@ use crate::error::RelayError;
 use crate::scheme::Scheme;
 
 /// Largest TLS 1.2 transcript accepted (server certificate chains included).
-pub const MAX_TLS12_TRANSCRIPT: usize = 256 * 1024;
+pub(crate) const MAX_TLS12_TRANSCRIPT: usize = 256 * 1024;
 
 const TLS13_CLIENT_CONTEXT: &[u8] = b"TLS 1.3, client CertificateVerify";
 const TLS13_SERVER_CONTEXT: &[u8] = b"TLS 1.3, server CertificateVerify";
 
 /// What the data was recognised as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandshakeInput {
+pub(crate) enum HandshakeInput {
     Tls13ClientCertificateVerify,
     Tls12Transcript,
 }
 
 impl HandshakeInput {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             HandshakeInput::Tls13ClientCertificateVerify => "tls1.3",
             HandshakeInput::Tls12Transcript => "tls1.2",
@@ -35,7 +35,7 @@ impl HandshakeInput {
 }
 
 /// Checks that `data` is handshake signing input that `scheme` may sign.
-pub fn classify(scheme: Scheme, data: &[u8]) -> Result<HandshakeInput, RelayError> {
+pub(crate) fn classify(scheme: Scheme, data: &[u8]) -> Result<HandshakeInput, RelayError> {
     let refuse = |reason: &str| RelayError::NotHandshakeData(reason.to_owned());
     if data.len() >= 64 && data[..64].iter().all(|b| *b == 0x20) {
         let rest = &data[64..];

@@ -19,13 +19,13 @@ struct State {
 }
 
 #[derive(Default)]
-pub struct PinThrottle {
+pub(crate) struct PinThrottle {
     state: Mutex<State>,
 }
 
 impl PinThrottle {
     /// Refuses an attempt that comes too early after a wrong PIN.
-    pub fn check(&self, now: Instant) -> Result<(), RelayError> {
+    pub(crate) fn check(&self, now: Instant) -> Result<(), RelayError> {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match s.not_before {
             Some(t) if t > now => Err(RelayError::PinThrottled {
@@ -37,7 +37,7 @@ impl PinThrottle {
     }
 
     /// Records what the card said about an attempt that reached it.
-    pub fn record<T>(&self, outcome: &Result<T, RelayError>, now: Instant) {
+    pub(crate) fn record<T>(&self, outcome: &Result<T, RelayError>, now: Instant) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match outcome {
             Ok(_) => *s = State::default(),

@@ -1,5 +1,5 @@
 //! Who may call what (issue 13): callers are named by their caller identity
-//! (`platform::tls::caller_identity` of their client certificate) and hold roles from
+//! (`service_kit::tls::caller_identity` of their client certificate) and hold roles from
 //! `[access]`: the card holder's own UI (`holders`) opens and closes the card session and
 //! grants it; gateways (`gateways`) use the card, each only for the professionals listed for
 //! it. Nobody else gets anything, and the gateway can never enter the PIN.
@@ -12,7 +12,7 @@ use crate::error::RelayError;
 
 /// The RPCs of `cps.v1.CpsRelay`, by the role they need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rpc {
+pub(crate) enum Rpc {
     GetAuthenticationCertificate,
     SignForAuthentication,
     WatchSession,
@@ -57,7 +57,7 @@ impl Rpc {
 
 /// The role a call was admitted under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Holder,
     Gateway,
 }
@@ -67,7 +67,7 @@ enum Professionals {
     Only(HashSet<String>),
 }
 
-pub struct Roles {
+pub(crate) struct Roles {
     holders: HashSet<String>,
     gateways: HashMap<String, Professionals>,
     grant_callers: HashSet<String>,
@@ -75,7 +75,7 @@ pub struct Roles {
 
 impl Roles {
     /// The roles of `access` (already [`AccessSettings::effective`]).
-    pub fn new(access: &AccessSettings) -> Self {
+    pub(crate) fn new(access: &AccessSettings) -> Self {
         let mut gateways: HashMap<String, Professionals> = HashMap::new();
         for g in &access.gateways {
             let entry = gateways
@@ -99,7 +99,7 @@ impl Roles {
     }
 
     /// Admits `caller` to `rpc`, or says which configuration list it is missing from.
-    pub fn authorise(&self, caller: &Caller, rpc: Rpc) -> Result<Role, RelayError> {
+    pub(crate) fn authorise(&self, caller: &Caller, rpc: Rpc) -> Result<Role, RelayError> {
         let holder = self.holders.contains(&caller.identity);
         let gateway = self.gateways.contains_key(&caller.identity);
         if rpc.for_holder() && holder {
@@ -129,7 +129,7 @@ impl Roles {
     }
 
     /// A gateway may act only for the professionals listed for it.
-    pub fn check_professional(
+    pub(crate) fn check_professional(
         &self,
         caller: &Caller,
         role: Role,
@@ -149,7 +149,7 @@ impl Roles {
     }
 
     /// Grants go only to configured integrator backends.
-    pub fn check_grantee(&self, grantee: &str) -> Result<(), RelayError> {
+    pub(crate) fn check_grantee(&self, grantee: &str) -> Result<(), RelayError> {
         if self.grant_callers.contains(grantee) {
             Ok(())
         } else {

@@ -22,13 +22,13 @@ use crate::scheme::sha256;
 
 /// An open card session.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CardSession {
-    pub id: String,
-    pub professional_id: String,
+pub(crate) struct CardSession {
+    pub(crate) id: String,
+    pub(crate) professional_id: String,
     /// SHA-256 of the card's authentication certificate, lower-case hex.
-    pub certificate_sha256: String,
-    pub certificate_der: Vec<u8>,
-    pub token_serial: String,
+    pub(crate) certificate_sha256: String,
+    pub(crate) certificate_der: Vec<u8>,
+    pub(crate) token_serial: String,
 }
 
 impl CardSession {
@@ -54,7 +54,7 @@ impl CardSession {
 
 /// What a look at the token found.
 #[derive(Debug)]
-pub enum Observation {
+pub(crate) enum Observation {
     /// Token gone, or its certificate gone.
     Removed,
     /// The card's identity alone (read for another purpose).
@@ -69,7 +69,7 @@ pub enum Observation {
 impl Observation {
     /// Looks at the card (on a card thread). `Ok(None)`: the card could not be read for another
     /// reason; nothing is concluded from that.
-    pub fn read(card: &dyn Card) -> Option<Observation> {
+    pub(crate) fn read(card: &dyn Card) -> Option<Observation> {
         let identity = match card.current_identity() {
             Ok(i) => i,
             Err(
@@ -109,7 +109,7 @@ struct Inner {
     revoked_last: bool,
 }
 
-pub struct CardSessions {
+pub(crate) struct CardSessions {
     inner: Mutex<Inner>,
     state: watch::Sender<SessionState>,
 }
@@ -169,7 +169,7 @@ impl CardSessions {
     }
 
     /// Opens a new session on `identity`, ending the one before.
-    pub fn open(&self, identity: &CardIdentity) -> Result<CardSession, RelayError> {
+    pub(crate) fn open(&self, identity: &CardIdentity) -> Result<CardSession, RelayError> {
         let session = CardSession::open(identity)?;
         let mut inner = self.lock();
         if let Some(old) = inner.current.take() {
@@ -183,7 +183,7 @@ impl CardSessions {
     }
 
     /// Ends the open session, if any, for `reason`.
-    pub fn end(&self, reason: SessionReason) {
+    pub(crate) fn end(&self, reason: SessionReason) {
         let mut inner = self.lock();
         if let Some(old) = inner.current.take() {
             tracing::info!(professional = %old.professional_id, reason = reason.as_str_name(), "card session ended");
@@ -194,19 +194,19 @@ impl CardSessions {
     }
 
     /// Ends session `id` (not a later one) for `reason`.
-    pub fn end_if(&self, id: &str, reason: SessionReason) {
+    pub(crate) fn end_if(&self, id: &str, reason: SessionReason) {
         let is_current = self.lock().current.as_ref().is_some_and(|s| s.id == id);
         if is_current {
             self.end(reason);
         }
     }
 
-    pub fn current(&self) -> Option<CardSession> {
+    pub(crate) fn current(&self) -> Option<CardSession> {
         self.lock().current.clone()
     }
 
     /// The open session, if `grant_id` is one of its live grants.
-    pub fn check_grant(&self, grant_id: &str) -> Result<CardSession, RelayError> {
+    pub(crate) fn check_grant(&self, grant_id: &str) -> Result<CardSession, RelayError> {
         let inner = self.lock();
         let session = inner.current.clone().ok_or(RelayError::NotLoggedIn)?;
         inner
@@ -218,7 +218,7 @@ impl CardSessions {
 
     /// Issues a grant of the open session to `grantee` (already checked against
     /// `access.grant_callers`).
-    pub fn issue(
+    pub(crate) fn issue(
         &self,
         signer: &GrantSigner,
         grantee: &str,
@@ -247,7 +247,7 @@ impl CardSessions {
         })
     }
 
-    pub fn revoke(&self, ids: &[String]) -> Vec<String> {
+    pub(crate) fn revoke(&self, ids: &[String]) -> Vec<String> {
         let mut inner = self.lock();
         let revoked = inner.grants.revoke(ids, unix_now());
         if !revoked.is_empty() {
@@ -257,7 +257,7 @@ impl CardSessions {
         revoked
     }
 
-    pub fn watch(&self) -> watch::Receiver<SessionState> {
+    pub(crate) fn watch(&self) -> watch::Receiver<SessionState> {
         self.state.subscribe()
     }
 
@@ -266,7 +266,7 @@ impl CardSessions {
     }
 
     /// Ends the open session when the card says it is over.
-    pub fn observe(&self, seen: &Observation) {
+    pub(crate) fn observe(&self, seen: &Observation) {
         let Some(session) = self.current() else {
             return;
         };
@@ -286,7 +286,7 @@ impl CardSessions {
 }
 
 /// Polls the token while a session is open and watched; stops when the relay is dropped.
-pub fn start_polling(sessions: Arc<CardSessions>, queue: Weak<CardQueue>, every: Duration) {
+pub(crate) fn start_polling(sessions: Arc<CardSessions>, queue: Weak<CardQueue>, every: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -37,13 +37,13 @@ use crate::handshake::{
 /// Most certificates accepted in the server's chain (the DMP sends two or three).
 const MAX_CHAIN: usize = 10;
 /// How long a verified (chain, host) is trusted without verifying it again.
-pub const VERIFIED_FOR: Duration = Duration::from_secs(300);
+pub(crate) const VERIFIED_FOR: Duration = Duration::from_secs(300);
 const MAX_REMEMBERED: usize = 64;
 const SNI_EXTENSION: u16 = 0;
 const HOST_NAME: u8 = 0;
 
 /// The servers the card may authenticate to.
-pub struct ServerPolicy {
+pub(crate) struct ServerPolicy {
     verifier: Arc<WebPkiServerVerifier>,
     hosts: Vec<ServerName<'static>>,
     allow_tls13: bool,
@@ -54,18 +54,18 @@ pub struct ServerPolicy {
 /// Why a policy could not be built from its settings.
 #[derive(Debug, thiserror::Error)]
 #[error("signing.{key}: {reason}")]
-pub struct PolicyError {
+pub(crate) struct PolicyError {
     key: &'static str,
     reason: String,
 }
 
 impl ServerPolicy {
-    pub fn load(settings: &SigningSettings) -> Result<Self, PolicyError> {
-        let roots = platform::tls::load_roots(&settings.server_ca).map_err(|e| PolicyError {
+    pub(crate) fn load(settings: &SigningSettings) -> Result<Self, PolicyError> {
+        let roots = service_kit::tls::load_roots(&settings.server_ca).map_err(|e| PolicyError {
             key: "server_ca",
             reason: e.to_string(),
         })?;
-        platform::tls::install_crypto_provider();
+        service_kit::tls::install_crypto_provider();
         let verifier = WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots),
             Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
@@ -97,7 +97,7 @@ impl ServerPolicy {
 
     /// Checks the server of `data`, already classified as `input`; returns the host it is
     /// allowed as (for the audit), `None` for TLS 1.3 content.
-    pub fn check(&self, input: HandshakeInput, data: &[u8]) -> Result<Option<String>, RelayError> {
+    pub(crate) fn check(&self, input: HandshakeInput, data: &[u8]) -> Result<Option<String>, RelayError> {
         match input {
             HandshakeInput::Tls13ClientCertificateVerify if self.allow_tls13 => Ok(None),
             HandshakeInput::Tls13ClientCertificateVerify => Err(RelayError::NotHandshakeData(

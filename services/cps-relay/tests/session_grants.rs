@@ -8,13 +8,13 @@ mod support;
 
 use std::time::Duration;
 
+use audit_log::AuditLog;
 use base64::Engine as _;
+use dev_support::devpki::files;
 use ehealth_proto::cps::v1::{
     GetAuthenticationCertificateRequest, IssueSessionGrantRequest, LogoutRequest, RevokeSessionGrantsRequest,
     SessionReason, SessionState, WatchSessionRequest,
 };
-use platform::audit::AuditLog;
-use platform::devpki::files;
 use support::*;
 use tonic::Code;
 
@@ -28,7 +28,7 @@ fn setup() -> &'static Fixture {
 }
 
 fn transcript() -> Vec<u8> {
-    cps_relay::handshake::sample_tls12_transcript(Some("localhost"), &dmp_chain(&setup().pki))
+    cps_relay::sample_tls12_transcript(Some("localhost"), &dmp_chain(&setup().pki))
 }
 
 fn sha256(data: &[u8]) -> Vec<u8> {
@@ -319,7 +319,7 @@ fn new_token_in_process(label: &str, cert_pem: &std::path::Path) {
     use cryptoki::object::{Attribute, CertificateType, ObjectClass};
     use cryptoki::session::UserType;
     use cryptoki::types::AuthPin;
-    let ctx = cps_relay::card::pkcs11::context(&setup().hsm.module()).expect("context");
+    let ctx = cps_relay::pkcs11_context(&setup().hsm.module()).expect("context");
     let free = ctx
         .get_all_slots()
         .expect("slots")
@@ -343,7 +343,7 @@ fn new_token_in_process(label: &str, cert_pem: &std::path::Path) {
     session
         .login(UserType::User, Some(&AuthPin::new(PIN.into())))
         .expect("user login");
-    let der = platform::tls::load_certs(cert_pem).expect("cert")[0].to_vec();
+    let der = service_kit::tls::load_certs(cert_pem).expect("cert")[0].to_vec();
     let (_, parsed) = x509_parser::parse_x509_certificate(&der).expect("certificate");
     let subject = parsed.tbs_certificate.subject.as_raw().to_vec();
     session

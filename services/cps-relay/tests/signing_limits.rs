@@ -5,8 +5,8 @@
 
 mod support;
 
-use platform::audit::AuditLog;
-use platform::devpki::files;
+use audit_log::AuditLog;
+use dev_support::devpki::files;
 use support::*;
 use tonic::Code;
 
@@ -85,7 +85,7 @@ async fn signs_only_transcripts_of_an_allowed_server() {
 
     // TLS 1.3 content, with a scheme TLS 1.3 allows: off by default.
     let mut tls13 = sign_request(tls13_content(), Some(&grant));
-    tls13.get_mut().scheme = cps_relay::Scheme::RsaPssSha256.to_proto() as i32;
+    tls13.get_mut().scheme = relay_client::Scheme::RsaPssSha256.to_proto() as i32;
     let err = gw.sign_for_authentication(tls13).await.expect_err("TLS 1.3 off");
     refused(err, "signing.allow_tls13 is off");
 
@@ -177,7 +177,7 @@ async fn pin_is_for_the_holder_and_gateways_act_for_their_professionals() {
         "{}",
         err.message()
     );
-    let data = cps_relay::handshake::sample_tls12_transcript(Some("localhost"), &dmp_chain(&setup().pki));
+    let data = cps_relay::sample_tls12_transcript(Some("localhost"), &dmp_chain(&setup().pki));
     let err = gw
         .sign_for_authentication(sign_request(data, Some(&grant_here)))
         .await
@@ -262,7 +262,7 @@ async fn a_wrong_pin_on_a_logged_in_card_is_reported_wrong() {
     );
 
     // The session it was opened with has ended with it.
-    let data = cps_relay::handshake::sample_tls12_transcript(Some("localhost"), &dmp_chain(&setup().pki));
+    let data = cps_relay::sample_tls12_transcript(Some("localhost"), &dmp_chain(&setup().pki));
     let err = gateway(&relay)
         .sign_for_authentication(sign_request(data, Some(&grant)))
         .await

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cps_relay::config::BackendKind;
-use cps_relay::{Config, CpsRelayClient, RelayTls, Scheme};
-use platform::CancellationToken;
-use platform::audit::AuditLog;
-use platform::devpki::{DevPki, files};
-use platform::softhsm::SoftHsm;
+use audit_log::AuditLog;
+use cps_relay::BackendKind;
+use cps_relay::Config;
+use dev_support::devpki::{DevPki, files};
+use dev_support::softhsm::SoftHsm;
+use relay_client::{CpsRelayClient, RelayTls, Scheme};
+use service_kit::CancellationToken;
 use tonic::Code;
 
 const PIN: &str = "123456";
@@ -159,12 +160,12 @@ fn holder(relay: &Relay) -> CpsRelayClient {
 
 /// A handshake with the dev DMP server, named `localhost`.
 fn tls12_transcript() -> Vec<u8> {
-    let chain: Vec<Vec<u8>> = platform::tls::load_certs(&fixture().pki.path(files::DMP_SERVER_CHAIN))
+    let chain: Vec<Vec<u8>> = service_kit::tls::load_certs(&fixture().pki.path(files::DMP_SERVER_CHAIN))
         .expect("dmp chain")
         .into_iter()
         .map(|c| c.to_vec())
         .collect();
-    cps_relay::handshake::sample_tls12_transcript(Some("localhost"), &chain)
+    cps_relay::sample_tls12_transcript(Some("localhost"), &chain)
 }
 
 fn tls13_content() -> Vec<u8> {
@@ -470,16 +471,18 @@ async fn software_backend_for_development() {
     assert!(openssl_verify(&cert.leaf_der, &data, &sig, false));
 }
 
-#[test]
-fn misconfigured_tokens_are_named() {
+#[tokio::test]
+async fn misconfigured_tokens_are_named() {
     let f = fixture();
+    // Start-up stops at the card, before anything listens.
+    let start = |cfg| cps_relay::start_with(cfg, AuditLog::disabled(), CancellationToken::new());
     let mut cfg = config("no-such-token");
     cfg.backend.pkcs11.module = f.hsm.module();
-    let err = cps_relay::open_card(&cfg).err().expect("no token");
+    let err = start(cfg).await.err().expect("no token");
     assert!(err.to_string().contains("no-such-token"), "{err}");
     let mut cfg = config("relay-refusals");
     cfg.backend.pkcs11.module = Path::new("/nonexistent/libcps3_pkcs11_lux.so").into();
-    let err = cps_relay::open_card(&cfg).err().expect("no module");
+    let err = start(cfg).await.err().expect("no module");
     assert!(err.to_string().contains("libcps3_pkcs11_lux.so"), "{err}");
 }
 

@@ -6,32 +6,30 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use platform::config::{
+use serde::{Deserialize, Serialize};
+use service_kit::config::{
     ConfigError, MetricsSettings, ServerSettings, ServiceConfig, TelemetrySettings, check_file, duration,
 };
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub server: ServerSettings,
-    pub metrics: MetricsSettings,
-    pub telemetry: TelemetrySettings,
-    pub dmp: DmpSettings,
-    pub relay_client: RelayClientSettings,
-    /// The relays calls may name in `auth_context.relay_id`.
-    pub relays: BTreeMap<String, RelaySettings>,
-    /// Where every DMP transaction is recorded (SQLite file by default, PostgreSQL with
-    /// DATABASE_URL).
-    pub audit: platform::audit::AuditSettings,
-    /// The software identity written into every VIHF (`LPS_*` attributes).
-    pub lps: crate::vihf::LpsIdentity,
-    /// XDS metadata and document limits of the DMP transactions.
-    pub xds: crate::transactions::XdsSettings,
-    /// The key that signs each submission's XAdES signature document (RSA, PKCS#8 PEM) and
-    /// its certificate: in production the structure's organisation certificate; the default
-    /// is the dev PKI's card key, for the local suite only.
-    pub signature: SignatureSettings,
+service_kit::service_config! {
+    /// dmp-gateway's configuration file (`--config`), over these defaults, under `DMP_GATEWAY_*`.
+    pub struct Config {
+        pub dmp: DmpSettings,
+        pub relay_client: RelayClientSettings,
+        /// The relays calls may name in `auth_context.relay_id`.
+        pub relays: BTreeMap<String, RelaySettings>,
+        /// Where every DMP transaction is recorded (SQLite file by default, PostgreSQL with
+        /// DATABASE_URL).
+        pub audit: audit_log::AuditSettings,
+        /// The software identity written into every VIHF (`LPS_*` attributes).
+        pub lps: crate::vihf::LpsIdentity,
+        /// XDS metadata and document limits of the DMP transactions.
+        pub xds: crate::transactions::XdsSettings,
+        /// The key that signs each submission's XAdES signature document (RSA, PKCS#8 PEM) and
+        /// its certificate: in production the structure's organisation certificate; the default
+        /// is the dev PKI's card key, for the local suite only.
+        pub signature: SignatureSettings,
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -98,7 +96,7 @@ impl Default for Config {
             dmp: DmpSettings::default(),
             relay_client: RelayClientSettings::default(),
             relays,
-            audit: platform::audit::AuditSettings::default(),
+            audit: audit_log::AuditSettings::default(),
             lps: Default::default(),
             xds: Default::default(),
             signature: SignatureSettings::default(),
@@ -229,11 +227,5 @@ impl ServiceConfig for Config {
             }
         }
         Ok(())
-    }
-}
-
-impl platform::app::HasTelemetry for Config {
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
     }
 }

@@ -78,8 +78,8 @@ impl SoftwareSigner {
 
     /// From PEM files: the key (PKCS#8) and the certificate (first of the file).
     pub fn from_pem_files(key: &std::path::Path, cert: &std::path::Path) -> Result<Self, String> {
-        let key_der = platform::tls::load_private_key(key).map_err(|e| e.to_string())?;
-        let certs = platform::tls::load_certs(cert).map_err(|e| e.to_string())?;
+        let key_der = service_kit::tls::load_private_key(key).map_err(|e| e.to_string())?;
+        let certs = service_kit::tls::load_certs(cert).map_err(|e| e.to_string())?;
         let first = certs.into_iter().next().ok_or("no certificate")?;
         SoftwareSigner::new(key_der.secret_der(), first.to_vec())
     }

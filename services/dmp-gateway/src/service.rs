@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use platform::audit::{AuditEvent, AuditLog, Direction};
+use audit_log::{AuditEvent, AuditLog, Direction};
 
 use ehealth_proto::dmp::v1 as pb;
 use ehealth_proto::dmp::v1::dmp_gateway_server::DmpGateway;
@@ -362,14 +362,14 @@ impl<T: DmpTransport> Transactions<T> {
             e.user_id = auth.map(|a| a.professional_id.clone()).filter(|s| !s.is_empty());
             e.patient_ins = patient.map(|p| p.ins.clone()).filter(|s| !s.is_empty());
             e.peer = auth.map(|a| format!("relay {}", a.relay_id));
-            e.trace_id = platform::telemetry::current_trace_id();
+            e.trace_id = service_kit::telemetry::current_trace_id();
             e.attributes = attributes.clone();
             e
         };
         self.audit
             .record(event(Direction::ReceivedRequest))
             .await
-            .map_err(Status::from)?;
+            .map_err(DmpError::from)?;
         let result = call.await.map_err(Status::from);
         let mut outcome = event(Direction::ReturnedResponse);
         match &result {
@@ -379,7 +379,7 @@ impl<T: DmpTransport> Transactions<T> {
                 outcome.attributes = serde_json::json!({ "request": attributes, "response": r.details() });
             }
             Err(status) => {
-                outcome.status = Some(platform::metrics::code_name(status.code() as i32).to_owned());
+                outcome.status = Some(service_kit::metrics::code_name(status.code() as i32).to_owned());
                 outcome.attributes = serde_json::json!({ "request": attributes, "error": status.message() });
             }
         }

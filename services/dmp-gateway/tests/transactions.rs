@@ -9,13 +9,13 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use dev_support::devpki::{DevPki, files};
 use dmp_gateway::dsg::SoftwareSigner;
 use dmp_gateway::mtom::{self, Multipart};
 use dmp_gateway::transactions::{self as tx, CallContext, Incoming, Outgoing, XdsSettings};
 use dmp_gateway::vihf::{self, LpsIdentity, ProfessionalIdentity};
 use dmp_gateway::{DmpError, samples, soap, xml};
 use ehealth_proto::dmp::v1 as pb;
-use platform::devpki::{DevPki, files};
 
 struct Fixture {
     pki: DevPki,
@@ -30,7 +30,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let pki =
             DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-gateway-pki")).expect("dev PKI");
-        let cert = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert");
+        let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert");
         let professional = ProfessionalIdentity::from_certificate(&cert[0]).expect("identity");
         let signer =
             SoftwareSigner::from_pem_files(&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT))

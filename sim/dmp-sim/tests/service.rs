@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use dev_support::devpki::{DevPki, files};
 use dmp_gateway::dsg::SoftwareSigner;
 use dmp_gateway::error::{DmpError, TransportError};
 use dmp_gateway::mtom::HttpBody;
@@ -16,7 +17,6 @@ use dmp_gateway::service::{DmpTransport, ServicePaths, Transactions};
 use dmp_gateway::transactions::{Incoming, XdsSettings, default_paths};
 use dmp_sim::{DmpSimulator, SimConfig};
 use ehealth_proto::dmp::v1 as pb;
-use platform::devpki::{DevPki, files};
 
 /// Forwards to the simulator; the next `fail` posts fail with the given error first.
 struct SimTransport {
@@ -63,12 +63,12 @@ impl DmpTransport for SimTransport {
 
 fn service(failures: Vec<TransportError>, forward_before_failing: bool) -> Transactions<SimTransport> {
     let pki = DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-service-pki")).expect("pki");
-    let cert = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
+    let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
     let signer =
         SoftwareSigner::from_pem_files(&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT))
             .expect("signer");
     Transactions {
-        audit: platform::audit::AuditLog::disabled(),
+        audit: audit_log::AuditLog::disabled(),
         transport: Arc::new(SimTransport {
             sim: DmpSimulator::new(SimConfig::default()),
             cert,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use bytes::Bytes;
+use dev_support::devpki::{DevPki, Professional, files};
 use dmp_gateway::dsg::SoftwareSigner;
 use dmp_gateway::transactions::{self as tx, CallContext, Incoming, Outgoing, Service, XdsSettings};
 use dmp_gateway::vihf::{LpsIdentity, ProfessionalIdentity};
@@ -13,7 +14,6 @@ use dmp_gateway::{samples, soap};
 use dmp_sim::{DmpSimulator, SimConfig, paths};
 use ehealth_proto::dmp::v1 as pb;
 use http::{Request, Response};
-use platform::devpki::{DevPki, Professional, files};
 
 struct Fixture {
     cert: Vec<u8>,
@@ -29,7 +29,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let pki =
             DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-sim-pki")).expect("dev PKI");
-        let cert = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
+        let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
         let other = Professional {
             id: "810100000002".into(),
             surname: "INFIRMIER".into(),
@@ -40,7 +40,7 @@ fn fixture() -> &'static Fixture {
         let (other_chain, _) = pki
             .issue_professional("other", &other)
             .expect("other professional");
-        let other_cert = platform::tls::load_certs(&other_chain).expect("other")[0].to_vec();
+        let other_cert = service_kit::tls::load_certs(&other_chain).expect("other")[0].to_vec();
         Fixture {
             professional: ProfessionalIdentity::from_certificate(&cert).expect("identity"),
             signer: SoftwareSigner::from_pem_files(

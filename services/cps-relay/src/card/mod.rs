@@ -2,35 +2,35 @@
 //! HSM; SoftHSM2 in tests) or a software key for development. Calls are blocking: the service
 //! runs them on the blocking pool, at most `sessions` at a time.
 
-pub mod pkcs11;
-pub mod pkcs11_uri;
-pub mod queue;
-pub mod software;
+pub(crate) mod pkcs11;
+pub(crate) mod pkcs11_uri;
+pub(crate) mod queue;
+pub(crate) mod software;
 
 use crate::certificate::CardCertificate;
 use crate::error::RelayError;
 use crate::scheme::Scheme;
 
-pub use secrecy::SecretString as Pin;
+pub(crate) use secrecy::SecretString as Pin;
 
 /// What the token reports about itself and the holder's session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CardStatus {
-    pub backend: &'static str,
-    pub token_present: bool,
-    pub token_label: String,
-    pub token_serial: String,
-    pub token_manufacturer: String,
-    pub token_model: String,
-    pub logged_in: bool,
-    pub pin_tries_left: Option<u32>,
-    pub pin_count_low: bool,
-    pub pin_final_try: bool,
-    pub pin_locked: bool,
+pub(crate) struct CardStatus {
+    pub(crate) backend: &'static str,
+    pub(crate) token_present: bool,
+    pub(crate) token_label: String,
+    pub(crate) token_serial: String,
+    pub(crate) token_manufacturer: String,
+    pub(crate) token_model: String,
+    pub(crate) logged_in: bool,
+    pub(crate) pin_tries_left: Option<u32>,
+    pub(crate) pin_count_low: bool,
+    pub(crate) pin_final_try: bool,
+    pub(crate) pin_locked: bool,
 }
 
 impl CardStatus {
-    pub fn to_proto(&self) -> ehealth_proto::cps::v1::GetStatusResponse {
+    pub(crate) fn to_proto(&self) -> ehealth_proto::cps::v1::GetStatusResponse {
         ehealth_proto::cps::v1::GetStatusResponse {
             backend: self.backend.to_owned(),
             token_present: self.token_present,
@@ -49,14 +49,15 @@ impl CardStatus {
 
 /// Which card is in the reader: what a card session is bound to (issue 13).
 #[derive(Debug, Clone)]
-pub struct CardIdentity {
+pub(crate) struct CardIdentity {
     /// The token's serial number (empty for the software backend).
-    pub serial: String,
-    pub certificate: CardCertificate,
+    pub(crate) serial: String,
+    /// The authentication certificate read with it.
+    pub(crate) certificate: CardCertificate,
 }
 
 /// A signing card. Implementations serialise their own access to the device.
-pub trait Card: Send + Sync + 'static {
+pub(crate) trait Card: Send + Sync + 'static {
     /// The authentication certificate as last read from the card.
     fn certificate(&self) -> Result<CardCertificate, RelayError>;
     /// Reads the token's serial and certificate from the device now; when the token changed,
@@ -82,7 +83,7 @@ pub trait Card: Send + Sync + 'static {
 }
 
 /// Refuses PINs no card accepts before they cost a try: 4 to 64 printable ASCII characters.
-pub fn check_pin_format(pin: &str) -> Result<(), RelayError> {
+pub(crate) fn check_pin_format(pin: &str) -> Result<(), RelayError> {
     if pin.len() < 4 {
         return Err(RelayError::PinFormat("shorter than 4 characters"));
     }

@@ -23,13 +23,13 @@ use crate::scheme::{Scheme, ecdsa_raw_to_der, sha256, sha256_digest_info};
 
 /// How the token and its objects are chosen.
 #[derive(Debug, Clone, Default)]
-pub struct Selection {
-    pub token_label: Option<String>,
-    pub token_serial: Option<String>,
-    pub key_label: Option<String>,
-    pub key_id: Option<Vec<u8>>,
-    pub cert_label: Option<String>,
-    pub cert_id: Option<Vec<u8>>,
+pub(crate) struct Selection {
+    pub(crate) token_label: Option<String>,
+    pub(crate) token_serial: Option<String>,
+    pub(crate) key_label: Option<String>,
+    pub(crate) key_id: Option<Vec<u8>>,
+    pub(crate) cert_label: Option<String>,
+    pub(crate) cert_id: Option<Vec<u8>>,
 }
 
 fn contexts() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
@@ -37,7 +37,8 @@ fn contexts() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
     CONTEXTS.get_or_init(Default::default)
 }
 
-/// The process-wide context of a PKCS#11 module, initialised once.
+/// The process-wide context of a PKCS#11 module, initialised once (PKCS#11 allows one
+/// `C_Initialize` per process: a benchmark signing beside the relay must share it).
 pub fn context(module: &Path) -> Result<Pkcs11, RelayError> {
     let mut map = contexts().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(ctx) = map.get(module) {
@@ -52,7 +53,7 @@ pub fn context(module: &Path) -> Result<Pkcs11, RelayError> {
     Ok(ctx)
 }
 
-pub struct Pkcs11Card {
+pub(crate) struct Pkcs11Card {
     ctx: Pkcs11,
     selection: Selection,
     /// Issuing CAs from the configuration, sent after whichever leaf the token holds.
@@ -95,7 +96,11 @@ fn map_ck(e: CkError) -> RelayError {
 }
 
 impl Pkcs11Card {
-    pub fn open(module: &Path, selection: Selection, chain: Vec<Vec<u8>>) -> Result<Pkcs11Card, RelayError> {
+    pub(crate) fn open(
+        module: &Path,
+        selection: Selection,
+        chain: Vec<Vec<u8>>,
+    ) -> Result<Pkcs11Card, RelayError> {
         let ctx = context(module)?;
         let (token, session) = read_token(&ctx, &selection, &chain)?;
         Ok(Pkcs11Card {

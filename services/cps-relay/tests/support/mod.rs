@@ -8,28 +8,28 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use cps_relay::config::{BackendKind, GatewayAccess};
-use cps_relay::{Config, CpsRelayClient, RelayTls};
+use audit_log::AuditLog;
+use cps_relay::{BackendKind, Config, GatewayAccess};
+use dev_support::devpki::{DevPki, Professional, files};
+use dev_support::softhsm::SoftHsm;
 use ehealth_proto::cps::v1::cps_relay_client::CpsRelayClient as Generated;
-use platform::CancellationToken;
-use platform::audit::AuditLog;
-use platform::devpki::{DevPki, Professional, files};
-use platform::softhsm::SoftHsm;
-use platform::telemetry::TraceContextInterceptor;
+use relay_client::{CpsRelayClient, RelayTls};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{SignatureAlgorithm, SignatureScheme};
+use service_kit::CancellationToken;
+use service_kit::telemetry::TraceContextInterceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// The generated client, on a channel with the caller's client certificate.
-pub type Client = Generated<InterceptedService<Channel, TraceContextInterceptor>>;
+pub(crate) type Client = Generated<InterceptedService<Channel, TraceContextInterceptor>>;
 
-pub const PIN: &str = "123456";
-pub const SO_PIN: &str = "so-secret";
-pub const DOCTOR: &str = "810100000001";
-pub const NURSE: &str = "810100000002";
+pub(crate) const PIN: &str = "123456";
+pub(crate) const SO_PIN: &str = "so-secret";
+pub(crate) const DOCTOR: &str = "810100000001";
+pub(crate) const NURSE: &str = "810100000002";
 
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub dir: tempfile::TempDir,
     pub pki: DevPki,
     /// Another PKI: its DMP certificate comes from a CA the relay does not trust.
@@ -43,7 +43,7 @@ static FIXTURE: OnceLock<Fixture> = OnceLock::new();
 
 /// Provisions `tokens` (the doctor's card on each; those of `final_try` on their last PIN try)
 /// before the process's first PKCS#11 call; later calls return the same fixture.
-pub fn fixture(tokens: &[&str], final_try: &[&str]) -> &'static Fixture {
+pub(crate) fn fixture(tokens: &[&str], final_try: &[&str]) -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = DevPki::ensure(&dir.path().join("pki")).expect("pki");
@@ -82,13 +82,13 @@ pub fn fixture(tokens: &[&str], final_try: &[&str]) -> &'static Fixture {
     })
 }
 
-pub fn f() -> &'static Fixture {
+pub(crate) fn f() -> &'static Fixture {
     FIXTURE.get().expect("fixture() first")
 }
 
 /// A relay on `token` in production mode: roles for the dev PKI's holder UI, gateway and
 /// integrator, grants required, signatures only for `localhost` under the dev IGC-Santé CAs.
-pub fn config(token: &str) -> Config {
+pub(crate) fn config(token: &str) -> Config {
     let f = f();
     let mut c = Config::default();
     c.server.listen = "127.0.0.1:0".parse().expect("addr");
@@ -119,7 +119,7 @@ pub fn config(token: &str) -> Config {
     c
 }
 
-pub struct Relay {
+pub(crate) struct Relay {
     pub addr: std::net::SocketAddr,
     shutdown: CancellationToken,
 }
@@ -130,8 +130,8 @@ impl Drop for Relay {
     }
 }
 
-pub async fn start(config: Config, audit: AuditLog) -> Relay {
-    use platform::config::ServiceConfig;
+pub(crate) async fn start(config: Config, audit: AuditLog) -> Relay {
+    use service_kit::config::ServiceConfig;
     config.validate().expect("the test configuration is valid");
     let shutdown = CancellationToken::new();
     let running = cps_relay::start_with(config, audit, shutdown.clone())
@@ -144,7 +144,7 @@ pub async fn start(config: Config, audit: AuditLog) -> Relay {
 }
 
 /// A client presenting one of the dev PKI's client certificates.
-pub fn client_as(relay: &Relay, cert: &str, key: &str) -> CpsRelayClient {
+pub(crate) fn client_as(relay: &Relay, cert: &str, key: &str) -> CpsRelayClient {
     let pki = &f().pki;
     let tls = RelayTls::from_files(
         &pki.path(files::SUITE_CA),
@@ -157,19 +157,19 @@ pub fn client_as(relay: &Relay, cert: &str, key: &str) -> CpsRelayClient {
         .expect("client")
 }
 
-pub fn gateway(relay: &Relay) -> Client {
+pub(crate) fn gateway(relay: &Relay) -> Client {
     client_as(relay, files::GATEWAY_CLIENT_CERT, files::GATEWAY_CLIENT_KEY).generated()
 }
 
-pub fn holder(relay: &Relay) -> Client {
+pub(crate) fn holder(relay: &Relay) -> Client {
     client_as(relay, files::HOLDER_UI_CLIENT_CERT, files::HOLDER_UI_CLIENT_KEY).generated()
 }
 
-pub fn integrator(relay: &Relay) -> Client {
+pub(crate) fn integrator(relay: &Relay) -> Client {
     client_as(relay, files::INTEGRATOR_CLIENT_CERT, files::INTEGRATOR_CLIENT_KEY).generated()
 }
 
-pub fn login_request(pin: &str) -> ehealth_proto::cps::v1::LoginRequest {
+pub(crate) fn login_request(pin: &str) -> ehealth_proto::cps::v1::LoginRequest {
     ehealth_proto::cps::v1::LoginRequest {
         pin: pin.into(),
         ..Default::default()
@@ -177,12 +177,12 @@ pub fn login_request(pin: &str) -> ehealth_proto::cps::v1::LoginRequest {
 }
 
 /// A SignForAuthentication request under `grant_id` (no metadata when `None`).
-pub fn sign_request(
+pub(crate) fn sign_request(
     data: Vec<u8>,
     grant_id: Option<&str>,
 ) -> tonic::Request<ehealth_proto::cps::v1::SignForAuthenticationRequest> {
     let mut req = tonic::Request::new(ehealth_proto::cps::v1::SignForAuthenticationRequest {
-        scheme: cps_relay::Scheme::RsaPkcs1Sha256.to_proto() as i32,
+        scheme: relay_client::Scheme::RsaPkcs1Sha256.to_proto() as i32,
         data,
     });
     if let Some(id) = grant_id {
@@ -192,8 +192,8 @@ pub fn sign_request(
     req
 }
 
-pub fn dmp_chain(pki: &DevPki) -> Vec<Vec<u8>> {
-    platform::tls::load_certs(&pki.path(files::DMP_SERVER_CHAIN))
+pub(crate) fn dmp_chain(pki: &DevPki) -> Vec<Vec<u8>> {
+    service_kit::tls::load_certs(&pki.path(files::DMP_SERVER_CHAIN))
         .expect("dmp chain")
         .into_iter()
         .map(|c| c.to_vec())
@@ -201,7 +201,7 @@ pub fn dmp_chain(pki: &DevPki) -> Vec<Vec<u8>> {
 }
 
 /// The TLS 1.3 client CertificateVerify content of a made-up handshake.
-pub fn tls13_content() -> Vec<u8> {
+pub(crate) fn tls13_content() -> Vec<u8> {
     [
         vec![0x20; 64],
         b"TLS 1.3, client CertificateVerify".to_vec(),
@@ -250,29 +250,29 @@ impl rustls::sign::Signer for CapturingSigner {
 /// between a client presenting the card's certificate and `server` (chain and key PEM files,
 /// client certificates checked against the IGC bundle), the client naming `host` (SNI, or none
 /// for an IP address) and trusting `server_roots`.
-pub fn real_tls12_transcript(
+pub(crate) fn real_tls12_transcript(
     server_chain: &Path,
     server_key: &Path,
     server_roots: &Path,
     host: &str,
 ) -> Vec<u8> {
-    platform::tls::install_crypto_provider();
+    service_kit::tls::install_crypto_provider();
     let pki = &f().pki;
-    let chain = platform::tls::load_certs(server_chain).expect("server chain");
-    let key: PrivateKeyDer<'static> = platform::tls::load_private_key(server_key).expect("server key");
-    let client_roots = platform::tls::load_roots(&pki.path(files::IGC_CA_BUNDLE)).expect("client roots");
+    let chain = service_kit::tls::load_certs(server_chain).expect("server chain");
+    let key: PrivateKeyDer<'static> = service_kit::tls::load_private_key(server_key).expect("server key");
+    let client_roots = service_kit::tls::load_roots(&pki.path(files::IGC_CA_BUNDLE)).expect("client roots");
     let server_config =
-        platform::tls::server_config(chain, key, Some(client_roots), &[&rustls::version::TLS12])
+        service_kit::tls::server_config(chain, key, Some(client_roots), &[&rustls::version::TLS12])
             .expect("server config");
 
     let capture = Arc::new(Capture::default());
     let card_chain: Vec<CertificateDer<'static>> =
-        platform::tls::load_certs(&pki.path(files::CPS_AUTH_CHAIN)).expect("card chain");
+        service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CHAIN)).expect("card chain");
     let certified = Arc::new(rustls::sign::CertifiedKey::new(
         card_chain,
         Arc::new(CapturingKey(capture.clone())),
     ));
-    let roots = platform::tls::load_roots(server_roots).expect("server roots");
+    let roots = service_kit::tls::load_roots(server_roots).expect("server roots");
     let client_config = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
         .with_root_certificates(roots)
         .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
@@ -307,7 +307,7 @@ pub fn real_tls12_transcript(
 }
 
 /// The handshake messages of a TLS 1.2 transcript without the server's Certificate message.
-pub fn without_server_certificate(transcript: &[u8]) -> Vec<u8> {
+pub(crate) fn without_server_certificate(transcript: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut pos = 0;
     let mut dropped = false;
