@@ -13,15 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dmp_gateway::dsg::SoftwareSigner;
-use dmp_gateway::samples;
-use dmp_gateway::transactions::{self as tx, CallContext, XdsSettings};
-use dmp_gateway::vihf::{LpsIdentity, ProfessionalIdentity};
+use dev_support::devpki::files;
+use dmp_gateway::{CallContext, Submit, XdsSettings, prepare, samples};
+use dmp_protocol::vihf::{LpsIdentity, ProfessionalIdentity};
+use dmp_protocol::xades::SoftwareSigner;
 use e2e_tests::*;
 use ehealth_proto::dmp::v1 as pb;
 use ehealth_proto::dmp::v1::dmp_gateway_client::DmpGatewayClient;
 use http_body_util::{BodyExt, Full};
-use platform::devpki::files;
 use rustls::pki_types::ServerName;
 
 const DOCTOR: &str = "810100000001";
@@ -90,16 +89,16 @@ async fn run() {
     };
 
     // The raw baseline: same messages, built in advance by the gateway's own code.
-    let cert = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert");
+    let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert");
     let professional = ProfessionalIdentity::from_certificate(&cert[0]).expect("identity");
     let signer =
         SoftwareSigner::from_pem_files(&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT))
             .expect("signer");
     let lps = LpsIdentity::default();
     let settings = XdsSettings::default();
-    let roots = Arc::new(platform::tls::load_roots(&pki.path(files::IGC_CA_BUNDLE)).expect("roots"));
-    let chain = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CHAIN)).expect("chain");
-    let key = platform::tls::load_private_key(&pki.path(files::CPS_AUTH_KEY)).expect("key");
+    let roots = Arc::new(service_kit::tls::load_roots(&pki.path(files::IGC_CA_BUNDLE)).expect("roots"));
+    let chain = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CHAIN)).expect("chain");
+    let key = service_kit::tls::load_private_key(&pki.path(files::CPS_AUTH_KEY)).expect("key");
     let local = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
@@ -167,16 +166,16 @@ async fn run() {
             professional: &professional,
             lps: &lps,
             settings: &settings,
+            signer: &signer,
             endpoint: "https://localhost/si-dmp-server/v2/services/repository",
             now: time::OffsetDateTime::now_utc(),
         };
         let mut messages = Vec::with_capacity(n);
         for _ in 0..n {
             seq += 1;
-            let p = tx::prepare_submit(
+            let p = prepare::<Submit>(
                 samples::submit_request(DOCTOR, &format!("1.2.250.1.999.1.1.7898.88.{seq}"), size),
                 &ctx,
-                &signer,
             )
             .expect("prepare");
             messages.push((p.outgoing.body.content_type.clone(), p.outgoing.body.to_bytes()));

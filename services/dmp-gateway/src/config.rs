@@ -6,34 +6,38 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use platform::config::{
+use dmp_protocol::transactions::default_paths;
+use dmp_protocol::vihf::LpsIdentity;
+use dmp_protocol::xds::{Code, FieldError, is_oid};
+use serde::{Deserialize, Serialize};
+use service_kit::config::{
     ConfigError, MetricsSettings, ServerSettings, ServiceConfig, TelemetrySettings, check_file, duration,
 };
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub server: ServerSettings,
-    pub metrics: MetricsSettings,
-    pub telemetry: TelemetrySettings,
-    pub dmp: DmpSettings,
-    pub relay_client: RelayClientSettings,
-    /// The relays calls may name in `auth_context.relay_id`.
-    pub relays: BTreeMap<String, RelaySettings>,
-    /// Where every DMP transaction is recorded (SQLite file by default, PostgreSQL with
-    /// DATABASE_URL).
-    pub audit: platform::audit::AuditSettings,
-    /// The software identity written into every VIHF (`LPS_*` attributes).
-    pub lps: crate::vihf::LpsIdentity,
-    /// XDS metadata and document limits of the DMP transactions.
-    pub xds: crate::transactions::XdsSettings,
-    /// The key that signs each submission's XAdES signature document (RSA, PKCS#8 PEM) and
-    /// its certificate: in production the structure's organisation certificate; the default
-    /// is the dev PKI's card key, for the local suite only.
-    pub signature: SignatureSettings,
+service_kit::service_config! {
+    /// dmp-gateway's configuration file (`--config`), over these defaults, under `DMP_GATEWAY_*`.
+    pub struct Config {
+        /// The DMP and the TLS towards it.
+        pub dmp: DmpSettings,
+        /// The gateway's identity towards relays.
+        pub relay_client: RelayClientSettings,
+        /// The relays calls may name in `auth_context.relay_id`.
+        pub relays: BTreeMap<String, RelaySettings>,
+        /// Where every DMP transaction is recorded (SQLite file by default, PostgreSQL with
+        /// DATABASE_URL).
+        pub audit: audit_log::AuditSettings,
+        /// The software identity written into every VIHF (`LPS_*` attributes).
+        pub lps: LpsIdentity,
+        /// XDS metadata and document limits of the DMP transactions.
+        pub xds: XdsSettings,
+        /// The key that signs each submission's XAdES signature document (RSA, PKCS#8 PEM) and
+        /// its certificate: in production the structure's organisation certificate; the default
+        /// is the dev PKI's card key, for the local suite only.
+        pub signature: SignatureSettings,
+    }
 }
 
+/// Where the DMP is and how the gateway talks to it (section `dmp`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DmpSettings {
@@ -43,8 +47,10 @@ pub struct DmpSettings {
     pub ca_bundle: PathBuf,
     /// TLS versions offered: the DMP accepts only "1.2" for software access.
     pub tls_versions: Vec<String>,
+    /// Longest wait for TCP + TLS.
     #[serde(with = "duration")]
     pub connect_timeout: Duration,
+    /// Longest wait for an answer.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
     /// Longest wait for the relay's CertificateVerify signature during a handshake.
@@ -56,9 +62,11 @@ pub struct DmpSettings {
     /// How long the card certificate fetched from a relay is reused.
     #[serde(with = "duration")]
     pub certificate_ttl: Duration,
+    /// Largest answer read.
     pub max_response_bytes: usize,
 }
 
+/// The gateway's mutual-TLS identity towards relays (section `relay_client`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelayClientSettings {
@@ -66,11 +74,14 @@ pub struct RelayClientSettings {
     pub ca: PathBuf,
     /// The gateway's client certificate and key towards relays.
     pub cert: PathBuf,
+    /// The key of `cert` (PEM).
     pub key: PathBuf,
+    /// Deadline of a relay call.
     #[serde(with = "duration")]
     pub call_timeout: Duration,
 }
 
+/// One relay calls may name (section `relays.<id>`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RelaySettings {
@@ -98,7 +109,7 @@ impl Default for Config {
             dmp: DmpSettings::default(),
             relay_client: RelayClientSettings::default(),
             relays,
-            audit: platform::audit::AuditSettings::default(),
+            audit: audit_log::AuditSettings::default(),
             lps: Default::default(),
             xds: Default::default(),
             signature: SignatureSettings::default(),
@@ -106,10 +117,13 @@ impl Default for Config {
     }
 }
 
+/// The key that signs submissions (section `signature`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SignatureSettings {
+    /// RSA key, PKCS#8 PEM.
     pub key: PathBuf,
+    /// Its certificate (PEM, first of the file).
     pub cert: PathBuf,
 }
 
@@ -150,6 +164,7 @@ impl Default for RelayClientSettings {
 }
 
 impl DmpSettings {
+    /// `tls_versions`, checked.
     pub fn versions(&self) -> Result<Vec<crate::dmp_tls::TlsVersion>, ConfigError> {
         let mut v = Vec::new();
         for (i, s) in self.tls_versions.iter().enumerate() {
@@ -173,6 +188,7 @@ impl DmpSettings {
         Ok(v)
     }
 
+    /// `url`, checked: https with a host.
     pub fn uri(&self) -> Result<http::Uri, ConfigError> {
         let uri: http::Uri = self
             .url
@@ -204,10 +220,7 @@ impl ServiceConfig for Config {
                 return Err(ConfigError::invalid(key, "must not be empty"));
             }
         }
-        self.xds.validate("xds").map_err(|e| {
-            let (key, reason) = e.split_once(": ").unwrap_or(("xds", e.as_str()));
-            ConfigError::invalid(key, reason)
-        })?;
+        self.xds.validate("xds")?;
         self.dmp.uri()?;
         self.dmp.versions()?;
         check_file("dmp.ca_bundle", &self.dmp.ca_bundle)?;
@@ -232,8 +245,98 @@ impl ServiceConfig for Config {
     }
 }
 
-impl platform::app::HasTelemetry for Config {
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
+/// Settings of the transactions (configuration section `xds`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XdsSettings {
+    /// XDSSubmissionSet.sourceId: the OID of the sending software installation.
+    pub source_id: String,
+    /// Largest accepted document, in bytes.
+    pub max_document_bytes: u64,
+    /// Most documents in one submission.
+    pub max_documents: usize,
+    /// VIHF purposeofuse when the call gives none.
+    pub default_purpose_of_use: String,
+    /// RepositoryUniqueId used by RetrieveDocument when the call gives none.
+    pub repository_unique_id: String,
+    /// OID of the sending device in HL7v3 messages (TD0.2).
+    pub hl7_sender_oid: String,
+    /// contentTypeCode of the submission set that carries a status update (ITI-57), which no
+    /// call field provides: `code^display^scheme`.
+    pub status_update_content_type: String,
+    /// Path of the DMP repository (ITI-41, ITI-43) under `dmp.url`.
+    pub repository_path: String,
+    /// Path of the DMP registry (ITI-18, ITI-57) under `dmp.url`.
+    pub registry_path: String,
+    /// Path of the DMP patient service (TD0.2) under `dmp.url`.
+    pub patients_path: String,
+}
+
+impl Default for XdsSettings {
+    fn default() -> Self {
+        XdsSettings {
+            source_id: "1.2.250.1.999.1.1.7898".into(),
+            max_document_bytes: 20 * 1024 * 1024,
+            max_documents: 20,
+            default_purpose_of_use: "normal".into(),
+            repository_unique_id: "1.2.250.1.213.4.1.1.1.2".into(),
+            hl7_sender_oid: "1.2.250.1.999.1.1.7898".into(),
+            status_update_content_type: "04^Hospitalisation de jour^1.2.250.1.213.2.2".into(),
+            repository_path: default_paths::REPOSITORY.into(),
+            registry_path: default_paths::REGISTRY.into(),
+            patients_path: default_paths::PATIENTS.into(),
+        }
+    }
+}
+
+impl XdsSettings {
+    /// Validation naming the configuration key (`prefix` is the section name).
+    fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("{prefix}.{k}");
+        for (k, oid) in [
+            ("source_id", &self.source_id),
+            ("repository_unique_id", &self.repository_unique_id),
+            ("hl7_sender_oid", &self.hl7_sender_oid),
+        ] {
+            if !is_oid(oid) {
+                return Err(ConfigError::invalid(key(k), format!("`{oid}` is not an OID")));
+            }
+        }
+        if self.max_document_bytes == 0 {
+            return Err(ConfigError::invalid(
+                key("max_document_bytes"),
+                "must be positive",
+            ));
+        }
+        if self.max_documents == 0 {
+            return Err(ConfigError::invalid(key("max_documents"), "must be positive"));
+        }
+        for (k, path) in [
+            ("repository_path", &self.repository_path),
+            ("registry_path", &self.registry_path),
+            ("patients_path", &self.patients_path),
+        ] {
+            if !path.starts_with('/') {
+                return Err(ConfigError::invalid(
+                    key(k),
+                    format!("`{path}` must start with /"),
+                ));
+            }
+        }
+        self.status_update_code()
+            .map_err(|e| ConfigError::invalid(key("status_update_content_type"), e.reason))?;
+        Ok(())
+    }
+
+    /// The contentTypeCode of an ITI-57 submission set.
+    pub(crate) fn status_update_code(&self) -> Result<Code, FieldError> {
+        let p: Vec<&str> = self.status_update_content_type.split('^').collect();
+        if p.len() != 3 {
+            return Err(FieldError::new(
+                "status_update_content_type",
+                "expected code^display^scheme",
+            ));
+        }
+        Code::from_parts("status_update_content_type", p[0], p[2], p[1])
     }
 }

@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cps_relay::Scheme;
 use ehealth_proto::cps::v1::GetAuthenticationCertificateResponse;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
@@ -20,6 +19,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use relay_client::Scheme;
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -35,27 +35,40 @@ use crate::remote_key::{CardResolver, RemoteKey, SignatureLedger};
 pub struct DmpEndpoint {
     /// `https://host:port` (paths are given per call).
     pub base_url: http::Uri,
+    /// The name the DMP's certificate must carry.
     pub server_name: ServerName<'static>,
+    /// CAs that issue the DMP's certificate.
     pub roots: Arc<RootCertStore>,
+    /// TLS versions offered.
     pub versions: Vec<TlsVersion>,
+    /// Longest wait for TCP + TLS.
     pub connect_timeout: Duration,
+    /// Longest wait for an answer.
     pub request_timeout: Duration,
+    /// Longest wait for the relay's CertificateVerify signature.
     pub signature_timeout: Duration,
+    /// A professional's connections close after this long unused.
     pub idle_timeout: Duration,
+    /// How long a card certificate fetched from a relay is reused.
     pub certificate_ttl: Duration,
+    /// Largest answer read.
     pub max_response_bytes: usize,
 }
 
 /// Domain metrics of the transport.
 #[derive(Clone, Default)]
 pub struct TransportMetrics {
+    /// `dmp_gateway_remote_signatures_total`.
     pub remote_signatures: Counter,
+    /// `dmp_gateway_tls_handshakes_total`.
     pub handshakes: Counter,
+    /// `dmp_gateway_professional_sessions`.
     pub professional_sessions: Gauge,
 }
 
 impl TransportMetrics {
-    pub fn register(metrics: &platform::metrics::Metrics) -> Self {
+    /// The metrics, registered.
+    pub fn register(metrics: &service_kit::metrics::Metrics) -> Self {
         let m = TransportMetrics::default();
         metrics.register(
             "dmp_gateway_remote_signatures",
@@ -79,14 +92,19 @@ impl TransportMetrics {
 /// Who is calling, as the gateway's RPCs state it.
 #[derive(Debug, Clone)]
 pub struct Professional<'a> {
+    /// The relay holding the card (`auth_context.relay_id`).
     pub relay_id: &'a str,
+    /// The professional the card must belong to.
     pub professional_id: &'a str,
 }
 
 /// A professional's authenticated path to the DMP.
 pub struct ProfessionalSession {
+    /// The relay holding the card.
     pub relay_id: String,
+    /// The card's certificate chain, as the relay gave it.
     pub certificate: Arc<GetAuthenticationCertificateResponse>,
+    /// SHA-256 of the card's certificate (the pool's key).
     pub fingerprint: String,
     client: Client<DmpConnector, Full<Bytes>>,
     ledger: Arc<SignatureLedger>,
@@ -103,8 +121,11 @@ impl ProfessionalSession {
 /// An answer of the DMP.
 #[derive(Debug)]
 pub struct DmpResponse {
+    /// HTTP status.
     pub status: http::StatusCode,
+    /// HTTP headers.
     pub headers: http::HeaderMap,
+    /// The body, read whole (up to `max_response_bytes`).
     pub body: Bytes,
 }
 
@@ -113,6 +134,8 @@ struct CachedCertificate {
     certificate: Arc<GetAuthenticationCertificateResponse>,
 }
 
+/// The transport: one keep-alive pool per professional, authenticated with the card through
+/// its relay.
 pub struct DmpConnections {
     endpoint: DmpEndpoint,
     relays: RelayDirectory,
@@ -122,6 +145,7 @@ pub struct DmpConnections {
 }
 
 impl DmpConnections {
+    /// The transport, without any connection yet.
     pub fn new(endpoint: DmpEndpoint, relays: RelayDirectory, metrics: TransportMetrics) -> Arc<Self> {
         Arc::new(DmpConnections {
             endpoint,
@@ -141,7 +165,7 @@ impl DmpConnections {
     }
 
     /// Runs [`expire_idle`](Self::expire_idle) periodically until `shutdown`.
-    pub fn spawn_expiry(self: &Arc<Self>, shutdown: platform::CancellationToken) {
+    pub fn spawn_expiry(self: &Arc<Self>, shutdown: service_kit::CancellationToken) {
         let me = Arc::downgrade(self);
         let every = (self.endpoint.idle_timeout / 4).max(Duration::from_millis(100));
         tokio::spawn(async move {
@@ -196,7 +220,7 @@ impl DmpConnections {
                 card: certificate.professional_id.clone(),
             });
         }
-        let fingerprint = platform::tls::sha256_fingerprint(&certificate.leaf_der);
+        let fingerprint = service_kit::tls::sha256_fingerprint(&certificate.leaf_der);
         if let Some(s) = self
             .sessions
             .lock()
@@ -304,7 +328,7 @@ impl DmpConnections {
         session: &ProfessionalSession,
         mut req: http::Request<Full<Bytes>>,
     ) -> Result<DmpResponse, TransportError> {
-        platform::telemetry::inject_into_headers(req.headers_mut());
+        service_kit::telemetry::inject_into_headers(req.headers_mut());
         *session.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         let timeout = self.endpoint.request_timeout;
         let resp = tokio::time::timeout(timeout, session.client.request(req))
@@ -395,7 +419,7 @@ fn classify_client_error(
 
 /// Opens TCP + TLS connections for one professional.
 #[derive(Clone)]
-pub struct DmpConnector {
+pub(crate) struct DmpConnector {
     config: Arc<rustls::ClientConfig>,
     server_name: ServerName<'static>,
     connect_timeout: Duration,
@@ -470,7 +494,7 @@ fn classify_tls_error(e: std::io::Error) -> TransportError {
 }
 
 /// A TLS connection to the DMP, as hyper's client wants it.
-pub struct DmpStream(tokio_rustls::client::TlsStream<TcpStream>);
+pub(crate) struct DmpStream(tokio_rustls::client::TlsStream<TcpStream>);
 
 impl Connection for DmpStream {
     fn connected(&self) -> Connected {

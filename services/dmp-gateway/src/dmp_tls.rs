@@ -12,12 +12,17 @@ use rustls::{ClientConfig, RootCertStore};
 
 use crate::error::TransportError;
 
+/// A TLS version the gateway may offer the DMP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsVersion {
+    /// TLS 1.2: the only one the DMP accepts for software access.
     Tls12,
+    /// TLS 1.3 (needs a card with RSA-PSS).
     Tls13,
 }
 
+/// The rustls configuration of one professional's connections: the DMP's roots, the offered
+/// versions with their ECDHE suites, and the card through `resolver`.
 pub fn client_config(
     roots: Arc<RootCertStore>,
     versions: &[TlsVersion],

@@ -9,10 +9,12 @@
 
 use std::time::Duration;
 
+use dmp_protocol::cda::CdaError;
+use dmp_protocol::xades::XadesError;
+use dmp_protocol::xds::FieldError;
 use tonic::{Code, Status};
 
-use crate::xds::FieldError;
-
+/// Why a DMP call did not get the DMP's answer.
 #[derive(Debug, thiserror::Error)]
 pub enum DmpError {
     /// The request is invalid; nothing was sent.
@@ -20,20 +22,32 @@ pub enum DmpError {
     InvalidArgument(#[from] FieldError),
     /// A document's CDA cannot be read; nothing was sent.
     #[error("documents[{index}].content: malformed CDA: {reason}")]
-    MalformedCda { index: usize, reason: String },
+    MalformedCda {
+        /// Which document.
+        index: usize,
+        /// What is wrong with it.
+        reason: CdaError,
+    },
     /// Metadata given by the caller contradicts the CDA header; nothing was sent.
     #[error("documents[{index}].metadata.{field}: `{given}` contradicts the CDA header, which says `{cda}`")]
     CdaContradiction {
+        /// Which document.
         index: usize,
+        /// The metadata field.
         field: &'static str,
+        /// What the caller gave.
         given: String,
+        /// What the header says.
         cda: String,
     },
     /// The DMP answered with a SOAP fault.
     #[error("the DMP answered a SOAP fault ({code}{}): {reason}", subcode.as_deref().map(|s| format!(" / {s}")).unwrap_or_default())]
     SoapFault {
+        /// `soap:Sender`, `soap:Receiver`, …
         code: String,
+        /// The first subcode (`DMPAccessDenied`, …).
         subcode: Option<String>,
+        /// The reason text.
         reason: String,
     },
     /// The DMP answered something that is not the expected message.
@@ -41,26 +55,37 @@ pub enum DmpError {
     MalformedResponse(String),
     /// The DMP answered an HTTP error without a SOAP fault.
     #[error("the DMP answered HTTP {status}: {excerpt}")]
-    HttpStatus { status: u16, excerpt: String },
+    HttpStatus {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the body.
+        excerpt: String,
+    },
     /// Building the signature document failed (signer unavailable or refused).
     #[error("signing the submission: {0}")]
-    Signature(String),
+    Signature(#[from] XadesError),
     /// A submission's connection failed after it may have reached the DMP: not retried.
     #[error(
         "{reason}; the submission may or may not have reached the DMP. Resubmitting the same documents is safe: \
          the registry refuses a uniqueId it already stores (XDSDuplicateUniqueIdInRegistry). Documents: {document_unique_ids}"
     )]
     SubmissionInterrupted {
+        /// The transport's error.
         reason: String,
+        /// The uniqueIds of the submission's documents, comma-separated.
         document_unique_ids: String,
     },
     /// The relay or the connection to the DMP failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The audit log cannot record the request: nothing was sent (fail closed).
+    #[error("{0}; nothing was done unlogged, retry later")]
+    Audit(#[from] audit_log::AuditError),
 }
 
 impl DmpError {
-    pub fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    /// A request refused on `field`.
+    pub(crate) fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
         DmpError::InvalidArgument(FieldError::new(field, reason))
     }
 }
@@ -90,47 +115,85 @@ impl From<DmpError> for Status {
             DmpError::MalformedResponse(_) => Code::Internal,
             DmpError::Signature(_) => Code::FailedPrecondition,
             DmpError::Transport(t) => t.code(),
-            DmpError::SubmissionInterrupted { .. } => Code::Unavailable,
+            DmpError::SubmissionInterrupted { .. } | DmpError::Audit(_) => Code::Unavailable,
         };
         Status::new(code, e.to_string())
     }
 }
 
+/// The relay and DMP connection outcomes (issue 4).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TransportError {
+    /// The call names a relay the gateway does not know (no SSRF: it dials configured relays only).
     #[error("unknown relay_id `{relay_id}`; the gateway's configured relays are: {known}")]
-    UnknownRelay { relay_id: String, known: String },
+    UnknownRelay {
+        /// The relay asked for.
+        relay_id: String,
+        /// The configured ones.
+        known: String,
+    },
+    /// The relay cannot be reached.
     #[error("cps-relay `{relay_id}` unreachable: {reason}")]
-    RelayUnreachable { relay_id: String, reason: String },
+    RelayUnreachable {
+        /// The relay.
+        relay_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The relay answered with an error, passed on with its code.
     #[error("cps-relay refused: {message}")]
-    RelayRefused { code: tonic::Code, message: String },
+    RelayRefused {
+        /// The relay's gRPC code.
+        code: tonic::Code,
+        /// The relay's message.
+        message: String,
+    },
+    /// No CertificateVerify signature in time.
     #[error("cps-relay did not sign the TLS handshake within {0:?}")]
     SignatureDeadline(Duration),
+    /// The card is another professional's.
     #[error("the card in relay `{relay_id}` belongs to professional {card}, not {expected}")]
     WrongProfessional {
+        /// The relay.
         relay_id: String,
+        /// The professional the call names.
         expected: String,
+        /// The card's professional.
         card: String,
     },
+    /// The DMP's server certificate does not verify.
     #[error("the DMP's server certificate was rejected: {0}")]
     DmpCertificateInvalid(String),
+    /// The DMP refused the card in the handshake.
     #[error("the DMP refused the professional's card certificate (TLS alert {0})")]
     CardRefusedByDmp(String),
+    /// Another TLS failure.
     #[error("TLS failure with the DMP: {0}")]
     Tls(String),
+    /// No TCP connection to the DMP.
     #[error("cannot reach the DMP at {address}: {reason}")]
-    DmpUnreachable { address: String, reason: String },
+    DmpUnreachable {
+        /// host:port.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The connection broke after the request may have been sent.
     #[error("the connection to the DMP was lost: {0}")]
     ConnectionLost(String),
+    /// No answer in time.
     #[error("the DMP did not answer within {0:?}")]
     DmpTimeout(Duration),
+    /// `dmp.max_response_bytes` exceeded.
     #[error("the DMP's answer is larger than the configured limit of {0} bytes")]
     ResponseTooLarge(usize),
+    /// The HTTP request could not be made.
     #[error("invalid request to the DMP: {0}")]
     Request(String),
 }
 
 impl TransportError {
+    /// The gRPC code the caller gets.
     pub fn code(&self) -> tonic::Code {
         use tonic::Code;
         match self {
@@ -150,7 +213,7 @@ impl TransportError {
     }
 
     /// Whether the request surely never reached the DMP (so even a submission may be retried).
-    pub fn before_sending(&self) -> bool {
+    pub(crate) fn before_sending(&self) -> bool {
         !matches!(
             self,
             TransportError::ConnectionLost(_)

@@ -1,77 +1,73 @@
 //! dmp-gateway: SPEC.md §2. It serves an integrator's backend and speaks the DMP's SOAP/XDS.b
 //! transactions over mutual TLS, with the professional's CPS card as client certificate and
 //! every signature made remotely by cps-relay.
+//!
+//! The wire protocols are `dmp-protocol`'s; here are the five transactions (one module each,
+//! validate → build → parse), the protobuf mapping, the tonic surface and the transport.
 
-pub mod cda;
-pub mod config;
-pub mod connections;
-pub mod dmp_tls;
-pub mod dsg;
-pub mod error;
-pub mod mtom;
-pub mod relay;
-pub mod remote_key;
-pub mod rim;
+mod config;
+mod connections;
+mod conversions;
+mod dmp_tls;
+mod error;
+mod exchange;
+mod find;
+mod reconcile;
+mod relay;
+mod remote_key;
+mod retrieve;
+mod rpc;
 pub mod samples;
-pub mod service;
-pub mod soap;
-pub mod transactions;
-pub mod vihf;
-pub mod xds;
-pub mod xml;
+mod submit;
+mod test_patient;
+mod update_status;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use dmp_protocol::xades::SoftwareSigner;
 use ehealth_proto::dmp::v1::dmp_gateway_server::DmpGatewayServer;
-use platform::CancellationToken;
-use platform::metrics::Metrics;
-use platform::server::{GrpcServer, RunningServer, ServerError};
+use service_kit::metrics::Metrics;
+use service_kit::server::GrpcServer;
+use service_kit::{CancellationToken, StartError};
 
-pub use config::Config;
-pub use connections::{DmpConnections, DmpEndpoint, Professional, TransportMetrics};
-pub use error::DmpError;
-pub use error::TransportError;
+use connections::DmpEndpoint;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Server(#[from] ServerError),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error(transparent)]
-    Config(#[from] platform::config::ConfigError),
-    #[error("{0}")]
-    Tls(String),
-    #[error("audit log: {0}")]
-    Audit(#[from] platform::audit::AuditError),
-}
-
-/// The gRPC service: the DMP transactions over the mutual-TLS transport.
-pub type Gateway = service::Transactions<DmpConnections>;
+pub use config::{Config, RelaySettings, XdsSettings};
+pub use connections::{DmpConnections, Professional, TransportMetrics};
+pub use dmp_tls::{TlsVersion, client_config};
+pub use error::{DmpError, TransportError};
+pub use exchange::{CallContext, Incoming, Outgoing, Prepared, Transaction, prepare};
+pub use find::Find;
+pub use relay::{RelayDirectory, RelayEndpoint};
+pub use remote_key::{CardResolver, RemoteKey};
+pub use retrieve::Retrieve;
+pub use rpc::{DmpTransport, Gateway, ServicePaths};
+pub use submit::Submit;
+pub use test_patient::TestPatient;
+pub use update_status::UpdateStatus;
 
 /// Builds the gRPC service from configuration and the transport.
 pub fn gateway(
     config: &Config,
     connections: Arc<DmpConnections>,
-    audit: platform::audit::AuditLog,
+    audit: audit_log::AuditLog,
 ) -> Result<Gateway, StartError> {
     let s = &config.signature;
-    let signer = dsg::SoftwareSigner::from_pem_files(&s.key, &s.cert)
-        .map_err(|e| StartError::Tls(format!("signature.key / signature.cert: {e}")))?;
-    Ok(service::Transactions {
-        transport: connections,
+    let signer = SoftwareSigner::from_pem_files(&s.key, &s.cert)
+        .map_err(|e| StartError::Unusable(format!("signature.key / signature.cert: {e}")))?;
+    Ok(Gateway::new(
+        connections,
         audit,
-        lps: config.lps.clone(),
-        settings: config.xds.clone(),
-        signer: Arc::new(signer),
-        paths: service::ServicePaths {
+        config.lps.clone(),
+        config.xds.clone(),
+        Arc::new(signer),
+        ServicePaths {
             base_url: config.dmp.url.clone(),
             repository: config.xds.repository_path.clone(),
             registry: config.xds.registry_path.clone(),
             patients: config.xds.patients_path.clone(),
         },
-    })
+    ))
 }
 
 /// Builds the DMP transport from configuration.
@@ -85,8 +81,9 @@ pub fn connections(config: &Config, metrics: TransportMetrics) -> Result<Arc<Dmp
         .trim_end_matches(']')
         .to_owned();
     let server_name = rustls::pki_types::ServerName::try_from(host)
-        .map_err(|e| StartError::Tls(format!("dmp.url host: {e}")))?;
-    let roots = platform::tls::load_roots(&d.ca_bundle).map_err(|e| StartError::Tls(e.to_string()))?;
+        .map_err(|e| StartError::Unusable(format!("dmp.url host: {e}")))?;
+    let roots =
+        service_kit::tls::load_roots(&d.ca_bundle).map_err(|e| StartError::Unusable(e.to_string()))?;
     let endpoint = DmpEndpoint {
         base_url,
         server_name,
@@ -126,8 +123,8 @@ pub fn connections(config: &Config, metrics: TransportMetrics) -> Result<Arc<Dmp
         );
     }
     // The gateway's identity towards every relay; each relay's own server name is applied per call.
-    let tls = cps_relay::RelayTls::from_files(&rc.ca, &rc.cert, &rc.key, "")
-        .map_err(|e| StartError::Tls(e.to_string()))?;
+    let tls = relay_client::RelayTls::from_files(&rc.ca, &rc.cert, &rc.key, "")
+        .map_err(|e| StartError::Unusable(e.to_string()))?;
     let directory = relay::RelayDirectory::new(relays, tls, rc.call_timeout);
     Ok(DmpConnections::new(endpoint, directory, metrics))
 }
@@ -136,49 +133,36 @@ pub fn connections(config: &Config, metrics: TransportMetrics) -> Result<Arc<Dmp
 /// that a document over the limit reaches the gateway's own check and its precise message
 /// (`documents[i].content: the document has N bytes, more than the configured limit…`) instead
 /// of tonic's generic one, while the memory a single call can take stays bounded.
-pub fn max_request_bytes(xds: &transactions::XdsSettings) -> usize {
+pub fn max_request_bytes(xds: &XdsSettings) -> usize {
     let doc = usize::try_from(xds.max_document_bytes).unwrap_or(usize::MAX);
     doc.saturating_mul(4).saturating_add(4 * 1024 * 1024)
 }
 
-/// A started service.
-pub struct Running {
-    pub grpc_addr: SocketAddr,
-    pub metrics_addr: Option<SocketAddr>,
-    pub server: RunningServer,
-    pub connections: Arc<DmpConnections>,
-}
+/// A started service; beside the server, its DMP transport.
+pub type Running = service_kit::Running<Arc<DmpConnections>>;
 
 /// Starts the service and returns once it listens.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
-    platform::tls::install_crypto_provider();
+    service_kit::tls::install_crypto_provider();
     let metrics = Metrics::new();
     let connections = connections(&config, TransportMetrics::register(&metrics))?;
     connections.spawn_expiry(shutdown.clone());
-    let audit = platform::audit::AuditLog::connect_with_metrics(&config.audit, &metrics)
-        .await
-        .map_err(StartError::Audit)?;
-    let metrics_addr = platform::metrics::start(&config.metrics, metrics.clone(), shutdown.clone()).await?;
-    let server = GrpcServer::new(config.server.clone(), metrics)
+    let audit = audit_log::AuditLog::connect_with_metrics(
+        &config.audit,
+        metrics.register_with(audit_log::AuditMetrics::registered),
+    )
+    .await
+    .map_err(|e| StartError::Audit(e.to_string()))?;
+    let grpc = GrpcServer::new(config.server.clone(), metrics)
         .add_service(
             DmpGatewayServer::new(gateway(&config, connections.clone(), audit)?)
                 .max_decoding_message_size(max_request_bytes(&config.xds)),
         )
-        .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET)
-        .start(shutdown)
-        .await?;
-    tracing::info!(grpc = %server.local_addr, metrics = ?metrics_addr, "dmp-gateway listening");
-    Ok(Running {
-        grpc_addr: server.local_addr,
-        metrics_addr,
-        server,
-        connections,
-    })
+        .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
+    service_kit::start("dmp-gateway", grpc, &config.metrics, connections, shutdown).await
 }
 
 /// Runs until `shutdown` is cancelled and the calls in flight have drained.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
-    let running = start(config, shutdown).await?;
-    running.server.wait().await?;
-    Ok(())
+    start(config, shutdown).await?.wait().await
 }

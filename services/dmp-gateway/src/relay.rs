@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cps_relay::{CpsRelayClient, RelayTls, Scheme};
+use relay_client::{CpsRelayClient, RelayTls, Scheme};
 use tracing::Instrument;
 
 use crate::error::TransportError;
@@ -21,6 +21,7 @@ use crate::error::TransportError;
 /// One configured relay.
 #[derive(Debug, Clone)]
 pub struct RelayEndpoint {
+    /// The id calls name (`auth_context.relay_id`).
     pub id: String,
     /// `https://host:port`
     pub endpoint: String,
@@ -37,6 +38,7 @@ pub struct RelayDirectory {
 }
 
 impl RelayDirectory {
+    /// The configured relays, the gateway's client identity and the deadline of relay calls.
     pub fn new(relays: BTreeMap<String, RelayEndpoint>, tls: RelayTls, call_timeout: Duration) -> Self {
         RelayDirectory {
             relays,
@@ -45,6 +47,7 @@ impl RelayDirectory {
         }
     }
 
+    /// The relay `id`, or [`TransportError::UnknownRelay`].
     pub fn get(&self, id: &str) -> Result<&RelayEndpoint, TransportError> {
         self.relays.get(id).ok_or_else(|| TransportError::UnknownRelay {
             relay_id: id.to_owned(),
@@ -61,7 +64,7 @@ impl RelayDirectory {
     }
 
     /// A gRPC client on the caller's runtime (certificate and status calls).
-    pub fn client(&self, relay: &RelayEndpoint) -> Result<CpsRelayClient, TransportError> {
+    pub(crate) fn client(&self, relay: &RelayEndpoint) -> Result<CpsRelayClient, TransportError> {
         CpsRelayClient::connect_lazy(&relay.endpoint, &self.tls_for(relay), self.call_timeout).map_err(|e| {
             TransportError::RelayUnreachable {
                 relay_id: relay.id.clone(),
@@ -70,6 +73,7 @@ impl RelayDirectory {
         })
     }
 
+    /// A signer thread towards `relay` (its own runtime and channel).
     pub fn signer_thread(&self, relay: &RelayEndpoint) -> Result<SignerThread, TransportError> {
         SignerThread::spawn(relay, &self.tls_for(relay), self.call_timeout)
     }
@@ -79,7 +83,12 @@ impl RelayDirectory {
 #[derive(Debug, Clone)]
 pub enum SignFailure {
     /// The relay answered with an error status: its code and reason are passed on.
-    Refused { code: tonic::Code, message: String },
+    Refused {
+        /// The relay's gRPC code.
+        code: tonic::Code,
+        /// The relay's message.
+        message: String,
+    },
     /// The relay could not be reached.
     Unreachable(String),
     /// No answer within the signature deadline.

@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cps_relay::Scheme;
 use prometheus_client::metrics::counter::Counter;
+use relay_client::Scheme;
 use rustls::SignatureScheme;
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::CertificateDer;
@@ -16,10 +16,13 @@ use crate::relay::{SignFailure, SignerThread};
 /// Counts remote signatures (a metric) and keeps the last failure for the caller's error.
 #[derive(Debug, Default)]
 pub struct SignatureLedger {
+    /// Why the last signature failed.
     pub last_failure: Mutex<Option<SignFailure>>,
+    /// Signatures made.
     pub made: std::sync::atomic::AtomicU64,
 }
 
+/// The card's private key as rustls sees it: every signature is asked of the relay.
 #[derive(Debug)]
 pub struct RemoteKey {
     signer: Arc<SignerThread>,
@@ -32,6 +35,8 @@ pub struct RemoteKey {
 }
 
 impl RemoteKey {
+    /// A key signing through `signer` within `deadline`, with the best TLS scheme among the
+    /// relay's; `None` when the relay offers none the gateway can use.
     pub fn new(
         signer: Arc<SignerThread>,
         relay_schemes: &[Scheme],
@@ -129,6 +134,7 @@ pub struct CardResolver {
 }
 
 impl CardResolver {
+    /// The card's chain and its remote key.
     pub fn new(chain: Vec<CertificateDer<'static>>, key: RemoteKey) -> Self {
         CardResolver {
             key: Arc::new(CertifiedKey::new(chain, Arc::new(key))),

@@ -7,8 +7,10 @@ use ehealth_proto::dmp::v1 as pb;
 
 /// The official examples' test patient.
 pub const TEST_INS: &str = "207058575627097";
+/// Its authority: test INS-NIR.
 pub const TEST_INS_OID: &str = "1.2.250.1.213.1.4.10";
 
+/// The test patient.
 pub fn patient() -> pb::PatientId {
     pb::PatientId {
         ins: TEST_INS.into(),

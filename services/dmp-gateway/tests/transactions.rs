@@ -9,13 +9,18 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use dmp_gateway::dsg::SoftwareSigner;
-use dmp_gateway::mtom::{self, Multipart};
-use dmp_gateway::transactions::{self as tx, CallContext, Incoming, Outgoing, XdsSettings};
-use dmp_gateway::vihf::{self, LpsIdentity, ProfessionalIdentity};
-use dmp_gateway::{DmpError, samples, soap, xml};
+use dev_support::devpki::{DevPki, files};
+use dmp_gateway::{
+    CallContext, DmpError, Find, Incoming, Outgoing, Prepared, Retrieve, Submit, TestPatient, UpdateStatus,
+    XdsSettings, prepare, samples,
+};
+use dmp_protocol::mtom::{self, Multipart};
+use dmp_protocol::transactions::action;
+use dmp_protocol::vihf::{self, LpsIdentity, ProfessionalIdentity};
+use dmp_protocol::xades::SoftwareSigner;
+use dmp_protocol::xds::status;
+use dmp_protocol::{soap, xml};
 use ehealth_proto::dmp::v1 as pb;
-use platform::devpki::{DevPki, files};
 
 struct Fixture {
     pki: DevPki,
@@ -30,7 +35,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let pki =
             DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-gateway-pki")).expect("dev PKI");
-        let cert = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert");
+        let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert");
         let professional = ProfessionalIdentity::from_certificate(&cert[0]).expect("identity");
         let signer =
             SoftwareSigner::from_pem_files(&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT))
@@ -50,17 +55,18 @@ fn ctx(f: &Fixture) -> CallContext<'_> {
         professional: &f.professional,
         lps: &f.lps,
         settings: &f.settings,
+        signer: &f.signer,
         endpoint: "https://dmp.test/si-dmp-server/v2/services",
         now: time::OffsetDateTime::now_utc(),
     }
 }
 
 fn schemas() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/dmp-package/schemas/schema")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/dmp-package/schemas/schema")
 }
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/dmp-package/examples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/dmp-package/examples")
 }
 
 fn require_tool(tool: &str, package: &str) {
@@ -133,12 +139,11 @@ fn envelope_of(o: &Outgoing) -> (String, Option<Multipart>) {
     }
 }
 
-fn prepared() -> tx::PreparedSubmission {
+fn prepared() -> Prepared<Submit> {
     let f = fixture();
-    tx::prepare_submit(
+    prepare::<Submit>(
         samples::submit_request(&f.professional.id, "1.2.250.1.999.1.1.7898.9.1", 0),
         &ctx(f),
-        &f.signer,
     )
     .expect("prepare")
 }
@@ -159,19 +164,19 @@ fn iti41_body_validates_against_the_official_xsd() {
     );
 
     // Metadata the caller omitted comes from the CDA header.
-    let entry = &p.submission.entries[0];
+    let entry = &p.valid.entries()[0];
     assert_eq!(entry.unique_id.as_str(), "1.2.250.1.999.1.1.7898.9.1");
     assert_eq!(entry.creation_time.as_str(), "20240115093000");
     assert_eq!(entry.type_code.code, "11488-4");
     assert_eq!(entry.authors[0].id, "810100000001");
     assert_eq!(
-        p.document_unique_ids(),
+        p.valid.document_unique_ids(),
         vec!["1.2.250.1.999.1.1.7898.9.1".to_string()]
     );
 
     // The envelope: WS-Addressing and a direct-mode VIHF naming the card's professional.
     let parsed = soap::parse_envelope(env.as_bytes()).expect("envelope");
-    assert_eq!(parsed.action(), Some(tx::action::ITI41));
+    assert_eq!(parsed.action(), Some(action::ITI41));
     assert_eq!(
         parsed.message_id(),
         Some(p.outgoing.addressing.message_id.as_str())
@@ -264,8 +269,8 @@ fn the_xades_signature_document_verifies_with_xmlsec1() {
 fn iti18_iti43_iti57_td02_bodies_validate_against_the_official_xsd() {
     let f = fixture();
     let c = ctx(f);
-    let find = tx::prepare_find(
-        &pb::FindDocumentsRequest {
+    let find = prepare::<Find>(
+        pb::FindDocumentsRequest {
             auth_context: Some(samples::auth_context(&f.professional.id)),
             patient: Some(samples::patient()),
             statuses: vec![
@@ -296,7 +301,8 @@ fn iti18_iti43_iti57_td02_bodies_validate_against_the_official_xsd() {
         },
         &c,
     )
-    .expect("find");
+    .expect("find")
+    .outgoing;
     let (env, _) = envelope_of(&find);
     let body = body_payload(&env);
     assert!(body.contains(
@@ -306,8 +312,8 @@ fn iti18_iti43_iti57_td02_bodies_validate_against_the_official_xsd() {
     assert!(body.contains("('11488-4^^2.16.840.1.113883.6.1')"));
     xmllint("ebRS/query.xsd", body);
 
-    let retrieve = tx::prepare_retrieve(
-        &pb::RetrieveDocumentRequest {
+    let retrieve = prepare::<Retrieve>(
+        pb::RetrieveDocumentRequest {
             auth_context: Some(samples::auth_context(&f.professional.id)),
             patient: Some(samples::patient()),
             repository_unique_id: String::new(),
@@ -315,7 +321,8 @@ fn iti18_iti43_iti57_td02_bodies_validate_against_the_official_xsd() {
         },
         &c,
     )
-    .expect("retrieve");
+    .expect("retrieve")
+    .outgoing;
     assert!(
         retrieve.body.content_type.starts_with("multipart/related"),
         "ITI-43 goes as MTOM"
@@ -328,8 +335,8 @@ fn iti18_iti43_iti57_td02_bodies_validate_against_the_official_xsd() {
         (pb::DocumentStatus::Archived, pb::DocumentStatus::Approved),
         (pb::DocumentStatus::Archived, pb::DocumentStatus::Deleted),
     ] {
-        let update = tx::prepare_update_status(
-            &pb::UpdateDocumentStatusRequest {
+        let update = prepare::<UpdateStatus>(
+            pb::UpdateDocumentStatusRequest {
                 auth_context: Some(samples::auth_context(&f.professional.id)),
                 patient: Some(samples::patient()),
                 entry_uuid: "urn:uuid:fe5287a2-ae6a-11eb-8f5d-0050569e422e".into(),
@@ -339,21 +346,28 @@ fn iti18_iti43_iti57_td02_bodies_validate_against_the_official_xsd() {
             },
             &c,
         )
-        .expect("update");
+        .expect("update")
+        .outgoing;
         let (env, _) = envelope_of(&update);
         let body = body_payload(&env);
-        assert!(body.contains(dmp_gateway::xds::status_to_urn(new).expect("urn")));
+        let urn = match new {
+            pb::DocumentStatus::Approved => status::APPROVED,
+            pb::DocumentStatus::Archived => status::ARCHIVED,
+            _ => status::DELETED,
+        };
+        assert!(body.contains(urn));
         xmllint("ebRS/lcm.xsd", body);
     }
 
-    let td02 = tx::prepare_test_patient(
-        &pb::TestPatientDmpRequest {
+    let td02 = prepare::<TestPatient>(
+        pb::TestPatientDmpRequest {
             auth_context: Some(samples::auth_context(&f.professional.id)),
             patient: Some(samples::patient()),
         },
         &c,
     )
-    .expect("td0.2");
+    .expect("td0.2")
+    .outgoing;
     let (env, _) = envelope_of(&td02);
     let payload = soap::parse_envelope(env.as_bytes())
         .expect("env")
@@ -384,9 +398,10 @@ fn incoming_file(name: &str) -> (Incoming, String) {
     )
 }
 
-fn outgoing_with_id(mut o: Outgoing, id: &str) -> Outgoing {
-    o.addressing.message_id = id.to_string();
-    o
+/// The request as if it had carried the MessageID the official answer relates to.
+fn with_message_id<X: dmp_gateway::Transaction>(mut p: Prepared<X>, id: &str) -> Prepared<X> {
+    p.outgoing.addressing.message_id = id.to_string();
+    p
 }
 
 #[test]
@@ -398,10 +413,10 @@ fn official_responses_parse_into_typed_results() {
     let (inc, id) = incoming_file("TD2.1_-_Alimentation_reponse.xml");
     let mut p = prepared();
     p.outgoing.addressing.message_id = id;
-    let r = tx::parse_submit_response(&inc, &p).expect("TD2.1");
+    let r = p.parse(&inc).expect("TD2.1");
     assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
     assert!(r.errors.is_empty());
-    assert_eq!(r.document_unique_ids, p.document_unique_ids());
+    assert_eq!(r.document_unique_ids, p.valid.document_unique_ids());
 
     // TD3.1: 21 typed entries.
     let (inc, id) = incoming_file("TD3.1_-_Recherche_de_document_reponse.xml");
@@ -410,8 +425,8 @@ fn official_responses_parse_into_typed_results() {
         patient: Some(samples::patient()),
         ..Default::default()
     };
-    let out = outgoing_with_id(tx::prepare_find(&req, &c).expect("find"), &id);
-    let r = tx::parse_find_response(&inc, &out).expect("TD3.1");
+    let out = with_message_id(prepare::<Find>(req, &c).expect("find"), &id);
+    let r = out.parse(&inc).expect("TD3.1");
     assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
     assert_eq!(r.documents.len(), 21);
     let d = &r.documents[0];
@@ -442,7 +457,7 @@ fn official_responses_parse_into_typed_results() {
     );
     let body = mtom::write(
         String::from_utf8(env_bytes).expect("utf8"),
-        tx::action::ITI43_RESPONSE,
+        action::ITI43_RESPONSE,
         vec![mtom::Attachment {
             content_id: "b857abb7-a2c3-4db8-bd69-d5ff76826e72-2@urn:ihe:iti:xds-b:2007".into(),
             content_type: "text/xml".into(),
@@ -460,8 +475,8 @@ fn official_responses_parse_into_typed_results() {
         repository_unique_id: "1.2.250.1.213.4.1.1.1.2".into(),
         document_unique_id: "1.2.250.1.999.1.1.7898.1.995657292".into(),
     };
-    let out = outgoing_with_id(tx::prepare_retrieve(&req, &c).expect("retrieve"), &relates);
-    let r = tx::parse_retrieve_response(&inc, &out, &req.document_unique_id).expect("TD3.2");
+    let out = with_message_id(prepare::<Retrieve>(req, &c).expect("retrieve"), &relates);
+    let r = out.parse(&inc).expect("TD3.2");
     assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
     assert_eq!(r.content, document, "byte-identical");
     assert_eq!(r.mime_type, "text/xml");
@@ -472,8 +487,8 @@ fn official_responses_parse_into_typed_results() {
         auth_context: Some(samples::auth_context(&f.professional.id)),
         patient: Some(samples::patient()),
     };
-    let out = outgoing_with_id(tx::prepare_test_patient(&req, &c).expect("td0.2"), &id);
-    let r = tx::parse_test_patient_response(&inc, &out).expect("TD0.2");
+    let out = with_message_id(prepare::<TestPatient>(req, &c).expect("td0.2"), &id);
+    let r = out.parse(&inc).expect("TD0.2");
     assert!(r.dmp_exists);
     assert!(!r.dmp_closed);
     assert_eq!(r.authorization(), pb::Authorization::Valide);
@@ -492,8 +507,8 @@ fn official_responses_parse_into_typed_results() {
             current_status: pb::DocumentStatus::Approved as i32,
             new_status: pb::DocumentStatus::Archived as i32,
         };
-        let out = outgoing_with_id(tx::prepare_update_status(&req, &c).expect("update"), &id);
-        let r = tx::parse_update_status_response(&inc, &out).expect(name);
+        let out = with_message_id(prepare::<UpdateStatus>(req, &c).expect("update"), &id);
+        let r = out.parse(&inc).expect(name);
         assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
     }
 }
@@ -503,7 +518,7 @@ fn registry_errors_and_soap_faults_reach_the_caller() {
     let p = prepared();
     let id = p.outgoing.addressing.message_id.clone();
     let failure = soap::response_envelope(
-        tx::action::ITI41_RESPONSE,
+        action::ITI41_RESPONSE,
         Some(&id),
         r#"<rs:RegistryResponse xmlns:rs="urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0" status="urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Failure"><rs:RegistryErrorList highestSeverity="urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"><rs:RegistryError errorCode="XDSDuplicateUniqueIdInRegistry" codeContext="uniqueId 1.2.3 already exists" severity="urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error" location="Document01"/><rs:RegistryError errorCode="XDSRegistryMetadataError" codeContext="warning text" severity="urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Warning"/></rs:RegistryErrorList></rs:RegistryResponse>"#,
     );
@@ -512,7 +527,7 @@ fn registry_errors_and_soap_faults_reach_the_caller() {
         content_type: "application/soap+xml".into(),
         body: Bytes::from(failure),
     };
-    let r = tx::parse_submit_response(&inc, &p).expect("failure is an answer");
+    let r = p.parse(&inc).expect("failure is an answer");
     assert_eq!(r.status(), pb::RegistryResponseStatus::Failure);
     assert_eq!(r.errors.len(), 2);
     assert_eq!(r.errors[0].error_code, "XDSDuplicateUniqueIdInRegistry");
@@ -532,7 +547,7 @@ fn registry_errors_and_soap_faults_reach_the_caller() {
         content_type: "application/soap+xml".into(),
         body: Bytes::from(fault),
     };
-    let e = tx::parse_submit_response(&inc, &p).expect_err("fault");
+    let e = p.parse(&inc).expect_err("fault");
     assert!(matches!(e, DmpError::SoapFault { .. }));
     let status = tonic::Status::from(e);
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
@@ -543,13 +558,13 @@ fn registry_errors_and_soap_faults_reach_the_caller() {
     );
     assert!(status.message().contains("DMPAccessDenied"));
 
-    let wrong = soap::response_envelope(tx::action::ITI41_RESPONSE, Some("urn:uuid:other"), "<x/>");
+    let wrong = soap::response_envelope(action::ITI41_RESPONSE, Some("urn:uuid:other"), "<x/>");
     let inc = Incoming {
         status: 200,
         content_type: "application/soap+xml".into(),
         body: Bytes::from(wrong),
     };
-    let e = tx::parse_submit_response(&inc, &p).expect_err("RelatesTo mismatch");
+    let e = p.parse(&inc).expect_err("RelatesTo mismatch");
     assert!(e.to_string().contains("relates to"), "{e}");
 
     let html = Incoming {
@@ -557,7 +572,7 @@ fn registry_errors_and_soap_faults_reach_the_caller() {
         content_type: "text/html".into(),
         body: Bytes::from_static(b"<html>Bad gateway</html>"),
     };
-    let status = tonic::Status::from(tx::parse_submit_response(&html, &p).expect_err("502"));
+    let status = tonic::Status::from(p.parse(&html).expect_err("502"));
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert!(status.message().contains("HTTP 502"));
 }
@@ -721,7 +736,7 @@ fn bad_inputs_are_refused_naming_the_field() {
             settings: &small_limit,
             ..ctx(f)
         };
-        let e = tx::prepare_submit(r, &c, &f.signer).expect_err(what);
+        let e = prepare::<Submit>(r, &c).expect_err(what);
         let status = tonic::Status::from(e);
         assert_eq!(
             status.code(),
@@ -736,15 +751,15 @@ fn bad_inputs_are_refused_naming_the_field() {
         );
     }
     // And the good request passes.
-    tx::prepare_submit(good(), &ctx(f), &f.signer).expect("the unmodified request is valid");
+    prepare::<Submit>(good(), &ctx(f)).expect("the unmodified request is valid");
 }
 
 #[test]
 fn find_and_update_refuse_bad_requests() {
     let f = fixture();
     let c = ctx(f);
-    let e = tx::prepare_find(
-        &pb::FindDocumentsRequest {
+    let e = prepare::<Find>(
+        pb::FindDocumentsRequest {
             auth_context: Some(samples::auth_context(&f.professional.id)),
             patient: Some(samples::patient()),
             creation_time: Some(pb::TimeRange {
@@ -763,8 +778,8 @@ fn find_and_update_refuse_bad_requests() {
     )
     .expect_err("inverted range");
     assert!(e.to_string().starts_with("creation_time.to: "), "{e}");
-    let e = tx::prepare_update_status(
-        &pb::UpdateDocumentStatusRequest {
+    let e = prepare::<UpdateStatus>(
+        pb::UpdateDocumentStatusRequest {
             auth_context: Some(samples::auth_context(&f.professional.id)),
             patient: Some(samples::patient()),
             entry_uuid: "urn:uuid:fe5287a2-ae6a-11eb-8f5d-0050569e422e".into(),

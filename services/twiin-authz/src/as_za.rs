@@ -98,7 +98,7 @@ pub(crate) async fn get_token(
         .header(crate::aorta_id::HEADER, ex.aorta_id.header_value())
         .form(&form)
         .timeout(settings.timeout)
-        .headers(platform::telemetry::current_trace_headers())
+        .headers(service_kit::telemetry::current_trace_headers())
         .send()
         .await;
     let resp = match sent {

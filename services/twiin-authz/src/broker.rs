@@ -21,7 +21,7 @@ pub(crate) struct CallerCertificate {
 
 impl CallerCertificate {
     pub(crate) fn from_der(der: &[u8]) -> CallerCertificate {
-        let fingerprint = platform::tls::sha256_fingerprint(der);
+        let fingerprint = service_kit::tls::sha256_fingerprint(der);
         let (subject, dns_names) = match X509Certificate::from_der(der) {
             Ok((_, c)) => {
                 let dns = c

@@ -10,55 +10,50 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use platform::config::{
+use serde::{Deserialize, Serialize};
+use service_kit::config::{
     ConfigError, MetricsSettings, ServerSettings, ServerTlsSettings, ServiceConfig, TelemetrySettings,
     duration,
 };
-use serde::{Deserialize, Serialize};
 
-/// The whole configuration (one TOML file, `TWIIN_AUTHZ_` environment overrides).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// The gRPC listener (TLS and caller mTLS outside development).
-    pub server: ServerSettings,
-    /// The Prometheus endpoint.
-    pub metrics: MetricsSettings,
-    /// Logs and traces.
-    pub telemetry: TelemetrySettings,
-    /// The OAuth2 HTTP endpoint.
-    pub http: HttpSettings,
-    /// This authorization server's HTTPS URL: `iss` of our assertions, RFC 8414 `issuer`, and
-    /// (with `/oauth2/token`) the audiences we accept in assertions sent to us.
-    pub issuer: String,
-    /// Development mode: allows http URLs (simulators, jwks_uris), plaintext listeners, use case
-    /// 3.1 without caller mTLS and outbound calls without a client certificate. Off by default.
-    pub development: bool,
-    /// Replicas of this service that share one audit log (the Helm chart sets it). More than
-    /// one needs PostgreSQL: the `jti` replay store must be shared by all of them.
-    pub replicas: u32,
-    /// The TWIIN assertions this service issues (3.1).
-    pub assertions: AssertionSettings,
-    /// The rules for the assertions external GtKs send (3.2 steps 3 and 4).
-    pub client_auth: ClientAuthSettings,
-    /// The AORTA Stelseltoken and the AORTA access tokens it vouches for.
-    pub stelsel: StelselSettings,
-    /// ZORG-AB and the caches of what it says.
-    pub zorg_ab: ZorgAbSettings,
-    /// The Autorisatie Server ZA (GetTokenRequest).
-    pub as_za: AsZaSettings,
-    /// TLS of the calls this service makes (ZORG-AB, AS ZA, Stelsel, jwks_uris).
-    pub outbound_tls: OutboundTlsSettings,
-    /// Who may use use case 3.1 (the Resource Broker).
-    pub resource_broker: ResourceBrokerSettings,
-    /// Client registrations of external GtKs kept in this configuration, consulted before
-    /// ZORG-AB (the seed allows "een interne configuratie in AS GTK").
-    pub clients: Vec<ClientRegistration>,
-    /// The AORTA interaction table (SPEC.md §3.2 step 8): SMART-on-FHIR resource + permission →
-    /// AORTA interaction.
-    pub interactions: Vec<InteractionRow>,
-    /// The audit log of both use cases (SQLite file by default, PostgreSQL with DATABASE_URL).
-    pub audit: platform::audit::AuditSettings,
+service_kit::service_config! {
+    /// The whole configuration (one TOML file, `TWIIN_AUTHZ_` environment overrides). The
+    /// gRPC listener (`server`) has TLS and caller mTLS outside development.
+    pub struct Config {
+        /// The OAuth2 HTTP endpoint.
+        pub http: HttpSettings,
+        /// This authorization server's HTTPS URL: `iss` of our assertions, RFC 8414 `issuer`, and
+        /// (with `/oauth2/token`) the audiences we accept in assertions sent to us.
+        pub issuer: String,
+        /// Development mode: allows http URLs (simulators, jwks_uris), plaintext listeners, use case
+        /// 3.1 without caller mTLS and outbound calls without a client certificate. Off by default.
+        pub development: bool,
+        /// Replicas of this service that share one audit log (the Helm chart sets it). More than
+        /// one needs PostgreSQL: the `jti` replay store must be shared by all of them.
+        pub replicas: u32,
+        /// The TWIIN assertions this service issues (3.1).
+        pub assertions: AssertionSettings,
+        /// The rules for the assertions external GtKs send (3.2 steps 3 and 4).
+        pub client_auth: ClientAuthSettings,
+        /// The AORTA Stelseltoken and the AORTA access tokens it vouches for.
+        pub stelsel: StelselSettings,
+        /// ZORG-AB and the caches of what it says.
+        pub zorg_ab: ZorgAbSettings,
+        /// The Autorisatie Server ZA (GetTokenRequest).
+        pub as_za: AsZaSettings,
+        /// TLS of the calls this service makes (ZORG-AB, AS ZA, Stelsel, jwks_uris).
+        pub outbound_tls: OutboundTlsSettings,
+        /// Who may use use case 3.1 (the Resource Broker).
+        pub resource_broker: ResourceBrokerSettings,
+        /// Client registrations of external GtKs kept in this configuration, consulted before
+        /// ZORG-AB (the seed allows "een interne configuratie in AS GTK").
+        pub clients: Vec<ClientRegistration>,
+        /// The AORTA interaction table (SPEC.md §3.2 step 8): SMART-on-FHIR resource + permission →
+        /// AORTA interaction.
+        pub interactions: Vec<InteractionRow>,
+        /// The audit log of both use cases (SQLite file by default, PostgreSQL with DATABASE_URL).
+        pub audit: audit_log::AuditSettings,
+    }
 }
 
 /// The OAuth2 HTTP endpoint (`[http]`).
@@ -403,7 +398,7 @@ impl Default for Config {
             resource_broker: ResourceBrokerSettings::default(),
             clients: Vec::new(),
             interactions: crate::scope_table::default_rows(),
-            audit: platform::audit::AuditSettings::default(),
+            audit: audit_log::AuditSettings::default(),
         }
     }
 }
@@ -523,12 +518,7 @@ impl ServiceConfig for Config {
             return Err(ConfigError::invalid("replicas", "must be at least 1"));
         }
         // In any mode: replicas that do not share the jti store would each accept a replay.
-        if self.replicas > 1
-            && matches!(
-                self.audit.backend(),
-                Ok(platform::audit::AuditBackend::Sqlite { .. })
-            )
-        {
+        if self.replicas > 1 && matches!(self.audit.backend(), Ok(audit_log::AuditBackend::Sqlite { .. })) {
             return Err(ConfigError::invalid(
                 "replicas",
                 format!(
@@ -545,7 +535,7 @@ impl ServiceConfig for Config {
             ));
         }
         for (i, k) in self.assertions.signing_keys.iter().enumerate() {
-            platform::config::check_file(&format!("assertions.signing_keys[{i}].key"), &k.key)?;
+            service_kit::config::check_file(&format!("assertions.signing_keys[{i}].key"), &k.key)?;
         }
         if self.assertions.notification_marker.is_empty() {
             return Err(ConfigError::invalid(
@@ -560,17 +550,17 @@ impl ServiceConfig for Config {
             ));
         }
         if let Some(tls) = &self.http.tls {
-            platform::config::check_file("http.tls.cert", &tls.cert)?;
-            platform::config::check_file("http.tls.key", &tls.key)?;
+            service_kit::config::check_file("http.tls.cert", &tls.cert)?;
+            service_kit::config::check_file("http.tls.key", &tls.key)?;
             if let Some(ca) = &tls.client_ca {
-                platform::config::check_file("http.tls.client_ca", ca)?;
+                service_kit::config::check_file("http.tls.client_ca", ca)?;
             }
         }
         let o = &self.outbound_tls;
         match (&o.cert, &o.key) {
             (Some(cert), Some(key)) => {
-                platform::config::check_file("outbound_tls.cert", cert)?;
-                platform::config::check_file("outbound_tls.key", key)?;
+                service_kit::config::check_file("outbound_tls.cert", cert)?;
+                service_kit::config::check_file("outbound_tls.key", key)?;
             }
             (None, None) => {}
             (Some(_), None) => {
@@ -587,7 +577,7 @@ impl ServiceConfig for Config {
             }
         }
         if let Some(ca) = &o.ca {
-            platform::config::check_file("outbound_tls.ca", ca)?;
+            service_kit::config::check_file("outbound_tls.ca", ca)?;
         }
         for (i, id) in self.resource_broker.identities.iter().enumerate() {
             if !valid_identity(id) {
@@ -621,12 +611,6 @@ impl ServiceConfig for Config {
         crate::scope_table::ScopeTable::new(self.interactions.clone())
             .map_err(|e| ConfigError::invalid("interactions", e))?;
         Ok(())
-    }
-}
-
-impl platform::app::HasTelemetry for Config {
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
     }
 }
 

@@ -35,13 +35,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use audit_log::AuditLog;
 use ehealth_proto::twiin::v1::twiin_authz_server::TwiinAuthzServer;
-use platform::CancellationToken;
-use platform::audit::AuditLog;
-use platform::config::ServiceConfig;
-use platform::metrics::Metrics;
-use platform::server::{GrpcServer, RunningServer, ServerError};
 use serde_json::json;
+use service_kit::config::ServiceConfig;
+use service_kit::metrics::Metrics;
+use service_kit::server::GrpcServer;
+use service_kit::{CancellationToken, StartError};
 
 pub use config::Config;
 pub use error::AuthzError;
@@ -54,23 +54,6 @@ use crate::scope_table::ScopeTable;
 use crate::source_token::Stelsel;
 use crate::trail::Trail;
 use crate::zorg_ab::ZorgAb;
-
-/// Why the service did not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The gRPC server could not start.
-    #[error(transparent)]
-    Server(#[from] ServerError),
-    /// A listener could not be bound.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// The configuration is refused (the message names the key).
-    #[error("{0}")]
-    Config(String),
-    /// The audit log cannot be opened.
-    #[error("audit log: {0}")]
-    Audit(String),
-}
 
 /// What the service depends on from outside its configuration.
 #[derive(Debug, Clone)]
@@ -164,12 +147,13 @@ impl Authz {
     /// The service state; `endpoint_base` is where external GtKs reach the OAuth endpoint
     /// (see `http.public_url`).
     pub(crate) fn new(config: &Config, audit: AuditLog, endpoint_base: String) -> Result<Self, StartError> {
-        platform::tls::install_crypto_provider();
+        service_kit::tls::install_crypto_provider();
         let keys = SigningKeys::load(&config.assertions.signing_keys, config.assertions.max_lifetime)
-            .map_err(|e| StartError::Config(e.to_string()))?;
+            .map_err(|e| StartError::Unusable(e.to_string()))?;
         let scope_table = ScopeTable::new(config.interactions.clone())
-            .map_err(|e| StartError::Config(format!("interactions: {e}")))?;
-        let http = outbound::client(&config.outbound_tls, config.development).map_err(StartError::Config)?;
+            .map_err(|e| StartError::Unusable(format!("interactions: {e}")))?;
+        let http =
+            outbound::client(&config.outbound_tls, config.development).map_err(StartError::Unusable)?;
         let issuer = config.issuer.trim_end_matches('/').to_owned();
         let endpoint_base = endpoint_base.trim_end_matches('/').to_owned();
         let mut audiences = vec![issuer.clone(), format!("{issuer}{}", http::TOKEN_PATH)];
@@ -264,16 +248,13 @@ impl Authz {
     }
 }
 
-/// A started service.
-pub struct Running {
-    /// The bound gRPC address.
-    pub grpc_addr: SocketAddr,
+/// A started service: beside the gRPC server, the OAuth2 HTTP endpoint and the use cases.
+pub type Running = service_kit::Running<Started>;
+
+/// What twiin-authz hands its callers beside the gRPC server.
+pub struct Started {
     /// The bound OAuth2 HTTP address.
     pub http_addr: SocketAddr,
-    /// The bound metrics address, when metrics are on.
-    pub metrics_addr: Option<SocketAddr>,
-    /// The gRPC server, to wait for its shutdown.
-    pub server: RunningServer,
     /// The service state.
     pub authz: Arc<Authz>,
 }
@@ -295,7 +276,7 @@ pub async fn start_with(
     deps: Deps,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
-    config.validate().map_err(|e| StartError::Config(e.to_string()))?;
+    config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.http.listen).await?;
     let http_addr = listener.local_addr()?;
     let endpoint_base = match (&config.http.public_url, &config.http.tls) {
@@ -312,7 +293,6 @@ pub async fn start_with(
     }
     let metrics = Metrics::new();
     authz.metrics.register(&metrics);
-    let metrics_addr = platform::metrics::start(&config.metrics, metrics.clone(), shutdown.clone()).await?;
 
     if let Err(e) = authz.refresh_stelsel().await {
         tracing::warn!(error = %e, "no AORTA Stelseltoken yet; the use cases answer UNAVAILABLE until one is fetched");
@@ -344,7 +324,7 @@ pub async fn start_with(
             .layer(
                 tower_http::trace::TraceLayer::new_for_http()
                     .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
-                        platform::telemetry::http_server_span(req)
+                        service_kit::telemetry::http_server_span(req)
                     })
                     .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG)),
             )
@@ -356,7 +336,7 @@ pub async fn start_with(
         Some(tls) => {
             http::serve_tls(listener, router, tls, shutdown.clone())
                 .await
-                .map_err(StartError::Config)?;
+                .map_err(StartError::Unusable)?;
         }
         None => {
             // Small JSON answers: without TCP_NODELAY, Nagle + delayed ACK stall them ~40 ms.
@@ -379,24 +359,15 @@ pub async fn start_with(
         }
     }
 
-    let server = GrpcServer::new(config.server.clone(), metrics)
+    let grpc = GrpcServer::new(config.server.clone(), metrics)
         .add_service(TwiinAuthzServer::new(rpc::Grpc(authz.clone())))
-        .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET)
-        .start(shutdown)
-        .await?;
-    tracing::info!(grpc = %server.local_addr, http = %http_addr, metrics = ?metrics_addr, "twiin-authz listening");
-    Ok(Running {
-        grpc_addr: server.local_addr,
-        http_addr,
-        metrics_addr,
-        server,
-        authz,
-    })
+        .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
+    tracing::info!(http = %http_addr, "twiin-authz OAuth2 HTTP endpoint listening");
+    let started = Started { http_addr, authz };
+    service_kit::start("twiin-authz", grpc, &config.metrics, started, shutdown).await
 }
 
 /// Runs until `shutdown` is cancelled and the calls in flight have drained.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
-    let running = start(config, shutdown).await?;
-    running.server.wait().await?;
-    Ok(())
+    start(config, shutdown).await?.wait().await
 }

@@ -169,7 +169,7 @@ impl Stelsel {
                 .header("accept", "application/jwt")
                 .header(crate::aorta_id::HEADER, ex.aorta_id.header_value())
                 .timeout(timeout)
-                .headers(platform::telemetry::current_trace_headers())
+                .headers(service_kit::telemetry::current_trace_headers())
                 .send()
                 .await
                 .map_err(|e| {

@@ -18,8 +18,9 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use platform::audit::{AuditEvent, AuditLog, Direction};
+use audit_log::{AuditEvent, AuditLog, Direction};
 use serde_json::{Map, Value, json};
+use service_kit::error::ServiceError;
 
 use crate::aorta_id::AortaId;
 use crate::error::AuthzError;
@@ -48,7 +49,7 @@ pub(crate) struct Subject {
 /// The trace id of the events: the current OpenTelemetry trace, else the caller's W3C
 /// `traceparent`, else a new one, so the events of one request are always found together.
 pub(crate) fn trace_id(traceparent: Option<&str>) -> String {
-    if let Some(id) = platform::telemetry::current_trace_id() {
+    if let Some(id) = service_kit::telemetry::current_trace_id() {
         return id;
     }
     let from_caller = traceparent.and_then(|tp| {
@@ -89,7 +90,7 @@ impl Outcome {
                 status: e.http_status().as_u16(),
                 error: Some(e.oauth_error().to_owned()),
                 error_description: Some(e.description()),
-                grpc_code: crate::error::grpc_code_name(e.grpc_code()),
+                grpc_code: service_kit::metrics::code_name(e.error_code().grpc_code() as i32),
             },
         }
     }

@@ -306,7 +306,7 @@ impl ZorgAb {
             .header(crate::aorta_id::HEADER, ex.aorta_id.header_value())
             .header("accept", "application/json")
             .timeout(self.settings.timeout)
-            .headers(platform::telemetry::current_trace_headers())
+            .headers(service_kit::telemetry::current_trace_headers())
             .send()
             .await
         {
@@ -443,7 +443,7 @@ impl ZorgAb {
             .header(crate::aorta_id::HEADER, ex.aorta_id.header_value())
             .header("accept", "application/json")
             .timeout(self.settings.timeout)
-            .headers(platform::telemetry::current_trace_headers())
+            .headers(service_kit::telemetry::current_trace_headers())
             .send()
             .await
         {

@@ -8,10 +8,10 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
+use audit_log::{AuditLog, AuditReader, Direction, EventFilter, StoredEvent};
 use common::*;
+use dev_support::test_database::TestDatabase;
 use ehealth_proto::twiin::v1::{IssueTwiinAssertionsRequest, TokenRequest as GrpcTokenRequest};
-use platform::audit::testing::TestDatabase;
-use platform::audit::{AuditLog, AuditReader, Direction, EventFilter, StoredEvent};
 use serde_json::{Value, json};
 
 const UC_TOKEN: &str = "uitgeven_aorta_access_token";
@@ -283,8 +283,12 @@ async fn fixture() -> Fixture {
     let db = TestDatabase::create()
         .await
         .expect("a PostgreSQL database (make test sets DATABASE_URL)");
-    let audit = AuditLog::connect(&db.settings()).await.expect("audit log");
-    let reader = AuditReader::connect(&db.settings()).await.expect("reader");
+    let audit = AuditLog::connect(&audit_log::AuditSettings::for_url(db.url()))
+        .await
+        .expect("audit log");
+    let reader = AuditReader::connect(&audit_log::AuditSettings::for_url(db.url()))
+        .await
+        .expect("reader");
     Fixture {
         _db: db,
         reader,
@@ -1042,7 +1046,7 @@ async fn unavailable_dependencies_and_time_outs_are_recorded() {
     // The details stay in the audit log, not in the answer.
     assert!(attr(&rows[8], "error_description").is_some_and(|d| d.as_str().is_some_and(|d| !d.is_empty())));
     // Time-outs: the AS ZA never answers, the request budget is short.
-    let shutdown = platform::CancellationToken::new();
+    let shutdown = service_kit::CancellationToken::new();
     static HOLE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let _ = HOLE.set(format!("https://{}/token", blackhole(shutdown.clone()).await));
     let slow = world(

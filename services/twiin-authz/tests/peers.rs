@@ -51,7 +51,7 @@ async fn an_aorta_style_peer_gets_a_token_with_ps256_or_es256() {
         let returned = w
             .events_of("uitgeven_aorta_access_token")
             .into_iter()
-            .rfind(|e| e.direction == platform::audit::Direction::ReturnedResponse)
+            .rfind(|e| e.direction == audit_log::Direction::ReturnedResponse)
             .expect("returned");
         assert_eq!(
             returned.client_id.as_deref(),
@@ -165,7 +165,7 @@ async fn a_jwks_uri_that_redirects_or_answers_too_much_is_not_followed() {
             .events_of("uitgeven_aorta_access_token")
             .into_iter()
             .find(|e| {
-                e.direction == platform::audit::Direction::ReceivedResponse
+                e.direction == audit_log::Direction::ReceivedResponse
                     && e.peer.as_deref().is_some_and(|p| p.ends_with(path))
             })
             .expect("the JWKS fetch is in the trail");

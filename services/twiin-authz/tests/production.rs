@@ -23,13 +23,13 @@ fn production(dir: &std::path::Path) -> twiin_authz::Config {
     c.http.listen = any;
     c.metrics.listen = None;
     c.assertions.signing_keys[0].key = key;
-    let tls = platform::config::ServerTlsSettings {
+    let tls = service_kit::config::ServerTlsSettings {
         cert: dir.join(files::SIM_SERVER_CERT),
         key: dir.join(files::SIM_SERVER_KEY),
         client_ca: Some(dir.join(files::TLS_CA)),
     };
     c.server.tls = Some(tls.clone());
-    c.http.tls = Some(platform::config::ServerTlsSettings {
+    c.http.tls = Some(service_kit::config::ServerTlsSettings {
         client_ca: None,
         ..tls
     });
@@ -47,9 +47,9 @@ fn production(dir: &std::path::Path) -> twiin_authz::Config {
     c
 }
 
-async fn start(c: twiin_authz::Config) -> Result<platform::CancellationToken, String> {
-    let (audit, _) = platform::audit::AuditLog::memory();
-    let shutdown = platform::CancellationToken::new();
+async fn start(c: twiin_authz::Config) -> Result<service_kit::CancellationToken, String> {
+    let (audit, _) = audit_log::AuditLog::memory();
+    let shutdown = service_kit::CancellationToken::new();
     twiin_authz::start_with(c, twiin_authz::Deps { audit }, shutdown.clone())
         .await
         .map(|_| shutdown)

@@ -92,7 +92,7 @@ async fn notification_token_gives_both_assertions_and_the_notification_scope() {
     let events = w.sink.events();
     let ret = events
         .iter()
-        .find(|e| e.direction == platform::audit::Direction::ReturnedResponse)
+        .find(|e| e.direction == audit_log::Direction::ReturnedResponse)
         .expect("returned");
     assert_eq!(ret.use_case, "uitgeven_twiin_assertions");
     assert_eq!(ret.token_jtis.len(), 3);
@@ -351,7 +351,7 @@ async fn production_3_1_is_for_the_resource_broker_only() {
     let ret = w
         .events_of("uitgeven_twiin_assertions")
         .into_iter()
-        .rfind(|e| e.direction == platform::audit::Direction::ReturnedResponse)
+        .rfind(|e| e.direction == audit_log::Direction::ReturnedResponse)
         .expect("the refusal is audited");
     assert_eq!(ret.status.as_deref(), Some("403"));
     assert_eq!(ret.attributes["grpc_code"], "PERMISSION_DENIED");

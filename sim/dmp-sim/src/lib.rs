@@ -18,10 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use dmp_gateway::mtom::{self, Multipart};
-use dmp_gateway::soap::{self, Envelope};
-use dmp_gateway::vihf::{self, ParsedVihf, ProfessionalIdentity};
-use dmp_gateway::xds::{Ins, InsAuthority};
+use dmp_protocol::mtom::{self, Multipart};
+use dmp_protocol::soap::{self, Envelope};
+use dmp_protocol::transactions::action;
+use dmp_protocol::vihf::{self, ParsedVihf, ProfessionalIdentity};
+use dmp_protocol::xds::{Ins, InsAuthority};
 use ehealth_proto::dmp::v1::Authorization;
 use http::{Method, Request, Response, StatusCode, header};
 
@@ -29,7 +30,7 @@ pub use registry::Registry;
 
 /// The endpoints (the path of each DMP web service).
 pub mod paths {
-    pub use dmp_gateway::transactions::default_paths::*;
+    pub use dmp_protocol::transactions::default_paths::*;
 }
 
 /// A patient the simulated DMP knows.
@@ -137,15 +138,9 @@ impl DmpSimulator {
         }
         let path = request.uri().path().to_string();
         let allowed: &[&str] = match path.as_str() {
-            paths::REPOSITORY => &[
-                dmp_gateway::transactions::action::ITI41,
-                dmp_gateway::transactions::action::ITI43,
-            ],
-            paths::REGISTRY => &[
-                dmp_gateway::transactions::action::ITI18,
-                dmp_gateway::transactions::action::ITI57,
-            ],
-            paths::PATIENTS => &[dmp_gateway::transactions::action::TD02],
+            paths::REPOSITORY => &[action::ITI41, action::ITI43],
+            paths::REGISTRY => &[action::ITI18, action::ITI57],
+            paths::PATIENTS => &[action::TD02],
             _ => return plain(StatusCode::NOT_FOUND, "no DMP service at this path"),
         };
         if request.body().len() > self.config.max_body_bytes {
@@ -202,15 +197,13 @@ impl DmpSimulator {
         };
         let envelope = match soap::parse_envelope(&xml) {
             Ok(e) => e,
-            Err(e) => return fault_response(None, &sender("InvalidSoap", e)),
+            Err(e) => return fault_response(None, &sender("InvalidSoap", e.to_string())),
         };
         let relates = envelope.message_id().map(str::to_string);
         match self.dispatch(client_cert, &envelope, multipart.as_ref(), allowed) {
             Ok(answer) => {
                 let env = soap::response_envelope(answer.action, relates.as_deref(), &answer.body);
-                let body = if answer.attachments.is_empty()
-                    && answer.action != dmp_gateway::transactions::action::ITI43_RESPONSE
-                {
+                let body = if answer.attachments.is_empty() && answer.action != action::ITI43_RESPONSE {
                     mtom::HttpBody::soap(env, answer.action)
                 } else {
                     mtom::write(env, answer.action, answer.attachments)
@@ -281,7 +274,7 @@ impl DmpSimulator {
                 "the wsse:Security header carries no VIHF (saml2:Assertion)",
             )
         })?;
-        let v = vihf::parse(assertion).map_err(|e| sender("DMPVIHFInvalide", e))?;
+        let v = vihf::parse(assertion).map_err(|e| sender("DMPVIHFInvalide", e.to_string()))?;
         let patient = check_vihf(&v, &card)?;
 
         let call = Call {
@@ -290,7 +283,7 @@ impl DmpSimulator {
             vihf: &v,
             vihf_patient: &patient,
         };
-        use dmp_gateway::transactions::action as a;
+        use dmp_protocol::transactions::action as a;
         if action == a::TD02 {
             return registry::test_patient(&self.config, &call);
         }
@@ -431,7 +424,7 @@ impl tower::Service<Request<Bytes>> for SimService {
     }
 }
 
-/// The simulator as an axum application for `platform::https::serve` (the DMP's TLS 1.2
+/// The simulator as an axum application for `service_kit::https::serve` (the DMP's TLS 1.2
 /// listener), which passes each request the client's verified certificate chain.
 pub fn router(sim: Arc<DmpSimulator>) -> axum::Router {
     axum::Router::new().fallback(move |req: axum::extract::Request| {
@@ -440,7 +433,7 @@ pub fn router(sim: Arc<DmpSimulator>) -> axum::Router {
             let (parts, body) = req.into_parts();
             let cert = parts
                 .extensions
-                .get::<platform::https::PeerCertificates>()
+                .get::<service_kit::https::PeerCertificates>()
                 .and_then(|c| c.0.first())
                 .map(|c| c.to_vec());
             let bytes = match axum::body::to_bytes(body, sim.config.max_body_bytes).await {

@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 
 use aws_lc_rs::digest;
 use bytes::Bytes;
-use dmp_gateway::mtom::Attachment;
-use dmp_gateway::rim::{self, ExtrinsicObject, ObjectList, RegistryErrorEntry, RegistryObject};
-use dmp_gateway::transactions::{FIND_DOCUMENTS, action, document_content};
-use dmp_gateway::xds::{Author, Dtm, Ins, UniqueId, association, is_oid, scheme, status};
-use dmp_gateway::xml::{Element, esc, esc_attr, ns};
+use dmp_protocol::ebrim::{self, ExtrinsicObject, ObjectList, RegistryErrorEntry, RegistryObject};
+use dmp_protocol::mtom::{Attachment, xop_content};
+use dmp_protocol::transactions::{FIND_DOCUMENTS, action};
+use dmp_protocol::xds::{Author, Dtm, Ins, UniqueId, association, is_oid, scheme, status};
+use dmp_protocol::xml::{Element, esc, esc_attr, ns};
 use ehealth_proto::dmp::v1::Authorization;
 
 use crate::{Answer, Call, Fault, SimConfig, query_values, sender};
@@ -35,7 +35,7 @@ fn err(code: &str, context: impl Into<String>, location: &str) -> RegistryErrorE
     RegistryErrorEntry {
         code: code.into(),
         context: context.into(),
-        severity: rim::SEVERITY_ERROR.into(),
+        severity: ebrim::SEVERITY_ERROR.into(),
         location: location.into(),
     }
 }
@@ -75,14 +75,14 @@ fn payload<'a>(call: &'a Call<'_>, ns_: &str, name: &str) -> Result<&'a Element,
 
 fn registry_response(action: &'static str, errors: &[RegistryErrorEntry], partial: bool) -> Answer {
     let status = if errors.is_empty() {
-        rim::STATUS_SUCCESS
+        ebrim::STATUS_SUCCESS
     } else if partial {
-        rim::STATUS_PARTIAL_SUCCESS
+        ebrim::STATUS_PARTIAL_SUCCESS
     } else {
-        rim::STATUS_FAILURE
+        ebrim::STATUS_FAILURE
     };
     let mut body = format!(r#"<rs:RegistryResponse xmlns:rs="{}" status="{status}">"#, ns::RS);
-    rim::write_errors(&mut body, errors);
+    ebrim::write_errors(&mut body, errors);
     body.push_str("</rs:RegistryResponse>");
     Answer {
         action,
@@ -92,7 +92,7 @@ fn registry_response(action: &'static str, errors: &[RegistryErrorEntry], partia
 }
 
 /// Checks a coded classification.
-fn check_code(owner: &str, what: &str, c: &rim::Classification, errors: &mut Vec<RegistryErrorEntry>) {
+fn check_code(owner: &str, what: &str, c: &ebrim::Classification, errors: &mut Vec<RegistryErrorEntry>) {
     if c.node_representation.as_deref().is_none_or(str::is_empty) {
         errors.push(err(
             codes::METADATA,
@@ -367,11 +367,11 @@ impl Registry {
                     "ProvideAndRegisterDocumentSetRequest has no SubmitObjectsRequest/RegistryObjectList",
                 )
             })?;
-        let list = rim::read_object_list(list_el);
+        let list = ebrim::read_object_list(list_el);
         let mut documents: Vec<(String, Bytes)> = Vec::new();
         for d in req.children_named(ns::XDSB, "Document") {
             let id = d.attr("id").unwrap_or_default().to_string();
-            let content = document_content(d, call.multipart)
+            let content = xop_content(d, call.multipart)
                 .map_err(|e| sender("InvalidMtom", format!("Document {id}: {e}")))?;
             documents.push((id, content));
         }
@@ -609,7 +609,7 @@ impl Registry {
                 ("size", content.len().to_string()),
                 ("repositoryUniqueId", config.repository_unique_id.clone()),
             ] {
-                object.object.slots.push(rim::Slot {
+                object.object.slots.push(ebrim::Slot {
                     name: n.into(),
                     values: vec![v],
                 });
@@ -639,17 +639,17 @@ impl Registry {
             .unwrap_or("LeafClass");
         let respond = |errors: &[RegistryErrorEntry], objects: &str| {
             let status = if errors.is_empty() {
-                rim::STATUS_SUCCESS
+                ebrim::STATUS_SUCCESS
             } else {
-                rim::STATUS_FAILURE
+                ebrim::STATUS_FAILURE
             };
             let mut body = format!(
                 r#"<query:AdhocQueryResponse xmlns:query="{}" xmlns:rs="{}" {} status="{status}">"#,
                 ns::QUERY,
                 ns::RS,
-                rim::RIM_XMLNS
+                ebrim::RIM_XMLNS
             );
-            rim::write_errors(&mut body, errors);
+            ebrim::write_errors(&mut body, errors);
             body.push_str(objects);
             body.push_str("</query:AdhocQueryResponse>");
             Answer {
@@ -669,7 +669,7 @@ impl Registry {
                 "",
             ));
         }
-        let slots: crate::SlotMap = rim::read_slots(q)
+        let slots: crate::SlotMap = ebrim::read_slots(q)
             .into_iter()
             .map(|s| (s.name, s.values))
             .collect();
@@ -774,7 +774,7 @@ impl Registry {
             if return_type == "ObjectRef" {
                 let _ = write!(objects, r#"<rim:ObjectRef id="{}"/>"#, esc_attr(&o.id));
             } else {
-                rim::write_extrinsic_object(&mut objects, &s.object);
+                ebrim::write_extrinsic_object(&mut objects, &s.object);
             }
         }
         objects.push_str("</rim:RegistryObjectList>");
@@ -839,18 +839,18 @@ impl Registry {
             });
         }
         let status = if errors.is_empty() {
-            rim::STATUS_SUCCESS
+            ebrim::STATUS_SUCCESS
         } else if attachments.is_empty() {
-            rim::STATUS_FAILURE
+            ebrim::STATUS_FAILURE
         } else {
-            rim::STATUS_PARTIAL_SUCCESS
+            ebrim::STATUS_PARTIAL_SUCCESS
         };
         let mut body = format!(
             r#"<xdsb:RetrieveDocumentSetResponse xmlns:xdsb="{}" xmlns:rs="{}"><rs:RegistryResponse status="{status}">"#,
             ns::XDSB,
             ns::RS
         );
-        rim::write_errors(&mut body, &errors);
+        ebrim::write_errors(&mut body, &errors);
         body.push_str("</rs:RegistryResponse>");
         body.push_str(&found);
         body.push_str("</xdsb:RetrieveDocumentSetResponse>");
@@ -869,7 +869,7 @@ impl Registry {
         let list_el = req
             .child(ns::RIM, "RegistryObjectList")
             .ok_or_else(|| sender("InvalidRequest", "SubmitObjectsRequest has no RegistryObjectList"))?;
-        let list = rim::read_object_list(list_el);
+        let list = ebrim::read_object_list(list_el);
         let mut errors = Vec::new();
         // Tolerant like the DMP: the official TD3.3 requests omit classifiedObject on the
         // submission set's author classification.

@@ -1,27 +1,25 @@
-//! The DMP simulator: the gateway's own messages round-trip through it (submit, find,
-//! retrieve byte-identical, archive, find again), the official example requests (adapted to the
-//! dev PKI's professional) pass, and broken requests are refused with the registry's codes.
+//! The DMP simulator reads what it is sent with its own eyes, not the gateway's: the official
+//! example requests (byte for byte, adapted only where identities must match the dev PKI's
+//! professional or a stored document) pass, and broken variants are refused with the
+//! registry's codes. (The gateway's own messages round-trip through the simulator in
+//! `services/dmp-gateway/tests/simulator.rs`.)
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use dmp_gateway::dsg::SoftwareSigner;
-use dmp_gateway::transactions::{self as tx, CallContext, Incoming, Outgoing, Service, XdsSettings};
-use dmp_gateway::vihf::{LpsIdentity, ProfessionalIdentity};
-use dmp_gateway::{samples, soap};
+use dev_support::devpki::{DevPki, Professional, files};
+use dmp_protocol::{ebrim, mtom, soap, xds, xml};
 use dmp_sim::{DmpSimulator, SimConfig, paths};
 use ehealth_proto::dmp::v1 as pb;
 use http::{Request, Response};
-use platform::devpki::{DevPki, Professional, files};
 
 struct Fixture {
     cert: Vec<u8>,
     other_cert: Vec<u8>,
-    professional: ProfessionalIdentity,
-    signer: SoftwareSigner,
-    lps: LpsIdentity,
-    settings: XdsSettings,
+    /// A card of the examples' own professional (899900063480), so that the official
+    /// requests pass without a byte changed.
+    examples_cert: Vec<u8>,
 }
 
 fn fixture() -> &'static Fixture {
@@ -29,7 +27,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let pki =
             DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-sim-pki")).expect("dev PKI");
-        let cert = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
+        let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
         let other = Professional {
             id: "810100000002".into(),
             surname: "INFIRMIER".into(),
@@ -40,30 +38,24 @@ fn fixture() -> &'static Fixture {
         let (other_chain, _) = pki
             .issue_professional("other", &other)
             .expect("other professional");
-        let other_cert = platform::tls::load_certs(&other_chain).expect("other")[0].to_vec();
+        let other_cert = service_kit::tls::load_certs(&other_chain).expect("other")[0].to_vec();
+        let examples = Professional {
+            id: "899900063480".into(),
+            surname: "DOCTEUR".into(),
+            given_name: "KIT".into(),
+            profession: "10".into(),
+            organization: "TEST".into(),
+        };
+        let (examples_chain, _) = pki
+            .issue_professional("examples", &examples)
+            .expect("the examples' professional");
+        let examples_cert = service_kit::tls::load_certs(&examples_chain).expect("examples")[0].to_vec();
         Fixture {
-            professional: ProfessionalIdentity::from_certificate(&cert).expect("identity"),
-            signer: SoftwareSigner::from_pem_files(
-                &pki.path(files::CPS_AUTH_KEY),
-                &pki.path(files::CPS_AUTH_CERT),
-            )
-            .expect("signer"),
             cert,
             other_cert,
-            lps: LpsIdentity::default(),
-            settings: XdsSettings::default(),
+            examples_cert,
         }
     })
-}
-
-fn ctx(f: &Fixture) -> CallContext<'_> {
-    CallContext {
-        professional: &f.professional,
-        lps: &f.lps,
-        settings: &f.settings,
-        endpoint: "https://localhost/si-dmp-server/v2/services",
-        now: time::OffsetDateTime::now_utc(),
-    }
 }
 
 fn post(sim: &DmpSimulator, cert: &[u8], path: &str, content_type: &str, body: Bytes) -> Response<Bytes> {
@@ -74,206 +66,19 @@ fn post(sim: &DmpSimulator, cert: &[u8], path: &str, content_type: &str, body: B
     sim.handle(Some(cert), req)
 }
 
-fn send(sim: &DmpSimulator, out: &Outgoing) -> Incoming {
-    let path = match out.service {
-        Service::Repository => paths::REPOSITORY,
-        Service::Registry => paths::REGISTRY,
-        Service::Patients => paths::PATIENTS,
-    };
-    let resp = post(
-        sim,
-        &fixture().cert,
-        path,
-        &out.body.content_type,
-        out.body.to_bytes(),
-    );
-    Incoming {
-        status: resp.status().as_u16(),
-        content_type: resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string(),
-        body: resp.into_body(),
-    }
-}
-
-fn find(sim: &DmpSimulator, statuses: &[pb::DocumentStatus]) -> pb::FindDocumentsResponse {
-    let f = fixture();
-    let req = pb::FindDocumentsRequest {
-        auth_context: Some(samples::auth_context(&f.professional.id)),
-        patient: Some(samples::patient()),
-        statuses: statuses.iter().map(|s| *s as i32).collect(),
-        ..Default::default()
-    };
-    let out = tx::prepare_find(&req, &ctx(f)).expect("find");
-    tx::parse_find_response(&send(sim, &out), &out).expect("find response")
-}
-
-fn update(
-    sim: &DmpSimulator,
-    entry_uuid: &str,
-    from: pb::DocumentStatus,
-    to: pb::DocumentStatus,
-) -> pb::UpdateDocumentStatusResponse {
-    let f = fixture();
-    let req = pb::UpdateDocumentStatusRequest {
-        auth_context: Some(samples::auth_context(&f.professional.id)),
-        patient: Some(samples::patient()),
-        entry_uuid: entry_uuid.into(),
-        document_unique_id: String::new(),
-        current_status: from as i32,
-        new_status: to as i32,
-    };
-    let out = tx::prepare_update_status(&req, &ctx(f)).expect("update");
-    tx::parse_update_status_response(&send(sim, &out), &out).expect("update response")
-}
-
-#[test]
-fn the_gateway_round_trips_through_the_simulator() {
-    let f = fixture();
-    let sim = DmpSimulator::new(SimConfig::default());
-
-    // TD0.2
-    let out = tx::prepare_test_patient(
-        &pb::TestPatientDmpRequest {
-            auth_context: Some(samples::auth_context(&f.professional.id)),
-            patient: Some(samples::patient()),
-        },
-        &ctx(f),
-    )
-    .expect("td0.2");
-    let r = tx::parse_test_patient_response(&send(&sim, &out), &out).expect("td0.2 response");
-    assert!(r.dmp_exists && !r.dmp_closed);
-    assert_eq!(r.authorization(), pb::Authorization::Valide);
-
-    // TD2.1
-    let uid = "1.2.250.1.999.1.1.7898.9.10";
-    let p = tx::prepare_submit(
-        samples::submit_request(&f.professional.id, uid, 64 * 1024),
-        &ctx(f),
-        &f.signer,
-    )
-    .expect("prepare");
-    let sent = p.outgoing.body.chunks.clone();
-    let r = tx::parse_submit_response(&send(&sim, &p.outgoing), &p).expect("submit response");
-    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
-    assert_eq!(sim.document_count(), 2, "the CDA and its signature document");
-
-    // The same submission again: the registry refuses the duplicate uniqueId.
-    let again = tx::parse_submit_response(&send(&sim, &p.outgoing), &p).expect("duplicate response");
-    assert_eq!(again.status(), pb::RegistryResponseStatus::Failure);
-    assert!(
-        again
-            .errors
-            .iter()
-            .any(|e| e.error_code == "XDSDuplicateUniqueIdInRegistry"),
-        "{:?}",
-        again.errors
-    );
-
-    // TD3.1
-    let found = find(&sim, &[pb::DocumentStatus::Approved]);
-    assert_eq!(found.status(), pb::RegistryResponseStatus::Success);
-    let entry = found
-        .documents
-        .iter()
-        .find(|d| d.unique_id == uid)
-        .expect("the submitted document is found");
-    assert_eq!(entry.status(), pb::DocumentStatus::Approved);
-    assert_eq!(entry.repository_unique_id, "1.2.250.1.213.4.1.1.1.2");
-    assert!(entry.entry_uuid.starts_with("urn:uuid:"));
-    assert_eq!(entry.authors[0].id, f.professional.id);
-
-    // TD3.2: byte-identical.
-    let req = pb::RetrieveDocumentRequest {
-        auth_context: Some(samples::auth_context(&f.professional.id)),
-        patient: Some(samples::patient()),
-        repository_unique_id: entry.repository_unique_id.clone(),
-        document_unique_id: uid.into(),
-    };
-    let out = tx::prepare_retrieve(&req, &ctx(f)).expect("retrieve");
-    let r = tx::parse_retrieve_response(&send(&sim, &out), &out, uid).expect("retrieve response");
-    assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
-    let original = &sent[3];
-    assert_eq!(
-        &r.content, original,
-        "the retrieved document is byte-identical to the submitted one"
-    );
-    assert_eq!(entry.size as usize, original.len());
-
-    // An unknown document: Failure with XDSDocumentUniqueIdError.
-    let req = pb::RetrieveDocumentRequest {
-        document_unique_id: "1.2.3.4.5".into(),
-        ..req
-    };
-    let out = tx::prepare_retrieve(&req, &ctx(f)).expect("retrieve");
-    let r = tx::parse_retrieve_response(&send(&sim, &out), &out, "1.2.3.4.5").expect("retrieve response");
-    assert_eq!(r.status(), pb::RegistryResponseStatus::Failure);
-    assert_eq!(r.errors[0].error_code, "XDSDocumentUniqueIdError");
-
-    // TD3.3d archive, then the document is no longer among approved ones.
-    let r = update(
-        &sim,
-        &entry.entry_uuid,
-        pb::DocumentStatus::Approved,
-        pb::DocumentStatus::Archived,
-    );
-    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
-    assert!(
-        !find(&sim, &[pb::DocumentStatus::Approved])
-            .documents
-            .iter()
-            .any(|d| d.unique_id == uid)
-    );
-    let archived = find(&sim, &[pb::DocumentStatus::Archived]);
-    assert_eq!(
-        archived
-            .documents
-            .iter()
-            .find(|d| d.unique_id == uid)
-            .map(|d| d.status()),
-        Some(pb::DocumentStatus::Archived)
-    );
-
-    // A stale OriginalStatus is refused.
-    let r = update(
-        &sim,
-        &entry.entry_uuid,
-        pb::DocumentStatus::Approved,
-        pb::DocumentStatus::Deleted,
-    );
-    assert_eq!(r.status(), pb::RegistryResponseStatus::Failure);
-    assert_eq!(r.errors[0].error_code, "XDSMetadataUpdateError");
-
-    // TD3.3c delete; a deleted document cannot be retrieved.
-    let r = update(
-        &sim,
-        &entry.entry_uuid,
-        pb::DocumentStatus::Archived,
-        pb::DocumentStatus::Deleted,
-    );
-    assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
-    let req = pb::RetrieveDocumentRequest {
-        auth_context: Some(samples::auth_context(&f.professional.id)),
-        patient: Some(samples::patient()),
-        repository_unique_id: String::new(),
-        document_unique_id: uid.into(),
-    };
-    let out = tx::prepare_retrieve(&req, &ctx(f)).expect("retrieve");
-    let r = tx::parse_retrieve_response(&send(&sim, &out), &out, uid).expect("retrieve response");
-    assert_eq!(r.status(), pb::RegistryResponseStatus::Failure);
-}
-
 // ------------------------------------------------------------------------------------------
-// The official example requests, adapted to the dev PKI's professional.
+// The official example requests.
 
-fn example(name: &str) -> String {
+fn example_bytes(name: &str) -> Bytes {
     let p: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/dmp-package/examples")
+        .join("../../tests/fixtures/dmp-package/examples")
         .join(name);
-    let text = String::from_utf8(std::fs::read(&p).expect("example")).expect("utf8");
+    Bytes::from(std::fs::read(&p).expect("example"))
+}
+
+/// An example adapted to the dev PKI's professional.
+fn example(name: &str) -> String {
+    let text = String::from_utf8(example_bytes(name).to_vec()).expect("utf8");
     // Test identities: the dev PKI's professional instead of the examples' one.
     text.replace("899900063480", "810100000001")
 }
@@ -297,7 +102,7 @@ fn registry_errors(resp: &Response<Bytes>) -> (String, Vec<String>) {
         .is_some_and(|c| c.starts_with("multipart"))
     {
         let ct = resp.headers()["content-type"].to_str().expect("ct").to_string();
-        let mp = dmp_gateway::mtom::parse(&ct, body).expect("mtom");
+        let mp = mtom::parse(&ct, body).expect("mtom");
         (mp.root.body.clone(), Some(mp))
     } else {
         (body.clone(), None)
@@ -321,7 +126,7 @@ fn registry_errors(resp: &Response<Bytes>) -> (String, Vec<String>) {
         .next()
         .unwrap_or_default()
         .to_string();
-    let errors = dmp_gateway::rim::read_errors(&rr)
+    let errors = ebrim::read_errors(&rr)
         .into_iter()
         .map(|e| format!("{} {}", e.code, e.context))
         .collect();
@@ -362,14 +167,14 @@ fn the_official_example_requests_pass() {
     let list = env
         .payload
         .as_ref()
-        .and_then(|p| p.child(dmp_gateway::xml::ns::RIM, "RegistryObjectList"))
+        .and_then(|p| p.child(xml::ns::RIM, "RegistryObjectList"))
         .expect("list");
-    let entries = dmp_gateway::rim::read_object_list(list).extrinsic_objects;
+    let entries = ebrim::read_object_list(list).extrinsic_objects;
     let me2 = entries
         .iter()
         .find(|e| {
             e.object
-                .external_id(dmp_gateway::xds::scheme::DOC_UNIQUE_ID)
+                .external_id(xds::scheme::DOC_UNIQUE_ID)
                 .map(|x| x.value.as_str())
                 == Some("1.2.250.1.999.1.1.7898.3.1622814651504")
         })
@@ -385,7 +190,7 @@ fn the_official_example_requests_pass() {
     let (status, errors) = registry_errors(&resp);
     assert_eq!(status, "Success", "{errors:?}");
     let ct = resp.headers()["content-type"].to_str().expect("ct").to_string();
-    let mp = dmp_gateway::mtom::parse(&ct, resp.body()).expect("mtom");
+    let mp = mtom::parse(&ct, resp.body()).expect("mtom");
     assert!(String::from_utf8_lossy(&mp.parts[0].body).contains("<ClinicalDocument"));
 
     // TD0.2
@@ -426,6 +231,66 @@ fn the_official_example_requests_pass() {
             .any(|e| e.starts_with("XDSDuplicateUniqueIdInRegistry")),
         "{errors:?}"
     );
+}
+
+#[test]
+fn the_official_example_requests_pass_unmodified() {
+    // The examples' own professional on the card: every request exactly as the package has it.
+    let f = fixture();
+    let sim = DmpSimulator::new(SimConfig::default());
+    let send = |path: &str, content_type: &str, name: &str| {
+        post(&sim, &f.examples_cert, path, content_type, example_bytes(name))
+    };
+
+    let resp = send(
+        paths::REPOSITORY,
+        TD21_CONTENT_TYPE,
+        "TD2.1_-_Alimentation_requete.xml",
+    );
+    let (status, errors) = registry_errors(&resp);
+    assert_eq!(status, "Success", "TD2.1: {errors:?}");
+    assert_eq!(sim.document_count(), 2, "the CDA and its signature document");
+
+    let resp = send(
+        paths::REGISTRY,
+        SOAP12,
+        "TD3.1_-_Recherche_de_document_requete.xml",
+    );
+    let text = String::from_utf8_lossy(resp.body()).to_string();
+    assert!(text.contains("ResponseStatusType:Success"), "TD3.1: {text}");
+    assert!(text.contains("1.2.250.1.999.1.1.7898.3.1622814651504"));
+
+    let resp = send(paths::PATIENTS, SOAP12, "TD0.2_-_Test_d_existence_requete.xml");
+    let text = String::from_utf8_lossy(resp.body()).to_string();
+    assert!(text.contains(r#"code="VALIDE""#), "TD0.2: {text}");
+
+    // The example asks for a document this DMP never stored.
+    let resp = send(
+        paths::REPOSITORY,
+        SOAP12,
+        "TD3.2_-_Consultation_d_un_document_requete.xml",
+    );
+    let (status, errors) = registry_errors(&resp);
+    assert_eq!(status, "Failure", "TD3.2");
+    assert!(
+        errors.iter().any(|e| e.starts_with("XDSDocumentUniqueIdError")),
+        "TD3.2: {errors:?}"
+    );
+
+    // So do the status changes: read, and refused for an unknown entry.
+    for name in [
+        "TD3.3d_-_Archiver_un_document_requete.xml",
+        "TD3.3c_-_Supprimer_un_document_requete.xml",
+    ] {
+        let resp = send(paths::REGISTRY, SOAP12, name);
+        let (status, errors) = registry_errors(&resp);
+        assert_eq!(status, "Failure", "{name}");
+        assert!(
+            errors.iter().any(|e| e.starts_with("XDSMetadataUpdateError")
+                && e.contains("no document entry urn:uuid:fe5287a2-ae6a-11eb-8f5d-0050569e422e")),
+            "{name}: {errors:?}"
+        );
+    }
 }
 
 #[test]

@@ -17,17 +17,27 @@ use rcgen::{
 
 /// File names inside a folder written by [`AortaPki::write`].
 pub mod files {
+    /// The Stelsel CA certificate.
     pub const STELSEL_CA: &str = "stelsel-ca.pem";
     /// Leaf then CA, PEM.
     pub const STELSEL_SIGNER_CHAIN: &str = "stelsel-signer-chain.pem";
+    /// The Stelsel signer's key (PKCS#8).
     pub const STELSEL_SIGNER_KEY: &str = "stelsel-signer.key.pem";
+    /// The AORTA token-signing key (PKCS#8).
     pub const AORTA_TOKEN_SIGNING_KEY: &str = "aorta-token-signing.key.pem";
+    /// The TLS CA certificate (servers and clients of the simulators).
     pub const TLS_CA: &str = "tls-ca.pem";
+    /// The simulators' server certificate (127.0.0.1, localhost).
     pub const SIM_SERVER_CERT: &str = "sim-server.pem";
+    /// The simulators' server key (PKCS#8).
     pub const SIM_SERVER_KEY: &str = "sim-server.key.pem";
+    /// The GtK's client certificate (a UZI server certificate in production).
     pub const GTK_CLIENT_CERT: &str = "gtk-client.pem";
+    /// The GtK's client key (PKCS#8).
     pub const GTK_CLIENT_KEY: &str = "gtk-client.key.pem";
+    /// The Resource Broker's client certificate.
     pub const BROKER_CLIENT_CERT: &str = "resource-broker-client.pem";
+    /// The Resource Broker's client key (PKCS#8).
     pub const BROKER_CLIENT_KEY: &str = "resource-broker-client.key.pem";
 
     /// Every file [`super::AortaPki::write`] writes.
@@ -46,10 +56,13 @@ pub mod files {
     ];
 }
 
+/// Why the PKI could not be made or written.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    /// rcgen refused a certificate or key.
     #[error("generation: {0}")]
     Generate(#[from] rcgen::Error),
+    /// A file (named first) could not be written.
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
 }
@@ -57,20 +70,30 @@ pub enum PkiError {
 /// Key material, PEM-encoded (keys in PKCS#8).
 #[derive(Clone)]
 pub struct AortaPki {
+    /// The Stelsel CA certificate.
     pub stelsel_ca_pem: String,
+    /// The Stelsel signer's certificate, then the CA.
     pub stelsel_signer_chain_pem: String,
+    /// The Stelsel signer's key.
     pub stelsel_signer_key_pem: String,
+    /// The AORTA token-signing key.
     pub token_signing_key_pem: String,
+    /// The TLS CA certificate.
     pub tls_ca_pem: String,
+    /// The simulators' server certificate and key.
     pub sim_server: CertAndKey,
+    /// The GtK's client certificate and key.
     pub gtk_client: CertAndKey,
+    /// The Resource Broker's client certificate and key.
     pub broker_client: CertAndKey,
 }
 
 /// A PEM certificate and its PKCS#8 PEM key. No Debug: the key must not print.
 #[derive(Clone)]
 pub struct CertAndKey {
+    /// The certificate, PEM.
     pub cert_pem: String,
+    /// The key, PKCS#8 PEM.
     pub key_pem: String,
 }
 
@@ -145,6 +168,7 @@ fn dn(cn: &str) -> DistinguishedName {
 }
 
 impl AortaPki {
+    /// A fresh PKI, in memory.
     pub fn generate() -> Result<Self, PkiError> {
         let ca_key = rsa()?;
         let mut ca = CertificateParams::default();

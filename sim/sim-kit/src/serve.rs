@@ -10,14 +10,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use platform::CancellationToken;
+use service_kit::CancellationToken;
 
 /// TLS of a simulator's listener. With `client_ca`, every client must present a certificate
 /// issued by it; the TLS handshake fails otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tls {
+    /// The server certificate chain, PEM.
     pub cert: PathBuf,
+    /// Its key, PEM.
     pub key: PathBuf,
+    /// The CA that client certificates must chain to; none: no client certificate asked.
     pub client_ca: Option<PathBuf>,
 }
 
@@ -54,8 +57,11 @@ impl Hits {
 /// A running simulator.
 #[derive(Debug)]
 pub struct Running {
+    /// The bound address.
     pub addr: SocketAddr,
+    /// The serving task; it ends once the shutdown token is cancelled and connections closed.
     pub task: tokio::task::JoinHandle<()>,
+    /// The requests it answered so far.
     pub hits: Hits,
     tls: bool,
 }
@@ -82,7 +88,7 @@ fn instrument(router: axum::Router, hits: Hits, span: bool) -> axum::Router {
                     .unwrap_or_default(),
             );
             let span = if span {
-                platform::telemetry::http_server_span(&req)
+                service_kit::telemetry::http_server_span(&req)
             } else {
                 tracing::Span::none()
             };
@@ -129,13 +135,13 @@ pub async fn serve_tls(
     tls: &Tls,
     shutdown: CancellationToken,
 ) -> Result<Running, String> {
-    let chain = platform::tls::load_certs(&tls.cert).map_err(|e| e.to_string())?;
-    let key = platform::tls::load_private_key(&tls.key).map_err(|e| e.to_string())?;
+    let chain = service_kit::tls::load_certs(&tls.cert).map_err(|e| e.to_string())?;
+    let key = service_kit::tls::load_private_key(&tls.key).map_err(|e| e.to_string())?;
     let roots = match &tls.client_ca {
-        Some(ca) => Some(platform::tls::load_roots(ca).map_err(|e| e.to_string())?),
+        Some(ca) => Some(service_kit::tls::load_roots(ca).map_err(|e| e.to_string())?),
         None => None,
     };
-    let config = platform::tls::server_config(chain, key, roots, rustls::DEFAULT_VERSIONS)
+    let config = service_kit::tls::server_config(chain, key, roots, rustls::DEFAULT_VERSIONS)
         .map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -145,7 +151,7 @@ pub async fn serve_tls(
         .map_err(|e| format!("listen {listen}: {e}"))?;
     let hits = Hits::default();
     let router = instrument(router, hits.clone(), false);
-    let task = tokio::spawn(platform::https::serve(
+    let task = tokio::spawn(service_kit::https::serve(
         listener,
         Arc::new(config),
         router,
@@ -238,7 +244,7 @@ where
     };
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
-        tokio::spawn(platform::server::cancel_on_signal(shutdown.clone()));
+        tokio::spawn(service_kit::server::cancel_on_signal(shutdown.clone()));
         match start(cfg, listen, tls, shutdown).await {
             Ok(r) => {
                 eprintln!("{name} listening on {}", r.url());

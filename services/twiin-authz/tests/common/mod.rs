@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use platform::CancellationToken;
-use platform::audit::{AuditLog, MemorySink};
+use audit_log::{AuditLog, MemorySink};
 use serde_json::{Value, json};
+use service_kit::CancellationToken;
 use sim_kit::jose::{RsaSigner, p521_test_key, sign_es512_with_header};
 use sim_kit::pki::AortaPki;
 
@@ -387,7 +387,7 @@ impl World {
         opts: Options,
         audit: AuditLog,
         sink: Arc<MemorySink>,
-    ) -> Result<World, twiin_authz::StartError> {
+    ) -> Result<World, service_kit::StartError> {
         use sim_kit::pki::files;
         let dir = tempfile::tempdir().expect("tmp");
         let pki = aorta_pki();
@@ -494,13 +494,13 @@ impl World {
             }];
         }
         if opts.production {
-            let tls = platform::config::ServerTlsSettings {
+            let tls = service_kit::config::ServerTlsSettings {
                 cert: path(files::SIM_SERVER_CERT),
                 key: path(files::SIM_SERVER_KEY),
                 client_ca: Some(path(files::TLS_CA)),
             };
             c.server.tls = Some(tls.clone());
-            c.http.tls = Some(platform::config::ServerTlsSettings {
+            c.http.tls = Some(service_kit::config::ServerTlsSettings {
                 client_ca: None,
                 ..tls
             });
@@ -523,7 +523,7 @@ impl World {
         Ok(World {
             dir,
             shutdown,
-            http: r.http_addr,
+            http: r.service.http_addr,
             grpc: r.grpc_addr,
             production: opts.production,
             zorg_hits: zorg.hits.clone(),
@@ -537,7 +537,7 @@ impl World {
             aorta_signer,
             config: c,
             client,
-            metrics: r.authz.metrics.clone(),
+            metrics: r.service.authz.metrics.clone(),
         })
     }
 
@@ -552,7 +552,7 @@ impl World {
 
     /// The audit events of use case `use_case` so far (the sink also holds the background
     /// Stelseltoken fetches).
-    pub(crate) fn events_of(&self, use_case: &str) -> Vec<platform::audit::AuditEvent> {
+    pub(crate) fn events_of(&self, use_case: &str) -> Vec<audit_log::AuditEvent> {
         self.sink
             .events()
             .into_iter()

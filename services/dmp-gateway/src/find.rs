@@ -1,0 +1,185 @@
+//! TD3.1 FindDocuments: the ITI-18 RegistryStoredQuery FindDocuments (SPEC.md §2), with the
+//! patient, the availability statuses (Approved when none is given), creation and service time
+//! ranges and code filters; the answer's entries are read leniently into `dmp.v1` entries.
+
+use std::fmt::Write as _;
+
+use dmp_protocol::ebrim;
+use dmp_protocol::transactions::{FIND_DOCUMENTS, WebService, action};
+use dmp_protocol::vihf::VihfContext;
+use dmp_protocol::xds::{AvailabilityStatus, Ins, RegistryEntry};
+use dmp_protocol::xml::{esc, esc_attr, ns};
+use ehealth_proto::dmp::v1 as pb;
+
+use crate::config::XdsSettings;
+use crate::conversions;
+use crate::error::DmpError;
+use crate::exchange::{CallContext, Message, Reply, Retry, Transaction, registry_status, registry_verdict};
+
+/// TD3.1.
+#[derive(Debug, Clone, Copy)]
+pub struct Find;
+
+/// A FindDocuments request, checked: the patient and the query's slots.
+#[derive(Debug, Clone)]
+pub struct FindQuery {
+    patient: Ins,
+    vihf: VihfContext,
+    /// Slot name and its single value, in the order written.
+    slots: Vec<(String, String)>,
+}
+
+/// `('a','b')`, quotes doubled inside values.
+fn quoted_list(values: &[String]) -> String {
+    let inner: Vec<String> = values
+        .iter()
+        .map(|v| format!("'{}'", v.replace('\'', "''")))
+        .collect();
+    format!("({})", inner.join(","))
+}
+
+impl Transaction for Find {
+    type Request = pb::FindDocumentsRequest;
+    type Valid = FindQuery;
+    type Response = pb::FindDocumentsResponse;
+
+    const USE_CASE: &'static str = "td3.1_find_documents";
+    const WEB_SERVICE: WebService = WebService::Registry;
+    const ACTION: &'static str = action::ITI18;
+    const RETRY: Retry = Retry::Idempotent;
+
+    fn audit_request(req: &Self::Request) -> serde_json::Value {
+        serde_json::json!({ "transaction": "TD3.1", "statuses": req.statuses })
+    }
+
+    fn audit_response(r: &pb::FindDocumentsResponse) -> (Option<String>, serde_json::Value) {
+        (
+            registry_verdict(r.status, &r.errors),
+            serde_json::json!({ "documents_found": r.documents.len() }),
+        )
+    }
+
+    fn validate(
+        req: pb::FindDocumentsRequest,
+        settings: &XdsSettings,
+        _now: time::OffsetDateTime,
+    ) -> Result<FindQuery, DmpError> {
+        let patient = conversions::ins("patient", req.patient.as_ref())?;
+        let vihf = conversions::vihf_context(req.auth_context.as_ref(), &settings.default_purpose_of_use)?;
+        let mut slots: Vec<(String, String)> = vec![(
+            "$XDSDocumentEntryPatientId".into(),
+            format!("'{}'", patient.to_cx()),
+        )];
+        let mut statuses = Vec::new();
+        for (i, s) in req.statuses.iter().enumerate() {
+            let status = conversions::availability(*s).ok_or_else(|| {
+                DmpError::field(format!("statuses[{i}]"), format!("{s} is not a document status"))
+            })?;
+            statuses.push(status.urn().to_string());
+        }
+        if statuses.is_empty() {
+            statuses.push(AvailabilityStatus::Approved.urn().into());
+        }
+        slots.push(("$XDSDocumentEntryStatus".into(), quoted_list(&statuses)));
+        for (name, range, slot) in [
+            ("creation_time", &req.creation_time, "CreationTime"),
+            ("service_start_time", &req.service_start_time, "ServiceStartTime"),
+            ("service_stop_time", &req.service_stop_time, "ServiceStopTime"),
+        ] {
+            let Some(r) = range else { continue };
+            let from = r
+                .from
+                .as_ref()
+                .map(|t| conversions::dtm(&format!("{name}.from"), t))
+                .transpose()?;
+            let to =
+                r.to.as_ref()
+                    .map(|t| conversions::dtm(&format!("{name}.to"), t))
+                    .transpose()?;
+            if let (Some(a), Some(b)) = (&from, &to)
+                && a > b
+            {
+                return Err(DmpError::field(
+                    format!("{name}.to"),
+                    format!("{} is before {name}.from {}", b.as_str(), a.as_str()),
+                ));
+            }
+            if let Some(a) = from {
+                slots.push((format!("$XDSDocumentEntry{slot}From"), a.as_str().to_string()));
+            }
+            if let Some(b) = to {
+                slots.push((format!("$XDSDocumentEntry{slot}To"), b.as_str().to_string()));
+            }
+        }
+        for (name, codes, slot) in [
+            ("class_codes", &req.class_codes, "ClassCode"),
+            ("type_codes", &req.type_codes, "TypeCode"),
+            (
+                "practice_setting_codes",
+                &req.practice_setting_codes,
+                "PracticeSettingCode",
+            ),
+            (
+                "healthcare_facility_type_codes",
+                &req.healthcare_facility_type_codes,
+                "HealthcareFacilityTypeCode",
+            ),
+            ("format_codes", &req.format_codes, "FormatCode"),
+        ] {
+            if codes.is_empty() {
+                continue;
+            }
+            let mut values = Vec::new();
+            for (i, c) in codes.iter().enumerate() {
+                let mut c = c.clone();
+                if c.display_name.is_empty() {
+                    // A query needs no display name.
+                    c.display_name = c.code.clone();
+                }
+                values.push(conversions::code(&format!("{name}[{i}]"), Some(&c))?.to_query_value());
+            }
+            slots.push((format!("$XDSDocumentEntry{slot}"), quoted_list(&values)));
+        }
+        Ok(FindQuery { patient, vihf, slots })
+    }
+
+    fn build(q: &FindQuery, ctx: &CallContext<'_>) -> Result<Message, DmpError> {
+        let assertion = ctx.vihf(&q.vihf, &q.patient)?;
+        let mut body = format!(
+            r#"<query:AdhocQueryRequest xmlns:query="{}" {}><query:ResponseOption returnComposedObjects="true" returnType="LeafClass"/><rim:AdhocQuery id="{FIND_DOCUMENTS}">"#,
+            ns::QUERY,
+            ebrim::RIM_XMLNS
+        );
+        for (name, value) in &q.slots {
+            let _ = write!(
+                body,
+                r#"<rim:Slot name="{}"><rim:ValueList><rim:Value>{}</rim:Value></rim:ValueList></rim:Slot>"#,
+                esc_attr(name),
+                esc(value)
+            );
+        }
+        body.push_str("</rim:AdhocQuery></query:AdhocQueryRequest>");
+        Ok(Message::soap(assertion, body))
+    }
+
+    /// The AdhocQueryResponse's entries, typed.
+    fn parse(_: &FindQuery, reply: &Reply) -> Result<pb::FindDocumentsResponse, DmpError> {
+        let r = reply.payload(ns::QUERY, "AdhocQueryResponse")?;
+        let (status, errors) = registry_status(r)?;
+        let documents = r
+            .child(ns::RIM, "RegistryObjectList")
+            .map(|l| {
+                ebrim::read_object_list(l)
+                    .extrinsic_objects
+                    .iter()
+                    .map(|e| conversions::document_entry(&RegistryEntry::from_rim(e)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(pb::FindDocumentsResponse {
+            status: status as i32,
+            errors,
+            documents,
+        })
+    }
+}

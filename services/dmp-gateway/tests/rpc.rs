@@ -1,0 +1,240 @@
+//! The gateway's RPC layer ([`Gateway`]) over an in-process transport to the DMP simulator:
+//! the card's certificate names the VIHF's professional, and the retry rules of SPEC.md §2 hold
+//! (idempotent calls retried once on a lost connection, a submission never blindly).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use dev_support::devpki::{DevPki, files};
+use dmp_gateway::{
+    DmpError, DmpTransport, Find, Gateway, Incoming, ServicePaths, Submit, TransportError, XdsSettings,
+    samples,
+};
+use dmp_protocol::mtom::HttpBody;
+use dmp_protocol::soap;
+use dmp_protocol::transactions::default_paths;
+use dmp_protocol::xades::SoftwareSigner;
+use dmp_sim::{DmpSimulator, SimConfig};
+use ehealth_proto::dmp::v1 as pb;
+
+/// Forwards to the simulator; the next `fail` posts fail with the given error first.
+struct SimTransport {
+    sim: DmpSimulator,
+    cert: Vec<u8>,
+    failures: Mutex<Vec<TransportError>>,
+    forward_before_failing: bool,
+    posts: AtomicUsize,
+    /// Every body posted, in order.
+    sent: Mutex<Vec<Bytes>>,
+}
+
+#[tonic::async_trait]
+impl DmpTransport for SimTransport {
+    async fn card_certificate(&self, _auth: &pb::AuthenticationContext) -> Result<Vec<u8>, DmpError> {
+        Ok(self.cert.clone())
+    }
+
+    async fn post(
+        &self,
+        _auth: &pb::AuthenticationContext,
+        path: &str,
+        body: &HttpBody,
+    ) -> Result<Incoming, DmpError> {
+        self.posts.fetch_add(1, Ordering::SeqCst);
+        self.sent.lock().expect("lock").push(body.to_bytes());
+        let req = http::Request::post(path)
+            .header("content-type", &body.content_type)
+            .body(body.to_bytes())
+            .expect("request");
+        let failure = self.failures.lock().expect("lock").pop();
+        if let Some(f) = failure {
+            if self.forward_before_failing {
+                // The DMP got it, the answer was lost.
+                let _ = self.sim.handle(Some(&self.cert), req);
+            }
+            return Err(DmpError::Transport(f));
+        }
+        let resp = self.sim.handle(Some(&self.cert), req);
+        Ok(Incoming {
+            status: resp.status().as_u16(),
+            content_type: resp.headers()["content-type"].to_str().expect("ct").to_string(),
+            body: resp.into_body(),
+        })
+    }
+}
+
+/// The service, and its transport to count posts.
+fn service(
+    failures: Vec<TransportError>,
+    forward_before_failing: bool,
+) -> (Gateway<SimTransport>, Arc<SimTransport>) {
+    let pki = DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-service-pki")).expect("pki");
+    let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
+    let signer =
+        SoftwareSigner::from_pem_files(&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT))
+            .expect("signer");
+    let transport = Arc::new(SimTransport {
+        sim: DmpSimulator::new(SimConfig::default()),
+        cert,
+        failures: Mutex::new(failures),
+        forward_before_failing,
+        posts: AtomicUsize::new(0),
+        sent: Mutex::new(Vec::new()),
+    });
+    let gateway = Gateway::new(
+        transport.clone(),
+        audit_log::AuditLog::disabled(),
+        Default::default(),
+        XdsSettings::default(),
+        Arc::new(signer),
+        ServicePaths {
+            base_url: "https://localhost:8443".into(),
+            repository: default_paths::REPOSITORY.into(),
+            registry: default_paths::REGISTRY.into(),
+            patients: default_paths::PATIENTS.into(),
+        },
+    );
+    (gateway, transport)
+}
+
+fn submit(uid: &str) -> pb::SubmitDocumentsRequest {
+    samples::submit_request("810100000001", uid, 0)
+}
+
+fn find() -> pb::FindDocumentsRequest {
+    pb::FindDocumentsRequest {
+        auth_context: Some(samples::auth_context("810100000001")),
+        patient: Some(samples::patient()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn idempotent_calls_are_retried_once_on_a_lost_connection() {
+    let (svc, transport) = service(vec![TransportError::ConnectionLost("reset".into())], false);
+    let r = svc
+        .exchange::<Find>(find())
+        .await
+        .expect("find after one lost connection");
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
+    assert_eq!(
+        transport.posts.load(Ordering::SeqCst),
+        2,
+        "lost find, retried find"
+    );
+
+    // Twice lost: the error reaches the caller.
+    let (svc, _) = service(
+        vec![
+            TransportError::ConnectionLost("reset".into()),
+            TransportError::ConnectionLost("reset".into()),
+        ],
+        false,
+    );
+    let e = svc.exchange::<Find>(find()).await.expect_err("lost twice");
+    assert_eq!(tonic::Status::from(e).code(), tonic::Code::Unavailable);
+}
+
+#[tokio::test]
+async fn a_submission_is_never_blindly_retried() {
+    // The DMP got the submission, the answer was lost: UNAVAILABLE with the uniqueIds.
+    let (svc, transport) = service(vec![TransportError::ConnectionLost("reset by peer".into())], true);
+    let e = svc
+        .exchange::<Submit>(submit("1.2.250.1.999.1.1.7898.5.2"))
+        .await
+        .expect_err("lost");
+    let status = tonic::Status::from(e);
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        status.message().contains("1.2.250.1.999.1.1.7898.5.2"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(transport.posts.load(Ordering::SeqCst), 1, "not resent");
+    // Resubmitting is idempotent at the registry: the duplicate is refused.
+    let r = svc
+        .exchange::<Submit>(submit("1.2.250.1.999.1.1.7898.5.2"))
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Failure);
+    assert_eq!(r.errors[0].error_code, "XDSDuplicateUniqueIdInRegistry");
+
+    // Surely never sent (the DMP unreachable): resent once, and it succeeds.
+    let (svc, transport) = service(
+        vec![TransportError::DmpUnreachable {
+            address: "localhost:8443".into(),
+            reason: "connection refused".into(),
+        }],
+        false,
+    );
+    let r = svc
+        .exchange::<Submit>(submit("1.2.250.1.999.1.1.7898.5.3"))
+        .await
+        .expect("resent");
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
+    assert_eq!(transport.posts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn bad_requests_never_reach_the_transport() {
+    let (svc, transport) = service(vec![], false);
+    let mut req = submit("1.2.250.1.999.1.1.7898.5.4");
+    req.documents[0].content = Bytes::new();
+    let e = svc.exchange::<Submit>(req).await.expect_err("empty document");
+    assert!(
+        e.to_string()
+            .starts_with("documents[0].content: the document is empty"),
+        "{e}"
+    );
+    let mut req = find();
+    req.patient = None;
+    let e = svc.exchange::<Find>(req).await.expect_err("no patient");
+    assert!(
+        e.to_string()
+            .starts_with("patient.ins: the patient's INS is required"),
+        "{e}"
+    );
+    assert_eq!(transport.posts.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_retry_sends_the_message_built_once() {
+    // Idempotent: the same message in a new envelope, whose only change is the MessageID.
+    let (svc, transport) = service(vec![TransportError::ConnectionLost("reset".into())], false);
+    svc.exchange::<Find>(find()).await.expect("find");
+    let sent = transport.sent.lock().expect("lock").clone();
+    assert_eq!(sent.len(), 2);
+    let ids: Vec<String> = sent
+        .iter()
+        .map(|b| {
+            soap::parse_envelope(b)
+                .expect("envelope")
+                .message_id()
+                .expect("MessageID")
+                .to_string()
+        })
+        .collect();
+    assert_ne!(ids[0], ids[1], "a retry has its own MessageID");
+    assert_eq!(
+        String::from_utf8_lossy(&sent[0]).replace(&ids[0], ""),
+        String::from_utf8_lossy(&sent[1]).replace(&ids[1], ""),
+        "and is otherwise the message already built"
+    );
+
+    // A submission that surely never left is sent again byte for byte.
+    let (svc, transport) = service(
+        vec![TransportError::DmpUnreachable {
+            address: "localhost:8443".into(),
+            reason: "connection refused".into(),
+        }],
+        false,
+    );
+    svc.exchange::<Submit>(submit("1.2.250.1.999.1.1.7898.5.5"))
+        .await
+        .expect("resent");
+    let sent = transport.sent.lock().expect("lock").clone();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0], sent[1], "the same message, the same MessageID");
+}
