@@ -7,6 +7,7 @@
 
 pub mod cda;
 pub mod ebrim;
+pub mod habilitations;
 pub mod hl7v3;
 pub mod mtom;
 pub mod soap;

@@ -9,6 +9,8 @@
 //! | TD3.2 retrieve | ITI-43 RetrieveDocumentSet, MTOM | repository |
 //! | TD0.2 test of existence | HL7v3 PRPA_IN201307UV02 → PRPA_IN201308UV02 | patients |
 //! | TD3.3c/d delete, archive | ITI-57 UpdateDocumentSet | registry |
+//! | TD0.3 authorization | `setAuthorization` | habilitations |
+//! | TD1.6 professionals on a DMP | `listAuthorizationByPatient` | habilitations |
 
 /// WS-Addressing actions of the requests and of their answers.
 pub mod action {
@@ -32,6 +34,15 @@ pub mod action {
     pub const TD02: &str = "urn:hl7-org:v3:PRPA_IN201307UV02";
     /// TD0.2 answer.
     pub const TD02_RESPONSE: &str = "urn:hl7-org:v3:PRPA_IN201308UV02";
+    /// TD0.3 request.
+    pub const TD03: &str = "urn:si-dmp-habilitations:HabilitationsEndPoint:setAuthorization";
+    /// TD0.3 answer.
+    pub const TD03_RESPONSE: &str = "urn:si-dmp-habilitations:HabilitationsEndPoint:setAuthorizationResponse";
+    /// TD1.6 request.
+    pub const TD16: &str = "urn:si-dmp-habilitations:HabilitationsEndPoint:listAuthorizationByPatient";
+    /// TD1.6 answer.
+    pub const TD16_RESPONSE: &str =
+        "urn:si-dmp-habilitations:HabilitationsEndPoint:listAuthorizationByPatientResponse";
 }
 
 /// Default paths of the DMP web services under the DMP's base URL (the simulator serves them).
@@ -42,6 +53,8 @@ pub mod default_paths {
     pub const REGISTRY: &str = "/si-dmp-server/v2/services/registry";
     /// TD0.2.
     pub const PATIENTS: &str = "/si-dmp-server/v2/services/patients";
+    /// TD0.3, TD1.6.
+    pub const HABILITATIONS: &str = "/si-dmp-server/v2/services/habilitations";
 }
 
 /// The FindDocuments stored query id (ITI-18).
@@ -56,4 +69,6 @@ pub enum WebService {
     Registry,
     /// The patient service: TD0.2.
     Patients,
+    /// The authorization service: TD0.3, TD1.6.
+    Habilitations,
 }

@@ -3,12 +3,12 @@
 //! answers is turned into response messages.
 
 use dmp_protocol::ebrim::{RegistryErrorEntry, ResponseStatus};
-use dmp_protocol::hl7v3;
 use dmp_protocol::vihf::{PROFESSION_SYSTEM, PURPOSES_OF_USE, SPECIALTY_SYSTEM, VihfContext};
 use dmp_protocol::xds::{
     self, Author, AvailabilityStatus, Code, Dtm, FieldError, Ins, Institution, RegistryEntry,
     check_professional_id, check_text,
 };
+use dmp_protocol::{habilitations, hl7v3};
 use ehealth_proto::dmp::v1 as pb;
 
 // ---------------------------------------------------------------------------------------------
@@ -269,5 +269,78 @@ pub(crate) fn authorization(a: Option<hl7v3::Authorization>) -> pb::Authorizatio
         Some(hl7v3::Authorization::Interdit) => pb::Authorization::Interdit,
         Some(hl7v3::Authorization::NonExiste) => pb::Authorization::NonExiste,
         None => pb::Authorization::Unspecified,
+    }
+}
+
+/// The identity traits of a TD0.2 answer.
+pub(crate) fn patient_traits(t: &hl7v3::PatientTraits) -> pb::PatientTraits {
+    pb::PatientTraits {
+        identifiers: t
+            .ids
+            .iter()
+            .map(|(root, extension)| pb::PatientId {
+                ins: extension.clone(),
+                assigning_authority: root.clone(),
+            })
+            .collect(),
+        prefix: t.prefix.clone(),
+        given_names: t.given.clone(),
+        family_name: t.family.clone(),
+        family_name_qualifier: t.family_qualifier.clone(),
+        gender: t.gender.clone(),
+        birth_date: t.birth_date.clone(),
+        telecoms: t.telecoms.clone(),
+        internet_account_open: t.internet_account_open.unwrap_or(false),
+    }
+}
+
+/// The TD0.3 action the caller names, `None` for UNSPECIFIED or an unknown number.
+pub(crate) fn authorization_action(a: i32) -> Option<habilitations::AuthorizationAction> {
+    match pb::AuthorizationAction::try_from(a).ok()? {
+        pb::AuthorizationAction::Grant => Some(habilitations::AuthorizationAction::Ajout),
+        pb::AuthorizationAction::Remove => Some(habilitations::AuthorizationAction::Suppression),
+        pb::AuthorizationAction::Unspecified => None,
+    }
+}
+
+/// The TD1.6 mode the caller names (UNSPECIFIED is ALL), `None` for an unknown number.
+pub(crate) fn list_mode(m: i32) -> Option<habilitations::ListMode> {
+    match pb::AuthorizationListMode::try_from(m).ok()? {
+        pb::AuthorizationListMode::Active => Some(habilitations::ListMode::Active),
+        pb::AuthorizationListMode::Blocked => Some(habilitations::ListMode::Interdite),
+        pb::AuthorizationListMode::All | pb::AuthorizationListMode::Unspecified => {
+            Some(habilitations::ListMode::Toute)
+        }
+    }
+}
+
+/// One professional of a TD1.6 answer. Dates the DMP writes that are not DTMs are left out.
+pub(crate) fn professional_authorization(
+    p: &habilitations::ProfessionalAuthorization,
+) -> pb::ProfessionalAuthorization {
+    let time = |s: &str| Dtm::parse("", s).ok().as_ref().and_then(timestamp);
+    pb::ProfessionalAuthorization {
+        professional_id: p.national_id.clone(),
+        professional_id_type: p.national_id_type.clone(),
+        given_name: p.first_name.clone(),
+        family_name: p.last_name.clone(),
+        specialties: p
+            .specialty_codes
+            .iter()
+            .enumerate()
+            .map(|(i, code)| pb::Code {
+                code: code.clone(),
+                code_system: String::new(),
+                display_name: p.specialty_labels.get(i).cloned().unwrap_or_default(),
+            })
+            .collect(),
+        authorized_since: time(&p.start),
+        last_action: time(&p.last_action),
+        mode: match p.mode {
+            habilitations::ListMode::Active => pb::AuthorizationListMode::Active,
+            habilitations::ListMode::Interdite => pb::AuthorizationListMode::Blocked,
+            habilitations::ListMode::Toute => pb::AuthorizationListMode::All,
+        } as i32,
+        treating_doctor: p.treating_doctor,
     }
 }

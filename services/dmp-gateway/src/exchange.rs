@@ -48,7 +48,9 @@ dmp_requests!(
     pb::FindDocumentsRequest,
     pb::RetrieveDocumentRequest,
     pb::TestPatientDmpRequest,
-    pb::UpdateDocumentStatusRequest
+    pb::UpdateDocumentStatusRequest,
+    pb::SetAuthorizationRequest,
+    pb::ListAuthorizationsRequest
 );
 
 /// One DMP transaction: a gRPC request in, a gRPC response out, one message exchanged with the

@@ -12,6 +12,7 @@ mod dmp_tls;
 mod error;
 mod exchange;
 mod find;
+mod habilitations;
 mod reconcile;
 mod relay;
 mod remote_key;
@@ -39,6 +40,7 @@ pub use dmp_tls::{TlsVersion, client_config};
 pub use error::{DmpError, TransportError};
 pub use exchange::{CallContext, Incoming, Outgoing, Prepared, Transaction, prepare};
 pub use find::Find;
+pub use habilitations::{ListAuthorizations, SetAuthorization};
 pub use relay::{RelayDirectory, RelayEndpoint};
 pub use remote_key::{CardResolver, RemoteKey};
 pub use retrieve::Retrieve;
@@ -87,6 +89,7 @@ pub fn gateway(
             repository: config.xds.repository_path.clone(),
             registry: config.xds.registry_path.clone(),
             patients: config.xds.patients_path.clone(),
+            habilitations: config.xds.habilitations_path.clone(),
         },
     ))
 }

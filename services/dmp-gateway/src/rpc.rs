@@ -27,6 +27,7 @@ use crate::connections::{DmpConnections, Professional};
 use crate::error::{DmpError, TransportError};
 use crate::exchange::{CallContext, DmpRequest as _, Incoming, Retry, Transaction, open_response};
 use crate::find::Find;
+use crate::habilitations::{ListAuthorizations, SetAuthorization};
 use crate::retrieve::Retrieve;
 use crate::submit::Submit;
 use crate::test_patient::TestPatient;
@@ -93,6 +94,8 @@ pub struct ServicePaths {
     pub registry: String,
     /// `xds.patients_path`.
     pub patients: String,
+    /// `xds.habilitations_path`.
+    pub habilitations: String,
 }
 
 /// The checks every request starts with: an authentication context naming a relay.
@@ -144,6 +147,7 @@ impl<T: DmpTransport> Gateway<T> {
             WebService::Repository => &self.paths.repository,
             WebService::Registry => &self.paths.registry,
             WebService::Patients => &self.paths.patients,
+            WebService::Habilitations => &self.paths.habilitations,
         }
     }
 
@@ -273,4 +277,6 @@ rpcs! {
     retrieve_document: Retrieve,
     test_patient_dmp: TestPatient,
     update_document_status: UpdateStatus,
+    set_authorization: SetAuthorization,
+    list_authorizations: ListAuthorizations,
 }

@@ -94,6 +94,7 @@ fn service(
             repository: default_paths::REPOSITORY.into(),
             registry: default_paths::REGISTRY.into(),
             patients: default_paths::PATIENTS.into(),
+            habilitations: default_paths::HABILITATIONS.into(),
         },
     );
     (gateway, transport)

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use dmp_gateway::{
-    CallContext, Find, Incoming, Outgoing, Retrieve, Submit, TestPatient, Transaction, UpdateStatus,
-    XdsSettings, prepare, samples,
+    CallContext, Find, Incoming, ListAuthorizations, Outgoing, Retrieve, SetAuthorization, Submit,
+    TestPatient, Transaction, UpdateStatus, XdsSettings, prepare, samples,
 };
 use dmp_protocol::transactions::WebService;
 use dmp_protocol::vihf::{LpsIdentity, ProfessionalIdentity};
@@ -62,6 +62,7 @@ fn send(sim: &DmpSimulator, out: &Outgoing) -> Incoming {
         WebService::Repository => paths::REPOSITORY,
         WebService::Registry => paths::REGISTRY,
         WebService::Patients => paths::PATIENTS,
+        WebService::Habilitations => paths::HABILITATIONS,
     };
     let req = Request::post(path)
         .header("content-type", &out.body.content_type)
@@ -253,4 +254,138 @@ fn the_gateway_round_trips_through_the_simulator() {
     };
     let r = retrieve(&sim, req);
     assert_eq!(r.status(), pb::RegistryResponseStatus::Failure);
+}
+
+fn test_patient(sim: &DmpSimulator) -> pb::TestPatientDmpResponse {
+    exchange::<TestPatient>(
+        sim,
+        pb::TestPatientDmpRequest {
+            auth_context: Some(samples::auth_context(&fixture().professional.id)),
+            patient: Some(samples::patient()),
+        },
+    )
+}
+
+fn set_authorization(
+    sim: &DmpSimulator,
+    action: pb::AuthorizationAction,
+    treating_doctor: bool,
+) -> Result<pb::SetAuthorizationResponse, tonic::Status> {
+    let p = prepare::<SetAuthorization>(
+        pb::SetAuthorizationRequest {
+            auth_context: Some(samples::auth_context(&fixture().professional.id)),
+            patient: Some(samples::patient()),
+            action: action as i32,
+            treating_doctor,
+        },
+        &ctx(fixture()),
+    )
+    .expect("prepare");
+    p.parse(&send(sim, &p.outgoing)).map_err(tonic::Status::from)
+}
+
+fn sim_with(authorization: pb::Authorization, closed: bool) -> DmpSimulator {
+    let mut config = SimConfig::default();
+    for p in &mut config.patients {
+        p.authorization = authorization;
+        p.closed = closed;
+    }
+    DmpSimulator::new(config)
+}
+
+#[test]
+fn td03_authorizes_the_professional_and_changes_what_td21_allows() {
+    let f = fixture();
+    let sim = sim_with(pb::Authorization::NonExiste, false);
+
+    // TD0.2: the DMP exists, the professional has no authorization; the traits are typed.
+    let r = test_patient(&sim);
+    assert!(r.dmp_exists && !r.dmp_closed);
+    assert_eq!(r.authorization(), pb::Authorization::NonExiste);
+    assert!(!r.treating_doctor);
+    let traits = r.patient_traits.expect("traits");
+    assert_eq!(traits.family_name, "patb-quatre");
+    assert_eq!(traits.given_names, vec!["LAURENCE".to_string()]);
+    assert_eq!(traits.birth_date, "19070525");
+    assert_eq!(traits.identifiers[0].ins, samples::TEST_INS);
+
+    // TD2.1 refused, nothing stored.
+    let submit = |uid: &str| {
+        let p =
+            prepare::<Submit>(samples::submit_request(&f.professional.id, uid, 0), &ctx(f)).expect("prepare");
+        p.parse(&send(&sim, &p.outgoing)).map_err(tonic::Status::from)
+    };
+    let e = submit("1.2.250.1.999.1.1.7898.61.1").expect_err("not authorized");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        e.message().contains("DMPAccessDenied") && e.message().contains("TD0.3"),
+        "{}",
+        e.message()
+    );
+    assert_eq!(sim.document_count(), 0);
+
+    // TD0.3 as treating doctor, then TD0.2 says so, TD2.1 passes.
+    let r = set_authorization(&sim, pb::AuthorizationAction::Grant, true).expect("TD0.3");
+    assert_eq!(r.status, "DMPOk");
+    let r = test_patient(&sim);
+    assert_eq!(r.authorization(), pb::Authorization::Valide);
+    assert!(r.treating_doctor);
+    let r = submit("1.2.250.1.999.1.1.7898.61.2").expect("TD2.1");
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
+    // Declaring again changes nothing, as the official answer says.
+    let r = set_authorization(&sim, pb::AuthorizationAction::Grant, false).expect("TD0.3 again");
+    assert_eq!(r.context, "Autorisation déjà présente aucune action effectuée");
+
+    // TD1.6 lists the professional, active and treating doctor.
+    let list = exchange::<ListAuthorizations>(
+        &sim,
+        pb::ListAuthorizationsRequest {
+            auth_context: Some(samples::auth_context(&f.professional.id)),
+            patient: Some(samples::patient()),
+            mode: pb::AuthorizationListMode::All as i32,
+        },
+    );
+    assert_eq!(list.professionals.len(), 1);
+    let p = &list.professionals[0];
+    assert_eq!(p.professional_id, f.professional.id);
+    assert_eq!(p.mode(), pb::AuthorizationListMode::Active);
+    assert!(p.treating_doctor && p.authorized_since.is_some());
+
+    // Removing the authorization closes the door again.
+    set_authorization(&sim, pb::AuthorizationAction::Remove, false).expect("TD0.3 remove");
+    assert_eq!(test_patient(&sim).authorization(), pb::Authorization::NonExiste);
+    let e = submit("1.2.250.1.999.1.1.7898.61.3").expect_err("removed");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    // The one accepted submission: its CDA and its signature document.
+    assert_eq!(sim.document_count(), 2);
+}
+
+#[test]
+fn blocked_professionals_and_closed_dmps_are_refused() {
+    let f = fixture();
+    let blocked = sim_with(pb::Authorization::Interdit, false);
+    let e = set_authorization(&blocked, pb::AuthorizationAction::Grant, false).expect_err("blocked");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains("blocked"), "{}", e.message());
+    assert_eq!(
+        test_patient(&blocked).authorization(),
+        pb::Authorization::Interdit
+    );
+
+    let closed = sim_with(pb::Authorization::Valide, true);
+    assert!(test_patient(&closed).dmp_closed);
+    let e = set_authorization(&closed, pb::AuthorizationAction::Grant, false).expect_err("closed");
+    assert!(e.message().contains("DMPClosed"), "{}", e.message());
+    let p = prepare::<Submit>(
+        samples::submit_request(&f.professional.id, "1.2.250.1.999.1.1.7898.62.1", 0),
+        &ctx(f),
+    )
+    .expect("prepare");
+    let e = p
+        .parse(&send(&closed, &p.outgoing))
+        .map_err(tonic::Status::from)
+        .expect_err("closed DMP");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains("DMPClosed"), "{}", e.message());
+    assert_eq!(closed.document_count(), 0);
 }

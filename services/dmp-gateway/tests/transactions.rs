@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 use base64::Engine as _;
 use bytes::Bytes;
 use dmp_gateway::{
-    CallContext, DmpError, Find, Incoming, Outgoing, Prepared, Retrieve, Submit, TestPatient, UpdateStatus,
-    XdsSettings, prepare, samples,
+    CallContext, DmpError, Find, Incoming, ListAuthorizations, Outgoing, Prepared, Retrieve,
+    SetAuthorization, Submit, TestPatient, UpdateStatus, XdsSettings, prepare, samples,
 };
 use dmp_protocol::mtom::{self, Multipart};
 use dmp_protocol::transactions::action;
@@ -492,6 +492,73 @@ fn official_responses_parse_into_typed_results() {
     assert!(r.dmp_exists);
     assert!(!r.dmp_closed);
     assert_eq!(r.authorization(), pb::Authorization::Valide);
+    assert!(r.treating_doctor, "STATUT_MT true");
+    assert_eq!(
+        r.patient_traits,
+        Some(pb::PatientTraits {
+            identifiers: vec![
+                pb::PatientId {
+                    ins: "1197854176879056415520".into(),
+                    assigning_authority: "1.2.250.1.213.1.4.2".into(),
+                },
+                pb::PatientId {
+                    ins: "207058575627097".into(),
+                    assigning_authority: "1.2.250.1.213.1.4.10".into(),
+                },
+            ],
+            prefix: "M".into(),
+            given_names: vec!["LAURENCE".into()],
+            family_name: "patb-quatre".into(),
+            family_name_qualifier: "SP".into(),
+            gender: "M".into(),
+            birth_date: "19070525".into(),
+            telecoms: vec!["mailto:alain@gmail.com".into(), "tel:0102030405".into()],
+            internet_account_open: true,
+        })
+    );
+
+    // TD0.3
+    let (inc, id) = incoming_file("TD0.3_-_Mise_a_jour_de_l_autorisation_reponse.xml");
+    let out = with_message_id(
+        prepare::<SetAuthorization>(set_authorization_request(), &c).expect("td0.3"),
+        &id,
+    );
+    let r = out.parse(&inc).expect("TD0.3");
+    assert_eq!(r.status, "DMPOk");
+    assert_eq!(r.context, "Autorisation déjà présente aucune action effectuée");
+
+    // TD1.6
+    let (inc, id) = incoming_file("TD1.6_-_Liste_des_PS_autorises_ou_bloques_reponse.xml");
+    let out = with_message_id(
+        prepare::<ListAuthorizations>(list_authorizations_request(), &c).expect("td1.6"),
+        &id,
+    );
+    let r = out.parse(&inc).expect("TD1.6");
+    assert_eq!(
+        r.professionals,
+        vec![pb::ProfessionalAuthorization {
+            professional_id: "899900063480".into(),
+            professional_id_type: "1.2.250.1.71.4.2.1".into(),
+            given_name: "MAX".into(),
+            family_name: "LIBRE".into(),
+            specialties: vec![pb::Code {
+                code: "G15_10/SM26".into(),
+                code_system: String::new(),
+                display_name: "Médecin - Qualifié en Médecine générale (SM)".into(),
+            }],
+            // 2021-06-01 13:58:04 and 14:06:06 UTC.
+            authorized_since: Some(prost_types::Timestamp {
+                seconds: 1_622_555_884,
+                nanos: 0
+            }),
+            last_action: Some(prost_types::Timestamp {
+                seconds: 1_622_556_366,
+                nanos: 0
+            }),
+            mode: pb::AuthorizationListMode::Active as i32,
+            treating_doctor: false,
+        }]
+    );
 
     // TD3.3c / TD3.3d
     for name in [
@@ -795,4 +862,124 @@ fn find_and_update_refuse_bad_requests() {
             .starts_with("new_status: DOCUMENT_STATUS_DELETED → DOCUMENT_STATUS_APPROVED"),
         "{e}"
     );
+}
+
+fn set_authorization_request() -> pb::SetAuthorizationRequest {
+    pb::SetAuthorizationRequest {
+        auth_context: Some(samples::auth_context(&fixture().professional.id)),
+        patient: Some(samples::patient()),
+        action: pb::AuthorizationAction::Grant as i32,
+        treating_doctor: false,
+    }
+}
+
+fn list_authorizations_request() -> pb::ListAuthorizationsRequest {
+    pb::ListAuthorizationsRequest {
+        auth_context: Some(samples::auth_context(&fixture().professional.id)),
+        patient: Some(samples::patient()),
+        mode: pb::AuthorizationListMode::All as i32,
+    }
+}
+
+/// The XML schema inlined in a WSDL of the annex, as a file xmllint can use.
+fn wsdl_schema(wsdl: &str, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(schemas().join("../wsdl").join(wsdl)).expect("wsdl");
+    let start = text.find("<xs:schema").expect("xs:schema");
+    let end = text.find("</xs:schema>").expect("/xs:schema") + "</xs:schema>".len();
+    let file = dir.join(wsdl.replace(".wsdl", ".xsd"));
+    std::fs::write(&file, &text[start..end]).expect("write schema");
+    file
+}
+
+/// The request's envelope: Action and body element as the official example's.
+fn same_action_and_body(o: &Outgoing, example: &str) -> String {
+    let official =
+        soap::parse_envelope(&std::fs::read(examples().join(example)).expect("example")).expect("official");
+    let (env, _) = envelope_of(o);
+    let ours = soap::parse_envelope(env.as_bytes()).expect("ours");
+    assert_eq!(ours.action(), official.action(), "{example}");
+    let (a, b) = (ours.payload.expect("payload"), official.payload.expect("payload"));
+    assert_eq!((&a.ns, &a.name), (&b.ns, &b.name), "{example}");
+    env
+}
+
+#[test]
+fn td03_td16_bodies_validate_against_the_habilitations_wsdl_and_match_the_examples() {
+    let f = fixture();
+    let c = ctx(f);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xsd = wsdl_schema("Habilitations.wsdl", dir.path());
+    let xsd = xsd.to_str().expect("utf8 path");
+
+    for (req, example) in [
+        (
+            set_authorization_request(),
+            "TD0.3_-_Mise_a_jour_de_l_autorisation_requete.xml",
+        ),
+        (
+            pb::SetAuthorizationRequest {
+                action: pb::AuthorizationAction::Remove as i32,
+                treating_doctor: true,
+                ..set_authorization_request()
+            },
+            "TD0.3_-_Mise_a_jour_de_l_autorisation_requete.xml",
+        ),
+    ] {
+        let out = prepare::<SetAuthorization>(req, &c).expect("td0.3").outgoing;
+        let env = same_action_and_body(&out, example);
+        xmllint(xsd, body_payload(&env));
+    }
+    let out = prepare::<ListAuthorizations>(list_authorizations_request(), &c)
+        .expect("td1.6")
+        .outgoing;
+    let env = same_action_and_body(&out, "TD1.6_-_Liste_des_PS_autorises_ou_bloques_requete.xml");
+    xmllint(xsd, body_payload(&env));
+
+    // The official requests themselves pass the same schema (the check is not vacuous).
+    for example in [
+        "TD0.3_-_Mise_a_jour_de_l_autorisation_requete.xml",
+        "TD1.6_-_Liste_des_PS_autorises_ou_bloques_requete.xml",
+    ] {
+        let text = std::fs::read_to_string(examples().join(example)).expect("example");
+        xmllint(xsd, body_payload(&text.replace("<soap:Body>\n", "<soap:Body>")));
+    }
+    let bad =
+        "<setAuthorization xmlns=\"urn:si-dmp-habilitations\"><action>AJOUTER</action></setAuthorization>";
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir2.path().join("bad.xml"), bad).expect("write");
+    let out = Command::new("xmllint")
+        .args(["--noout", "--schema", xsd])
+        .arg(dir2.path().join("bad.xml"))
+        .output()
+        .expect("xmllint");
+    assert!(
+        !out.status.success(),
+        "an action outside the WSDL's enumeration is refused"
+    );
+}
+
+#[test]
+fn td03_and_td16_refuse_bad_requests_before_sending() {
+    let f = fixture();
+    let c = ctx(f);
+    let e = prepare::<SetAuthorization>(
+        pb::SetAuthorizationRequest {
+            action: pb::AuthorizationAction::Unspecified as i32,
+            ..set_authorization_request()
+        },
+        &c,
+    )
+    .expect_err("no action");
+    let s = tonic::Status::from(e);
+    assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    assert!(s.message().starts_with("action:"), "{}", s.message());
+    let e = prepare::<ListAuthorizations>(
+        pb::ListAuthorizationsRequest {
+            mode: 42,
+            ..list_authorizations_request()
+        },
+        &c,
+    )
+    .expect_err("bad mode");
+    assert!(tonic::Status::from(e).message().starts_with("mode:"));
 }

@@ -13,6 +13,7 @@ use dmp_protocol::xds::{Author, Dtm, Ins, UniqueId, association, is_oid, scheme,
 use dmp_protocol::xml::{Element, esc, esc_attr, ns};
 use ehealth_proto::dmp::v1::Authorization;
 
+use crate::habilitations::Grants;
 use crate::{Answer, Call, Fault, SimConfig, query_values, sender};
 
 /// XDS error codes the simulator answers.
@@ -62,7 +63,7 @@ pub struct Registry {
     submission_sets: HashSet<String>,
 }
 
-fn payload<'a>(call: &'a Call<'_>, ns_: &str, name: &str) -> Result<&'a Element, Fault> {
+pub(crate) fn payload<'a>(call: &'a Call<'_>, ns_: &str, name: &str) -> Result<&'a Element, Fault> {
     match &call.envelope.payload {
         Some(p) if p.is(ns_, name) => Ok(p),
         Some(p) => Err(sender(
@@ -963,7 +964,7 @@ impl Registry {
 }
 
 /// TD0.2.
-pub(crate) fn test_patient(config: &SimConfig, call: &Call<'_>) -> Result<Answer, Fault> {
+pub(crate) fn test_patient(config: &SimConfig, grants: &Grants, call: &Call<'_>) -> Result<Answer, Fault> {
     let req = payload(call, ns::HL7, "PRPA_IN201307UV02")?;
     let value = req
         .path(
@@ -1010,9 +1011,9 @@ pub(crate) fn test_patient(config: &SimConfig, call: &Call<'_>) -> Result<Answer
         .unwrap_or_default()
     };
     let record = config.patients.iter().find(|p| p.ins == ins);
-    let authorization = record
-        .map(|r| r.authorization)
-        .unwrap_or(Authorization::NonExiste);
+    let (authorization, treating_doctor) = record
+        .map(|r| grants.of(r, &call.card.id))
+        .unwrap_or((Authorization::NonExiste, false));
     let auth_code = match authorization {
         Authorization::Valide => "VALIDE",
         Authorization::Expire => "EXPIRE",
@@ -1023,13 +1024,19 @@ pub(crate) fn test_patient(config: &SimConfig, call: &Call<'_>) -> Result<Answer
         Some(r) => format!(
             concat!(
                 r#"<subject typeCode="SUBJ" contextConductionInd="false"><registrationEvent classCode="REG" moodCode="EVN"><statusCode code="completed"/>"#,
-                r#"<subject1 typeCode="SBJ"><patient classCode="PAT"><id root="{}" extension="{}"/><statusCode code="{}"/></patient></subject1>"#,
+                r#"<subject1 typeCode="SBJ"><patient classCode="PAT"><id root="{}" extension="{}"/><statusCode code="{}"/>"#,
+                r#"<patientPerson classCode="PSN" determinerCode="INSTANCE"><name><given>{}</given><family>{}</family></name>"#,
+                r#"<administrativeGenderCode code="{}"/><birthTime value="{}"/></patientPerson></patient></subject1>"#,
                 r#"<custodian typeCode="CST"><assignedEntity classCode="ASSIGNED"><id root="1.2.250.1.213.4.1.1.1"/></assignedEntity></custodian>"#,
                 "</registrationEvent></subject>"
             ),
             r.ins.authority().oid(),
             r.ins.value(),
-            if r.closed { "nullified" } else { "active" }
+            if r.closed { "nullified" } else { "active" },
+            esc(&r.given),
+            esc(&r.family),
+            esc_attr(&r.gender),
+            esc_attr(&r.birth_date),
         ),
         None => String::new(),
     };
@@ -1041,6 +1048,7 @@ pub(crate) fn test_patient(config: &SimConfig, call: &Call<'_>) -> Result<Answer
             r#"<PRPA_IN201308UV02 xmlns="{hl7}" xmlns:xsi="{xsi}" ITSVersion="XML_1.0"><id root="{uuid}"/>"#,
             r#"<interactionId root="2.16.840.1.113883.1.6" extension="PRPA_IN201308UV02"/><processingCode code="P"/><processingModeCode code="T"/><acceptAckCode code="NE"/>"#,
             r#"<attentionLine><keyWordText code="AUTORISATION" codeSystem="1.2.250.1.213.4.1.2.6.1"/><value xsi:type="CV" code="{auth}" codeSystem="1.2.250.1.213.4.1.2.6.2"/></attentionLine>"#,
+            r#"<attentionLine><keyWordText code="STATUT_MT" codeSystem="1.2.250.1.213.4.1.2.6.3"/><value xsi:type="BL" value="{mt}"/></attentionLine>"#,
             r#"<acknowledgement typeCode="AA"><targetMessage>{msg}</targetMessage></acknowledgement>"#,
             r#"<controlActProcess classCode="CACT" moodCode="EVN"><reasonCode code="TEST_EXST" codeSystem="1.2.250.1.213.1.1.4.11"/>{subject}"#,
             r#"<queryAck>{qack}<queryResponseCode code="{qrc}"/></queryAck></controlActProcess></PRPA_IN201308UV02>"#
@@ -1049,6 +1057,7 @@ pub(crate) fn test_patient(config: &SimConfig, call: &Call<'_>) -> Result<Answer
         xsi = ns::XSI,
         uuid = uuid::Uuid::new_v4(),
         auth = auth_code,
+        mt = treating_doctor,
         msg = id_xml(message_id),
         subject = subject,
         qack = query_ack,
