@@ -60,6 +60,12 @@ pub mod default_paths {
 /// The FindDocuments stored query id (ITI-18).
 pub const FIND_DOCUMENTS: &str = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d";
 
+/// The GetDocuments stored query id (ITI-18): entries by entryUUID or by uniqueId.
+pub const GET_DOCUMENTS: &str = "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4";
+
+/// The GetAssociations stored query id (ITI-18): the associations of entries (RPLC…).
+pub const GET_ASSOCIATIONS: &str = "urn:uuid:a7ae438b-4bc2-4642-93e9-be891f7bb155";
+
 /// The DMP web service a message goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WebService {

@@ -8,7 +8,7 @@ use dmp_protocol::xds::{
     self, Author, AvailabilityStatus, Code, Dtm, FieldError, Ins, Institution, RegistryEntry,
     check_professional_id, check_text,
 };
-use dmp_protocol::{habilitations, hl7v3};
+use dmp_protocol::{habilitations, hl7v3, xades};
 use ehealth_proto::dmp::v1 as pb;
 
 // ---------------------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ fn timestamp(d: &Dtm) -> Option<prost_types::Timestamp> {
         .map(|seconds| prost_types::Timestamp { seconds, nanos: 0 })
 }
 
-fn status_to_pb(s: Option<AvailabilityStatus>) -> pb::DocumentStatus {
+pub(crate) fn status_to_pb(s: Option<AvailabilityStatus>) -> pb::DocumentStatus {
     match s {
         Some(AvailabilityStatus::Approved) => pb::DocumentStatus::Approved,
         Some(AvailabilityStatus::Deprecated) => pb::DocumentStatus::Deprecated,
@@ -343,4 +343,13 @@ pub(crate) fn professional_authorization(
         } as i32,
         treating_doctor: p.treating_doctor,
     }
+}
+
+/// The XAdES signature document a submission carries (`Signature01`): typeCode E1762 and the
+/// XML-DSig formatCode. FindDocuments returns clinical documents only.
+pub(crate) fn is_signature_document(e: &RegistryEntry) -> bool {
+    e.type_code.as_ref().is_some_and(|c| c.code == xades::TYPE_CODE.0)
+        && e.format_code
+            .as_ref()
+            .is_some_and(|c| c.code == xades::FORMAT_CODE.0)
 }

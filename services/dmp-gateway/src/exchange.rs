@@ -50,7 +50,9 @@ dmp_requests!(
     pb::TestPatientDmpRequest,
     pb::UpdateDocumentStatusRequest,
     pb::SetAuthorizationRequest,
-    pb::ListAuthorizationsRequest
+    pb::ListAuthorizationsRequest,
+    pb::GetDocumentsRequest,
+    pb::GetAssociationsRequest
 );
 
 /// One DMP transaction: a gRPC request in, a gRPC response out, one message exchanged with the
@@ -88,6 +90,18 @@ pub trait Transaction {
     fn build(valid: &Self::Valid, ctx: &CallContext<'_>) -> Result<Message, DmpError>;
     /// Reads the DMP's answer.
     fn parse(valid: &Self::Valid, reply: &Reply) -> Result<Self::Response, DmpError>;
+
+    /// The entries (entryUUIDs) the DMP is asked for with ITI-18 GetDocuments before the
+    /// message is built, when the request must agree with what the DMP holds.
+    fn precheck(_valid: &Self::Valid) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Checks the request against the DMP's answer to [`Transaction::precheck`]; nothing is
+    /// sent when this fails.
+    fn check(_valid: &Self::Valid, _found: &pb::GetDocumentsResponse) -> Result<(), DmpError> {
+        Ok(())
+    }
 
     /// The error of a post that failed after it may have reached the DMP.
     fn interrupted(_valid: &Self::Valid, error: TransportError) -> DmpError {

@@ -1,6 +1,7 @@
 //! TD3.1 FindDocuments: the ITI-18 RegistryStoredQuery FindDocuments (SPEC.md §2), with the
 //! patient, the availability statuses (Approved when none is given), creation and service time
 //! ranges and code filters; the answer's entries are read leniently into `dmp.v1` entries.
+//! Submissions' signature documents are not clinical documents and are left out.
 
 use std::fmt::Write as _;
 
@@ -172,7 +173,9 @@ impl Transaction for Find {
                 ebrim::read_object_list(l)
                     .extrinsic_objects
                     .iter()
-                    .map(|e| conversions::document_entry(&RegistryEntry::from_rim(e)))
+                    .map(RegistryEntry::from_rim)
+                    .filter(|e| !conversions::is_signature_document(e))
+                    .map(|e| conversions::document_entry(&e))
                     .collect()
             })
             .unwrap_or_default();

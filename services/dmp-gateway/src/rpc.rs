@@ -27,6 +27,8 @@ use crate::connections::{DmpConnections, Professional};
 use crate::error::{DmpError, TransportError};
 use crate::exchange::{CallContext, DmpRequest as _, Incoming, Retry, Transaction, open_response};
 use crate::find::Find;
+use crate::get_associations::GetAssociations;
+use crate::get_documents::GetDocuments;
 use crate::habilitations::{ListAuthorizations, SetAuthorization};
 use crate::retrieve::Retrieve;
 use crate::submit::Submit;
@@ -166,7 +168,18 @@ impl<T: DmpTransport> Gateway<T> {
     /// answer parsed.
     pub async fn exchange<X: Transaction>(&self, req: X::Request) -> Result<X::Response, DmpError> {
         let auth = auth_of(req.auth_context())?.clone();
+        let patient = req.patient().cloned();
         let valid = X::validate(req, &self.settings, time::OffsetDateTime::now_utc())?;
+        if let Some(entry_uuids) = X::precheck(&valid) {
+            let lookup = pb::GetDocumentsRequest {
+                auth_context: Some(auth.clone()),
+                patient,
+                entry_uuids,
+                unique_ids: Vec::new(),
+            };
+            let found = Box::pin(self.exchange::<GetDocuments>(lookup)).await?;
+            X::check(&valid, &found)?;
+        }
         let professional = self.professional(&auth).await?;
         let endpoint = format!(
             "{}{}",
@@ -279,4 +292,6 @@ rpcs! {
     update_document_status: UpdateStatus,
     set_authorization: SetAuthorization,
     list_authorizations: ListAuthorizations,
+    get_documents: GetDocuments,
+    get_associations: GetAssociations,
 }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use dmp_gateway::{
-    DmpError, DmpTransport, Find, Gateway, Incoming, ServicePaths, Submit, TransportError, XdsSettings,
-    samples,
+    DmpError, DmpTransport, Find, Gateway, Incoming, ServicePaths, Submit, TransportError, UpdateStatus,
+    XdsSettings, samples,
 };
 use dmp_protocol::mtom::HttpBody;
 use dmp_protocol::soap;
@@ -238,4 +238,81 @@ async fn a_retry_sends_the_message_built_once() {
     let sent = transport.sent.lock().expect("lock").clone();
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[0], sent[1], "the same message, the same MessageID");
+}
+
+#[tokio::test]
+async fn a_status_change_is_checked_against_the_dmp_before_it_is_sent() {
+    let (svc, transport) = service(Vec::new(), false);
+    let uid = "1.2.250.1.999.1.1.7898.64.1";
+    svc.exchange::<Submit>(submit(uid)).await.expect("submit");
+    let entry = svc
+        .exchange::<Find>(find())
+        .await
+        .expect("find")
+        .documents
+        .into_iter()
+        .find(|d| d.unique_id == uid)
+        .expect("found");
+    let change = |unique_id: &str, current: pb::DocumentStatus, new: pb::DocumentStatus| {
+        pb::UpdateDocumentStatusRequest {
+            auth_context: Some(samples::auth_context("810100000001")),
+            patient: Some(samples::patient()),
+            entry_uuid: entry.entry_uuid.clone(),
+            document_unique_id: unique_id.into(),
+            current_status: current as i32,
+            new_status: new as i32,
+        }
+    };
+
+    // Another document's uniqueId, or a status the document does not have: refused after the
+    // lookup, the ITI-57 message is never sent.
+    let posts = transport.posts.load(Ordering::SeqCst);
+    let e = svc
+        .exchange::<UpdateStatus>(change(
+            "1.2.250.1.999.1.1.7898.64.9",
+            pb::DocumentStatus::Approved,
+            pb::DocumentStatus::Archived,
+        ))
+        .await
+        .expect_err("wrong uniqueId");
+    let s = tonic::Status::from(e);
+    assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    assert!(
+        s.message()
+            .starts_with("document_unique_id: `1.2.250.1.999.1.1.7898.64.9` is not the document"),
+        "{}",
+        s.message()
+    );
+    let e = svc
+        .exchange::<UpdateStatus>(change(
+            uid,
+            pb::DocumentStatus::Archived,
+            pb::DocumentStatus::Deleted,
+        ))
+        .await
+        .expect_err("stale status");
+    assert!(
+        tonic::Status::from(e)
+            .message()
+            .starts_with("current_status: the document is DOCUMENT_STATUS_APPROVED at the DMP")
+    );
+    assert_eq!(
+        transport.posts.load(Ordering::SeqCst),
+        posts + 2,
+        "two lookups, no update"
+    );
+
+    // The right one: the answer says the new status.
+    let r = svc
+        .exchange::<UpdateStatus>(change(
+            uid,
+            pb::DocumentStatus::Approved,
+            pb::DocumentStatus::Archived,
+        ))
+        .await
+        .expect("archive");
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
+    assert_eq!(r.new_status(), pb::DocumentStatus::Archived);
+    assert_eq!(r.document_unique_id, uid);
+    assert_eq!(r.entry_uuid, entry.entry_uuid);
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use dmp_gateway::{
-    CallContext, Find, Incoming, ListAuthorizations, Outgoing, Retrieve, SetAuthorization, Submit,
-    TestPatient, Transaction, UpdateStatus, XdsSettings, prepare, samples,
+    CallContext, Find, GetAssociations, GetDocuments, Incoming, ListAuthorizations, Outgoing, Retrieve,
+    SetAuthorization, Submit, TestPatient, Transaction, UpdateStatus, XdsSettings, prepare, samples,
 };
 use dmp_protocol::transactions::WebService;
 use dmp_protocol::vihf::{LpsIdentity, ProfessionalIdentity};
@@ -107,6 +107,7 @@ fn retrieve(sim: &DmpSimulator, req: pb::RetrieveDocumentRequest) -> pb::Retriev
 fn update(
     sim: &DmpSimulator,
     entry_uuid: &str,
+    unique_id: &str,
     from: pb::DocumentStatus,
     to: pb::DocumentStatus,
 ) -> pb::UpdateDocumentStatusResponse {
@@ -117,7 +118,7 @@ fn update(
             auth_context: Some(samples::auth_context(&f.professional.id)),
             patient: Some(samples::patient()),
             entry_uuid: entry_uuid.into(),
-            document_unique_id: String::new(),
+            document_unique_id: unique_id.into(),
             current_status: from as i32,
             new_status: to as i32,
         },
@@ -208,6 +209,7 @@ fn the_gateway_round_trips_through_the_simulator() {
     let r = update(
         &sim,
         &entry.entry_uuid,
+        uid,
         pb::DocumentStatus::Approved,
         pb::DocumentStatus::Archived,
     );
@@ -232,6 +234,7 @@ fn the_gateway_round_trips_through_the_simulator() {
     let r = update(
         &sim,
         &entry.entry_uuid,
+        uid,
         pb::DocumentStatus::Approved,
         pb::DocumentStatus::Deleted,
     );
@@ -242,6 +245,7 @@ fn the_gateway_round_trips_through_the_simulator() {
     let r = update(
         &sim,
         &entry.entry_uuid,
+        uid,
         pb::DocumentStatus::Archived,
         pb::DocumentStatus::Deleted,
     );
@@ -388,4 +392,115 @@ fn blocked_professionals_and_closed_dmps_are_refused() {
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     assert!(e.message().contains("DMPClosed"), "{}", e.message());
     assert_eq!(closed.document_count(), 0);
+}
+
+#[test]
+fn a_replacement_deprecates_the_original_once() {
+    let f = fixture();
+    let sim = DmpSimulator::new(SimConfig::default());
+    let submit = |uid: &str, replaces: &str| {
+        let mut req = samples::submit_request(&f.professional.id, uid, 0);
+        req.documents[0].replaces_entry_uuid = replaces.into();
+        exchange::<Submit>(&sim, req)
+    };
+    let r = submit("1.2.250.1.999.1.1.7898.63.1", "");
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
+    let original = find(&sim, &[pb::DocumentStatus::Approved])
+        .documents
+        .into_iter()
+        .find(|d| d.unique_id == "1.2.250.1.999.1.1.7898.63.1")
+        .expect("original");
+
+    let r = submit("1.2.250.1.999.1.1.7898.63.2", &original.entry_uuid);
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
+    let approved: Vec<String> = find(&sim, &[pb::DocumentStatus::Approved])
+        .documents
+        .into_iter()
+        .map(|d| d.unique_id)
+        .collect();
+    assert!(approved.contains(&"1.2.250.1.999.1.1.7898.63.2".to_string()));
+    assert!(!approved.contains(&original.unique_id));
+    let deprecated = find(&sim, &[pb::DocumentStatus::Deprecated]).documents;
+    assert_eq!(deprecated.len(), 1);
+    assert_eq!(deprecated[0].entry_uuid, original.entry_uuid);
+    assert_eq!(deprecated[0].status(), pb::DocumentStatus::Deprecated);
+
+    // The signature documents are not clinical documents: FindDocuments leaves them out.
+    assert!(
+        find(&sim, &[pb::DocumentStatus::Approved])
+            .documents
+            .iter()
+            .all(|d| d.title != "Source")
+    );
+
+    // GetDocuments by entryUUID and by uniqueId; GetAssociations follows the replacement.
+    let get = |entry_uuids: Vec<String>, unique_ids: Vec<String>| {
+        exchange::<GetDocuments>(
+            &sim,
+            pb::GetDocumentsRequest {
+                auth_context: Some(samples::auth_context(&f.professional.id)),
+                patient: Some(samples::patient()),
+                entry_uuids,
+                unique_ids,
+            },
+        )
+    };
+    let by_uuid = get(vec![original.entry_uuid.clone()], vec![]);
+    assert_eq!(by_uuid.documents.len(), 1);
+    assert_eq!(by_uuid.documents[0].status(), pb::DocumentStatus::Deprecated);
+    let by_uid = get(vec![], vec!["1.2.250.1.999.1.1.7898.63.2".into()]);
+    assert_eq!(by_uid.documents.len(), 1);
+    let replacement = by_uid.documents[0].entry_uuid.clone();
+    let assoc = exchange::<GetAssociations>(
+        &sim,
+        pb::GetAssociationsRequest {
+            auth_context: Some(samples::auth_context(&f.professional.id)),
+            patient: Some(samples::patient()),
+            entry_uuids: vec![original.entry_uuid.clone()],
+        },
+    );
+    assert_eq!(assoc.associations.len(), 1, "{:?}", assoc.associations);
+    assert_eq!(
+        assoc.associations[0].association_type,
+        "urn:ihe:iti:2007:AssociationType:RPLC"
+    );
+    assert_eq!(assoc.associations[0].source, replacement);
+    assert_eq!(assoc.associations[0].target, original.entry_uuid);
+
+    // A second replacement of the deprecated original, and one of an unknown entry, are
+    // refused with the registry's codes; nothing is stored.
+    let stored = sim.document_count();
+    let r = submit("1.2.250.1.999.1.1.7898.63.3", &original.entry_uuid);
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Failure);
+    assert_eq!(
+        r.errors[0].error_code, "XDSRegistryDeprecatedDocumentError",
+        "{:?}",
+        r.errors
+    );
+    assert!(
+        r.errors[0].code_context.contains("already replaced"),
+        "{:?}",
+        r.errors
+    );
+    let r = submit(
+        "1.2.250.1.999.1.1.7898.63.4",
+        "urn:uuid:00000000-0000-4000-8000-000000000000",
+    );
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Failure);
+    assert_eq!(
+        r.errors[0].error_code, "UnresolvedReferenceException",
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(sim.document_count(), stored);
+
+    // An entry id that is not an entryUUID never leaves the gateway.
+    let mut req = samples::submit_request(&f.professional.id, "1.2.250.1.999.1.1.7898.63.5", 0);
+    req.documents[0].replaces_entry_uuid = "1.2.3".into();
+    let e = prepare::<Submit>(req, &ctx(f)).expect_err("not an entryUUID");
+    assert!(
+        tonic::Status::from(e)
+            .message()
+            .starts_with("documents[0].replaces_entry_uuid:")
+    );
 }

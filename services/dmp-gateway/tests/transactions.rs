@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 use base64::Engine as _;
 use bytes::Bytes;
 use dmp_gateway::{
-    CallContext, DmpError, Find, Incoming, ListAuthorizations, Outgoing, Prepared, Retrieve,
-    SetAuthorization, Submit, TestPatient, UpdateStatus, XdsSettings, prepare, samples,
+    CallContext, DmpError, Find, GetAssociations, GetDocuments, Incoming, ListAuthorizations, Outgoing,
+    Prepared, Retrieve, SetAuthorization, Submit, TestPatient, UpdateStatus, XdsSettings, prepare, samples,
 };
 use dmp_protocol::mtom::{self, Multipart};
 use dmp_protocol::transactions::action;
@@ -340,7 +340,7 @@ fn iti18_iti43_iti57_td02_bodies_validate_against_the_official_xsd() {
                 auth_context: Some(samples::auth_context(&f.professional.id)),
                 patient: Some(samples::patient()),
                 entry_uuid: "urn:uuid:fe5287a2-ae6a-11eb-8f5d-0050569e422e".into(),
-                document_unique_id: String::new(),
+                document_unique_id: "1.2.250.1.999.1.1.7898.1.995657292".into(),
                 current_status: current as i32,
                 new_status: new as i32,
             },
@@ -570,7 +570,7 @@ fn official_responses_parse_into_typed_results() {
             auth_context: Some(samples::auth_context(&f.professional.id)),
             patient: Some(samples::patient()),
             entry_uuid: "urn:uuid:fe5287a2-ae6a-11eb-8f5d-0050569e422e".into(),
-            document_unique_id: String::new(),
+            document_unique_id: "1.2.250.1.999.1.1.7898.1.995657292".into(),
             current_status: pb::DocumentStatus::Approved as i32,
             new_status: pb::DocumentStatus::Archived as i32,
         };
@@ -850,7 +850,7 @@ fn find_and_update_refuse_bad_requests() {
             auth_context: Some(samples::auth_context(&f.professional.id)),
             patient: Some(samples::patient()),
             entry_uuid: "urn:uuid:fe5287a2-ae6a-11eb-8f5d-0050569e422e".into(),
-            document_unique_id: String::new(),
+            document_unique_id: "1.2.250.1.999.1.1.7898.1.995657292".into(),
             current_status: pb::DocumentStatus::Deleted as i32,
             new_status: pb::DocumentStatus::Approved as i32,
         },
@@ -982,4 +982,102 @@ fn td03_and_td16_refuse_bad_requests_before_sending() {
     )
     .expect_err("bad mode");
     assert!(tonic::Status::from(e).message().starts_with("mode:"));
+}
+
+#[test]
+fn a_replacement_submission_carries_its_rplc_association_and_validates() {
+    let f = fixture();
+    let mut req = samples::submit_request(&f.professional.id, "1.2.250.1.999.1.1.7898.9.2", 0);
+    req.documents[0].replaces_entry_uuid = "urn:uuid:7953af1a-ba1c-11eb-816f-0050569e422e".into();
+    let p = prepare::<Submit>(req, &ctx(f)).expect("prepare");
+    let (env, mp) = envelope_of(&p.outgoing);
+    let mp = mp.expect("MTOM");
+    xmllint(
+        "IHE/XDS.b_DocumentRepository.xsd",
+        &inline_xop(body_payload(&env), &mp),
+    );
+    // ITI-42: the new entry is the source, the replaced entryUUID the target; HasMember stays.
+    let payload = soap::parse_envelope(env.as_bytes())
+        .expect("env")
+        .payload
+        .expect("payload");
+    let list = payload
+        .path(xml::ns::LCM, &["SubmitObjectsRequest"])
+        .and_then(|r| r.child(xml::ns::RIM, "RegistryObjectList"))
+        .expect("RegistryObjectList");
+    let list = dmp_protocol::ebrim::read_object_list(list);
+    let rplc: Vec<_> = list
+        .associations
+        .iter()
+        .filter(|a| a.association_type == "urn:ihe:iti:2007:AssociationType:RPLC")
+        .collect();
+    assert_eq!(rplc.len(), 1);
+    assert_eq!(rplc[0].source, p.valid.entries()[0].entry_id);
+    assert_eq!(rplc[0].target, "urn:uuid:7953af1a-ba1c-11eb-816f-0050569e422e");
+    assert!(
+        list.associations
+            .iter()
+            .any(|a| a.association_type.ends_with("HasMember") && a.target == rplc[0].source)
+    );
+}
+
+#[test]
+fn get_documents_and_get_associations_bodies_validate_against_query_xsd() {
+    let f = fixture();
+    let c = ctx(f);
+    let auth = Some(samples::auth_context(&f.professional.id));
+    let uuid = "urn:uuid:7953af1a-ba1c-11eb-816f-0050569e422e".to_string();
+    let outs = [
+        prepare::<GetDocuments>(
+            pb::GetDocumentsRequest {
+                auth_context: auth.clone(),
+                patient: Some(samples::patient()),
+                entry_uuids: vec![uuid.clone()],
+                unique_ids: vec![],
+            },
+            &c,
+        )
+        .expect("get documents")
+        .outgoing,
+        prepare::<GetAssociations>(
+            pb::GetAssociationsRequest {
+                auth_context: auth.clone(),
+                patient: Some(samples::patient()),
+                entry_uuids: vec![uuid.clone()],
+            },
+            &c,
+        )
+        .expect("get associations")
+        .outgoing,
+    ];
+    for (out, query_id) in outs.iter().zip([
+        "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4",
+        "urn:uuid:a7ae438b-4bc2-4642-93e9-be891f7bb155",
+    ]) {
+        let (env, _) = envelope_of(out);
+        assert_eq!(
+            soap::parse_envelope(env.as_bytes()).expect("env").action(),
+            Some(action::ITI18)
+        );
+        assert!(
+            env.contains(&format!(r#"<rim:AdhocQuery id="{query_id}">"#)),
+            "{env}"
+        );
+        xmllint("ebRS/query.xsd", body_payload(&env));
+    }
+    let e = prepare::<GetDocuments>(
+        pb::GetDocumentsRequest {
+            auth_context: auth,
+            patient: Some(samples::patient()),
+            entry_uuids: vec![uuid],
+            unique_ids: vec!["1.2.3".into()],
+        },
+        &c,
+    )
+    .expect_err("both lists");
+    assert!(
+        tonic::Status::from(e)
+            .message()
+            .starts_with("entry_uuids: give entry_uuids or unique_ids")
+    );
 }

@@ -1,17 +1,21 @@
 //! The simulated registry and repository: XDS metadata validation with the registry's error
 //! codes (IHE ITI TF-3 4.2.4), the in-memory store, and the answers of each transaction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use aws_lc_rs::digest;
 use bytes::Bytes;
 use dmp_protocol::ebrim::{self, ExtrinsicObject, ObjectList, RegistryErrorEntry, RegistryObject};
 use dmp_protocol::mtom::{Attachment, xop_content};
-use dmp_protocol::transactions::{FIND_DOCUMENTS, action};
+use dmp_protocol::transactions::{FIND_DOCUMENTS, GET_ASSOCIATIONS, GET_DOCUMENTS, action};
 use dmp_protocol::xds::{Author, Dtm, Ins, UniqueId, association, is_oid, scheme, status};
 use dmp_protocol::xml::{Element, esc, esc_attr, ns};
 use ehealth_proto::dmp::v1::Authorization;
+
+mod queries;
+mod replacement;
+mod visibility;
 
 use crate::habilitations::Grants;
 use crate::{Answer, Call, Fault, SimConfig, query_values, sender};
@@ -30,6 +34,9 @@ pub mod codes {
     pub const UNKNOWN_REPOSITORY: &str = "XDSUnknownRepositoryId";
     pub const DOCUMENT_UNIQUE_ID: &str = "XDSDocumentUniqueIdError";
     pub const METADATA_UPDATE: &str = "XDSMetadataUpdateError";
+    pub const DEPRECATED_DOCUMENT: &str = "XDSRegistryDeprecatedDocumentError";
+    pub const UNRESOLVED_REFERENCE: &str = "UnresolvedReferenceException";
+    pub const REGISTRY_ERROR: &str = "XDSRegistryError";
 }
 
 fn err(code: &str, context: impl Into<String>, location: &str) -> RegistryErrorEntry {
@@ -48,6 +55,8 @@ struct Stored {
     patient: Ins,
     unique_id: String,
     content: Bytes,
+    /// The entryUUID this entry replaced (RPLC).
+    replaces: Option<String>,
 }
 
 impl Stored {
@@ -510,8 +519,19 @@ impl Registry {
             .map(|e| e.object.id.as_str())
             .chain(std::iter::once(ss.id.as_str()))
             .collect();
+        let submitted: HashSet<&str> = list
+            .extrinsic_objects
+            .iter()
+            .map(|e| e.object.id.as_str())
+            .collect();
+        let mut replaced = HashSet::new();
         for a in &list.associations {
             match a.association_type.as_str() {
+                association::RPLC => {
+                    if let Some(e) = self.check_replacement(a, &submitted, &mut replaced, call) {
+                        errors.push(e);
+                    }
+                }
                 association::HAS_MEMBER => {
                     if a.source != ss.id || !ids.contains(a.target.as_str()) {
                         errors.push(err(
@@ -580,6 +600,7 @@ impl Registry {
         }
 
         // Store.
+        let mut new_ids = HashMap::new();
         for (e, patient, uid, content) in checked {
             let (Some(patient), Some(unique_id)) = (patient, uid) else {
                 continue;
@@ -591,6 +612,7 @@ impl Registry {
             } else {
                 format!("urn:uuid:{}", uuid::Uuid::new_v4())
             };
+            new_ids.insert(old.clone(), new.clone());
             object.object.id = new.clone();
             object.object.lid = Some(new.clone());
             object.object.status = Some(status::APPROVED.into());
@@ -620,8 +642,10 @@ impl Registry {
                 patient,
                 unique_id,
                 content,
+                replaces: None,
             });
         }
+        self.apply_replacements(&list.associations, &new_ids);
         if let Some(u) = ss.external_id(scheme::SS_UNIQUE_ID) {
             self.submission_sets.insert(u.value.clone());
         }
@@ -660,11 +684,25 @@ impl Registry {
             }
         };
         let id = q.attr("id").unwrap_or_default();
+        if id == GET_DOCUMENTS || id == GET_ASSOCIATIONS {
+            let slots: crate::SlotMap = ebrim::read_slots(q)
+                .into_iter()
+                .map(|s| (s.name, s.values))
+                .collect();
+            let (errors, objects) = if id == GET_DOCUMENTS {
+                self.get_documents(&slots, call)
+            } else {
+                self.get_associations(&slots, call)
+            };
+            return Ok(respond(&errors, &objects));
+        }
         if id != FIND_DOCUMENTS {
             return Ok(respond(
                 &[err(
                     codes::UNKNOWN_STORED_QUERY,
-                    format!("stored query {id} is not supported (FindDocuments is {FIND_DOCUMENTS})"),
+                    format!(
+                        "stored query {id} is not supported (FindDocuments {FIND_DOCUMENTS}, GetDocuments {GET_DOCUMENTS}, GetAssociations {GET_ASSOCIATIONS})"
+                    ),
                     id,
                 )],
                 "",
@@ -745,7 +783,7 @@ impl Registry {
         .collect();
 
         let mut objects = String::from("<rim:RegistryObjectList>");
-        for s in &self.entries {
+        for s in self.visible(call) {
             if s.patient != patient || !statuses.iter().any(|st| st == s.status()) {
                 continue;
             }

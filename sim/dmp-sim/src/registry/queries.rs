@@ -1,0 +1,77 @@
+//! The ITI-18 stored queries besides FindDocuments: GetDocuments (entries by entryUUID or by
+//! uniqueId) and GetAssociations (the replacements, `RPLC`, of given entries). Both answer
+//! only what the caller's patient holds.
+
+use dmp_protocol::ebrim::{self, Association, RegistryErrorEntry};
+use dmp_protocol::xds::association;
+
+use super::{Registry, codes, err};
+use crate::{Call, SlotMap, query_values};
+
+impl Registry {
+    /// GetDocuments: `$XDSDocumentEntryEntryUUID` or `$XDSDocumentEntryUniqueId`, not both.
+    pub(super) fn get_documents(
+        &self,
+        slots: &SlotMap,
+        call: &Call<'_>,
+    ) -> (Vec<RegistryErrorEntry>, String) {
+        let values = |n: &str| slots.get(n).map(|v| query_values(v)).unwrap_or_default();
+        let (uuids, uids) = (
+            values("$XDSDocumentEntryEntryUUID"),
+            values("$XDSDocumentEntryUniqueId"),
+        );
+        if uuids.is_empty() == uids.is_empty() {
+            return (
+                vec![err(
+                    codes::PARAM_NUMBER,
+                    "GetDocuments: $XDSDocumentEntryEntryUUID or $XDSDocumentEntryUniqueId, exactly one of them",
+                    "",
+                )],
+                String::new(),
+            );
+        }
+        let mut objects = String::from("<rim:RegistryObjectList>");
+        for s in self.visible(call) {
+            if uuids.contains(&s.object.object.id) || uids.contains(&s.unique_id) {
+                ebrim::write_extrinsic_object(&mut objects, &s.object);
+            }
+        }
+        objects.push_str("</rim:RegistryObjectList>");
+        (Vec::new(), objects)
+    }
+
+    /// GetAssociations: the `RPLC` associations whose source or target is one of `$uuid`.
+    pub(super) fn get_associations(
+        &self,
+        slots: &SlotMap,
+        call: &Call<'_>,
+    ) -> (Vec<RegistryErrorEntry>, String) {
+        let uuids = slots.get("$uuid").map(|v| query_values(v)).unwrap_or_default();
+        if uuids.is_empty() {
+            return (
+                vec![err(codes::PARAM_NUMBER, "GetAssociations: $uuid is required", "")],
+                String::new(),
+            );
+        }
+        let mut objects = String::from("<rim:RegistryObjectList>");
+        for s in self.visible(call) {
+            let Some(target) = &s.replaces else { continue };
+            let source = &s.object.object.id;
+            if uuids.contains(source) || uuids.contains(target) {
+                ebrim::write_association(
+                    &mut objects,
+                    &Association {
+                        id: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+                        association_type: association::RPLC.into(),
+                        source: source.clone(),
+                        target: target.clone(),
+                        status: None,
+                        slots: Vec::new(),
+                    },
+                );
+            }
+        }
+        objects.push_str("</rim:RegistryObjectList>");
+        (Vec::new(), objects)
+    }
+}
