@@ -10,6 +10,7 @@ use std::fmt;
 
 mod ins;
 mod metadata;
+pub mod visibility;
 
 pub use ins::{Ins, InsAuthority};
 pub use metadata::{DocumentEntry, RegistryEntry, Submission, SubmissionSet};

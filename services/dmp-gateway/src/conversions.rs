@@ -4,6 +4,7 @@
 
 use dmp_protocol::ebrim::{RegistryErrorEntry, ResponseStatus};
 use dmp_protocol::vihf::{PROFESSION_SYSTEM, PURPOSES_OF_USE, SPECIALTY_SYSTEM, VihfContext};
+use dmp_protocol::xds::visibility::{self, Restriction};
 use dmp_protocol::xds::{
     self, Author, AvailabilityStatus, Code, Dtm, FieldError, Ins, Institution, RegistryEntry,
     check_professional_id, check_text,
@@ -232,6 +233,14 @@ pub(crate) fn document_entry(e: &RegistryEntry) -> pb::DocumentEntry {
         repository_unique_id: e.repository_unique_id.clone(),
         size: e.size.unwrap_or_default(),
         hash: e.hash.clone(),
+        visibility: visibility::of_codes(
+            e.confidentiality_codes
+                .iter()
+                .map(|c| (c.code.as_str(), c.scheme.as_str())),
+        )
+        .into_iter()
+        .map(|r| visibility_to_pb(r) as i32)
+        .collect(),
     }
 }
 
@@ -352,4 +361,31 @@ pub(crate) fn is_signature_document(e: &RegistryEntry) -> bool {
         && e.format_code
             .as_ref()
             .is_some_and(|c| c.code == xades::FORMAT_CODE.0)
+}
+
+fn visibility_to_pb(r: Restriction) -> pb::Visibility {
+    match r {
+        Restriction::MaskedToProfessionals => pb::Visibility::MaskedToProfessionals,
+        Restriction::HiddenFromPatient => pb::Visibility::HiddenFromPatient,
+        Restriction::HiddenFromLegalRepresentatives => pb::Visibility::HiddenFromLegalRepresentatives,
+    }
+}
+
+/// The restrictions a request names; errors name `field[i]`.
+pub(crate) fn visibility(field: &str, values: &[i32]) -> Result<Vec<Restriction>, FieldError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match pb::Visibility::try_from(*v) {
+            Ok(pb::Visibility::MaskedToProfessionals) => Ok(Restriction::MaskedToProfessionals),
+            Ok(pb::Visibility::HiddenFromPatient) => Ok(Restriction::HiddenFromPatient),
+            Ok(pb::Visibility::HiddenFromLegalRepresentatives) => {
+                Ok(Restriction::HiddenFromLegalRepresentatives)
+            }
+            _ => Err(FieldError::new(
+                format!("{field}[{i}]"),
+                format!("{v} is not a visibility restriction"),
+            )),
+        })
+        .collect()
 }

@@ -504,3 +504,141 @@ fn a_replacement_deprecates_the_original_once() {
             .starts_with("documents[0].replaces_entry_uuid:")
     );
 }
+
+/// A second professional's card (a nurse), issued by the same dev PKI.
+fn nurse() -> &'static (Vec<u8>, ProfessionalIdentity) {
+    static N: OnceLock<(Vec<u8>, ProfessionalIdentity)> = OnceLock::new();
+    N.get_or_init(|| {
+        let pki =
+            DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-sim-pki")).expect("dev PKI");
+        let (chain, _) = pki
+            .issue_professional(
+                "nurse",
+                &platform::devpki::Professional {
+                    id: "810100000002".into(),
+                    surname: "INFIRMIERE".into(),
+                    given_name: "CLAIRE".into(),
+                    profession: "60".into(),
+                    organization: "CABINET INFIRMIER".into(),
+                },
+            )
+            .expect("nurse");
+        let cert = platform::tls::load_certs(&chain).expect("cert")[0].to_vec();
+        let id = ProfessionalIdentity::from_certificate(&cert).expect("identity");
+        (cert, id)
+    })
+}
+
+/// FindDocuments with the nurse's card.
+fn find_as_nurse(sim: &DmpSimulator) -> pb::FindDocumentsResponse {
+    let f = fixture();
+    let (cert, professional) = nurse();
+    let ctx = CallContext {
+        professional,
+        ..ctx(f)
+    };
+    let p = prepare::<Find>(
+        pb::FindDocumentsRequest {
+            auth_context: Some(samples::auth_context(&professional.id)),
+            patient: Some(samples::patient()),
+            ..Default::default()
+        },
+        &ctx,
+    )
+    .expect("prepare");
+    let req = Request::post(paths::REGISTRY)
+        .header("content-type", &p.outgoing.body.content_type)
+        .body(p.outgoing.body.to_bytes())
+        .expect("request");
+    let resp = sim.handle(Some(cert), req);
+    let incoming = Incoming {
+        status: resp.status().as_u16(),
+        content_type: resp.headers()["content-type"].to_str().expect("ct").to_string(),
+        body: resp.into_body(),
+    };
+    p.parse(&incoming).expect("find")
+}
+
+#[test]
+fn a_masked_document_is_typed_in_results_and_hidden_from_other_professionals() {
+    let f = fixture();
+    let sim = DmpSimulator::new(SimConfig::default());
+    let submit = |uid: &str, visibility: Vec<pb::Visibility>| {
+        let mut req = samples::submit_request(&f.professional.id, uid, 0);
+        if let Some(m) = req.documents[0].metadata.as_mut() {
+            m.visibility = visibility.into_iter().map(|v| v as i32).collect();
+        }
+        req
+    };
+    let r = exchange::<Submit>(
+        &sim,
+        submit(
+            "1.2.250.1.999.1.1.7898.65.1",
+            vec![pb::Visibility::MaskedToProfessionals],
+        ),
+    );
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
+    let r = exchange::<Submit>(&sim, submit("1.2.250.1.999.1.1.7898.65.2", vec![]));
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
+
+    // The author sees both, the masked one typed as such.
+    let mine = find(&sim, &[pb::DocumentStatus::Approved]).documents;
+    let masked = mine
+        .iter()
+        .find(|d| d.unique_id == "1.2.250.1.999.1.1.7898.65.1")
+        .expect("masked");
+    assert_eq!(
+        masked.visibility().collect::<Vec<_>>(),
+        vec![pb::Visibility::MaskedToProfessionals]
+    );
+    // Another professional sees only the unmasked one.
+    let theirs: Vec<String> = find_as_nurse(&sim)
+        .documents
+        .into_iter()
+        .map(|d| d.unique_id)
+        .collect();
+    assert_eq!(theirs, vec!["1.2.250.1.999.1.1.7898.65.2".to_string()]);
+
+    // Combinations the DMP refuses never leave the gateway, the rule named.
+    for (visibility, rule) in [
+        (
+            vec![
+                pb::Visibility::MaskedToProfessionals,
+                pb::Visibility::HiddenFromPatient,
+            ],
+            "rule NoOneButTheAuthor",
+        ),
+        (
+            vec![
+                pb::Visibility::HiddenFromPatient,
+                pb::Visibility::HiddenFromLegalRepresentatives,
+            ],
+            "rule RepresentativesFollowThePatient",
+        ),
+    ] {
+        let e =
+            prepare::<Submit>(submit("1.2.250.1.999.1.1.7898.65.3", visibility), &ctx(f)).expect_err(rule);
+        let s = tonic::Status::from(e);
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert!(
+            s.message()
+                .starts_with(&format!("documents[0].metadata.visibility: {rule}")),
+            "{}",
+            s.message()
+        );
+    }
+    let mut free_form = submit("1.2.250.1.999.1.1.7898.65.4", vec![]);
+    if let Some(m) = free_form.documents[0].metadata.as_mut() {
+        m.confidentiality_codes.push(pb::Code {
+            code: "MASQUE_PS".into(),
+            code_system: "1.2.250.1.213.1.1.4.13".into(),
+            display_name: "Masqué".into(),
+        });
+    }
+    let e = prepare::<Submit>(free_form, &ctx(f)).expect_err("free-form visibility code");
+    assert!(
+        tonic::Status::from(e)
+            .message()
+            .contains("name it in metadata.visibility")
+    );
+}

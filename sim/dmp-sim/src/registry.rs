@@ -849,9 +849,9 @@ impl Registry {
                 ));
                 continue;
             }
-            let stored = self.entries.iter().find(|s| {
-                s.unique_id == uid && s.patient == *call.vihf_patient && s.status() != status::DELETED
-            });
+            let stored = self
+                .visible(call)
+                .find(|s| s.unique_id == uid && s.status() != status::DELETED);
             let Some(s) = stored else {
                 errors.push(err(
                     codes::DOCUMENT_UNIQUE_ID,
