@@ -2,7 +2,7 @@
 //! daily flow of an integrator. TD0.2 says the doctor has no authorization, TD2.1 is refused,
 //! TD0.3 authorizes, TD2.1 passes, a replacement deprecates the original, a masked document
 //! stays invisible to a second professional (the nurse's card), TD1.6 lists both
-//! professionals, and GetAssociations follows the replacement.
+//! professionals, TD0.4 lists the doctor's DMP, and GetAssociations follows the replacement.
 
 use std::sync::Arc;
 
@@ -211,6 +211,23 @@ async fn authorization_replacement_masking_and_lists_through_relay_and_tls() {
         .map(|d| d.unique_id)
         .collect();
     assert_eq!(theirs, vec!["1.2.250.1.999.1.1.7898.66.2".to_string()]);
+
+    // TD0.4: the doctor's DMPs with a document added since 2020.
+    let r = client
+        .list_patients(pb::ListPatientsRequest {
+            auth_context: doctor(),
+            patient: Some(samples::patient()),
+            since: Some(prost_types::Timestamp {
+                seconds: 1_577_836_800,
+                nanos: 0,
+            }),
+            date_type: pb::PatientListDateType::LastDocument as i32,
+        })
+        .await
+        .expect("TD0.4")
+        .into_inner();
+    assert_eq!(r.patients.len(), 1);
+    assert_eq!(r.patients[0].identifiers[0].ins, samples::TEST_INS);
 
     // TD1.6 lists both professionals.
     let r = client

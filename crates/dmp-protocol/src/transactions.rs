@@ -11,6 +11,7 @@
 //! | TD3.3c/d delete, archive | ITI-57 UpdateDocumentSet | registry |
 //! | TD0.3 authorization | `setAuthorization` | habilitations |
 //! | TD1.6 professionals on a DMP | `listAuthorizationByPatient` | habilitations |
+//! | TD0.4 the professional's DMPs | `patientList` | patients |
 
 /// WS-Addressing actions of the requests and of their answers.
 pub mod action {
@@ -38,6 +39,10 @@ pub mod action {
     pub const TD03: &str = "urn:si-dmp-habilitations:HabilitationsEndPoint:setAuthorization";
     /// TD0.3 answer.
     pub const TD03_RESPONSE: &str = "urn:si-dmp-habilitations:HabilitationsEndPoint:setAuthorizationResponse";
+    /// TD0.4 request.
+    pub const TD04: &str = "urn:si-dmp-patients:PatientSpecificEndPoint:patientList";
+    /// TD0.4 answer.
+    pub const TD04_RESPONSE: &str = "urn:si-dmp-patients:PatientSpecificEndPoint:patientListResponse";
     /// TD1.6 request.
     pub const TD16: &str = "urn:si-dmp-habilitations:HabilitationsEndPoint:listAuthorizationByPatient";
     /// TD1.6 answer.
@@ -51,7 +56,7 @@ pub mod default_paths {
     pub const REPOSITORY: &str = "/si-dmp-server/v2/services/repository";
     /// ITI-18 and ITI-57.
     pub const REGISTRY: &str = "/si-dmp-server/v2/services/registry";
-    /// TD0.2.
+    /// TD0.2, TD0.4.
     pub const PATIENTS: &str = "/si-dmp-server/v2/services/patients";
     /// TD0.3, TD1.6.
     pub const HABILITATIONS: &str = "/si-dmp-server/v2/services/habilitations";

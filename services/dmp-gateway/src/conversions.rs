@@ -389,3 +389,26 @@ pub(crate) fn visibility(field: &str, values: &[i32]) -> Result<Vec<Restriction>
         })
         .collect()
 }
+
+/// One DMP of a TD0.4 answer. Dates the DMP writes that are not DTMs are left out.
+pub(crate) fn authorized_patient(p: &dmp_protocol::patients::ListedPatient) -> pb::AuthorizedPatient {
+    let time = |s: &str| Dtm::parse("", s).ok().as_ref().and_then(timestamp);
+    pb::AuthorizedPatient {
+        identifiers: p
+            .ids
+            .iter()
+            .map(|(id, oid)| pb::PatientId {
+                ins: id.clone(),
+                assigning_authority: oid.clone(),
+            })
+            .collect(),
+        family_name: p.last_name.clone(),
+        given_name: p.first_name.clone(),
+        birth_date: p.birth_date.clone(),
+        treating_doctor: p.treating_doctor,
+        message: p.message,
+        last_access: time(&p.last_access),
+        last_update: time(&p.last_update),
+        last_document_added: time(&p.last_add),
+    }
+}

@@ -52,7 +52,8 @@ dmp_requests!(
     pb::SetAuthorizationRequest,
     pb::ListAuthorizationsRequest,
     pb::GetDocumentsRequest,
-    pb::GetAssociationsRequest
+    pb::GetAssociationsRequest,
+    pb::ListPatientsRequest
 );
 
 /// One DMP transaction: a gRPC request in, a gRPC response out, one message exchanged with the

@@ -30,6 +30,7 @@ use crate::find::Find;
 use crate::get_associations::GetAssociations;
 use crate::get_documents::GetDocuments;
 use crate::habilitations::{ListAuthorizations, SetAuthorization};
+use crate::list_patients::ListPatients;
 use crate::retrieve::Retrieve;
 use crate::submit::Submit;
 use crate::test_patient::TestPatient;
@@ -294,4 +295,5 @@ rpcs! {
     list_authorizations: ListAuthorizations,
     get_documents: GetDocuments,
     get_associations: GetAssociations,
+    list_patients: ListPatients,
 }

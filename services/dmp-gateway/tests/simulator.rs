@@ -7,8 +7,9 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use dmp_gateway::{
-    CallContext, Find, GetAssociations, GetDocuments, Incoming, ListAuthorizations, Outgoing, Retrieve,
-    SetAuthorization, Submit, TestPatient, Transaction, UpdateStatus, XdsSettings, prepare, samples,
+    CallContext, Find, GetAssociations, GetDocuments, Incoming, ListAuthorizations, ListPatients, Outgoing,
+    Retrieve, SetAuthorization, Submit, TestPatient, Transaction, UpdateStatus, XdsSettings, prepare,
+    samples,
 };
 use dmp_protocol::transactions::WebService;
 use dmp_protocol::vihf::{LpsIdentity, ProfessionalIdentity};
@@ -355,9 +356,44 @@ fn td03_authorizes_the_professional_and_changes_what_td21_allows() {
     assert_eq!(p.mode(), pb::AuthorizationListMode::Active);
     assert!(p.treating_doctor && p.authorized_since.is_some());
 
+    // TD0.4 lists the DMP: a document was added and the professional was authorized since 2020.
+    for date_type in [
+        pb::PatientListDateType::LastDocument,
+        pb::PatientListDateType::LastAuthorization,
+    ] {
+        let list = exchange::<ListPatients>(
+            &sim,
+            pb::ListPatientsRequest {
+                auth_context: Some(samples::auth_context(&f.professional.id)),
+                patient: Some(samples::patient()),
+                since: Some(prost_types::Timestamp {
+                    seconds: 1_577_836_800,
+                    nanos: 0,
+                }),
+                date_type: date_type as i32,
+            },
+        );
+        assert_eq!(list.patients.len(), 1, "{date_type:?}");
+        assert_eq!(list.patients[0].identifiers[0].ins, samples::TEST_INS);
+        assert!(list.patients[0].treating_doctor);
+    }
+
     // Removing the authorization closes the door again.
     set_authorization(&sim, pb::AuthorizationAction::Remove, false).expect("TD0.3 remove");
     assert_eq!(test_patient(&sim).authorization(), pb::Authorization::NonExiste);
+    let list = exchange::<ListPatients>(
+        &sim,
+        pb::ListPatientsRequest {
+            auth_context: Some(samples::auth_context(&f.professional.id)),
+            patient: Some(samples::patient()),
+            since: Some(prost_types::Timestamp {
+                seconds: 1_577_836_800,
+                nanos: 0,
+            }),
+            date_type: pb::PatientListDateType::LastDocument as i32,
+        },
+    );
+    assert!(list.patients.is_empty(), "no longer authorized");
     let e = submit("1.2.250.1.999.1.1.7898.61.3").expect_err("removed");
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     // The one accepted submission: its CDA and its signature document.

@@ -10,8 +10,9 @@ use std::sync::OnceLock;
 use base64::Engine as _;
 use bytes::Bytes;
 use dmp_gateway::{
-    CallContext, DmpError, Find, GetAssociations, GetDocuments, Incoming, ListAuthorizations, Outgoing,
-    Prepared, Retrieve, SetAuthorization, Submit, TestPatient, UpdateStatus, XdsSettings, prepare, samples,
+    CallContext, DmpError, Find, GetAssociations, GetDocuments, Incoming, ListAuthorizations, ListPatients,
+    Outgoing, Prepared, Retrieve, SetAuthorization, Submit, TestPatient, UpdateStatus, XdsSettings, prepare,
+    samples,
 };
 use dmp_protocol::mtom::{self, Multipart};
 use dmp_protocol::transactions::action;
@@ -1080,4 +1081,57 @@ fn get_documents_and_get_associations_bodies_validate_against_query_xsd() {
             .message()
             .starts_with("entry_uuids: give entry_uuids or unique_ids")
     );
+}
+
+fn list_patients_request() -> pb::ListPatientsRequest {
+    pb::ListPatientsRequest {
+        auth_context: Some(samples::auth_context(&fixture().professional.id)),
+        patient: Some(samples::patient()),
+        since: Some(prost_types::Timestamp {
+            seconds: 1_286_742_010,
+            nanos: 0,
+        }),
+        date_type: pb::PatientListDateType::LastDocument as i32,
+    }
+}
+
+#[test]
+fn td04_body_validates_against_the_patients_wsdl_and_the_official_answer_parses() {
+    let f = fixture();
+    let c = ctx(f);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xsd = wsdl_schema("PatientsSpecific.wsdl", dir.path());
+    let out = prepare::<ListPatients>(list_patients_request(), &c)
+        .expect("td0.4")
+        .outgoing;
+    let env = same_action_and_body(&out, "TD0.4_-_Liste_des_DMP_autorises_requete.xml");
+    // 2010-10-10 20:20:10 UTC, as the official request's startDate.
+    assert!(
+        env.contains("<startDate>20101010202010</startDate><dateType>LASTDOC</dateType>"),
+        "{env}"
+    );
+    xmllint(xsd.to_str().expect("utf8"), body_payload(&env));
+
+    let (inc, id) = incoming_file("TD0.4_-_Liste_des_DMP_autorises_reponse.xml");
+    let out = with_message_id(
+        prepare::<ListPatients>(list_patients_request(), &c).expect("td0.4"),
+        &id,
+    );
+    let r = out.parse(&inc).expect("TD0.4");
+    assert_eq!(r.patients.len(), 2);
+    let p = &r.patients[1];
+    assert_eq!(p.family_name, "patb-quatre");
+    assert_eq!(p.identifiers[1].ins, "207058575627097");
+    assert!(p.treating_doctor && !p.message);
+    assert!(p.last_document_added.is_some());
+
+    let e = prepare::<ListPatients>(
+        pb::ListPatientsRequest {
+            since: None,
+            ..list_patients_request()
+        },
+        &c,
+    )
+    .expect_err("no date");
+    assert!(tonic::Status::from(e).message().starts_with("since:"));
 }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use dmp_protocol::habilitations::{self, AuthorizationAction, ListMode, NS, ProfessionalAuthorization};
+use dmp_protocol::patients::{self, DateType, ListedPatient};
 use dmp_protocol::transactions::action;
 use dmp_protocol::vihf;
 use dmp_protocol::xds::{Dtm, Ins};
@@ -189,5 +190,62 @@ fn specialty(call: &Call<'_>) -> String {
         [profession, specialty, ..] => format!("G15_{profession}/{specialty}"),
         [profession] => format!("G15_{profession}"),
         [] => String::new(),
+    }
+}
+
+impl Grants {
+    /// TD0.4: the DMPs the professional is authorized on, changed since `startDate`
+    /// (`last_add` gives the latest document date of a patient's DMP).
+    pub(crate) fn patient_list(
+        &self,
+        patients: &[SimPatient],
+        last_add: &dyn Fn(&Ins) -> Option<String>,
+        call: &Call<'_>,
+    ) -> Result<Answer, Fault> {
+        let req = crate::registry::payload(call, patients::NS, "patientList")?;
+        let text = |name: &str| {
+            req.child(patients::NS, name)
+                .map(|e| e.text_trimmed().to_string())
+                .unwrap_or_default()
+        };
+        let start = Dtm::parse("startDate", &text("startDate"))
+            .map_err(|e| sender("DMPInvalidRequest", format!("patientList: {}", e.reason)))?;
+        let code = text("dateType");
+        let date_type = DateType::from_code(&code)
+            .ok_or_else(|| sender("DMPInvalidRequest", format!("patientList dateType `{code}`")))?;
+        let full = |d: &str| format!("{d:0<14}");
+        let since = full(start.as_str());
+        let mut listed = Vec::new();
+        for p in patients {
+            let (authorization, treating_doctor) = self.of(p, &call.card.id);
+            if authorization != Authorization::Valide {
+                continue;
+            }
+            let grant = self.by_patient.get(&p.ins).and_then(|g| g.get(&call.card.id));
+            let added = last_add(&p.ins).unwrap_or_default();
+            let changed = match date_type {
+                DateType::LastDocument => added.as_str(),
+                DateType::LastAuthorization => grant.map(|g| g.start.as_str()).unwrap_or_default(),
+            };
+            if changed.is_empty() || full(changed) < since {
+                continue;
+            }
+            listed.push(ListedPatient {
+                ids: vec![(p.ins.value().to_string(), p.ins.authority().oid().to_string())],
+                last_name: p.family.clone(),
+                first_name: p.given.clone(),
+                birth_date: p.birth_date.clone(),
+                treating_doctor,
+                message: false,
+                last_access: grant.map(|g| g.last_action.clone()).unwrap_or_default(),
+                last_update: added.clone(),
+                last_add: added,
+            });
+        }
+        Ok(Answer {
+            action: action::TD04_RESPONSE,
+            body: patients::answer(&listed),
+            attachments: Vec::new(),
+        })
     }
 }

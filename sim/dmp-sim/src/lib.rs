@@ -164,7 +164,7 @@ impl DmpSimulator {
         let allowed: &[&str] = match path.as_str() {
             paths::REPOSITORY => &[action::ITI41, action::ITI43],
             paths::REGISTRY => &[action::ITI18, action::ITI57],
-            paths::PATIENTS => &[action::TD02],
+            paths::PATIENTS => &[action::TD02, action::TD04],
             paths::HABILITATIONS => &[action::TD03, action::TD16],
             _ => return plain(StatusCode::NOT_FOUND, "no DMP service at this path"),
         };
@@ -313,6 +313,10 @@ impl DmpSimulator {
         use dmp_protocol::transactions::action as a;
         if action == a::TD02 {
             return registry::test_patient(&self.config, &grants, &call);
+        }
+        if action == a::TD04 {
+            let registry = self.registry.lock().map_err(|_| poisoned())?;
+            return grants.patient_list(&self.config.patients, &|p| registry.last_added(p), &call);
         }
         // The other transactions need an open DMP; all but TD0.3 need the professional
         // authorized on it.

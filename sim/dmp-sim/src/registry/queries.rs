@@ -3,12 +3,26 @@
 //! only what the caller's patient holds.
 
 use dmp_protocol::ebrim::{self, Association, RegistryErrorEntry};
-use dmp_protocol::xds::association;
+use dmp_protocol::xds::{Ins, association};
 
 use super::{Registry, codes, err};
 use crate::{Call, SlotMap, query_values};
 
 impl Registry {
+    /// The latest creationTime of the documents of `patient`'s DMP (TD0.4's lastAddDate).
+    pub(crate) fn last_added(&self, patient: &Ins) -> Option<String> {
+        self.entries
+            .iter()
+            .filter(|s| &s.patient == patient)
+            .filter_map(|s| {
+                s.object
+                    .object
+                    .slot_value("creationTime")
+                    .map(|t| format!("{t:0<14}"))
+            })
+            .max()
+    }
+
     /// GetDocuments: `$XDSDocumentEntryEntryUUID` or `$XDSDocumentEntryUniqueId`, not both.
     pub(super) fn get_documents(
         &self,
