@@ -678,3 +678,83 @@ fn a_masked_document_is_typed_in_results_and_hidden_from_other_professionals() {
             .contains("name it in metadata.visibility")
     );
 }
+
+#[test]
+fn find_documents_filters_on_confidentiality_event_and_author() {
+    let f = fixture();
+    let sim = DmpSimulator::new(SimConfig::default());
+    let mut req = samples::submit_request(&f.professional.id, "1.2.250.1.999.1.1.7898.67.1", 0);
+    if let Some(m) = req.documents[0].metadata.as_mut() {
+        m.visibility = vec![pb::Visibility::MaskedToProfessionals as i32];
+    }
+    assert_eq!(
+        exchange::<Submit>(&sim, req).status(),
+        pb::RegistryResponseStatus::Success
+    );
+    let r = exchange::<Submit>(
+        &sim,
+        samples::submit_request(&f.professional.id, "1.2.250.1.999.1.1.7898.67.2", 0),
+    );
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
+    let code = |code: &str, system: &str| pb::Code {
+        code: code.into(),
+        code_system: system.into(),
+        display_name: String::new(),
+    };
+    let search = |q: pb::FindDocumentsRequest| -> Vec<String> {
+        let mut ids: Vec<String> = exchange::<Find>(
+            &sim,
+            pb::FindDocumentsRequest {
+                auth_context: Some(samples::auth_context(&f.professional.id)),
+                patient: Some(samples::patient()),
+                ..q
+            },
+        )
+        .documents
+        .into_iter()
+        .map(|d| d.unique_id)
+        .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        search(pb::FindDocumentsRequest {
+            confidentiality_codes: vec![code("MASQUE_PS", "1.2.250.1.213.1.1.4.13")],
+            ..Default::default()
+        }),
+        vec!["1.2.250.1.999.1.1.7898.67.1".to_string()]
+    );
+    assert_eq!(
+        search(pb::FindDocumentsRequest {
+            author_ids: vec![f.professional.id.clone()],
+            ..Default::default()
+        })
+        .len(),
+        2
+    );
+    assert!(
+        search(pb::FindDocumentsRequest {
+            author_ids: vec!["810100000002".into()],
+            ..Default::default()
+        })
+        .is_empty()
+    );
+    assert!(
+        search(pb::FindDocumentsRequest {
+            event_codes: vec![code("NOPE", "1.2.3")],
+            ..Default::default()
+        })
+        .is_empty()
+    );
+    let e = prepare::<Find>(
+        pb::FindDocumentsRequest {
+            auth_context: Some(samples::auth_context(&f.professional.id)),
+            patient: Some(samples::patient()),
+            author_ids: vec!["x^y".into()],
+            ..Default::default()
+        },
+        &ctx(f),
+    )
+    .expect_err("bad author id");
+    assert!(tonic::Status::from(e).message().starts_with("author_ids[0]:"));
+}

@@ -14,6 +14,8 @@ use dmp_protocol::xml::{Element, esc, esc_attr, ns};
 use ehealth_proto::dmp::v1::Authorization;
 
 mod queries;
+
+use queries::author_matches;
 mod replacement;
 mod visibility;
 
@@ -776,12 +778,15 @@ impl Registry {
             ("PracticeSettingCode", scheme::DOC_PRACTICE_SETTING),
             ("HealthcareFacilityTypeCode", scheme::DOC_FACILITY_TYPE),
             ("FormatCode", scheme::DOC_FORMAT),
+            ("ConfidentialityCode", scheme::DOC_CONFIDENTIALITY),
+            ("EventCodeList", scheme::DOC_EVENT),
         ]
         .into_iter()
         .map(|(slot, sch)| (sch, values(&format!("$XDSDocumentEntry{slot}"))))
         .filter(|(_, v)| !v.is_empty())
         .collect();
 
+        let authors = values("$XDSDocumentEntryAuthorPerson");
         let mut objects = String::from("<rim:RegistryObjectList>");
         for s in self.visible(call) {
             if s.patient != patient || !statuses.iter().any(|st| st == s.status()) {
@@ -807,7 +812,7 @@ impl Registry {
                     wanted.contains(&have)
                 })
             });
-            if !(in_range && codes_match) {
+            if !(in_range && codes_match && author_matches(o, &authors)) {
                 continue;
             }
             if return_type == "ObjectRef" {

@@ -2,8 +2,8 @@
 //! uniqueId) and GetAssociations (the replacements, `RPLC`, of given entries). Both answer
 //! only what the caller's patient holds.
 
-use dmp_protocol::ebrim::{self, Association, RegistryErrorEntry};
-use dmp_protocol::xds::{Ins, association};
+use dmp_protocol::ebrim::{self, Association, RegistryErrorEntry, RegistryObject};
+use dmp_protocol::xds::{Ins, association, scheme};
 
 use super::{Registry, codes, err};
 use crate::{Call, SlotMap, query_values};
@@ -88,4 +88,38 @@ impl Registry {
         objects.push_str("</rim:RegistryObjectList>");
         (Vec::new(), objects)
     }
+}
+
+/// `$XDSDocumentEntryAuthorPerson`: one of the patterns (SQL LIKE, `%` any run, `_` any
+/// character) matches one of the entry's authorPerson values; no pattern, no filter.
+pub(super) fn author_matches(o: &RegistryObject, patterns: &[String]) -> bool {
+    if patterns.is_empty() {
+        return true;
+    }
+    let people: Vec<&str> = o
+        .classifications_by_scheme(scheme::DOC_AUTHOR)
+        .filter_map(|c| c.slot_value("authorPerson"))
+        .collect();
+    patterns
+        .iter()
+        .any(|p| people.iter().any(|v| like(p.as_bytes(), v.as_bytes())))
+}
+
+/// SQL LIKE without backtracking: `matched[j]` says whether the pattern read so far matches
+/// the first `j` bytes of the value.
+fn like(p: &[u8], v: &[u8]) -> bool {
+    let mut matched = vec![false; v.len() + 1];
+    matched[0] = true;
+    for &c in p {
+        let mut next = vec![false; v.len() + 1];
+        for j in 0..=v.len() {
+            next[j] = match c {
+                b'%' => matched[j] || (j > 0 && next[j - 1]),
+                b'_' => j > 0 && matched[j - 1],
+                _ => j > 0 && matched[j - 1] && v[j - 1] == c,
+            };
+        }
+        matched = next;
+    }
+    matched[v.len()]
 }
