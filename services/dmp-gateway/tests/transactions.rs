@@ -1135,3 +1135,20 @@ fn td04_body_validates_against_the_patients_wsdl_and_the_official_answer_parses(
     .expect_err("no date");
     assert!(tonic::Status::from(e).message().starts_with("since:"));
 }
+
+/// The README's SubmitDocuments recipe sends `samples/consultation.xml`: it is the sample CDA.
+#[test]
+fn the_readme_sample_cda_is_the_samples_one() {
+    let file = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/consultation.xml"))
+        .expect("sample");
+    assert_eq!(
+        file,
+        samples::cda(
+            "1.2.250.1.999.1.1.7898.100.1",
+            samples::TEST_INS,
+            "810100000001",
+            0
+        )
+        .to_vec()
+    );
+}
