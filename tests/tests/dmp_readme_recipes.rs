@@ -57,6 +57,7 @@ async fn every_readme_recipe_runs_against_the_suite() {
         r#""documentUniqueIds": ["#,
         r#""uniqueId": "1.2.250.1.999.1.1.7898.100.1""#,
         r#""mimeType": "text/xml""#,
+        r#""VISIBILITY_MASKED_TO_PROFESSIONALS""#,
         r#""newStatus": "DOCUMENT_STATUS_ARCHIVED""#,
     ] {
         assert!(stdout.contains(expected), "{expected} missing from:\n{stdout}");

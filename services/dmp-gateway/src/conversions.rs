@@ -412,3 +412,54 @@ pub(crate) fn authorized_patient(p: &dmp_protocol::patients::ListedPatient) -> p
         last_document_added: time(&p.last_add),
     }
 }
+
+/// A DocumentEntry as the DMP returned it, back into the model (an ITI-57 metadata update
+/// writes it again in full); errors name `document.<field>`.
+pub(crate) fn registered_entry(
+    d: &pb::DocumentEntry,
+    patient: &Ins,
+    entry_id: &str,
+) -> Result<xds::DocumentEntry, FieldError> {
+    let f = |name: &str| format!("document.{name}");
+    let codes = |name: &str, list: &[pb::Code]| {
+        list.iter()
+            .enumerate()
+            .map(|(i, c)| code(&f(&format!("{name}[{i}]")), Some(c)))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let time = |name: &str, t: Option<&prost_types::Timestamp>| t.map(|t| dtm(&f(name), t)).transpose();
+    Ok(xds::DocumentEntry {
+        entry_id: entry_id.to_string(),
+        unique_id: xds::UniqueId::parse(&f("unique_id"), &d.unique_id)?,
+        patient: patient.clone(),
+        title: d.title.clone(),
+        comments: (!d.comments.is_empty()).then(|| d.comments.clone()),
+        class_code: code(&f("class_code"), d.class_code.as_ref())?,
+        type_code: code(&f("type_code"), d.type_code.as_ref())?,
+        format_code: code(&f("format_code"), d.format_code.as_ref())?,
+        confidentiality_codes: codes("confidentiality_codes", &d.confidentiality_codes)?,
+        healthcare_facility_type_code: code(
+            &f("healthcare_facility_type_code"),
+            d.healthcare_facility_type_code.as_ref(),
+        )?,
+        practice_setting_code: code(&f("practice_setting_code"), d.practice_setting_code.as_ref())?,
+        event_codes: codes("event_codes", &d.event_codes)?,
+        language_code: d.language_code.clone(),
+        mime_type: d.mime_type.clone(),
+        creation_time: time("creation_time", d.creation_time.as_ref())?
+            .ok_or_else(|| FieldError::new(f("creation_time"), "the DMP returned none"))?,
+        service_start_time: time("service_start_time", d.service_start_time.as_ref())?,
+        service_stop_time: time("service_stop_time", d.service_stop_time.as_ref())?,
+        authors: d
+            .authors
+            .iter()
+            .enumerate()
+            .map(|(i, a)| author(&f(&format!("authors[{i}]")), a))
+            .collect::<Result<Vec<_>, _>>()?,
+        legal_authenticator: d
+            .legal_authenticator
+            .as_ref()
+            .map(|a| author(&f("legal_authenticator"), a))
+            .transpose()?,
+    })
+}

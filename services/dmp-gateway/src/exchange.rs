@@ -53,7 +53,8 @@ dmp_requests!(
     pb::ListAuthorizationsRequest,
     pb::GetDocumentsRequest,
     pb::GetAssociationsRequest,
-    pb::ListPatientsRequest
+    pb::ListPatientsRequest,
+    pb::SetDocumentVisibilityRequest
 );
 
 /// One DMP transaction: a gRPC request in, a gRPC response out, one message exchanged with the
@@ -100,7 +101,9 @@ pub trait Transaction {
 
     /// Checks the request against the DMP's answer to [`Transaction::precheck`]; nothing is
     /// sent when this fails.
-    fn check(_valid: &Self::Valid, _found: &pb::GetDocumentsResponse) -> Result<(), DmpError> {
+    /// What the answer says may complete the request (SetDocumentVisibility writes the entry
+    /// back with its metadata).
+    fn check(_valid: &mut Self::Valid, _found: &pb::GetDocumentsResponse) -> Result<(), DmpError> {
         Ok(())
     }
 

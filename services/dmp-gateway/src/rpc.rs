@@ -32,6 +32,7 @@ use crate::get_documents::GetDocuments;
 use crate::habilitations::{ListAuthorizations, SetAuthorization};
 use crate::list_patients::ListPatients;
 use crate::retrieve::Retrieve;
+use crate::set_visibility::SetVisibility;
 use crate::submit::Submit;
 use crate::test_patient::TestPatient;
 use crate::update_status::UpdateStatus;
@@ -170,7 +171,7 @@ impl<T: DmpTransport> Gateway<T> {
     pub async fn exchange<X: Transaction>(&self, req: X::Request) -> Result<X::Response, DmpError> {
         let auth = auth_of(req.auth_context())?.clone();
         let patient = req.patient().cloned();
-        let valid = X::validate(req, &self.settings, time::OffsetDateTime::now_utc())?;
+        let mut valid = X::validate(req, &self.settings, time::OffsetDateTime::now_utc())?;
         if let Some(entry_uuids) = X::precheck(&valid) {
             let lookup = pb::GetDocumentsRequest {
                 auth_context: Some(auth.clone()),
@@ -179,7 +180,7 @@ impl<T: DmpTransport> Gateway<T> {
                 unique_ids: Vec::new(),
             };
             let found = Box::pin(self.exchange::<GetDocuments>(lookup)).await?;
-            X::check(&valid, &found)?;
+            X::check(&mut valid, &found)?;
         }
         let professional = self.professional(&auth).await?;
         let endpoint = format!(
@@ -296,4 +297,5 @@ rpcs! {
     get_documents: GetDocuments,
     get_associations: GetAssociations,
     list_patients: ListPatients,
+    set_document_visibility: SetVisibility,
 }

@@ -172,7 +172,7 @@ impl Transaction for UpdateStatus {
     }
 
     /// The entry must be the document the caller names, in the status the caller believes.
-    fn check(c: &StatusChange, found: &pb::GetDocumentsResponse) -> Result<(), DmpError> {
+    fn check(c: &mut StatusChange, found: &pb::GetDocumentsResponse) -> Result<(), DmpError> {
         let Some(doc) = found.documents.iter().find(|d| d.entry_uuid == c.entry_uuid) else {
             return Err(DmpError::field(
                 "entry_uuid",

@@ -13,6 +13,7 @@ use dmp_protocol::xds::{Author, Dtm, Ins, UniqueId, association, is_oid, scheme,
 use dmp_protocol::xml::{Element, esc, esc_attr, ns};
 use ehealth_proto::dmp::v1::Authorization;
 
+mod metadata_update;
 mod queries;
 
 use queries::author_matches;
@@ -935,6 +936,9 @@ impl Registry {
                     call.vihf_patient
                 ),
             ));
+        }
+        if !list.extrinsic_objects.is_empty() {
+            return Ok(respond(&self.update_metadata(&list, ss, call)));
         }
         let updates: Vec<_> = list
             .associations
