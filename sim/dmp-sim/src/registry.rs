@@ -427,6 +427,7 @@ impl Registry {
         let mut seen_uids: HashSet<String> = HashSet::new();
         for e in &list.extrinsic_objects {
             let (patient, uid) = check_entry(e, &mut errors);
+            visibility::check_submitted(e, &mut errors);
             let id = &e.object.id;
             if let (Some(p), Some(s)) = (&patient, &ss_patient)
                 && p != s

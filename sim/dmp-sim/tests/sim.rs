@@ -572,3 +572,43 @@ fn the_official_td03_and_td16_requests_change_and_list_authorizations() {
         Some(dmp_protocol::hl7v3::Authorization::NonExiste)
     );
 }
+
+#[test]
+fn a_clinical_document_masked_and_hidden_from_the_patient_is_refused() {
+    let f = fixture();
+    let sim = DmpSimulator::new(SimConfig::default());
+    let td21 = example("TD2.1_-_Alimentation_requete.xml");
+    // The signature document's MASQUE_PS and INVISIBLE_PATIENT classifications, given to the
+    // clinical document too.
+    let start = td21
+        .find(r#"<Classification classificationScheme="urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f" classifiedObject="Signature01" id="cla15""#)
+        .expect("cla15");
+    let end = td21[start..]
+        .find(r#"<Classification classificationScheme="urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d" classifiedObject="Signature01""#)
+        .expect("cla17")
+        + start;
+    let codes = td21[start..end]
+        .replace("Signature01", "DocumentME2")
+        .replace(r#"id="cla15""#, r#"id="cla15b""#)
+        .replace(r#"id="cla16""#, r#"id="cla16b""#);
+    let at = td21
+        .find(r#"<Classification classificationScheme="urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d" classifiedObject="DocumentME2""#)
+        .expect("cla8");
+    let broken = format!("{}{codes}{}", &td21[..at], &td21[at..]);
+    let resp = post(
+        &sim,
+        &f.cert,
+        paths::REPOSITORY,
+        TD21_CONTENT_TYPE,
+        Bytes::from(broken),
+    );
+    let (status, errors) = registry_errors(&resp);
+    assert_eq!(status, "Failure");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("XDSRegistryMetadataError") && e.contains("rule NoOneButTheAuthor")),
+        "{errors:?}"
+    );
+    assert_eq!(sim.document_count(), 0);
+}
