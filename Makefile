@@ -1,5 +1,5 @@
 # The suite's entry points (SPEC.md §0). `make run` starts everything locally, `make test` runs
-# every test (what CI runs).
+# every test; CI (.ci/run) runs `make lint`, `make test` and `make chart-check` (README.md).
 SHELL := /bin/bash
 CARGO ?= cargo
 
@@ -11,9 +11,10 @@ run:
 deps:
 	scripts/install-test-deps.sh
 
-# Every test, with a real Postgres (started if down) and the tools the tests drive.
+# Every test, with a real PostgreSQL (a throwaway cluster when none answers, stopped at the end)
+# and the tools the tests drive.
 test: deps
-	DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(CARGO) test --workspace --no-fail-fast
+	scripts/ensure-postgres.sh --run $(CARGO) test --workspace --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -24,7 +25,7 @@ bench: deps
 	$(CARGO) bench -p cps-relay --bench relay
 	$(CARGO) bench -p e2e-tests --bench dmp_transport
 	$(CARGO) bench -p e2e-tests --bench dmp_submit
-	DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(CARGO) bench -p platform --bench audit
+	DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(CARGO) bench -p audit-log --bench audit
 	DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(CARGO) bench -p twiin-authz --bench token
 
 # Container image with every binary (deploy/Dockerfile). Needs a Docker engine with BuildKit; this
@@ -44,11 +45,12 @@ chart-check:
 	scripts/check-chart.sh
 
 dev-pki:
-	$(CARGO) run -q -p platform --bin dev-pki -- .dev-pki
+	$(CARGO) run -q -p dev-support --bin dev-pki -- .dev-pki
 
 fmt:
 	$(CARGO) fmt --all
 
 clean:
+	scripts/ensure-postgres.sh --stop
 	$(CARGO) clean
 	rm -rf .dev-pki .local

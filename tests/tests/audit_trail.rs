@@ -2,9 +2,9 @@
 //! DATABASE_URL; a missing database fails the test) with the attributes operators search by,
 //! and never a raw token, signature or PIN.
 
+use audit_log::{AuditReader, EventFilter};
+use dev_support::test_database::TestDatabase;
 use e2e_tests::*;
-use platform::audit::testing::TestDatabase;
-use platform::audit::{AuditReader, EventFilter};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_signatures_are_recorded_in_the_database() {
@@ -12,16 +12,18 @@ async fn relay_signatures_are_recorded_in_the_database() {
         .await
         .expect("a PostgreSQL database (make test sets DATABASE_URL)");
     let mut config = cps_relay_config();
-    config.audit = db.settings();
+    config.audit = audit_log::AuditSettings::for_url(db.url());
     let relay = start_cps_relay(config).await;
     let mut client = relay_client(relay.grpc_addr);
-    let data = cps_relay::handshake::sample_tls12_transcript();
+    let data = dmp_transcript();
     let signature = client
-        .sign(cps_relay::Scheme::RsaPkcs1Sha256, data.clone())
+        .sign(relay_client::Scheme::RsaPkcs1Sha256, data.clone())
         .await
         .expect("signature");
 
-    let reader = AuditReader::connect(&db.settings()).await.expect("reader");
+    let reader = AuditReader::connect(&audit_log::AuditSettings::for_url(db.url()))
+        .await
+        .expect("reader");
     let events = reader
         .list(&EventFilter {
             professional: Some("810100000001".into()),
@@ -74,10 +76,10 @@ fn hex_sha256(data: &[u8]) -> String {
 /// audit log cannot be written, nothing is sent to the DMP (issue 7).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dmp_transactions_are_recorded_and_fail_closed() {
+    use dev_support::devpki::files;
     use dmp_gateway::samples;
     use ehealth_proto::dmp::v1 as pb;
     use ehealth_proto::dmp::v1::dmp_gateway_client::DmpGatewayClient;
-    use platform::devpki::files;
     use std::sync::Arc;
 
     let db = TestDatabase::create()
@@ -88,7 +90,7 @@ async fn dmp_transactions_are_recorded_and_fail_closed() {
     let (dmp, _stop) =
         start_dmp_listener(&pki().path(files::IGC_CA_BUNDLE), dmp_sim::router(sim.clone())).await;
     let mut config = gateway_transport_config(dmp, &[("ws-1", relay.grpc_addr)]);
-    config.audit = db.settings();
+    config.audit = audit_log::AuditSettings::for_url(db.url());
     let gateway = start_dmp_gateway(config).await;
     let mut client = DmpGatewayClient::connect(gateway.endpoint())
         .await
@@ -102,7 +104,9 @@ async fn dmp_transactions_are_recorded_and_fail_closed() {
     };
     client.test_patient_dmp(request()).await.expect("TD0.2");
 
-    let reader = AuditReader::connect(&db.settings()).await.expect("reader");
+    let reader = AuditReader::connect(&audit_log::AuditSettings::for_url(db.url()))
+        .await
+        .expect("reader");
     let events = reader
         .list(&EventFilter {
             patient: Some(samples::TEST_INS.into()),

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
+use dev_support::devpki::files;
 use e2e_tests::*;
-use platform::devpki::files;
 
 /// The shell block of the README's "Try it locally" section.
 fn recipes() -> String {
@@ -26,7 +26,7 @@ async fn every_readme_recipe_runs_against_the_suite() {
     let (dmp, _stop) =
         start_dmp_listener(&pki().path(files::IGC_CA_BUNDLE), dmp_sim::router(sim.clone())).await;
     let gateway = start_dmp_gateway(gateway_transport_config(dmp, &[("local", relay.grpc_addr)])).await;
-    let grpcurl = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".into());
+    let grpcurl = grpcurl_bin().display().to_string();
     let script = recipes()
         .replace("127.0.0.1:50052", &gateway.grpc_addr.to_string())
         .replace("grpcurl -plaintext", &format!("{grpcurl} -plaintext"));

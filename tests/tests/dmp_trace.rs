@@ -6,14 +6,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dev_support::devpki::files;
 use dmp_gateway::samples;
 use e2e_tests::*;
 use ehealth_proto::dmp::v1 as pb;
 use ehealth_proto::dmp::v1::dmp_gateway_client::DmpGatewayClient;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::trace::{InMemorySpanExporterBuilder, SdkTracerProvider, SpanData};
-use platform::config::TelemetrySettings;
-use platform::devpki::files;
+use service_kit::config::TelemetrySettings;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -21,11 +21,11 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 async fn one_trace_from_the_backend_to_the_card_and_the_dmp() {
     let exporter = InMemorySpanExporterBuilder::new().build();
     let provider = SdkTracerProvider::builder()
-        .with_resource(platform::telemetry::service_resource("dmp-trace-test"))
+        .with_resource(service_kit::telemetry::service_resource("dmp-trace-test"))
         .with_simple_exporter(exporter.clone())
         .build();
     let _guard =
-        platform::telemetry::init_with_provider("dmp-trace-test", &TelemetrySettings::default(), provider)
+        service_kit::telemetry::init_with_provider("dmp-trace-test", &TelemetrySettings::default(), provider)
             .expect("telemetry");
 
     let (relay, _) = start_card_relay(DOCTOR_TOKENS[0], "127.0.0.1:0".parse().expect("addr")).await;
@@ -38,7 +38,7 @@ async fn one_trace_from_the_backend_to_the_card_and_the_dmp() {
         .await
         .expect("connect");
     let mut client =
-        DmpGatewayClient::with_interceptor(channel, platform::telemetry::TraceContextInterceptor);
+        DmpGatewayClient::with_interceptor(channel, service_kit::telemetry::TraceContextInterceptor);
 
     let backend = tracing::info_span!("backend.store_document", otel.kind = "client");
     let trace_id = backend.context().span().span_context().trace_id();

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
+use dev_support::devpki::files;
 use dmp_gateway::samples;
 use e2e_tests::*;
 use ehealth_proto::dmp::v1 as pb;
 use ehealth_proto::dmp::v1::dmp_gateway_client::DmpGatewayClient;
-use platform::devpki::files;
 
 const DOCTOR: &str = "810100000001";
 

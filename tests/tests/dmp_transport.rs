@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::routing::{get, post};
+use dev_support::devpki::files;
 use dmp_gateway::{DmpConnections, Professional, TransportError};
 use e2e_tests::*;
-use platform::devpki::files;
-use platform::https::PeerCertificates;
+use service_kit::https::PeerCertificates;
 use tonic::Code;
 
 /// The DMP side of these tests: answers with the subject of the client certificate of the
@@ -40,7 +40,7 @@ fn x509_subject(der: &[u8]) -> Option<String> {
 
 fn transport(dmp: SocketAddr, relays: &[(&str, SocketAddr)]) -> std::sync::Arc<DmpConnections> {
     let config = gateway_transport_config(dmp, relays);
-    let metrics = platform::metrics::Metrics::new();
+    let metrics = service_kit::metrics::Metrics::new();
     dmp_gateway::connections(&config, dmp_gateway::TransportMetrics::register(&metrics)).expect("transport")
 }
 
@@ -106,7 +106,7 @@ async fn the_handshake_does_not_stall_its_worker() {
 #[tokio::test(flavor = "current_thread")]
 async fn mutual_tls_with_the_card_current_thread_runtime() {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let stop = platform::CancellationToken::new();
+    let stop = service_kit::CancellationToken::new();
     let relay_stop = stop.clone();
     let relay_thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -206,7 +206,7 @@ async fn relay_gone_during_the_handshake_then_back() {
     let mut config = gateway_transport_config(dmp, &[("ws-1", addr)]);
     // The certificate is fetched before the relay goes away; the handshake then needs it.
     config.dmp.certificate_ttl = Duration::from_secs(600);
-    let metrics = platform::metrics::Metrics::new();
+    let metrics = service_kit::metrics::Metrics::new();
     let conns = dmp_gateway::connections(&config, dmp_gateway::TransportMetrics::register(&metrics))
         .expect("transport");
     conns
@@ -234,7 +234,7 @@ async fn signature_deadline_is_deadline_exceeded() {
     let mut config = gateway_transport_config(dmp, &[("ws-1", relay.grpc_addr)]);
     // No relay answers over mutual TLS in 1 µs: the answer comes after the deadline.
     config.dmp.signature_timeout = Duration::from_micros(1);
-    let metrics = platform::metrics::Metrics::new();
+    let metrics = service_kit::metrics::Metrics::new();
     let conns = dmp_gateway::connections(&config, dmp_gateway::TransportMetrics::register(&metrics))
         .expect("transport");
     let err = echo(&conns, "ws-1", DOCTOR).await.expect_err("too slow");
@@ -247,7 +247,7 @@ async fn untrusted_certificates_on_either_side() {
     let (relay, _) = start_card_relay(DOCTOR_TOKENS[0], "127.0.0.1:0".parse().expect("addr")).await;
     // A DMP that trusts another IGC: it refuses the card with a TLS alert.
     let other = tempfile::tempdir().expect("tempdir");
-    let other_pki = platform::devpki::DevPki::ensure(other.path()).expect("other pki");
+    let other_pki = dev_support::devpki::DevPki::ensure(other.path()).expect("other pki");
     let (dmp, _stop) = start_dmp_listener(&other_pki.path(files::IGC_CA_BUNDLE), echo_app()).await;
     let conns = transport(dmp, &[("ws-1", relay.grpc_addr)]);
     let err = echo(&conns, "ws-1", DOCTOR).await.expect_err("card refused");
@@ -262,7 +262,7 @@ async fn untrusted_certificates_on_either_side() {
     let (dmp, _stop2) = start_dmp_listener(&pki().path(files::IGC_CA_BUNDLE), echo_app()).await;
     let mut config = gateway_transport_config(dmp, &[("ws-1", relay.grpc_addr)]);
     config.dmp.ca_bundle = other_pki.path(files::IGC_CA_BUNDLE);
-    let metrics = platform::metrics::Metrics::new();
+    let metrics = service_kit::metrics::Metrics::new();
     let conns = dmp_gateway::connections(&config, dmp_gateway::TransportMetrics::register(&metrics))
         .expect("transport");
     let err = echo(&conns, "ws-1", DOCTOR)
@@ -341,7 +341,7 @@ async fn each_relay_is_verified_under_its_own_name() {
     if let Some(r) = config.relays.get_mut("misnamed") {
         r.server_name = Some("not-the-relay.example".into());
     }
-    let metrics = platform::metrics::Metrics::new();
+    let metrics = service_kit::metrics::Metrics::new();
     let conns = dmp_gateway::connections(&config, dmp_gateway::TransportMetrics::register(&metrics))
         .expect("transport");
     assert_eq!(

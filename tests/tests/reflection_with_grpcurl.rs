@@ -89,7 +89,10 @@ async fn cps_relay_requires_mutual_tls() {
     let svc = start_cps_relay(cps_relay_config()).await;
     let addr = svc.grpc_addr.to_string();
     let tls = relay_tls_args(pki);
-    let ca = pki.path(platform::devpki::files::SUITE_CA).display().to_string();
+    let ca = pki
+        .path(dev_support::devpki::files::SUITE_CA)
+        .display()
+        .to_string();
     let out = tokio::task::spawn_blocking(move || {
         let mut with_cert: Vec<&str> = tls.iter().map(String::as_str).collect();
         with_cert.extend([addr.as_str(), "list"]);

@@ -8,36 +8,47 @@
 
 use std::time::{Duration, Instant};
 
-use cps_relay::config::BackendKind;
-use cps_relay::{Config, CpsRelayClient, RelayTls, Scheme};
+use audit_log::AuditLog;
+use cps_relay::BackendKind;
+use cps_relay::Config;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::UserType;
-use platform::CancellationToken;
-use platform::audit::AuditLog;
-use platform::devpki::{DevPki, files};
-use platform::softhsm::SoftHsm;
+use dev_support::devpki::{DevPki, files};
+use dev_support::softhsm::SoftHsm;
+use relay_client::{CpsRelayClient, RelayTls, Scheme};
+use service_kit::CancellationToken;
 
 const PIN: &str = "123456";
 const TOKEN: &str = "bench";
 
-fn transcript_with_certificates() -> Vec<u8> {
-    let msg = |t: u8, body: &[u8]| {
-        let l = body.len();
-        [vec![t, (l >> 16) as u8, (l >> 8) as u8, l as u8], body.to_vec()].concat()
-    };
-    let hello = [vec![3, 3], vec![9; 32], vec![0, 0, 2, 0xc0, 0x2f, 1, 0]].concat();
-    [
-        msg(1, &hello),
-        msg(2, &[3, 3, 4, 5]),
-        msg(11, &vec![0; 3000]),
-        msg(12, &[3, 0, 23]),
-        msg(13, &[1, 1, 0, 2, 4, 1, 0, 0]),
-        msg(14, &[]),
-        msg(11, &vec![0; 1500]),
-        msg(16, &[7; 66]),
-    ]
-    .concat()
+/// A handshake with the dev DMP server (its real certificate chain), as the gateway makes.
+fn transcript_with_certificates(pki: &DevPki) -> Vec<u8> {
+    let chain: Vec<Vec<u8>> = service_kit::tls::load_certs(&pki.path(files::DMP_SERVER_CHAIN))
+        .expect("dmp chain")
+        .into_iter()
+        .map(|c| c.to_vec())
+        .collect();
+    cps_relay::sample_tls12_transcript(Some("localhost"), &chain)
+}
+
+/// A signature under the session grant, as a gateway asks for it.
+async fn sign(client: &CpsRelayClient, grant_id: &str, data: Vec<u8>) -> Vec<u8> {
+    let mut req = tonic::Request::new(ehealth_proto::cps::v1::SignForAuthenticationRequest {
+        scheme: Scheme::RsaPkcs1Sha256.to_proto() as i32,
+        data,
+    });
+    req.metadata_mut().insert(
+        relay_client::GRANT_ID_METADATA,
+        grant_id.parse().expect("grant id"),
+    );
+    client
+        .generated()
+        .sign_for_authentication(req)
+        .await
+        .expect("sign")
+        .into_inner()
+        .signature
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -77,11 +88,11 @@ fn main() {
         "auth",
     )
     .expect("import");
-    let data = transcript_with_certificates();
+    let data = transcript_with_certificates(&pki);
 
     // Direct: cryptoki on one session, the mechanism the relay uses (CKM_RSA_PKCS over a
     // SHA-256 DigestInfo, hashing included in the timing).
-    let ctx = cps_relay::card::pkcs11::context(&hsm.module()).expect("module");
+    let ctx = cps_relay::pkcs11_context(&hsm.module()).expect("module");
     let slot = ctx
         .get_slots_with_token()
         .expect("slots")
@@ -100,13 +111,9 @@ fn main() {
         .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Id(vec![1])])
         .expect("find")[0];
     let sign_direct = || {
-        let hash = cps_relay::scheme::sha256(&data);
+        let hash = cps_relay::sha256(&data);
         session
-            .sign(
-                &Mechanism::RsaPkcs,
-                key,
-                &cps_relay::scheme::sha256_digest_info(&hash),
-            )
+            .sign(&Mechanism::RsaPkcs, key, &cps_relay::sha256_digest_info(&hash))
             .expect("sign")
     };
     for _ in 0..200 {
@@ -139,6 +146,15 @@ fn main() {
         config.backend.pkcs11.token_label = Some(TOKEN.into());
         config.backend.pkcs11.key_id = Some("01".into());
         config.access.rate_per_second = 0;
+        config.access.holders = vec!["holder-ui".into()];
+        config.access.gateways = vec![cps_relay::GatewayAccess {
+            identity: "dmp-gateway".into(),
+            professionals: vec!["*".into()],
+        }];
+        config.access.grant_callers = vec!["integrator".into()];
+        config.grants.signing_key = pki.path(files::RELAY_GRANT_KEY);
+        config.signing.server_ca = pki.path(files::IGC_CA_BUNDLE);
+        config.signing.allowed_hosts = vec!["localhost".into()];
         let shutdown = CancellationToken::new();
         let relay = cps_relay::start_with(config, AuditLog::disabled(), shutdown.clone())
             .await
@@ -156,23 +172,39 @@ fn main() {
             Duration::from_secs(10),
         )
         .expect("client");
+        // The card is unlocked above (same process), so the card session is open: the holder's
+        // UI grants it to the integrator, and every signature is asked under that grant.
+        let holder_tls = RelayTls::from_files(
+            &pki.path(files::SUITE_CA),
+            &pki.path(files::HOLDER_UI_CLIENT_CERT),
+            &pki.path(files::HOLDER_UI_CLIENT_KEY),
+            "localhost",
+        )
+        .expect("tls");
+        let grant_id = CpsRelayClient::connect_lazy(
+            &format!("https://{}", relay.grpc_addr),
+            &holder_tls,
+            Duration::from_secs(10),
+        )
+        .expect("holder client")
+        .generated()
+        .issue_session_grant(ehealth_proto::cps::v1::IssueSessionGrantRequest {
+            grantee: "integrator".into(),
+            lifetime_seconds: 0,
+        })
+        .await
+        .expect("session grant")
+        .into_inner()
+        .grant_id;
         for _ in 0..200 {
-            client
-                .clone()
-                .sign(Scheme::RsaPkcs1Sha256, data.clone())
-                .await
-                .expect("warm-up");
+            sign(&client, &grant_id, data.clone()).await;
         }
         // One call at a time: latency.
         let mut lat = Vec::with_capacity(n);
         let start = Instant::now();
         for _ in 0..n {
             let t = Instant::now();
-            client
-                .clone()
-                .sign(Scheme::RsaPkcs1Sha256, data.clone())
-                .await
-                .expect("sign");
+            sign(&client, &grant_id, data.clone()).await;
             lat.push(t.elapsed());
         }
         let seq = summarise(lat, start.elapsed(), n);
@@ -199,13 +231,14 @@ fn main() {
         let start = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..in_flight {
-            let mut c = client.clone();
+            let c = client.clone();
             let d = data.clone();
+            let grant_id = grant_id.clone();
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(n / in_flight);
                 for _ in 0..n / in_flight {
                     let t = Instant::now();
-                    c.sign(Scheme::RsaPkcs1Sha256, d.clone()).await.expect("sign");
+                    sign(&c, &grant_id, d.clone()).await;
                     lat.push(t.elapsed());
                 }
                 lat

@@ -10,14 +10,16 @@ use crate::error::RelayError;
 
 /// The authenticated caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// SHA-256 of the caller's certificate, lower-case hex.
-    pub fingerprint: String,
+    pub(crate) fingerprint: String,
     /// The certificate subject, for logs and audit.
-    pub subject: String,
+    pub(crate) subject: String,
+    /// The caller identity roles are configured by (`service_kit::tls::caller_identity`).
+    pub(crate) identity: String,
 }
 
-pub fn caller<T>(req: &tonic::Request<T>) -> Result<Caller, RelayError> {
+pub(crate) fn caller<T>(req: &tonic::Request<T>) -> Result<Caller, RelayError> {
     let certs = req.peer_certs().ok_or_else(|| {
         RelayError::CallerNotAllowed("no client certificate (the relay requires mutual TLS)".into())
     })?;
@@ -28,8 +30,9 @@ pub fn caller<T>(req: &tonic::Request<T>) -> Result<Caller, RelayError> {
         .map(|(_, c)| c.subject().to_string())
         .unwrap_or_else(|_| "<unparsable subject>".into());
     Ok(Caller {
-        fingerprint: platform::tls::sha256_fingerprint(leaf),
+        fingerprint: service_kit::tls::sha256_fingerprint(leaf),
         subject,
+        identity: service_kit::tls::caller_identity(leaf),
     })
 }
 
@@ -38,7 +41,7 @@ struct Bucket {
     at: Instant,
 }
 
-pub struct Access {
+pub(crate) struct Access {
     pinned: HashSet<String>,
     rate_per_second: f64,
     burst: f64,
@@ -46,7 +49,7 @@ pub struct Access {
 }
 
 impl Access {
-    pub fn new(pinned: &[String], rate_per_second: u32, burst: u32) -> Self {
+    pub(crate) fn new(pinned: &[String], rate_per_second: u32, burst: u32) -> Self {
         Access {
             pinned: pinned
                 .iter()
@@ -59,7 +62,7 @@ impl Access {
     }
 
     /// Refuses callers outside the pinned set, when one is configured.
-    pub fn check(&self, caller: &Caller) -> Result<(), RelayError> {
+    pub(crate) fn check(&self, caller: &Caller) -> Result<(), RelayError> {
         if self.pinned.is_empty() || self.pinned.contains(&caller.fingerprint) {
             Ok(())
         } else {
@@ -71,7 +74,7 @@ impl Access {
     }
 
     /// Token bucket per caller: `burst` signatures at once, refilled at `rate_per_second`.
-    pub fn take_signature_token(&self, caller: &Caller) -> Result<(), RelayError> {
+    pub(crate) fn take_signature_token(&self, caller: &Caller) -> Result<(), RelayError> {
         if self.rate_per_second <= 0.0 {
             return Ok(());
         }
@@ -100,6 +103,7 @@ mod tests {
         Caller {
             fingerprint: f.into(),
             subject: "CN=test".into(),
+            identity: "test".into(),
         }
     }
 

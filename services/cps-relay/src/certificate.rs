@@ -11,22 +11,22 @@ use crate::scheme::Scheme;
 
 /// The public key kind of the authentication certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
+pub(crate) enum KeyKind {
     Rsa { bits: u32 },
     EcP256,
 }
 
 /// Leaf and issuing chain (DER), as the card (plus configuration) provides them.
 #[derive(Debug, Clone)]
-pub struct CardCertificate {
-    pub leaf: Vec<u8>,
-    pub chain: Vec<Vec<u8>>,
+pub(crate) struct CardCertificate {
+    pub(crate) leaf: Vec<u8>,
+    pub(crate) chain: Vec<Vec<u8>>,
 }
 
 const P256_OID: &str = "1.2.840.10045.3.1.7";
 
 impl CardCertificate {
-    pub fn key_kind(&self) -> Result<KeyKind, RelayError> {
+    pub(crate) fn key_kind(&self) -> Result<KeyKind, RelayError> {
         let (_, cert) = parse_x509_certificate(&self.leaf)
             .map_err(|e| RelayError::Device(format!("the card's certificate does not parse: {e}")))?;
         let spki = cert.public_key();
@@ -56,7 +56,10 @@ impl CardCertificate {
     }
 
     /// The gRPC answer, with the schemes the backend can sign with.
-    pub fn describe(&self, schemes: &[Scheme]) -> Result<GetAuthenticationCertificateResponse, RelayError> {
+    pub(crate) fn describe(
+        &self,
+        schemes: &[Scheme],
+    ) -> Result<GetAuthenticationCertificateResponse, RelayError> {
         let (_, cert) = parse_x509_certificate(&self.leaf)
             .map_err(|e| RelayError::Device(format!("the card's certificate does not parse: {e}")))?;
         let attr = |oid: &str| -> String {
@@ -95,7 +98,7 @@ impl CardCertificate {
 }
 
 /// Schemes a key of this kind can make, given what the backend implements.
-pub fn schemes_for(kind: KeyKind, pkcs1: bool, pss: bool, ecdsa: bool) -> Vec<Scheme> {
+pub(crate) fn schemes_for(kind: KeyKind, pkcs1: bool, pss: bool, ecdsa: bool) -> Vec<Scheme> {
     let mut v = Vec::new();
     match kind {
         KeyKind::Rsa { .. } => {

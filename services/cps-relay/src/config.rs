@@ -5,24 +5,34 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use platform::config::{
+use serde::{Deserialize, Serialize};
+use service_kit::config::{
     ConfigError, MetricsSettings, ServerSettings, ServerTlsSettings, ServiceConfig, TelemetrySettings,
     check_file, duration,
 };
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub server: ServerSettings,
-    pub metrics: MetricsSettings,
-    pub telemetry: TelemetrySettings,
-    pub backend: BackendSettings,
-    pub access: AccessSettings,
-    /// Where every signature is recorded (SQLite file by default, PostgreSQL with DATABASE_URL).
-    pub audit: platform::audit::AuditSettings,
+service_kit::service_config! {
+    /// cps-relay's configuration file (`--config`), over these defaults, under `CPS_RELAY_*`.
+    pub struct Config {
+        /// Development mode (`make run`, tests): empty `access` roles default to the dev PKI's
+        /// identities, and `grants.required = false` is accepted. Never in production.
+        pub development: bool,
+        /// The card behind the relay.
+        pub backend: BackendSettings,
+        /// Who may call, how often, and in which role.
+        pub access: AccessSettings,
+        /// Session grants: the holder's consent to signatures for an integrator.
+        pub grants: GrantSettings,
+        /// Which TLS servers the card may authenticate to.
+        pub signing: SigningSettings,
+        /// Watching the token for removal and swap.
+        pub card: CardSettings,
+        /// Where every signature is recorded (SQLite file by default, PostgreSQL with DATABASE_URL).
+        pub audit: audit_log::AuditSettings,
+    }
 }
 
+/// Which kind of card backend.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
@@ -32,14 +42,19 @@ pub enum BackendKind {
     Pkcs11,
 }
 
+/// The `[backend]` section.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendSettings {
+    /// Which backend is used; the other's section is ignored.
     pub kind: BackendKind,
+    /// `[backend.software]`.
     pub software: SoftwareSettings,
+    /// `[backend.pkcs11]`.
     pub pkcs11: Pkcs11Settings,
 }
 
+/// A key and certificate chain in PEM files, standing in for a card.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SoftwareSettings {
@@ -49,6 +64,7 @@ pub struct SoftwareSettings {
     pub private_key: PathBuf,
 }
 
+/// A PKCS#11 token (the CPS card through the Cryptolib CPS, or an HSM) and the objects on it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Pkcs11Settings {
@@ -60,17 +76,22 @@ pub struct Pkcs11Settings {
     /// override its parts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+    /// The token's label.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_label: Option<String>,
+    /// The token's serial number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_serial: Option<String>,
+    /// CKA_LABEL of the private key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_label: Option<String>,
     /// Hex CKA_ID of the private key (and of the certificate unless `cert_id` is set).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// CKA_LABEL of the certificate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_label: Option<String>,
+    /// Hex CKA_ID of the certificate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_id: Option<String>,
     /// Issuing CA certificates (PEM) sent after the card's leaf; cards often hold only the leaf.
@@ -84,6 +105,7 @@ pub struct Pkcs11Settings {
     pub pin_file: Option<PathBuf>,
 }
 
+/// The `[access]` section (SPEC.md §1, **Decision — not a signing oracle**).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessSettings {
@@ -92,13 +114,84 @@ pub struct AccessSettings {
     pub allowed_clients: Vec<String>,
     /// The relay listens on loopback unless this is set.
     pub allow_non_loopback: bool,
-    /// Signatures per second per caller (0 = unlimited), and the burst allowed.
+    /// Signatures per second per caller (0 = unlimited).
     pub rate_per_second: u32,
+    /// Signatures a caller may make at once before the rate applies.
     pub burst: u32,
     /// How long a call waits for a busy card before DEADLINE_EXCEEDED.
     #[serde(with = "duration")]
     pub card_wait: Duration,
+    /// Caller identities of the card holder's own UI: Login, Logout, IssueSessionGrant,
+    /// RevokeSessionGrants, GetStatus.
+    pub holders: Vec<String>,
+    /// Gateways and the professionals each may act for: GetAuthenticationCertificate,
+    /// SignForAuthentication, WatchSession, GetStatus.
+    pub gateways: Vec<GatewayAccess>,
+    /// Integrator backends a holder may grant a session to (the grants' `azp`).
+    pub grant_callers: Vec<String>,
 }
+
+/// One gateway's caller identity and the professional ids it may act for (`"*"`: any).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayAccess {
+    /// The gateway's caller identity.
+    pub identity: String,
+    /// Professional ids it may act for; `["*"]` for any.
+    pub professionals: Vec<String>,
+}
+
+/// Session grants (issue 13): the holder's consent, signed with a key of their own.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantSettings {
+    /// SignForAuthentication needs a live grant (`cps-session-grant-id` metadata). `false` only
+    /// with `development = true`, for callers that do not present grants yet.
+    pub required: bool,
+    /// The grant key: P-256 private key, PKCS#8 or SEC1 PEM. Neither the card's key nor a TLS key.
+    pub signing_key: PathBuf,
+    /// This relay's id in the gateways' `relays` table (the grants' `iss`).
+    pub relay_id: String,
+    /// Longest grant lifetime; a request may ask for less.
+    #[serde(with = "duration")]
+    pub max_lifetime: Duration,
+}
+
+/// Which TLS servers the card may authenticate to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningSettings {
+    /// CA certificates (PEM) that issue the allowed servers' certificates.
+    pub server_ca: PathBuf,
+    /// Host names (or IP addresses, for clients that send no SNI) the card may authenticate to.
+    pub allowed_hosts: Vec<String>,
+    /// Sign TLS 1.3 CertificateVerify content, whose server the relay cannot see.
+    pub allow_tls13: bool,
+}
+
+/// Watching the token for removal and swap.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CardSettings {
+    /// How often the token is polled while a card session is open and someone watches it.
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+}
+
+/// Caller identities of the development PKI's client certificates (their DNS SANs), the roles'
+/// defaults with `development = true`.
+pub(crate) mod dev_identities {
+    /// The card holder's UI.
+    pub(crate) const HOLDER_UI: &str = "holder-ui";
+    /// dmp-gateway.
+    pub(crate) const GATEWAY: &str = "dmp-gateway";
+    /// An integrator backend.
+    pub(crate) const INTEGRATOR: &str = "integrator";
+}
+
+/// DMP hosts the card may authenticate to by default: production, and the test platform named
+/// in the DMP WSDL annex.
+pub(crate) const DMP_HOSTS: [&str; 2] = ["lps2.dmp.gouv.fr", "dev6.lps-igc-sante.dmp.gouv.fr"];
 
 impl Default for Config {
     fn default() -> Self {
@@ -109,12 +202,16 @@ impl Default for Config {
             client_ca: Some(".dev-pki/suite-ca.pem".into()),
         });
         Config {
+            development: false,
             server,
             metrics: MetricsSettings::loopback(9451),
             telemetry: TelemetrySettings::default(),
             backend: BackendSettings::default(),
             access: AccessSettings::default(),
-            audit: platform::audit::AuditSettings::default(),
+            grants: GrantSettings::default(),
+            signing: SigningSettings::default(),
+            card: CardSettings::default(),
+            audit: audit_log::AuditSettings::default(),
         }
     }
 }
@@ -164,7 +261,136 @@ impl Default for AccessSettings {
             rate_per_second: 50,
             burst: 100,
             card_wait: Duration::from_secs(5),
+            holders: Vec::new(),
+            gateways: Vec::new(),
+            grant_callers: Vec::new(),
         }
+    }
+}
+
+impl Default for GrantSettings {
+    fn default() -> Self {
+        GrantSettings {
+            required: true,
+            signing_key: ".dev-pki/cps-relay-grant.key.pem".into(),
+            relay_id: "local".into(),
+            max_lifetime: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Default for SigningSettings {
+    fn default() -> Self {
+        SigningSettings {
+            server_ca: ".dev-pki/igc-sante-ca-bundle.pem".into(),
+            allowed_hosts: DMP_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
+            allow_tls13: false,
+        }
+    }
+}
+
+impl Default for CardSettings {
+    fn default() -> Self {
+        CardSettings {
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl AccessSettings {
+    /// The roles in force: with `development`, empty lists name the dev PKI's identities.
+    pub(crate) fn effective(&self, development: bool) -> AccessSettings {
+        let mut a = self.clone();
+        if development {
+            if a.holders.is_empty() {
+                a.holders = vec![dev_identities::HOLDER_UI.into()];
+            }
+            if a.gateways.is_empty() {
+                a.gateways = vec![GatewayAccess {
+                    identity: dev_identities::GATEWAY.into(),
+                    professionals: vec!["*".into()],
+                }];
+            }
+            if a.grant_callers.is_empty() {
+                a.grant_callers = vec![dev_identities::INTEGRATOR.into()];
+            }
+        }
+        a
+    }
+
+    fn validate(&self, development: bool) -> Result<(), ConfigError> {
+        if self.gateways.is_empty() && !development {
+            return Err(ConfigError::invalid(
+                "access.gateways",
+                "no gateway may use the card: list each gateway's caller identity and professionals",
+            ));
+        }
+        let blank = |key: String, v: &str| {
+            if v.trim().is_empty() {
+                Err(ConfigError::invalid(key, "empty caller identity"))
+            } else {
+                Ok(())
+            }
+        };
+        for (i, h) in self.holders.iter().enumerate() {
+            blank(format!("access.holders[{i}]"), h)?;
+        }
+        for (i, g) in self.grant_callers.iter().enumerate() {
+            blank(format!("access.grant_callers[{i}]"), g)?;
+        }
+        for (i, g) in self.gateways.iter().enumerate() {
+            blank(format!("access.gateways[{i}].identity"), &g.identity)?;
+            if g.professionals.is_empty() || g.professionals.iter().any(|p| p.trim().is_empty()) {
+                return Err(ConfigError::invalid(
+                    format!("access.gateways[{i}].professionals"),
+                    "list professional ids, or [\"*\"] for any",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl GrantSettings {
+    fn validate(&self, development: bool) -> Result<(), ConfigError> {
+        if !self.required && !development {
+            return Err(ConfigError::invalid(
+                "grants.required",
+                "false is accepted only with development = true: in production the card signs only inside a session grant",
+            ));
+        }
+        check_file("grants.signing_key", &self.signing_key)?;
+        if self.relay_id.trim().is_empty() {
+            return Err(ConfigError::invalid("grants.relay_id", "must not be empty"));
+        }
+        if self.max_lifetime < Duration::from_secs(1) || self.max_lifetime > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::invalid(
+                "grants.max_lifetime",
+                "must be between 1s and 24h",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SigningSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_file("signing.server_ca", &self.server_ca)?;
+        if self.allowed_hosts.is_empty() {
+            return Err(ConfigError::invalid(
+                "signing.allowed_hosts",
+                "the card could authenticate to no server: list the DMP's host names",
+            ));
+        }
+        for (i, h) in self.allowed_hosts.iter().enumerate() {
+            if rustls_pki_types::ServerName::try_from(h.as_str()).is_err() {
+                return Err(ConfigError::invalid(
+                    format!("signing.allowed_hosts[{i}]"),
+                    format!("`{h}` is neither a DNS name nor an IP address"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -179,7 +405,7 @@ fn hex_id(key: &str, value: &Option<String>) -> Result<Option<Vec<u8>>, ConfigEr
 
 impl Pkcs11Settings {
     /// The token and object selection, the URI first, then the explicit keys.
-    pub fn selection(&self) -> Result<crate::card::pkcs11::Selection, ConfigError> {
+    pub(crate) fn selection(&self) -> Result<crate::card::pkcs11::Selection, ConfigError> {
         let mut sel = crate::card::pkcs11::Selection::default();
         if let Some(uri) = &self.uri {
             let u = crate::card::pkcs11_uri::parse(uri)
@@ -277,12 +503,15 @@ impl ServiceConfig for Config {
                 }
             }
         }
+        self.access.validate(self.development)?;
+        self.grants.validate(self.development)?;
+        self.signing.validate()?;
+        if self.card.poll_interval < Duration::from_millis(100) {
+            return Err(ConfigError::invalid(
+                "card.poll_interval",
+                "at least 100ms (each poll asks the card)",
+            ));
+        }
         self.server.validate("server")
-    }
-}
-
-impl platform::app::HasTelemetry for Config {
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
     }
 }

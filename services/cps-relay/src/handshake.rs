@@ -13,20 +13,20 @@ use crate::error::RelayError;
 use crate::scheme::Scheme;
 
 /// Largest TLS 1.2 transcript accepted (server certificate chains included).
-pub const MAX_TLS12_TRANSCRIPT: usize = 256 * 1024;
+pub(crate) const MAX_TLS12_TRANSCRIPT: usize = 256 * 1024;
 
 const TLS13_CLIENT_CONTEXT: &[u8] = b"TLS 1.3, client CertificateVerify";
 const TLS13_SERVER_CONTEXT: &[u8] = b"TLS 1.3, server CertificateVerify";
 
 /// What the data was recognised as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandshakeInput {
+pub(crate) enum HandshakeInput {
     Tls13ClientCertificateVerify,
     Tls12Transcript,
 }
 
 impl HandshakeInput {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             HandshakeInput::Tls13ClientCertificateVerify => "tls1.3",
             HandshakeInput::Tls12Transcript => "tls1.2",
@@ -35,7 +35,7 @@ impl HandshakeInput {
 }
 
 /// Checks that `data` is handshake signing input that `scheme` may sign.
-pub fn classify(scheme: Scheme, data: &[u8]) -> Result<HandshakeInput, RelayError> {
+pub(crate) fn classify(scheme: Scheme, data: &[u8]) -> Result<HandshakeInput, RelayError> {
     let refuse = |reason: &str| RelayError::NotHandshakeData(reason.to_owned());
     if data.len() >= 64 && data[..64].iter().all(|b| *b == 0x20) {
         let rest = &data[64..];
@@ -67,26 +67,27 @@ pub fn classify(scheme: Scheme, data: &[u8]) -> Result<HandshakeInput, RelayErro
 }
 
 // Handshake message types (RFC 5246 §7.4, RFC 6066 §8).
-const CLIENT_HELLO: u8 = 1;
-const SERVER_HELLO: u8 = 2;
-const CERTIFICATE: u8 = 11;
+pub(crate) const CLIENT_HELLO: u8 = 1;
+pub(crate) const SERVER_HELLO: u8 = 2;
+pub(crate) const CERTIFICATE: u8 = 11;
 const SERVER_KEY_EXCHANGE: u8 = 12;
-const CERTIFICATE_REQUEST: u8 = 13;
+pub(crate) const CERTIFICATE_REQUEST: u8 = 13;
 const SERVER_HELLO_DONE: u8 = 14;
 const CLIENT_KEY_EXCHANGE: u8 = 16;
 const CERTIFICATE_STATUS: u8 = 22;
 
-fn check_tls12_transcript(data: &[u8]) -> Result<(), &'static str> {
+/// The handshake messages of a TLS 1.2 transcript, as (type, body), after the bounds checks.
+pub(crate) fn tls12_messages(data: &[u8]) -> Result<Vec<(u8, &[u8])>, &'static str> {
     if data.is_empty() {
         return Err("empty data");
     }
     if data.len() > MAX_TLS12_TRANSCRIPT {
         return Err("larger than any TLS 1.2 handshake transcript the relay accepts (256 KiB)");
     }
-    let mut types = Vec::with_capacity(10);
+    let mut messages = Vec::with_capacity(10);
     let mut pos = 0usize;
     while pos < data.len() {
-        if types.is_empty() && data[0] != CLIENT_HELLO {
+        if messages.is_empty() && data[0] != CLIENT_HELLO {
             return Err("does not start with a TLS ClientHello");
         }
         let header = data
@@ -96,15 +97,20 @@ fn check_tls12_transcript(data: &[u8]) -> Result<(), &'static str> {
         let body = data
             .get(pos + 4..pos + 4 + len)
             .ok_or("handshake message longer than the data")?;
-        if types.is_empty() {
+        if messages.is_empty() {
             // client_version: TLS 1.0 to 1.2 (a TLS 1.3 ClientHello also says 3,3 here).
             if body.len() < 2 + 32 + 1 || body[0] != 3 || !(1..=3).contains(&body[1]) {
                 return Err("ClientHello with an unexpected version or too short");
             }
         }
-        types.push(header[0]);
+        messages.push((header[0], body));
         pos += 4 + len;
     }
+    Ok(messages)
+}
+
+fn check_tls12_transcript(data: &[u8]) -> Result<(), &'static str> {
+    let types: Vec<u8> = tls12_messages(data)?.iter().map(|(t, _)| *t).collect();
     // Expected order of a full TLS 1.2 handshake with client authentication.
     let mut it = types.iter().copied().peekable();
     let mut expect = |t: u8, what: &'static str| -> Result<(), &'static str> {
@@ -142,17 +148,38 @@ fn check_tls12_transcript(data: &[u8]) -> Result<(), &'static str> {
 }
 
 /// A synthetic, well-formed TLS 1.2 transcript with client authentication (ClientHello to
-/// ClientKeyExchange): signing input the relay accepts, for tests and benchmarks.
-pub fn sample_tls12_transcript() -> Vec<u8> {
+/// ClientKeyExchange), for tests and benchmarks: the ClientHello names `server_host` in its SNI
+/// extension (none when `None`), the server's Certificate message carries `server_chain` (DER,
+/// leaf first). The relay signs it when that chain verifies for an allowed host.
+pub fn sample_tls12_transcript(server_host: Option<&str>, server_chain: &[Vec<u8>]) -> Vec<u8> {
     fn msg(t: u8, body: &[u8]) -> Vec<u8> {
         let l = body.len();
         [vec![t, (l >> 16) as u8, (l >> 8) as u8, l as u8], body.to_vec()].concat()
     }
-    let hello = [vec![3, 3], vec![9; 32], vec![0, 0, 2, 0xc0, 0x2f, 1, 0]].concat();
+    fn u16_len(v: &[u8]) -> Vec<u8> {
+        [((v.len() >> 8) as u8), v.len() as u8].to_vec()
+    }
+    let mut hello = [vec![3, 3], vec![9; 32], vec![0, 0, 2, 0xc0, 0x2f, 1, 0]].concat();
+    if let Some(host) = server_host {
+        let name = [vec![0], u16_len(host.as_bytes()), host.as_bytes().to_vec()].concat();
+        let list = [u16_len(&name), name].concat();
+        let extension = [vec![0, 0], u16_len(&list), list].concat();
+        hello.extend_from_slice(&u16_len(&extension));
+        hello.extend_from_slice(&extension);
+    }
+    let certs: Vec<u8> = server_chain
+        .iter()
+        .flat_map(|c| {
+            let l = c.len();
+            [vec![(l >> 16) as u8, (l >> 8) as u8, l as u8], c.clone()].concat()
+        })
+        .collect();
+    let l = certs.len();
+    let certificate = [vec![(l >> 16) as u8, (l >> 8) as u8, l as u8], certs].concat();
     [
         msg(CLIENT_HELLO, &hello),
         msg(SERVER_HELLO, &[3, 3, 4, 5]),
-        msg(CERTIFICATE, &[0, 0, 0]),
+        msg(CERTIFICATE, &certificate),
         msg(SERVER_KEY_EXCHANGE, &[3, 0, 23]),
         msg(CERTIFICATE_REQUEST, &[1, 1, 0, 2, 4, 1, 0, 0]),
         msg(SERVER_HELLO_DONE, &[]),

@@ -1,58 +1,54 @@
 //! cps-relay: the CPS signing relay (SPEC.md §1). It owns the health professional's card and
 //! answers, for callers authenticated by mutual TLS, the two questions of a TLS handshake: the
 //! authentication certificate, and a signature over handshake data.
+//!
+//! `rpc` is the `cps.v1.CpsRelay` surface; the domain lives in private modules: `card` (the
+//! backends, PKCS#11 and software, and the card threads), `access` (which certificates may
+//! call, how often), `roles` (what each caller identity may call, for which professionals),
+//! `session` (card sessions and their watchers), `grant` (session grants), `pin` (the PIN
+//! throttle), `transcript` (which servers the card may authenticate to), `handshake` (what
+//! counts as TLS signing input), `certificate`, `scheme`. Callers use the `relay-client` crate,
+//! never this one.
 
-pub mod access;
-pub mod card;
-pub mod certificate;
-pub mod client;
-pub mod config;
-pub mod error;
-pub mod handshake;
-pub mod scheme;
-pub mod service;
+mod access;
+mod card;
+mod certificate;
+mod config;
+mod error;
+mod grant;
+mod handshake;
+mod pin;
+mod roles;
+mod rpc;
+mod scheme;
+mod session;
+mod transcript;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use audit_log::AuditLog;
 use ehealth_proto::cps::v1::cps_relay_server::CpsRelayServer;
-use platform::CancellationToken;
-use platform::audit::AuditLog;
-use platform::metrics::Metrics;
-use platform::server::{GrpcServer, RunningServer, ServerError};
+use service_kit::metrics::Metrics;
+use service_kit::server::GrpcServer;
+use service_kit::{CancellationToken, StartError};
 
-pub use client::{CpsRelayClient, RelayTls};
-pub use config::Config;
+pub use card::pkcs11::context as pkcs11_context;
+pub use config::{
+    AccessSettings, BackendKind, BackendSettings, CardSettings, Config, GatewayAccess, GrantSettings,
+    Pkcs11Settings, SigningSettings, SoftwareSettings,
+};
 pub use error::RelayError;
-pub use scheme::Scheme;
+pub use handshake::sample_tls12_transcript;
+pub use rpc::RelayMetrics;
+pub use scheme::{sha256, sha256_digest_info};
 
 use crate::card::Card;
-use crate::config::BackendKind;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Server(#[from] ServerError),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("card backend: {0}")]
-    Card(#[from] RelayError),
-    #[error("{0}")]
-    Config(#[from] platform::config::ConfigError),
-    #[error("audit log: {0}")]
-    Audit(#[from] platform::audit::AuditError),
-}
-
-/// A started relay.
-pub struct Running {
-    pub grpc_addr: SocketAddr,
-    pub metrics_addr: Option<SocketAddr>,
-    pub server: RunningServer,
-    pub relay_metrics: service::RelayMetrics,
-}
+/// A started relay; beside the server, its signature counters.
+pub type Running = service_kit::Running<RelayMetrics>;
 
 /// Opens the configured card backend.
-pub fn open_card(config: &Config) -> Result<Arc<dyn Card>, StartError> {
+fn open_card(config: &Config) -> Result<Arc<dyn Card>, StartError> {
     Ok(match config.backend.kind {
         BackendKind::Software => {
             let s = &config.backend.software;
@@ -64,7 +60,7 @@ pub fn open_card(config: &Config) -> Result<Arc<dyn Card>, StartError> {
         BackendKind::Pkcs11 => {
             let p = &config.backend.pkcs11;
             let chain = match &p.chain {
-                Some(path) => platform::tls::load_certs(path)
+                Some(path) => service_kit::tls::load_certs(path)
                     .map_err(|e| RelayError::NoToken {
                         reason: e.to_string(),
                     })?
@@ -79,7 +75,7 @@ pub fn open_card(config: &Config) -> Result<Arc<dyn Card>, StartError> {
                 // the zeroising secret: no other copy of the PIN is left behind.
                 let mut pin = std::fs::read_to_string(pin_file)?;
                 pin.truncate(pin.trim_end_matches(['\r', '\n']).len());
-                card.login(&card::Pin::from(pin))?;
+                card.login(&card::Pin::from(pin), false)?;
             }
             Arc::new(card)
         }
@@ -94,44 +90,46 @@ pub async fn start_with(
 ) -> Result<Running, StartError> {
     let card = open_card(&config)?;
     let metrics = Metrics::new();
-    let relay_metrics = service::RelayMetrics::register(&metrics);
+    let relay_metrics = RelayMetrics::register(&metrics);
     let sessions = match config.backend.kind {
         BackendKind::Software => 4,
         BackendKind::Pkcs11 => config.backend.pkcs11.sessions,
     };
-    let a = &config.access;
-    let svc = service::RelayService::new(
-        card,
-        access::Access::new(&a.allowed_clients, a.rate_per_second, a.burst),
-        audit,
-        sessions,
-        a.card_wait,
-        relay_metrics.clone(),
-    )?;
-    let metrics_addr = platform::metrics::start(&config.metrics, metrics.clone(), shutdown.clone()).await?;
-    let server = GrpcServer::new(config.server.clone(), metrics)
-        .add_service(CpsRelayServer::new(svc))
-        .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET)
-        .start(shutdown)
-        .await?;
-    tracing::info!(grpc = %server.local_addr, metrics = ?metrics_addr, "cps-relay listening (mutual TLS)");
-    Ok(Running {
-        grpc_addr: server.local_addr,
-        metrics_addr,
-        server,
-        relay_metrics,
-    })
+    let a = config.access.effective(config.development);
+    if config.development {
+        tracing::warn!(
+            grants_required = config.grants.required,
+            "development mode: access roles default to the dev PKI's identities"
+        );
+    }
+    let g = &config.grants;
+    let policy = rpc::Policy {
+        access: access::Access::new(&a.allowed_clients, a.rate_per_second, a.burst),
+        roles: roles::Roles::new(&a),
+        servers: transcript::ServerPolicy::load(&config.signing)
+            .map_err(|e| StartError::Unusable(e.to_string()))?,
+        grants: grant::GrantSigner::load(&g.signing_key, &g.relay_id, g.max_lifetime)
+            .map_err(|e| StartError::Unusable(format!("session grants: {e}")))?,
+        grants_required: g.required,
+        poll_interval: config.card.poll_interval,
+        shutdown: shutdown.clone(),
+    };
+    let relay = rpc::RelayService::new(card, policy, audit, sessions, a.card_wait, relay_metrics.clone())?;
+    let grpc = GrpcServer::new(config.server.clone(), metrics)
+        .add_service(CpsRelayServer::new(relay))
+        .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
+    service_kit::start("cps-relay", grpc, &config.metrics, relay_metrics, shutdown).await
 }
 
 /// Starts the relay with the audit log of its configuration (`[audit]`).
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
-    let audit = AuditLog::connect(&config.audit).await?;
+    let audit = AuditLog::connect(&config.audit)
+        .await
+        .map_err(|e| StartError::Audit(e.to_string()))?;
     start_with(config, audit, shutdown).await
 }
 
 /// Runs the relay until `shutdown` is cancelled and the calls in flight have drained.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
-    let running = start(config, shutdown).await?;
-    running.server.wait().await?;
-    Ok(())
+    start(config, shutdown).await?.wait().await
 }

@@ -1,45 +1,9 @@
-//! Signature schemes the relay produces, and the hashing it does before the card signs.
+//! The hashing the relay does before the card signs, and the signature encodings it converts.
+//! The schemes themselves are shared with the relay's callers (`relay_client::Scheme`).
 
-use ehealth_proto::cps::v1::SignatureScheme;
+pub(crate) use relay_client::Scheme;
 
-/// A TLS signature scheme (RFC 8446 §4.2.3 names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scheme {
-    /// RSASSA-PKCS1-v1_5 SHA-256: the seed's SHA256WithRSA, the only scheme of a CPS3 card.
-    RsaPkcs1Sha256,
-    /// RSASSA-PSS SHA-256, MGF1 SHA-256, salt 32 bytes.
-    RsaPssSha256,
-    /// ECDSA P-256 SHA-256, DER signature.
-    EcdsaP256Sha256,
-}
-
-impl Scheme {
-    pub fn from_proto(value: i32) -> Option<Scheme> {
-        match SignatureScheme::try_from(value).ok()? {
-            SignatureScheme::RsaPkcs1Sha256 => Some(Scheme::RsaPkcs1Sha256),
-            SignatureScheme::RsaPssSha256 => Some(Scheme::RsaPssSha256),
-            SignatureScheme::EcdsaP256Sha256 => Some(Scheme::EcdsaP256Sha256),
-            SignatureScheme::Unspecified => None,
-        }
-    }
-
-    pub fn to_proto(self) -> SignatureScheme {
-        match self {
-            Scheme::RsaPkcs1Sha256 => SignatureScheme::RsaPkcs1Sha256,
-            Scheme::RsaPssSha256 => SignatureScheme::RsaPssSha256,
-            Scheme::EcdsaP256Sha256 => SignatureScheme::EcdsaP256Sha256,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Scheme::RsaPkcs1Sha256 => "rsa_pkcs1_sha256",
-            Scheme::RsaPssSha256 => "rsa_pss_rsae_sha256",
-            Scheme::EcdsaP256Sha256 => "ecdsa_secp256r1_sha256",
-        }
-    }
-}
-
+/// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
     let mut out = [0u8; 32];
@@ -61,7 +25,7 @@ pub fn sha256_digest_info(hash: &[u8; 32]) -> Vec<u8> {
 }
 
 /// Converts a raw ECDSA signature (r || s, as PKCS#11 returns it) into the DER form TLS uses.
-pub fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
     if raw.is_empty() || !raw.len().is_multiple_of(2) || raw.len() > 132 {
         return None;
     }
@@ -108,12 +72,5 @@ mod tests {
         assert_eq!(&der[2..5], &[0x02, 33, 0x00]);
         assert_eq!(&der[der.len() - 3..], &[0x02, 1, 1]);
         assert!(ecdsa_raw_to_der(&[1, 2, 3]).is_none());
-    }
-
-    #[test]
-    fn unspecified_scheme_is_refused() {
-        assert_eq!(Scheme::from_proto(0), None);
-        assert_eq!(Scheme::from_proto(99), None);
-        assert_eq!(Scheme::from_proto(1), Some(Scheme::RsaPkcs1Sha256));
     }
 }

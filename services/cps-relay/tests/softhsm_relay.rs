@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cps_relay::config::BackendKind;
-use cps_relay::{Config, CpsRelayClient, RelayTls, Scheme};
-use platform::CancellationToken;
-use platform::audit::AuditLog;
-use platform::devpki::{DevPki, files};
-use platform::softhsm::SoftHsm;
+use audit_log::AuditLog;
+use cps_relay::BackendKind;
+use cps_relay::Config;
+use dev_support::devpki::{DevPki, files};
+use dev_support::softhsm::SoftHsm;
+use relay_client::{CpsRelayClient, RelayTls, Scheme};
+use service_kit::CancellationToken;
 use tonic::Code;
 
 const PIN: &str = "123456";
@@ -95,6 +96,13 @@ fn config(token: &str) -> Config {
     c.backend.pkcs11.token_label = Some(token.into());
     c.backend.pkcs11.key_id = Some("01".into());
     c.backend.pkcs11.chain = Some(f.pki.path(files::IGC_PERSONNES_CA));
+    // These tests call SignForAuthentication without session grants (tests/session_grants.rs
+    // covers them): development mode, the dev PKI's identities as roles.
+    c.development = true;
+    c.grants.required = false;
+    c.grants.signing_key = f.pki.path(files::RELAY_GRANT_KEY);
+    c.signing.server_ca = f.pki.path(files::IGC_CA_BUNDLE);
+    c.signing.allowed_hosts = vec!["localhost".into()];
     c
 }
 
@@ -136,8 +144,28 @@ fn client(relay: &Relay) -> CpsRelayClient {
     client_with(relay, &fixture().pki)
 }
 
+/// The card holder's own UI: only it may enter the PIN.
+fn holder(relay: &Relay) -> CpsRelayClient {
+    let pki = &fixture().pki;
+    let tls = RelayTls::from_files(
+        &pki.path(files::SUITE_CA),
+        &pki.path(files::HOLDER_UI_CLIENT_CERT),
+        &pki.path(files::HOLDER_UI_CLIENT_KEY),
+        "localhost",
+    )
+    .expect("tls files");
+    CpsRelayClient::connect_lazy(&format!("https://{}", relay.addr), &tls, Duration::from_secs(10))
+        .expect("client")
+}
+
+/// A handshake with the dev DMP server, named `localhost`.
 fn tls12_transcript() -> Vec<u8> {
-    cps_relay::handshake::sample_tls12_transcript()
+    let chain: Vec<Vec<u8>> = service_kit::tls::load_certs(&fixture().pki.path(files::DMP_SERVER_CHAIN))
+        .expect("dmp chain")
+        .into_iter()
+        .map(|c| c.to_vec())
+        .collect();
+    cps_relay::sample_tls12_transcript(Some("localhost"), &chain)
 }
 
 fn tls13_content() -> Vec<u8> {
@@ -183,9 +211,11 @@ fn openssl_verify(cert_der: &[u8], data: &[u8], signature: &[u8], pss: bool) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signatures_verify_with_the_certificate_key() {
-    let relay = start(config("relay-sign"), AuditLog::disabled()).await;
+    let mut cfg = config("relay-sign");
+    cfg.signing.allow_tls13 = true;
+    let relay = start(cfg, AuditLog::disabled()).await;
     let mut c = client(&relay);
-    let status = c.login(PIN.into()).await.expect("login");
+    let status = holder(&relay).login(PIN.into()).await.expect("login");
     assert!(status.logged_in && status.token_present);
     assert_eq!(status.token_label, "relay-sign");
 
@@ -246,17 +276,20 @@ async fn pin_and_login_states() {
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("Login"), "{}", err.message());
 
-    let err = c.login("999999".into()).await.expect_err("wrong PIN");
+    let mut h = holder(&relay);
+    let err = h.login("999999".into()).await.expect_err("wrong PIN");
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
     assert!(err.message().contains("wrong PIN"), "{}", err.message());
-    let err = c.login("12".into()).await.expect_err("malformed PIN");
+    let err = h.login("12".into()).await.expect_err("malformed PIN");
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
-    assert!(c.login(PIN.into()).await.expect("login").logged_in);
+    // After a wrong PIN the next attempt waits 2 s (issue 13, tests/signing_limits.rs).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(h.login(PIN.into()).await.expect("login").logged_in);
     c.sign(Scheme::RsaPkcs1Sha256, tls12_transcript())
         .await
         .expect("signs once logged in");
-    assert!(!c.logout().await.expect("logout").logged_in);
+    assert!(!h.logout().await.expect("logout").logged_in);
     let err = c
         .sign(Scheme::RsaPkcs1Sha256, tls12_transcript())
         .await
@@ -267,7 +300,7 @@ async fn pin_and_login_states() {
 #[tokio::test]
 async fn locked_pin_is_permission_denied() {
     let relay = start(config("relay-locked"), AuditLog::disabled()).await;
-    let mut c = client(&relay);
+    let mut c = holder(&relay);
     let status = c.status().await.expect("status");
     assert!(status.pin_locked);
     assert_eq!(status.pin_tries_left, Some(0));
@@ -278,9 +311,11 @@ async fn locked_pin_is_permission_denied() {
 
 #[tokio::test]
 async fn refuses_what_is_not_handshake_data() {
-    let relay = start(config("relay-refusals"), AuditLog::disabled()).await;
+    let mut cfg = config("relay-refusals");
+    cfg.signing.allow_tls13 = true;
+    let relay = start(cfg, AuditLog::disabled()).await;
     let mut c = client(&relay);
-    c.login(PIN.into()).await.expect("login");
+    holder(&relay).login(PIN.into()).await.expect("login");
     for data in [
         b"please sign this prescription".to_vec(),
         vec![0xab; 32],
@@ -364,7 +399,7 @@ async fn rate_limited_per_caller() {
     cfg.access.burst = 2;
     let relay = start(cfg, AuditLog::disabled()).await;
     let mut c = client(&relay);
-    c.login(PIN.into()).await.expect("login");
+    holder(&relay).login(PIN.into()).await.expect("login");
     c.sign(Scheme::RsaPkcs1Sha256, tls12_transcript())
         .await
         .expect("first");
@@ -383,7 +418,7 @@ async fn every_signature_is_audited_and_audit_failure_fails_closed() {
     let (audit, sink) = AuditLog::memory();
     let relay = start(config("relay-audit"), audit).await;
     let mut c = client(&relay);
-    c.login(PIN.into()).await.expect("login");
+    holder(&relay).login(PIN.into()).await.expect("login");
     let data = tls12_transcript();
     let sig = c.sign(Scheme::RsaPkcs1Sha256, data.clone()).await.expect("sign");
 
@@ -428,7 +463,7 @@ async fn software_backend_for_development() {
     let relay = start(cfg, AuditLog::disabled()).await;
     let mut c = client(&relay);
     assert_eq!(c.status().await.expect("status").backend, "software");
-    let err = c.login(PIN.into()).await.expect_err("no PIN");
+    let err = holder(&relay).login(PIN.into()).await.expect_err("no PIN");
     assert_eq!(err.code(), Code::FailedPrecondition);
     let cert = c.certificate().await.expect("certificate");
     let data = tls12_transcript();
@@ -436,16 +471,18 @@ async fn software_backend_for_development() {
     assert!(openssl_verify(&cert.leaf_der, &data, &sig, false));
 }
 
-#[test]
-fn misconfigured_tokens_are_named() {
+#[tokio::test]
+async fn misconfigured_tokens_are_named() {
     let f = fixture();
+    // Start-up stops at the card, before anything listens.
+    let start = |cfg| cps_relay::start_with(cfg, AuditLog::disabled(), CancellationToken::new());
     let mut cfg = config("no-such-token");
     cfg.backend.pkcs11.module = f.hsm.module();
-    let err = cps_relay::open_card(&cfg).err().expect("no token");
+    let err = start(cfg).await.err().expect("no token");
     assert!(err.to_string().contains("no-such-token"), "{err}");
     let mut cfg = config("relay-refusals");
     cfg.backend.pkcs11.module = Path::new("/nonexistent/libcps3_pkcs11_lux.so").into();
-    let err = cps_relay::open_card(&cfg).err().expect("no module");
+    let err = start(cfg).await.err().expect("no module");
     assert!(err.to_string().contains("libcps3_pkcs11_lux.so"), "{err}");
 }
 
@@ -460,6 +497,7 @@ async fn ecdsa_key_selected_by_uri_with_operator_pin() {
     cfg.backend.pkcs11.chain = None;
     cfg.backend.pkcs11.uri = Some("pkcs11:token=relay-ec;id=%02;type=private".into());
     cfg.backend.pkcs11.pin_file = Some(f._dir.path().join("operator.pin"));
+    cfg.signing.allow_tls13 = true;
     let relay = start(cfg, AuditLog::disabled()).await;
     let mut c = client(&relay);
     assert!(

@@ -9,39 +9,32 @@ use std::time::Duration;
 use dmp_protocol::transactions::default_paths;
 use dmp_protocol::vihf::LpsIdentity;
 use dmp_protocol::xds::{Code, FieldError, is_oid};
-use platform::config::{
+use serde::{Deserialize, Serialize};
+use service_kit::config::{
     ConfigError, MetricsSettings, ServerSettings, ServiceConfig, TelemetrySettings, check_file, duration,
 };
-use serde::{Deserialize, Serialize};
 
-/// The whole configuration (one TOML file over embedded defaults, `DMP_GATEWAY_` environment
-/// overrides).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// The gRPC listener.
-    pub server: ServerSettings,
-    /// The Prometheus endpoint.
-    pub metrics: MetricsSettings,
-    /// Logs and traces.
-    pub telemetry: TelemetrySettings,
-    /// The DMP and the TLS towards it.
-    pub dmp: DmpSettings,
-    /// The gateway's identity towards relays.
-    pub relay_client: RelayClientSettings,
-    /// The relays calls may name in `auth_context.relay_id`.
-    pub relays: BTreeMap<String, RelaySettings>,
-    /// Where every DMP transaction is recorded (SQLite file by default, PostgreSQL with
-    /// DATABASE_URL).
-    pub audit: platform::audit::AuditSettings,
-    /// The software identity written into every VIHF (`LPS_*` attributes).
-    pub lps: LpsIdentity,
-    /// XDS metadata and document limits of the DMP transactions.
-    pub xds: XdsSettings,
-    /// The key that signs each submission's XAdES signature document (RSA, PKCS#8 PEM) and
-    /// its certificate: in production the structure's organisation certificate; the default
-    /// is the dev PKI's card key, for the local suite only.
-    pub signature: SignatureSettings,
+service_kit::service_config! {
+    /// dmp-gateway's configuration file (`--config`), over these defaults, under `DMP_GATEWAY_*`.
+    pub struct Config {
+        /// The DMP and the TLS towards it.
+        pub dmp: DmpSettings,
+        /// The gateway's identity towards relays.
+        pub relay_client: RelayClientSettings,
+        /// The relays calls may name in `auth_context.relay_id`.
+        pub relays: BTreeMap<String, RelaySettings>,
+        /// Where every DMP transaction is recorded (SQLite file by default, PostgreSQL with
+        /// DATABASE_URL).
+        pub audit: audit_log::AuditSettings,
+        /// The software identity written into every VIHF (`LPS_*` attributes).
+        pub lps: LpsIdentity,
+        /// XDS metadata and document limits of the DMP transactions.
+        pub xds: XdsSettings,
+        /// The key that signs each submission's XAdES signature document (RSA, PKCS#8 PEM) and
+        /// its certificate: in production the structure's organisation certificate; the default
+        /// is the dev PKI's card key, for the local suite only.
+        pub signature: SignatureSettings,
+    }
 }
 
 /// Where the DMP is and how the gateway talks to it (section `dmp`).
@@ -116,7 +109,7 @@ impl Default for Config {
             dmp: DmpSettings::default(),
             relay_client: RelayClientSettings::default(),
             relays,
-            audit: platform::audit::AuditSettings::default(),
+            audit: audit_log::AuditSettings::default(),
             lps: Default::default(),
             xds: Default::default(),
             signature: SignatureSettings::default(),
@@ -249,12 +242,6 @@ impl ServiceConfig for Config {
             }
         }
         Ok(())
-    }
-}
-
-impl platform::app::HasTelemetry for Config {
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
     }
 }
 

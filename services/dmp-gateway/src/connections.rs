@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cps_relay::Scheme;
 use ehealth_proto::cps::v1::GetAuthenticationCertificateResponse;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
@@ -20,6 +19,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use relay_client::Scheme;
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -68,7 +68,7 @@ pub struct TransportMetrics {
 
 impl TransportMetrics {
     /// The metrics, registered.
-    pub fn register(metrics: &platform::metrics::Metrics) -> Self {
+    pub fn register(metrics: &service_kit::metrics::Metrics) -> Self {
         let m = TransportMetrics::default();
         metrics.register(
             "dmp_gateway_remote_signatures",
@@ -165,7 +165,7 @@ impl DmpConnections {
     }
 
     /// Runs [`expire_idle`](Self::expire_idle) periodically until `shutdown`.
-    pub fn spawn_expiry(self: &Arc<Self>, shutdown: platform::CancellationToken) {
+    pub fn spawn_expiry(self: &Arc<Self>, shutdown: service_kit::CancellationToken) {
         let me = Arc::downgrade(self);
         let every = (self.endpoint.idle_timeout / 4).max(Duration::from_millis(100));
         tokio::spawn(async move {
@@ -220,7 +220,7 @@ impl DmpConnections {
                 card: certificate.professional_id.clone(),
             });
         }
-        let fingerprint = platform::tls::sha256_fingerprint(&certificate.leaf_der);
+        let fingerprint = service_kit::tls::sha256_fingerprint(&certificate.leaf_der);
         if let Some(s) = self
             .sessions
             .lock()
@@ -328,7 +328,7 @@ impl DmpConnections {
         session: &ProfessionalSession,
         mut req: http::Request<Full<Bytes>>,
     ) -> Result<DmpResponse, TransportError> {
-        platform::telemetry::inject_into_headers(req.headers_mut());
+        service_kit::telemetry::inject_into_headers(req.headers_mut());
         *session.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         let timeout = self.endpoint.request_timeout;
         let resp = tokio::time::timeout(timeout, session.client.request(req))

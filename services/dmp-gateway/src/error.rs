@@ -78,6 +78,9 @@ pub enum DmpError {
     /// The relay or the connection to the DMP failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The audit log cannot record the request: nothing was sent (fail closed).
+    #[error("{0}; nothing was done unlogged, retry later")]
+    Audit(#[from] audit_log::AuditError),
 }
 
 impl DmpError {
@@ -112,7 +115,7 @@ impl From<DmpError> for Status {
             DmpError::MalformedResponse(_) => Code::Internal,
             DmpError::Signature(_) => Code::FailedPrecondition,
             DmpError::Transport(t) => t.code(),
-            DmpError::SubmissionInterrupted { .. } => Code::Unavailable,
+            DmpError::SubmissionInterrupted { .. } | DmpError::Audit(_) => Code::Unavailable,
         };
         Status::new(code, e.to_string())
     }

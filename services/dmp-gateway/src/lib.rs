@@ -27,14 +27,13 @@ mod submit;
 mod test_patient;
 mod update_status;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dmp_protocol::xades::SoftwareSigner;
 use ehealth_proto::dmp::v1::dmp_gateway_server::DmpGatewayServer;
-use platform::CancellationToken;
-use platform::metrics::Metrics;
-use platform::server::{GrpcServer, RunningServer, ServerError};
+use service_kit::metrics::Metrics;
+use service_kit::server::GrpcServer;
+use service_kit::{CancellationToken, StartError};
 
 use connections::DmpEndpoint;
 
@@ -57,35 +56,15 @@ pub use submit::Submit;
 pub use test_patient::TestPatient;
 pub use update_status::UpdateStatus;
 
-/// Why the service did not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The gRPC server.
-    #[error(transparent)]
-    Server(#[from] ServerError),
-    /// A listener.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// The configuration.
-    #[error(transparent)]
-    Config(#[from] platform::config::ConfigError),
-    /// Keys and certificates.
-    #[error("{0}")]
-    Tls(String),
-    /// The audit log.
-    #[error("audit log: {0}")]
-    Audit(#[from] platform::audit::AuditError),
-}
-
 /// Builds the gRPC service from configuration and the transport.
 pub fn gateway(
     config: &Config,
     connections: Arc<DmpConnections>,
-    audit: platform::audit::AuditLog,
+    audit: audit_log::AuditLog,
 ) -> Result<Gateway, StartError> {
     let s = &config.signature;
     let signer = SoftwareSigner::from_pem_files(&s.key, &s.cert)
-        .map_err(|e| StartError::Tls(format!("signature.key / signature.cert: {e}")))?;
+        .map_err(|e| StartError::Unusable(format!("signature.key / signature.cert: {e}")))?;
     Ok(Gateway::new(
         connections,
         audit,
@@ -113,8 +92,9 @@ pub fn connections(config: &Config, metrics: TransportMetrics) -> Result<Arc<Dmp
         .trim_end_matches(']')
         .to_owned();
     let server_name = rustls::pki_types::ServerName::try_from(host)
-        .map_err(|e| StartError::Tls(format!("dmp.url host: {e}")))?;
-    let roots = platform::tls::load_roots(&d.ca_bundle).map_err(|e| StartError::Tls(e.to_string()))?;
+        .map_err(|e| StartError::Unusable(format!("dmp.url host: {e}")))?;
+    let roots =
+        service_kit::tls::load_roots(&d.ca_bundle).map_err(|e| StartError::Unusable(e.to_string()))?;
     let endpoint = DmpEndpoint {
         base_url,
         server_name,
@@ -154,8 +134,8 @@ pub fn connections(config: &Config, metrics: TransportMetrics) -> Result<Arc<Dmp
         );
     }
     // The gateway's identity towards every relay; each relay's own server name is applied per call.
-    let tls = cps_relay::RelayTls::from_files(&rc.ca, &rc.cert, &rc.key, "")
-        .map_err(|e| StartError::Tls(e.to_string()))?;
+    let tls = relay_client::RelayTls::from_files(&rc.ca, &rc.cert, &rc.key, "")
+        .map_err(|e| StartError::Unusable(e.to_string()))?;
     let directory = relay::RelayDirectory::new(relays, tls, rc.call_timeout);
     Ok(DmpConnections::new(endpoint, directory, metrics))
 }
@@ -169,48 +149,31 @@ pub fn max_request_bytes(xds: &XdsSettings) -> usize {
     doc.saturating_mul(4).saturating_add(4 * 1024 * 1024)
 }
 
-/// A started service.
-pub struct Running {
-    /// Where gRPC listens.
-    pub grpc_addr: SocketAddr,
-    /// Where metrics are served, if they are.
-    pub metrics_addr: Option<SocketAddr>,
-    /// The server, to wait for.
-    pub server: RunningServer,
-    /// The transport (tests look at its sessions).
-    pub connections: Arc<DmpConnections>,
-}
+/// A started service; beside the server, its DMP transport.
+pub type Running = service_kit::Running<Arc<DmpConnections>>;
 
 /// Starts the service and returns once it listens.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
-    platform::tls::install_crypto_provider();
+    service_kit::tls::install_crypto_provider();
     let metrics = Metrics::new();
     let connections = connections(&config, TransportMetrics::register(&metrics))?;
     connections.spawn_expiry(shutdown.clone());
-    let audit = platform::audit::AuditLog::connect_with_metrics(&config.audit, &metrics)
-        .await
-        .map_err(StartError::Audit)?;
-    let metrics_addr = platform::metrics::start(&config.metrics, metrics.clone(), shutdown.clone()).await?;
-    let server = GrpcServer::new(config.server.clone(), metrics)
+    let audit = audit_log::AuditLog::connect_with_metrics(
+        &config.audit,
+        metrics.register_with(audit_log::AuditMetrics::registered),
+    )
+    .await
+    .map_err(|e| StartError::Audit(e.to_string()))?;
+    let grpc = GrpcServer::new(config.server.clone(), metrics)
         .add_service(
             DmpGatewayServer::new(gateway(&config, connections.clone(), audit)?)
                 .max_decoding_message_size(max_request_bytes(&config.xds)),
         )
-        .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET)
-        .start(shutdown)
-        .await?;
-    tracing::info!(grpc = %server.local_addr, metrics = ?metrics_addr, "dmp-gateway listening");
-    Ok(Running {
-        grpc_addr: server.local_addr,
-        metrics_addr,
-        server,
-        connections,
-    })
+        .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
+    service_kit::start("dmp-gateway", grpc, &config.metrics, connections, shutdown).await
 }
 
 /// Runs until `shutdown` is cancelled and the calls in flight have drained.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
-    let running = start(config, shutdown).await?;
-    running.server.wait().await?;
-    Ok(())
+    start(config, shutdown).await?.wait().await
 }

@@ -1,5 +1,5 @@
 //! The `dmp-gateway` binary: configuration, then [`dmp_gateway::run`].
 
 fn main() -> std::process::ExitCode {
-    platform::app::main::<dmp_gateway::Config, _, _, _>("dmp-gateway", dmp_gateway::run)
+    service_kit::app::main::<dmp_gateway::Config, _, _, _>("dmp-gateway", dmp_gateway::run)
 }

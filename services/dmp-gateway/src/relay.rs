@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cps_relay::{CpsRelayClient, RelayTls, Scheme};
+use relay_client::{CpsRelayClient, RelayTls, Scheme};
 use tracing::Instrument;
 
 use crate::error::TransportError;

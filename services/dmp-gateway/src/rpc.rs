@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use audit_log::{AuditEvent, AuditLog, Direction};
 use dmp_protocol::mtom::HttpBody;
 use dmp_protocol::transactions::WebService;
 use dmp_protocol::vihf::{LpsIdentity, ProfessionalIdentity};
@@ -19,7 +20,6 @@ use dmp_protocol::xades;
 use dmp_protocol::xds::FieldError;
 use ehealth_proto::dmp::v1 as pb;
 use ehealth_proto::dmp::v1::dmp_gateway_server::DmpGateway;
-use platform::audit::{AuditEvent, AuditLog, Direction};
 use tonic::{Request, Response, Status};
 
 use crate::config::XdsSettings;
@@ -240,14 +240,14 @@ impl<T: DmpTransport> Gateway<T> {
                 .filter(|s| !s.is_empty());
             e.patient_ins = patient.as_ref().map(|p| p.ins.clone()).filter(|s| !s.is_empty());
             e.peer = auth.as_ref().map(|a| format!("relay {}", a.relay_id));
-            e.trace_id = platform::telemetry::current_trace_id();
+            e.trace_id = service_kit::telemetry::current_trace_id();
             e.attributes = attributes.clone();
             e
         };
         self.audit
             .record(event(Direction::ReceivedRequest))
             .await
-            .map_err(Status::from)?;
+            .map_err(DmpError::from)?;
         let result = self.exchange::<X>(req).await.map_err(Status::from);
         let mut outcome = event(Direction::ReturnedResponse);
         match &result {
@@ -258,7 +258,7 @@ impl<T: DmpTransport> Gateway<T> {
                 outcome.attributes = serde_json::json!({ "request": attributes, "response": details });
             }
             Err(status) => {
-                outcome.status = Some(platform::metrics::code_name(status.code() as i32).to_owned());
+                outcome.status = Some(service_kit::metrics::code_name(status.code() as i32).to_owned());
                 outcome.attributes = serde_json::json!({ "request": attributes, "error": status.message() });
             }
         }

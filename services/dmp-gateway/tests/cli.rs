@@ -19,8 +19,8 @@ fn unknown_key_stops_start_up() {
 
 /// Points the PKI-dependent keys at a freshly generated development PKI.
 fn with_pki(cmd: &mut Command, dir: &std::path::Path) {
-    use platform::devpki::files;
-    let pki = platform::devpki::DevPki::ensure(dir).expect("pki");
+    use dev_support::devpki::files;
+    let pki = dev_support::devpki::DevPki::ensure(dir).expect("pki");
     cmd.env("DMP_GATEWAY_DMP__CA_BUNDLE", pki.path(files::IGC_CA_BUNDLE))
         .env("DMP_GATEWAY_RELAY_CLIENT__CA", pki.path(files::SUITE_CA))
         .env(

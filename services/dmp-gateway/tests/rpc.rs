@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use dev_support::devpki::{DevPki, files};
 use dmp_gateway::{
     DmpError, DmpTransport, Find, Gateway, Incoming, ServicePaths, SetVisibility, Submit, TransportError,
     UpdateStatus, XdsSettings, samples,
@@ -17,7 +18,6 @@ use dmp_protocol::transactions::default_paths;
 use dmp_protocol::xades::SoftwareSigner;
 use dmp_sim::{DmpSimulator, SimConfig};
 use ehealth_proto::dmp::v1 as pb;
-use platform::devpki::{DevPki, files};
 
 /// Forwards to the simulator; the next `fail` posts fail with the given error first.
 struct SimTransport {
@@ -71,7 +71,7 @@ fn service(
     forward_before_failing: bool,
 ) -> (Gateway<SimTransport>, Arc<SimTransport>) {
     let pki = DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-service-pki")).expect("pki");
-    let cert = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
+    let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
     let signer =
         SoftwareSigner::from_pem_files(&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT))
             .expect("signer");
@@ -85,7 +85,7 @@ fn service(
     });
     let gateway = Gateway::new(
         transport.clone(),
-        platform::audit::AuditLog::disabled(),
+        audit_log::AuditLog::disabled(),
         Default::default(),
         XdsSettings::default(),
         Arc::new(signer),

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
+use dev_support::devpki::{DevPki, files};
 use dmp_gateway::{
     CallContext, Find, GetAssociations, GetDocuments, Incoming, ListAuthorizations, ListPatients, Outgoing,
     Retrieve, SetAuthorization, Submit, TestPatient, Transaction, UpdateStatus, XdsSettings, prepare,
@@ -17,7 +18,6 @@ use dmp_protocol::xades::SoftwareSigner;
 use dmp_sim::{DmpSimulator, SimConfig, paths};
 use ehealth_proto::dmp::v1 as pb;
 use http::Request;
-use platform::devpki::{DevPki, files};
 
 struct Fixture {
     cert: Vec<u8>,
@@ -32,7 +32,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let pki =
             DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-sim-pki")).expect("dev PKI");
-        let cert = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
+        let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
         Fixture {
             professional: ProfessionalIdentity::from_certificate(&cert).expect("identity"),
             signer: SoftwareSigner::from_pem_files(
@@ -550,7 +550,7 @@ fn nurse() -> &'static (Vec<u8>, ProfessionalIdentity) {
         let (chain, _) = pki
             .issue_professional(
                 "nurse",
-                &platform::devpki::Professional {
+                &dev_support::devpki::Professional {
                     id: "810100000002".into(),
                     surname: "INFIRMIERE".into(),
                     given_name: "CLAIRE".into(),
@@ -559,7 +559,7 @@ fn nurse() -> &'static (Vec<u8>, ProfessionalIdentity) {
                 },
             )
             .expect("nurse");
-        let cert = platform::tls::load_certs(&chain).expect("cert")[0].to_vec();
+        let cert = service_kit::tls::load_certs(&chain).expect("cert")[0].to_vec();
         let id = ProfessionalIdentity::from_certificate(&cert).expect("identity");
         (cert, id)
     })

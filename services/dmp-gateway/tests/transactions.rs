@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use dev_support::devpki::{DevPki, files};
 use dmp_gateway::{
     CallContext, DmpError, Find, GetAssociations, GetDocuments, Incoming, ListAuthorizations, ListPatients,
     Outgoing, Prepared, Retrieve, SetAuthorization, Submit, TestPatient, UpdateStatus, XdsSettings, prepare,
@@ -21,7 +22,6 @@ use dmp_protocol::xades::SoftwareSigner;
 use dmp_protocol::xds::status;
 use dmp_protocol::{soap, xml};
 use ehealth_proto::dmp::v1 as pb;
-use platform::devpki::{DevPki, files};
 
 struct Fixture {
     pki: DevPki,
@@ -36,7 +36,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let pki =
             DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-gateway-pki")).expect("dev PKI");
-        let cert = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert");
+        let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert");
         let professional = ProfessionalIdentity::from_certificate(&cert[0]).expect("identity");
         let signer =
             SoftwareSigner::from_pem_files(&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT))

@@ -246,13 +246,13 @@ fn main() {
         let uc2 = c.es512_verify * 3 + c.es512_sign + c.rs256_sign;
         let uc2_limit = cores as f64 / uc2.as_secs_f64();
 
-        let db = platform::audit::testing::TestDatabase::create()
+        let db = dev_support::test_database::TestDatabase::create()
             .await
             .expect("a PostgreSQL database for the audit log (make bench sets DATABASE_URL)");
-        let audit = platform::audit::AuditLog::connect(&db.settings()).await.expect("audit log on PostgreSQL");
-        let w = World::start_sharing(Options::default(), audit, Arc::new(platform::audit::MemorySink::default())).await;
+        let audit = audit_log::AuditLog::connect(&audit_log::AuditSettings::for_url(db.url())).await.expect("audit log on PostgreSQL");
+        let w = World::start_sharing(Options::default(), audit, Arc::new(audit_log::MemorySink::default())).await;
         let off_world = {
-            let (audit, sink) = (platform::audit::AuditLog::disabled(), Arc::new(platform::audit::MemorySink::default()));
+            let (audit, sink) = (audit_log::AuditLog::disabled(), Arc::new(audit_log::MemorySink::default()));
             World::start_sharing(Options::default(), audit, sink).await
         };
         closed_loop(&w, forms(&w, 100), 16).await;

@@ -65,7 +65,7 @@ pub async fn get_token(
         .header(crate::aorta_id::HEADER, out.header_value())
         .form(&form)
         .timeout(settings.timeout)
-        .headers(platform::telemetry::current_trace_headers())
+        .headers(service_kit::telemetry::current_trace_headers())
         .send()
         .await;
     let resp = match sent {

@@ -19,7 +19,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use platform::audit::{AuditLog, TokenUse};
+use audit_log::{AuditLog, TokenUse};
 use serde_json::Value;
 
 use crate::aorta_id::AortaId;

@@ -6,37 +6,35 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use platform::config::{
+use serde::{Deserialize, Serialize};
+use service_kit::config::{
     ConfigError, MetricsSettings, ServerSettings, ServerTlsSettings, ServiceConfig, TelemetrySettings,
     duration,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::jws::Alg;
 use crate::scope_table::InteractionRow;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub server: ServerSettings,
-    pub metrics: MetricsSettings,
-    pub telemetry: TelemetrySettings,
-    pub http: HttpSettings,
-    /// This authorization server's HTTPS URL: `iss` of our assertions, RFC 8414 `issuer`, and
-    /// (with `/oauth2/token`) the audiences we accept in assertions sent to us.
-    pub issuer: String,
-    /// Development mode allows `http` jwks_uris (the simulators). Off in production.
-    pub development: bool,
-    pub assertions: AssertionSettings,
-    pub client_auth: ClientAuthSettings,
-    pub stelsel: StelselSettings,
-    pub zorg_ab: ZorgAbSettings,
-    pub as_za: AsZaSettings,
-    /// The AORTA interaction table (SPEC.md §3.2 step 8): SMART-on-FHIR resource + permission →
-    /// AORTA interaction.
-    pub interactions: Vec<InteractionRow>,
-    /// The audit log of both use cases (SQLite file by default, PostgreSQL with DATABASE_URL).
-    pub audit: platform::audit::AuditSettings,
+service_kit::service_config! {
+    /// twiin-authz's configuration file (`--config`), over these defaults, under `TWIIN_AUTHZ_*`.
+    pub struct Config {
+        pub http: HttpSettings,
+        /// This authorization server's HTTPS URL: `iss` of our assertions, RFC 8414 `issuer`, and
+        /// (with `/oauth2/token`) the audiences we accept in assertions sent to us.
+        pub issuer: String,
+        /// Development mode allows `http` jwks_uris (the simulators). Off in production.
+        pub development: bool,
+        pub assertions: AssertionSettings,
+        pub client_auth: ClientAuthSettings,
+        pub stelsel: StelselSettings,
+        pub zorg_ab: ZorgAbSettings,
+        pub as_za: AsZaSettings,
+        /// The AORTA interaction table (SPEC.md §3.2 step 8): SMART-on-FHIR resource + permission →
+        /// AORTA interaction.
+        pub interactions: Vec<InteractionRow>,
+        /// The audit log of both use cases (SQLite file by default, PostgreSQL with DATABASE_URL).
+        pub audit: audit_log::AuditSettings,
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -252,7 +250,7 @@ impl Default for Config {
             zorg_ab: ZorgAbSettings::default(),
             as_za: AsZaSettings::default(),
             interactions: crate::scope_table::default_rows(),
-            audit: platform::audit::AuditSettings::default(),
+            audit: audit_log::AuditSettings::default(),
         }
     }
 }
@@ -297,7 +295,7 @@ impl ServiceConfig for Config {
             ));
         }
         for (i, k) in self.assertions.signing_keys.iter().enumerate() {
-            platform::config::check_file(&format!("assertions.signing_keys[{i}].key"), &k.key)?;
+            service_kit::config::check_file(&format!("assertions.signing_keys[{i}].key"), &k.key)?;
         }
         if self.assertions.notification_marker.is_empty() {
             return Err(ConfigError::invalid(
@@ -312,10 +310,10 @@ impl ServiceConfig for Config {
             ));
         }
         if let Some(tls) = &self.http.tls {
-            platform::config::check_file("http.tls.cert", &tls.cert)?;
-            platform::config::check_file("http.tls.key", &tls.key)?;
+            service_kit::config::check_file("http.tls.cert", &tls.cert)?;
+            service_kit::config::check_file("http.tls.key", &tls.key)?;
             if let Some(ca) = &tls.client_ca {
-                platform::config::check_file("http.tls.client_ca", ca)?;
+                service_kit::config::check_file("http.tls.client_ca", ca)?;
             }
         }
         if self.http.max_body_bytes < 1024 || self.http.max_token_bytes < 512 {
@@ -330,12 +328,6 @@ impl ServiceConfig for Config {
         crate::scope_table::ScopeTable::new(self.interactions.clone())
             .map_err(|e| ConfigError::invalid("interactions", e))?;
         Ok(())
-    }
-}
-
-impl platform::app::HasTelemetry for Config {
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
     }
 }
 

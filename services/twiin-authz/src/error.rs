@@ -1,5 +1,6 @@
-//! The outcomes of both use cases (SPEC.md §3.1 and §3.2), mapped once to gRPC status and to the
-//! OAuth 2.0 error response (RFC 6749 §5.2) of the token endpoint.
+//! The outcomes of both use cases (SPEC.md §3.1 and §3.2), each mapped once to a service error
+//! code (and through it to the gRPC status), and to the OAuth 2.0 error response (RFC 6749 §5.2)
+//! of the token endpoint, whose HTTP status follows the code except where the seed says otherwise.
 //!
 //! The `error_description`s are the seed's Dutch outcome texts. **Decision** — where a step has
 //! one fixed text in the seed (steps 6 and 7, 3.1 step 5) it is used verbatim; other steps use
@@ -10,6 +11,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use service_kit::error::{ServiceError, ServiceErrorCode};
 
 /// 3.2 step 6, verbatim from the seed.
 pub const NOT_QUALIFIED: &str = "Initiërende applicatie beschikt niet over de vereiste capabilities.";
@@ -60,27 +62,42 @@ pub enum AuthzError {
     Internal(String),
 }
 
-impl From<platform::audit::AuditError> for AuthzError {
-    fn from(e: platform::audit::AuditError) -> Self {
+impl From<audit_log::AuditError> for AuthzError {
+    fn from(e: audit_log::AuditError) -> Self {
         AuthzError::Unavailable(format!("{e}; er is niets uitgegeven, probeer het later opnieuw"))
     }
 }
 
+impl ServiceError for AuthzError {
+    fn error_code(&self) -> ServiceErrorCode {
+        match self {
+            AuthzError::BadRequest(_) | AuthzError::InvalidRequest(_) | AuthzError::InvalidGrant(_) => {
+                ServiceErrorCode::BadRequest
+            }
+            AuthzError::InvalidToken(_) | AuthzError::InvalidClient(_) => ServiceErrorCode::Unauthenticated,
+            AuthzError::AccessDenied(_) => ServiceErrorCode::PermissionDenied,
+            AuthzError::Upstream { status, .. } => ServiceErrorCode::from_peer_http_status(*status),
+            AuthzError::Unavailable(_) => ServiceErrorCode::Unavailable,
+            AuthzError::Timeout(_) => ServiceErrorCode::Timeout,
+            AuthzError::Internal(_) => ServiceErrorCode::Internal,
+        }
+    }
+
+    fn message(&self) -> String {
+        self.description()
+    }
+}
+
 impl AuthzError {
+    /// The HTTP status of the OAuth error response: the code's, except `invalid_client`, which
+    /// the seed answers with 400 (not RFC 6749's 401), and an AS ZA error, passed on as received.
     pub fn http_status(&self) -> StatusCode {
         match self {
-            AuthzError::BadRequest(_)
-            | AuthzError::InvalidRequest(_)
-            | AuthzError::InvalidClient(_)
-            | AuthzError::InvalidGrant(_) => StatusCode::BAD_REQUEST,
-            AuthzError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            AuthzError::AccessDenied(_) => StatusCode::FORBIDDEN,
+            AuthzError::InvalidClient(_) => StatusCode::BAD_REQUEST,
             AuthzError::Upstream { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
-            AuthzError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AuthzError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            AuthzError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            other => other.error_code().http_status(),
         }
     }
 
@@ -105,33 +122,11 @@ impl AuthzError {
             other => other.to_string(),
         }
     }
-
-    pub fn grpc_code(&self) -> tonic::Code {
-        match self {
-            AuthzError::BadRequest(_) | AuthzError::InvalidRequest(_) | AuthzError::InvalidGrant(_) => {
-                tonic::Code::InvalidArgument
-            }
-            AuthzError::InvalidToken(_) | AuthzError::InvalidClient(_) => tonic::Code::Unauthenticated,
-            AuthzError::AccessDenied(_) => tonic::Code::PermissionDenied,
-            AuthzError::Upstream { status, .. } => match status {
-                400 => tonic::Code::InvalidArgument,
-                401 => tonic::Code::Unauthenticated,
-                403 => tonic::Code::PermissionDenied,
-                429 => tonic::Code::ResourceExhausted,
-                504 => tonic::Code::DeadlineExceeded,
-                500..=599 => tonic::Code::Unavailable,
-                _ => tonic::Code::Unknown,
-            },
-            AuthzError::Unavailable(_) => tonic::Code::Unavailable,
-            AuthzError::Timeout(_) => tonic::Code::DeadlineExceeded,
-            AuthzError::Internal(_) => tonic::Code::Internal,
-        }
-    }
 }
 
 impl From<AuthzError> for tonic::Status {
     fn from(e: AuthzError) -> Self {
-        let mut status = tonic::Status::new(e.grpc_code(), e.description());
+        let mut status = e.to_status();
         let md = status.metadata_mut();
         if let Ok(v) = e.oauth_error().parse() {
             md.insert("oauth-error", v);

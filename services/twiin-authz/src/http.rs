@@ -150,16 +150,16 @@ async fn jwks(State(authz): State<Arc<Authz>>) -> Response {
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     router: axum::Router,
-    tls: &platform::config::ServerTlsSettings,
-    shutdown: platform::CancellationToken,
+    tls: &service_kit::config::ServerTlsSettings,
+    shutdown: service_kit::CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
-    let chain = platform::tls::load_certs(&tls.cert).map_err(|e| format!("http.tls.cert: {e}"))?;
-    let key = platform::tls::load_private_key(&tls.key).map_err(|e| format!("http.tls.key: {e}"))?;
+    let chain = service_kit::tls::load_certs(&tls.cert).map_err(|e| format!("http.tls.cert: {e}"))?;
+    let key = service_kit::tls::load_private_key(&tls.key).map_err(|e| format!("http.tls.key: {e}"))?;
     let roots = match &tls.client_ca {
-        Some(ca) => Some(platform::tls::load_roots(ca).map_err(|e| format!("http.tls.client_ca: {e}"))?),
+        Some(ca) => Some(service_kit::tls::load_roots(ca).map_err(|e| format!("http.tls.client_ca: {e}"))?),
         None => None,
     };
-    let mut cfg = platform::tls::server_config(chain, key, roots, rustls::DEFAULT_VERSIONS)
+    let mut cfg = service_kit::tls::server_config(chain, key, roots, rustls::DEFAULT_VERSIONS)
         .map_err(|e| format!("http.tls: {e}"))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));

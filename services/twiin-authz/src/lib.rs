@@ -28,13 +28,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use audit_log::AuditLog;
 use ehealth_proto::twiin::v1 as pb;
 use ehealth_proto::twiin::v1::twiin_authz_server::{TwiinAuthz, TwiinAuthzServer};
-use platform::CancellationToken;
-use platform::audit::AuditLog;
-use platform::metrics::Metrics;
-use platform::server::{GrpcServer, RunningServer, ServerError};
 use serde_json::json;
+use service_kit::metrics::Metrics;
+use service_kit::server::GrpcServer;
+use service_kit::{CancellationToken, StartError};
 
 pub use config::Config;
 pub use error::AuthzError;
@@ -45,18 +45,6 @@ use crate::config::{AsZaSettings, ClientAuthSettings, HttpSettings, StelselSetti
 use crate::scope_table::ScopeTable;
 use crate::source_token::Stelsel;
 use crate::zorg_ab::ZorgAb;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Server(#[from] ServerError),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Config(String),
-    #[error("audit log: {0}")]
-    Audit(String),
-}
 
 /// Who called, for the audit log.
 #[derive(Debug, Clone)]
@@ -148,16 +136,16 @@ impl std::fmt::Debug for Authz {
 
 impl Authz {
     pub fn new(config: &Config, audit: AuditLog) -> Result<Self, StartError> {
-        platform::tls::install_crypto_provider();
+        service_kit::tls::install_crypto_provider();
         let keys = SigningKeys::load(&config.assertions.signing_keys, config.assertions.max_lifetime)
-            .map_err(|e| StartError::Config(e.to_string()))?;
+            .map_err(|e| StartError::Unusable(e.to_string()))?;
         let scope_table = ScopeTable::new(config.interactions.clone())
-            .map_err(|e| StartError::Config(format!("interactions: {e}")))?;
+            .map_err(|e| StartError::Unusable(format!("interactions: {e}")))?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| StartError::Config(format!("HTTP client: {e}")))?;
+            .map_err(|e| StartError::Unusable(format!("HTTP client: {e}")))?;
         let issuer = config.issuer.trim_end_matches('/').to_owned();
         Ok(Authz {
             client_id: config
@@ -290,12 +278,12 @@ impl TwiinAuthz for Grpc {
     }
 }
 
-/// A started service.
-pub struct Running {
-    pub grpc_addr: SocketAddr,
+/// A started service: beside the gRPC server, the OAuth2 HTTP endpoint and the use cases.
+pub type Running = service_kit::Running<Started>;
+
+/// What twiin-authz hands its callers beside the gRPC server.
+pub struct Started {
     pub http_addr: SocketAddr,
-    pub metrics_addr: Option<SocketAddr>,
-    pub server: RunningServer,
     pub authz: Arc<Authz>,
 }
 
@@ -318,7 +306,6 @@ pub async fn start_with(
     let authz = Arc::new(Authz::new(&config, deps.audit)?);
     let metrics = Metrics::new();
     authz.metrics.register(&metrics);
-    let metrics_addr = platform::metrics::start(&config.metrics, metrics.clone(), shutdown.clone()).await?;
 
     if let Err(e) = authz.refresh_stelsel().await {
         tracing::warn!(error = %e, "no AORTA Stelseltoken yet; the use cases answer UNAVAILABLE until one is fetched");
@@ -352,7 +339,7 @@ pub async fn start_with(
             .layer(
                 tower_http::trace::TraceLayer::new_for_http()
                     .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
-                        platform::telemetry::http_server_span(req)
+                        service_kit::telemetry::http_server_span(req)
                     })
                     .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG)),
             )
@@ -368,7 +355,7 @@ pub async fn start_with(
         Some(tls) => {
             http::serve_tls(listener, router, tls, shutdown.clone())
                 .await
-                .map_err(StartError::Config)?;
+                .map_err(StartError::Unusable)?;
         }
         None => {
             // Small JSON answers: without TCP_NODELAY, Nagle + delayed ACK stall them ~40 ms.
@@ -391,24 +378,15 @@ pub async fn start_with(
         }
     }
 
-    let server = GrpcServer::new(config.server.clone(), metrics)
+    let grpc = GrpcServer::new(config.server.clone(), metrics)
         .add_service(TwiinAuthzServer::new(Grpc(authz.clone())))
-        .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET)
-        .start(shutdown)
-        .await?;
-    tracing::info!(grpc = %server.local_addr, http = %http_addr, metrics = ?metrics_addr, "twiin-authz listening");
-    Ok(Running {
-        grpc_addr: server.local_addr,
-        http_addr,
-        metrics_addr,
-        server,
-        authz,
-    })
+        .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
+    tracing::info!(http = %http_addr, "twiin-authz OAuth2 HTTP endpoint listening");
+    let started = Started { http_addr, authz };
+    service_kit::start("twiin-authz", grpc, &config.metrics, started, shutdown).await
 }
 
 /// Runs until `shutdown` is cancelled and the calls in flight have drained.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
-    let running = start(config, shutdown).await?;
-    running.server.wait().await?;
-    Ok(())
+    start(config, shutdown).await?.wait().await
 }

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    platform::app::main::<twiin_authz::Config, _, _, _>("twiin-authz", twiin_authz::run)
+    service_kit::app::main::<twiin_authz::Config, _, _, _>("twiin-authz", twiin_authz::run)
 }

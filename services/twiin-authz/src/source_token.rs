@@ -224,7 +224,7 @@ impl Stelsel {
                 .header("accept", "application/jwt")
                 .header(crate::aorta_id::HEADER, AortaId::new().header_value())
                 .timeout(timeout)
-                .headers(platform::telemetry::current_trace_headers())
+                .headers(service_kit::telemetry::current_trace_headers())
                 .send()
                 .await
                 .map_err(|e| StelselError::Fetch(format!("{url}: {e}")))?;

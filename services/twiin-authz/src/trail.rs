@@ -6,7 +6,7 @@
 //! (one write per request keeps the audit log off the critical path, see the benchmark); if the
 //! write fails the caller gets UNAVAILABLE and nothing issued leaves the service unlogged.
 
-use platform::audit::{AuditEvent, AuditLog, Direction};
+use audit_log::{AuditEvent, AuditLog, Direction};
 use serde_json::json;
 
 use crate::aorta_id::AortaId;

@@ -134,7 +134,7 @@ impl ZorgAb {
             .header(crate::aorta_id::HEADER, out.header_value())
             .header("accept", "application/json")
             .timeout(self.settings.timeout)
-            .headers(platform::telemetry::current_trace_headers())
+            .headers(service_kit::telemetry::current_trace_headers())
             .send()
             .await;
         match result {

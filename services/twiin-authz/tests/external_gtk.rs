@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::*;
@@ -49,13 +50,20 @@ async fn pyjwt_gtk_verifies_our_assertions_and_gets_a_token() {
     });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/external_gtk.py");
     let output = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new("python3")
+        let python = venv_python3();
+        let mut child = Command::new(&python)
             .arg(script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("python3 must be installed (scripts/install-test-deps.sh installs it with PyJWT)");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {}: {e}; run scripts/install-test-deps.sh (it creates .local/venv \
+                     with PyJWT)",
+                    python.display()
+                )
+            });
         child
             .stdin
             .take()
@@ -70,6 +78,17 @@ async fn pyjwt_gtk_verifies_our_assertions_and_gets_a_token() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success() && stdout.starts_with("OK "),
-        "external GtK failed (is PyJWT with cryptography installed? `pip install pyjwt cryptography`)\nstdout: {stdout}\nstderr: {stderr}"
+        "external GtK failed (is PyJWT with cryptography in .local/venv? run scripts/install-test-deps.sh)\nstdout: {stdout}\nstderr: {stderr}"
     );
+}
+
+/// The Python of the workspace's `.local/venv`, where `scripts/install-test-deps.sh` installs
+/// PyJWT (the system's Python may be externally managed, PEP 668), else `python3` from `PATH`.
+fn venv_python3() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .map(|workspace| workspace.join(".local/venv/bin/python3"))
+        .filter(|python| python.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"))
 }

@@ -70,7 +70,7 @@ async fn push_notification_v2_scope_gets_an_aorta_token() {
 
     // Audit: all four directions, AORTA-ID chain kept, jti's but never tokens.
     let events = w.sink.events();
-    use platform::audit::Direction::*;
+    use audit_log::Direction::*;
     for d in [ReceivedRequest, SentRequest, ReceivedResponse, ReturnedResponse] {
         assert!(events.iter().any(|e| e.direction == d), "{d:?} logged");
     }
@@ -751,7 +751,7 @@ async fn a_replayed_client_assertion_is_invalid_client_whatever_the_grant() {
 
 #[tokio::test]
 async fn jti_replay_is_caught_across_two_instances_sharing_the_audit_store() {
-    let (audit, sink) = platform::audit::AuditLog::memory();
+    let (audit, sink) = audit_log::AuditLog::memory();
     let a = World::start_sharing(Options::default(), audit.clone(), sink.clone()).await;
     let b = World::start_sharing(Options::default(), audit, sink).await;
     let jti = uuid::Uuid::new_v4().to_string();
@@ -805,7 +805,7 @@ async fn zorg_ab_down_is_503_never_a_token() {
 
 #[tokio::test]
 async fn zorg_ab_slow_is_504_never_a_token() {
-    let shutdown = platform::CancellationToken::new();
+    let shutdown = service_kit::CancellationToken::new();
     let hole = blackhole(shutdown.clone()).await;
     static HOLE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let _ = HOLE.set(format!("http://{hole}"));
@@ -849,7 +849,7 @@ async fn as_za_down_or_slow_never_yields_a_token() {
             .starts_with("Autorisatie Server ZA niet bereikbaar")
     );
 
-    let shutdown = platform::CancellationToken::new();
+    let shutdown = service_kit::CancellationToken::new();
     let hole = blackhole(shutdown.clone()).await;
     static HOLE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let _ = HOLE.set(format!("http://{hole}/token"));
@@ -981,11 +981,11 @@ async fn http_jwks_uri_is_refused_outside_development() {
 #[tokio::test]
 async fn https_token_endpoint_with_the_tls_switch() {
     let pki_dir = tempfile::tempdir().expect("tmp");
-    let pki = platform::devpki::DevPki::ensure(&pki_dir.path().join("pki")).expect("dev PKI");
-    static TLS: std::sync::OnceLock<platform::config::ServerTlsSettings> = std::sync::OnceLock::new();
-    let _ = TLS.set(platform::config::ServerTlsSettings {
-        cert: pki.path(platform::devpki::files::SERVICE_SERVER_CERT),
-        key: pki.path(platform::devpki::files::SERVICE_SERVER_KEY),
+    let pki = dev_support::devpki::DevPki::ensure(&pki_dir.path().join("pki")).expect("dev PKI");
+    static TLS: std::sync::OnceLock<service_kit::config::ServerTlsSettings> = std::sync::OnceLock::new();
+    let _ = TLS.set(service_kit::config::ServerTlsSettings {
+        cert: pki.path(dev_support::devpki::files::SERVICE_SERVER_CERT),
+        key: pki.path(dev_support::devpki::files::SERVICE_SERVER_KEY),
         client_ca: None,
     });
     let w = World::start_with(Options {
@@ -993,7 +993,7 @@ async fn https_token_endpoint_with_the_tls_switch() {
         ..Default::default()
     })
     .await;
-    let ca = std::fs::read(pki.path(platform::devpki::files::SUITE_CA)).expect("CA");
+    let ca = std::fs::read(pki.path(dev_support::devpki::files::SUITE_CA)).expect("CA");
     let client = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("CA cert")])
         .build()
@@ -1051,7 +1051,7 @@ async fn refusals_are_audited_with_their_outcome_and_the_zorg_ab_exchanges() {
     );
     expect(&w, &f, 403, "access_denied", NOT_QUALIFIED).await;
     let events = w.sink.events();
-    use platform::audit::Direction::*;
+    use audit_log::Direction::*;
     let sent: Vec<_> = events.iter().filter(|e| e.direction == SentRequest).collect();
     assert!(sent.iter().any(|e| {
         e.peer
@@ -1093,12 +1093,14 @@ async fn refusals_are_audited_with_their_outcome_and_the_zorg_ab_exchanges() {
 /// correlation id, with jti's and never a token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_flow_is_recorded_in_postgres() {
-    use platform::audit::testing::TestDatabase;
-    use platform::audit::{AuditLog, AuditReader, EventFilter};
+    use audit_log::{AuditLog, AuditReader, EventFilter};
+    use dev_support::test_database::TestDatabase;
     let db = TestDatabase::create()
         .await
         .expect("a PostgreSQL database (make test sets DATABASE_URL)");
-    let audit = AuditLog::connect(&db.settings()).await.expect("audit log");
+    let audit = AuditLog::connect(&audit_log::AuditSettings::for_url(db.url()))
+        .await
+        .expect("audit log");
     let (_, unused) = AuditLog::memory();
     let w = World::start_sharing(Options::default(), audit, unused).await;
     let initial = "9a1c1e0e-6f0a-4a57-9d43-0b8a3c1f0a99";
@@ -1117,7 +1119,9 @@ async fn token_flow_is_recorded_in_postgres() {
     let body: Value = r.json().await.expect("json");
     let claims = verify_aorta_token(body["access_token"].as_str().expect("token"));
 
-    let reader = AuditReader::connect(&db.settings()).await.expect("reader");
+    let reader = AuditReader::connect(&audit_log::AuditSettings::for_url(db.url()))
+        .await
+        .expect("reader");
     let events = reader
         .list(&EventFilter {
             correlation_id: Some(initial.into()),
@@ -1125,7 +1129,7 @@ async fn token_flow_is_recorded_in_postgres() {
         })
         .await
         .expect("list");
-    use platform::audit::Direction::*;
+    use audit_log::Direction::*;
     for d in [ReceivedRequest, SentRequest, ReceivedResponse, ReturnedResponse] {
         assert!(
             events.iter().any(|e| e.event.direction == d),

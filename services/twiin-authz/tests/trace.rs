@@ -9,18 +9,21 @@ use std::time::Duration;
 use common::*;
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporterBuilder, SdkTracerProvider};
-use platform::config::TelemetrySettings;
+use service_kit::config::TelemetrySettings;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_from_the_external_gtk_through_the_simulators() {
     let exporter = InMemorySpanExporterBuilder::new().build();
     let provider = SdkTracerProvider::builder()
-        .with_resource(platform::telemetry::service_resource("twiin-trace-test"))
+        .with_resource(service_kit::telemetry::service_resource("twiin-trace-test"))
         .with_simple_exporter(exporter.clone())
         .build();
-    let _guard =
-        platform::telemetry::init_with_provider("twiin-trace-test", &TelemetrySettings::default(), provider)
-            .expect("telemetry");
+    let _guard = service_kit::telemetry::init_with_provider(
+        "twiin-trace-test",
+        &TelemetrySettings::default(),
+        provider,
+    )
+    .expect("telemetry");
 
     let w = World::start().await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -81,7 +81,7 @@ async fn notification_token_gives_both_assertions_and_the_notification_scope() {
     let events = w.sink.events();
     let ret = events
         .iter()
-        .find(|e| e.direction == platform::audit::Direction::ReturnedResponse)
+        .find(|e| e.direction == audit_log::Direction::ReturnedResponse)
         .expect("returned");
     assert_eq!(ret.use_case, "uitgeven_twiin_assertions");
     assert_eq!(ret.token_jtis.len(), 3);

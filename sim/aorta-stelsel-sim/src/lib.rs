@@ -26,13 +26,15 @@ use sim_kit::CancellationToken;
 use sim_kit::jose::{RsaSigner, b64_std};
 use sim_kit::serve::Running;
 
+/// The simulator's data file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Data {
     /// `iss` of the Stelseltoken.
     pub issuer: String,
-    /// PKCS#8 PEM key of the Stelsel signer, and its chain (leaf then CA) for `x5c`.
+    /// PKCS#8 PEM key of the Stelsel signer.
     pub signer_key: PathBuf,
+    /// Its chain (leaf then CA) for `x5c`.
     pub signer_chain: PathBuf,
     /// Lifetime of a served token.
     #[serde(default = "default_validity")]
@@ -48,9 +50,11 @@ fn default_validity() -> u64 {
     3600
 }
 
+/// An AORTA token-signing key the Stelseltoken publishes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSigningKey {
+    /// Its `kid`.
     pub kid: String,
     /// PKCS#8 PEM of the key (only its public part is published).
     pub key: PathBuf,
@@ -135,6 +139,7 @@ async fn stelseltoken(State(s): State<Arc<Stelsel>>, headers: HeaderMap) -> Resp
     }
 }
 
+/// The Stelseltoken endpoint over `data` (refused when the keys cannot be read).
 pub fn router(data: Data) -> Result<axum::Router, String> {
     let s = Stelsel::new(data)?;
     Ok(axum::Router::new()
@@ -142,6 +147,7 @@ pub fn router(data: Data) -> Result<axum::Router, String> {
         .with_state(Arc::new(s)))
 }
 
+/// Serves the Stelseltoken endpoint on `listen` until `shutdown`.
 pub async fn start(data: Data, listen: SocketAddr, shutdown: CancellationToken) -> Result<Running, String> {
     let router = router(data)?;
     sim_kit::serve::serve(listen, router, shutdown)

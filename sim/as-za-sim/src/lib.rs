@@ -42,10 +42,14 @@ use sim_kit::CancellationToken;
 use sim_kit::jose::{RsaSigner, verify_es512};
 use sim_kit::serve::Running;
 
+/// The grant type of the token request (RFC 8693).
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The subject token type: a JWT.
 pub const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// The issued token type: an access token.
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
+/// The simulator's data file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Data {
@@ -53,17 +57,24 @@ pub struct Data {
     pub issuer: String,
     /// `aud` of the access tokens (what resource servers and GtKs check).
     pub audience: String,
+    /// Lifetime of the access tokens, in seconds.
     #[serde(default = "default_ttl")]
     pub access_token_ttl_secs: u64,
-    /// The AORTA token-signing key (PKCS#8 PEM) and its `kid` (as in the Stelseltoken).
+    /// The AORTA token-signing key's `kid` (as in the Stelseltoken).
     pub signing_kid: String,
+    /// The AORTA token-signing key (PKCS#8 PEM).
     pub signing_key: PathBuf,
+    /// The GtKs allowed to exchange subject tokens.
     pub trusted_issuers: Vec<TrustedIssuer>,
+    /// The AORTA interactions scopes may name.
     pub interactions: Vec<Interaction>,
+    /// Context codes and the interactions they cover.
     #[serde(default)]
     pub contextcodes: Vec<ContextCode>,
+    /// Accepted `situation` values.
     #[serde(default = "default_situations")]
     pub situations: Vec<String>,
+    /// Error answers to give for some URAs.
     #[serde(default)]
     pub refusals: Vec<Refusal>,
 }
@@ -80,6 +91,7 @@ fn default_situations() -> Vec<String> {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrustedIssuer {
+    /// The GtK's `iss`.
     pub issuer: String,
     /// P-521 keys: PKCS#8 PEM files (only the public part is used) ...
     #[serde(default)]
@@ -89,37 +101,49 @@ pub struct TrustedIssuer {
     pub jwks: Vec<Value>,
 }
 
+/// A GtK key in a PEM file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrustedKeyFile {
+    /// Its `kid`.
     pub kid: String,
+    /// The PKCS#8 PEM file.
     pub path: PathBuf,
 }
 
+/// An AORTA interaction.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Interaction {
+    /// E.g. `create:Task:1.0:notification`.
     pub id: String,
     /// Pull interactions (reading data) need an authorization base.
     #[serde(default)]
     pub pull: bool,
 }
 
+/// A context code.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ContextCode {
     /// E.g. `BGZOPV` (written `aorta.contextcode.BGZOPV` in scopes and consent tokens).
     pub code: String,
+    /// The interactions it covers.
     pub interactions: Vec<String>,
 }
 
+/// An OAuth error answer given to token requests for `ura`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Refusal {
+    /// The URA refused.
     pub ura: String,
+    /// The HTTP status.
     #[serde(default = "default_refusal_status")]
     pub status: u16,
+    /// The OAuth `error`.
     pub error: String,
+    /// The `error_description`.
     pub description: String,
 }
 
@@ -424,6 +448,7 @@ async fn token(State(s): State<Arc<Server>>, Form(form): Form<HashMap<String, St
         .into_response()
 }
 
+/// The token endpoint over `data` (refused when inconsistent).
 pub fn router(data: Data) -> Result<axum::Router, String> {
     let s = Server::new(data)?;
     Ok(axum::Router::new()
@@ -432,6 +457,7 @@ pub fn router(data: Data) -> Result<axum::Router, String> {
         .with_state(Arc::new(s)))
 }
 
+/// Serves the token endpoint on `listen` until `shutdown`.
 pub async fn start(data: Data, listen: SocketAddr, shutdown: CancellationToken) -> Result<Running, String> {
     let router = router(data)?;
     sim_kit::serve::serve(listen, router, shutdown)

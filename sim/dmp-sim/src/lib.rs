@@ -468,7 +468,7 @@ impl tower::Service<Request<Bytes>> for SimService {
     }
 }
 
-/// The simulator as an axum application for `platform::https::serve` (the DMP's TLS 1.2
+/// The simulator as an axum application for `service_kit::https::serve` (the DMP's TLS 1.2
 /// listener), which passes each request the client's verified certificate chain.
 pub fn router(sim: Arc<DmpSimulator>) -> axum::Router {
     axum::Router::new().fallback(move |req: axum::extract::Request| {
@@ -477,7 +477,7 @@ pub fn router(sim: Arc<DmpSimulator>) -> axum::Router {
             let (parts, body) = req.into_parts();
             let cert = parts
                 .extensions
-                .get::<platform::https::PeerCertificates>()
+                .get::<service_kit::https::PeerCertificates>()
                 .and_then(|c| c.0.first())
                 .map(|c| c.to_vec());
             let bytes = match axum::body::to_bytes(body, sim.config.max_body_bytes).await {

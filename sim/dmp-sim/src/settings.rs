@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use dmp_protocol::xds::{Ins, InsAuthority, is_oid};
 use ehealth_proto::dmp::v1::Authorization;
-use platform::CancellationToken;
-use platform::config::{ConfigError, ServiceConfig, TelemetrySettings, check_file};
 use serde::{Deserialize, Serialize};
+use service_kit::CancellationToken;
+use service_kit::config::{ConfigError, ServiceConfig, TelemetrySettings, check_file};
 
 use crate::{DmpSimulator, SimConfig, SimPatient};
 
@@ -116,7 +116,7 @@ impl ServiceConfig for Settings {
     }
 }
 
-impl platform::app::HasTelemetry for Settings {
+impl service_kit::app::HasTelemetry for Settings {
     fn telemetry(&self) -> &TelemetrySettings {
         &self.telemetry
     }
@@ -124,20 +124,20 @@ impl platform::app::HasTelemetry for Settings {
 
 /// Serves the simulator until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), String> {
-    platform::tls::install_crypto_provider();
+    service_kit::tls::install_crypto_provider();
     let sim = Arc::new(DmpSimulator::new(
         settings.sim_config().map_err(|e| e.to_string())?,
     ));
-    let chain = platform::tls::load_certs(&settings.cert).map_err(|e| e.to_string())?;
-    let key = platform::tls::load_private_key(&settings.key).map_err(|e| e.to_string())?;
-    let roots = platform::tls::load_roots(&settings.client_ca).map_err(|e| e.to_string())?;
+    let chain = service_kit::tls::load_certs(&settings.cert).map_err(|e| e.to_string())?;
+    let key = service_kit::tls::load_private_key(&settings.key).map_err(|e| e.to_string())?;
+    let roots = service_kit::tls::load_roots(&settings.client_ca).map_err(|e| e.to_string())?;
     // The DMP accepts TLS 1.2 only for software access.
-    let tls = platform::tls::server_config(chain, key, Some(roots), &[&rustls::version::TLS12])
+    let tls = service_kit::tls::server_config(chain, key, Some(roots), &[&rustls::version::TLS12])
         .map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("listen {}: {e}", settings.listen))?;
     tracing::info!(addr = %settings.listen, "dmp-sim listening (TLS 1.2, client certificate required)");
-    platform::https::serve(listener, Arc::new(tls), crate::router(sim), shutdown).await;
+    service_kit::https::serve(listener, Arc::new(tls), crate::router(sim), shutdown).await;
     Ok(())
 }

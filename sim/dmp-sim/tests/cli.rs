@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use platform::devpki::{DevPki, files};
+use dev_support::devpki::{DevPki, files};
 
 fn command() -> Command {
     let pki = DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-sim-cli-pki")).expect("pki");

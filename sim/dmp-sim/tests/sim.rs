@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use bytes::Bytes;
+use dev_support::devpki::{DevPki, Professional, files};
 use dmp_protocol::{ebrim, mtom, soap, xds, xml};
 use dmp_sim::{DmpSimulator, SimConfig, paths};
 use ehealth_proto::dmp::v1 as pb;
 use http::{Request, Response};
-use platform::devpki::{DevPki, Professional, files};
 
 struct Fixture {
     cert: Vec<u8>,
@@ -27,7 +27,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let pki =
             DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-sim-pki")).expect("dev PKI");
-        let cert = platform::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
+        let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
         let other = Professional {
             id: "810100000002".into(),
             surname: "INFIRMIER".into(),
@@ -38,7 +38,7 @@ fn fixture() -> &'static Fixture {
         let (other_chain, _) = pki
             .issue_professional("other", &other)
             .expect("other professional");
-        let other_cert = platform::tls::load_certs(&other_chain).expect("other")[0].to_vec();
+        let other_cert = service_kit::tls::load_certs(&other_chain).expect("other")[0].to_vec();
         let examples = Professional {
             id: "899900063480".into(),
             surname: "DOCTEUR".into(),
@@ -49,7 +49,7 @@ fn fixture() -> &'static Fixture {
         let (examples_chain, _) = pki
             .issue_professional("examples", &examples)
             .expect("the examples' professional");
-        let examples_cert = platform::tls::load_certs(&examples_chain).expect("examples")[0].to_vec();
+        let examples_cert = service_kit::tls::load_certs(&examples_chain).expect("examples")[0].to_vec();
         Fixture {
             cert,
             other_cert,

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+/// Reads the TOML data file at `path` into `C`; errors name the file and the key.
 pub fn load<C: serde::de::DeserializeOwned>(path: &Path) -> Result<C, String> {
     use figment::providers::Format;
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -7,20 +7,26 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Map, Value, json};
 
+/// Why a token or a key was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum JoseError {
+    /// Not a compact JWS, or a part is not base64url JSON.
     #[error("malformed token: {0}")]
     Malformed(String),
+    /// The signature does not verify with the key.
     #[error("signature does not verify")]
     Signature,
+    /// The key cannot be read or used.
     #[error("key: {0}")]
     Key(String),
 }
 
+/// base64url without padding (JWS parts).
 pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Reads base64url without padding.
 pub fn unb64(s: &str) -> Result<Vec<u8>, JoseError> {
     URL_SAFE_NO_PAD
         .decode(s)
@@ -58,11 +64,13 @@ impl std::fmt::Debug for RsaSigner {
 }
 
 impl RsaSigner {
+    /// A signer identified by `kid`, from a PKCS#8 PEM RSA key.
     pub fn from_pkcs8_pem(kid: &str, pem_text: &str) -> Result<Self, JoseError> {
         let p = pem::parse(pem_text).map_err(|e| JoseError::Key(format!("PEM: {e}")))?;
         Self::from_pkcs8_der(kid, p.contents())
     }
 
+    /// A signer identified by `kid`, from a PKCS#8 DER RSA key.
     pub fn from_pkcs8_der(kid: &str, der: &[u8]) -> Result<Self, JoseError> {
         let key = aws_lc_rs::rsa::KeyPair::from_pkcs8(der).map_err(|e| JoseError::Key(e.to_string()))?;
         Ok(RsaSigner {
@@ -71,6 +79,7 @@ impl RsaSigner {
         })
     }
 
+    /// The key id written in every header.
     pub fn kid(&self) -> &str {
         &self.kid
     }

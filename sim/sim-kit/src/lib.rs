@@ -10,4 +10,4 @@ pub mod jose;
 pub mod pki;
 pub mod serve;
 
-pub use platform::CancellationToken;
+pub use service_kit::CancellationToken;

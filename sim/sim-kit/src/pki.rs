@@ -13,17 +13,23 @@ use rcgen::{
 
 /// File names inside a folder written by [`AortaPki::write`].
 pub mod files {
+    /// The Stelsel CA certificate.
     pub const STELSEL_CA: &str = "stelsel-ca.pem";
     /// Leaf then CA, PEM.
     pub const STELSEL_SIGNER_CHAIN: &str = "stelsel-signer-chain.pem";
+    /// The Stelsel signer's key (PKCS#8).
     pub const STELSEL_SIGNER_KEY: &str = "stelsel-signer.key.pem";
+    /// The AORTA token-signing key (PKCS#8).
     pub const AORTA_TOKEN_SIGNING_KEY: &str = "aorta-token-signing.key.pem";
 }
 
+/// Why the PKI could not be made or written.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    /// rcgen refused a certificate or key.
     #[error("generation: {0}")]
     Generate(#[from] rcgen::Error),
+    /// A file (named first) could not be written.
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
 }
@@ -31,9 +37,13 @@ pub enum PkiError {
 /// Key material, PEM-encoded (keys in PKCS#8).
 #[derive(Clone)]
 pub struct AortaPki {
+    /// The Stelsel CA certificate.
     pub stelsel_ca_pem: String,
+    /// The Stelsel signer's certificate, then the CA.
     pub stelsel_signer_chain_pem: String,
+    /// The Stelsel signer's key.
     pub stelsel_signer_key_pem: String,
+    /// The AORTA token-signing key.
     pub token_signing_key_pem: String,
 }
 
@@ -56,6 +66,7 @@ fn dn(cn: &str) -> DistinguishedName {
 }
 
 impl AortaPki {
+    /// A fresh PKI, in memory.
     pub fn generate() -> Result<Self, PkiError> {
         let ca_key = rsa()?;
         let mut ca = CertificateParams::default();

@@ -2,21 +2,25 @@
 
 use std::net::SocketAddr;
 
-use platform::CancellationToken;
+use service_kit::CancellationToken;
 
 /// A running simulator.
 #[derive(Debug)]
 pub struct Running {
+    /// The bound address.
     pub addr: SocketAddr,
+    /// The serving task; it ends once the shutdown token is cancelled and connections closed.
     pub task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
+    /// `http://<addr>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 }
 
+/// Binds `listen` and serves `router` there until `shutdown`, continuing callers' traces.
 pub async fn serve(
     listen: SocketAddr,
     router: axum::Router,
@@ -28,7 +32,7 @@ pub async fn serve(
     let router = router.layer(axum::middleware::from_fn(
         |req: axum::extract::Request, next: axum::middleware::Next| {
             use tracing::Instrument;
-            let span = platform::telemetry::http_server_span(&req);
+            let span = service_kit::telemetry::http_server_span(&req);
             next.run(req).instrument(span)
         },
     ));
@@ -95,7 +99,7 @@ where
     };
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
-        tokio::spawn(platform::server::cancel_on_signal(shutdown.clone()));
+        tokio::spawn(service_kit::server::cancel_on_signal(shutdown.clone()));
         match start(cfg, listen, shutdown).await {
             Ok(r) => {
                 eprintln!("{name} listening on http://{}", r.addr);

@@ -25,27 +25,35 @@ use serde::{Deserialize, Serialize};
 use sim_kit::CancellationToken;
 use sim_kit::serve::Running;
 
+/// The simulator's data file: the registry's content.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Data {
+    /// Healthcare providers, by URA.
     #[serde(default)]
     pub organizations: Vec<Organization>,
+    /// Applications, by OAuth client id.
     #[serde(default)]
     pub applications: Vec<Application>,
 }
 
+/// A healthcare provider.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Organization {
+    /// Its URA number (8 digits).
     pub ura: String,
+    /// Its name.
     pub name: String,
 }
 
+/// An application registered in ZORG-AB.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Application {
     /// The OAuth client id the application (a GtK or GBZ application) is known by.
     pub client_id: String,
+    /// Its name.
     pub name: String,
     /// URA of the organization that runs it.
     pub ura: String,
@@ -60,13 +68,17 @@ pub struct Application {
     pub receives_via_twiin: Vec<String>,
 }
 
+/// An interaction an application may initiate.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Capability {
+    /// The AORTA interaction id.
     pub interaction: String,
+    /// The URAs it may initiate it for.
     pub on_behalf_of: Vec<String>,
 }
 
+/// Whether `ura` has the form of a URA number (8 digits).
 pub fn valid_ura(ura: &str) -> bool {
     ura.len() == 8 && ura.bytes().all(|b| b.is_ascii_digit())
 }
@@ -138,6 +150,7 @@ async fn application(State(d): State<Arc<Directory>>, Query(q): Query<AppQuery>)
     }
 }
 
+/// The registry's HTTP API over `data` (refused when inconsistent).
 pub fn router(data: Data) -> Result<axum::Router, String> {
     data.check()?;
     let dir = Directory {
@@ -158,6 +171,7 @@ pub fn router(data: Data) -> Result<axum::Router, String> {
         .with_state(Arc::new(dir)))
 }
 
+/// Serves the registry on `listen` until `shutdown`.
 pub async fn start(data: Data, listen: SocketAddr, shutdown: CancellationToken) -> Result<Running, String> {
     let router = router(data)?;
     sim_kit::serve::serve(listen, router, shutdown)

@@ -111,9 +111,9 @@ manages. Argument: (dict "root" $ "svc" $svc "v" $values).
 {{- $_ := set $server "tls" $tls -}}
 {{- end -}}
 {{- $managed := dict "server" $server "metrics" (dict "listen" (printf "0.0.0.0:%d" (int $v.ports.metrics))) "telemetry" (dict "log_format" .root.Values.telemetry.logFormat "log_filter" .root.Values.telemetry.logFilter) -}}
-{{- if eq .svc.name "cps-relay" -}}
-{{- /* In a pod the relay listens on 0.0.0.0 by design; the NetworkPolicy admits only the gateway. */ -}}
-{{- $_ := set $managed "access" (dict "allow_non_loopback" true) -}}
+{{- if and (eq .svc.name "cps-relay") $v.pinning.enabled $v.pinning.fingerprints -}}
+{{- /* Pinning on (the default): only the listed client certificates (secrets.yaml refuses an empty list). */ -}}
+{{- $_ := set $managed "access" (dict "allowed_clients" $v.pinning.fingerprints) -}}
 {{- end -}}
 {{- if and (eq .svc.name "twiin-authz") $v.oauth.listenKey -}}
 {{- $parts := splitList "." $v.oauth.listenKey -}}

@@ -16,20 +16,20 @@ use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 
-use super::{Card, CardStatus, Pin};
+use super::{Card, CardIdentity, CardStatus, Pin};
 use crate::certificate::{CardCertificate, schemes_for};
 use crate::error::RelayError;
 use crate::scheme::{Scheme, ecdsa_raw_to_der, sha256, sha256_digest_info};
 
 /// How the token and its objects are chosen.
 #[derive(Debug, Clone, Default)]
-pub struct Selection {
-    pub token_label: Option<String>,
-    pub token_serial: Option<String>,
-    pub key_label: Option<String>,
-    pub key_id: Option<Vec<u8>>,
-    pub cert_label: Option<String>,
-    pub cert_id: Option<Vec<u8>>,
+pub(crate) struct Selection {
+    pub(crate) token_label: Option<String>,
+    pub(crate) token_serial: Option<String>,
+    pub(crate) key_label: Option<String>,
+    pub(crate) key_id: Option<Vec<u8>>,
+    pub(crate) cert_label: Option<String>,
+    pub(crate) cert_id: Option<Vec<u8>>,
 }
 
 fn contexts() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
@@ -37,7 +37,8 @@ fn contexts() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
     CONTEXTS.get_or_init(Default::default)
 }
 
-/// The process-wide context of a PKCS#11 module, initialised once.
+/// The process-wide context of a PKCS#11 module, initialised once (PKCS#11 allows one
+/// `C_Initialize` per process: a benchmark signing beside the relay must share it).
 pub fn context(module: &Path) -> Result<Pkcs11, RelayError> {
     let mut map = contexts().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(ctx) = map.get(module) {
@@ -52,15 +53,25 @@ pub fn context(module: &Path) -> Result<Pkcs11, RelayError> {
     Ok(ctx)
 }
 
-pub struct Pkcs11Card {
+pub(crate) struct Pkcs11Card {
     ctx: Pkcs11,
-    slot: Slot,
     selection: Selection,
-    certificate: CardCertificate,
-    schemes: Vec<Scheme>,
+    /// Issuing CAs from the configuration, sent after whichever leaf the token holds.
+    chain: Vec<Vec<u8>>,
+    /// The token last read: replaced when another token (or certificate) is found.
+    token: Mutex<Token>,
     /// PKCS#11 sessions are Send but not Sync: each is used by one thread at a time.
     sessions: Mutex<Vec<Session>>,
     key: Mutex<Option<ObjectHandle>>,
+}
+
+/// What the relay read from the token in the reader.
+#[derive(Clone)]
+struct Token {
+    slot: Slot,
+    serial: String,
+    certificate: CardCertificate,
+    schemes: Vec<Scheme>,
     has_rsa_pkcs: bool,
 }
 
@@ -85,32 +96,25 @@ fn map_ck(e: CkError) -> RelayError {
 }
 
 impl Pkcs11Card {
-    pub fn open(module: &Path, selection: Selection, chain: Vec<Vec<u8>>) -> Result<Pkcs11Card, RelayError> {
+    pub(crate) fn open(
+        module: &Path,
+        selection: Selection,
+        chain: Vec<Vec<u8>>,
+    ) -> Result<Pkcs11Card, RelayError> {
         let ctx = context(module)?;
-        let slot = find_slot(&ctx, &selection)?;
-        let session = ctx.open_ro_session(slot).map_err(map_ck)?;
-        let leaf = find_certificate(&session, &selection)?;
-        let certificate = CardCertificate { leaf, chain };
-        let kind = certificate.key_kind()?;
-        let mechanisms = ctx.get_mechanism_list(slot).map_err(map_ck)?;
-        let has = |m: MechanismType| mechanisms.contains(&m);
-        let has_rsa_pkcs = has(MechanismType::RSA_PKCS);
-        let schemes = schemes_for(
-            kind,
-            has_rsa_pkcs || has(MechanismType::SHA256_RSA_PKCS),
-            has(MechanismType::RSA_PKCS_PSS),
-            has(MechanismType::ECDSA),
-        );
+        let (token, session) = read_token(&ctx, &selection, &chain)?;
         Ok(Pkcs11Card {
             ctx,
-            slot,
             selection,
-            certificate,
-            schemes,
+            chain,
+            token: Mutex::new(token),
             sessions: Mutex::new(vec![session]),
             key: Mutex::new(None),
-            has_rsa_pkcs,
         })
+    }
+
+    fn token(&self) -> Token {
+        self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Runs `f` with a pooled session (opening one when the pool is empty). Sessions that
@@ -119,7 +123,7 @@ impl Pkcs11Card {
         let pooled = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let session = match pooled {
             Some(s) => s,
-            None => self.ctx.open_ro_session(self.slot).map_err(map_ck)?,
+            None => self.ctx.open_ro_session(self.token().slot).map_err(map_ck)?,
         };
         let result = f(&session);
         if !matches!(
@@ -177,7 +181,43 @@ impl Pkcs11Card {
     }
 }
 
-fn find_slot(ctx: &Pkcs11, sel: &Selection) -> Result<Slot, RelayError> {
+/// Finds the selected token and reads its serial, certificate and mechanisms; returns the
+/// session it used, for the pool.
+fn read_token(
+    ctx: &Pkcs11,
+    selection: &Selection,
+    chain: &[Vec<u8>],
+) -> Result<(Token, Session), RelayError> {
+    let (slot, serial) = find_slot(ctx, selection)?;
+    let session = ctx.open_ro_session(slot).map_err(map_ck)?;
+    let leaf = find_certificate(&session, selection)?;
+    let certificate = CardCertificate {
+        leaf,
+        chain: chain.to_vec(),
+    };
+    let kind = certificate.key_kind()?;
+    let mechanisms = ctx.get_mechanism_list(slot).map_err(map_ck)?;
+    let has = |m: MechanismType| mechanisms.contains(&m);
+    let has_rsa_pkcs = has(MechanismType::RSA_PKCS);
+    let schemes = schemes_for(
+        kind,
+        has_rsa_pkcs || has(MechanismType::SHA256_RSA_PKCS),
+        has(MechanismType::RSA_PKCS_PSS),
+        has(MechanismType::ECDSA),
+    );
+    let token = Token {
+        slot,
+        serial,
+        certificate,
+        schemes,
+        has_rsa_pkcs,
+    };
+    Ok((token, session))
+}
+
+/// The slot of the selected token and the token's serial. A slot whose token cannot be read
+/// any more (SoftHSM answers CKR_GENERAL_ERROR for a deleted token) holds no token.
+fn find_slot(ctx: &Pkcs11, sel: &Selection) -> Result<(Slot, String), RelayError> {
     let slots = ctx.get_slots_with_token().map_err(map_ck)?;
     if slots.is_empty() {
         return Err(RelayError::NoToken {
@@ -186,7 +226,9 @@ fn find_slot(ctx: &Pkcs11, sel: &Selection) -> Result<Slot, RelayError> {
     }
     let mut candidates = Vec::new();
     for slot in slots {
-        let info = ctx.get_token_info(slot).map_err(map_ck)?;
+        let Ok(info) = ctx.get_token_info(slot) else {
+            continue;
+        };
         let label_ok = sel
             .token_label
             .as_deref()
@@ -196,11 +238,11 @@ fn find_slot(ctx: &Pkcs11, sel: &Selection) -> Result<Slot, RelayError> {
             .as_deref()
             .is_none_or(|s| info.serial_number().trim() == s);
         if label_ok && serial_ok {
-            candidates.push(slot);
+            candidates.push((slot, info.serial_number().trim().to_owned()));
         }
     }
     match candidates.as_slice() {
-        [slot] => Ok(*slot),
+        [found] => Ok(found.clone()),
         [] => Err(RelayError::TokenNotFound {
             what: format!(
                 "no token with label {:?} and serial {:?}",
@@ -252,15 +294,36 @@ fn find_certificate(session: &Session, sel: &Selection) -> Result<Vec<u8>, Relay
 
 impl Card for Pkcs11Card {
     fn certificate(&self) -> Result<CardCertificate, RelayError> {
-        Ok(self.certificate.clone())
+        Ok(self.token().certificate)
+    }
+
+    fn current_identity(&self) -> Result<CardIdentity, RelayError> {
+        let (token, session) = read_token(&self.ctx, &self.selection, &self.chain)?;
+        let mut current = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        if current.slot != token.slot
+            || current.serial != token.serial
+            || current.certificate.leaf != token.certificate.leaf
+        {
+            tracing::info!(serial = %token.serial, "another card is in the reader: certificate read again");
+            // Sessions and the key handle belong to the old token.
+            self.key.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let mut pool = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            pool.clear();
+            pool.push(session);
+            *current = token.clone();
+        }
+        Ok(CardIdentity {
+            serial: token.serial,
+            certificate: token.certificate,
+        })
     }
 
     fn schemes(&self) -> Result<Vec<Scheme>, RelayError> {
-        Ok(self.schemes.clone())
+        Ok(self.token().schemes)
     }
 
     fn status(&self) -> Result<CardStatus, RelayError> {
-        let info = match self.ctx.get_token_info(self.slot) {
+        let info = match self.ctx.get_token_info(self.token().slot) {
             Ok(i) => i,
             Err(e) => match map_ck(e) {
                 RelayError::NoToken { .. } => {
@@ -296,24 +359,43 @@ impl Card for Pkcs11Card {
         })
     }
 
-    fn login(&self, pin: &Pin) -> Result<(), RelayError> {
-        let info = self.ctx.get_token_info(self.slot).map_err(map_ck)?;
+    fn login(&self, pin: &Pin, confirm_final_try: bool) -> Result<(), RelayError> {
+        let slot = self.token().slot;
+        let info = self.ctx.get_token_info(slot).map_err(map_ck)?;
         if info.user_pin_locked() {
             return Err(RelayError::PinBlocked);
         }
-        self.with_session(|s| match s.login(UserType::User, Some(pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
-                let after = self.ctx.get_token_info(self.slot).map_err(map_ck)?;
-                if after.user_pin_locked() {
-                    Err(RelayError::PinBlocked)
-                } else {
-                    Err(RelayError::WrongPin {
-                        tries_left: after.user_pin_final_try().then_some(1),
-                    })
+        if info.user_pin_final_try() && !confirm_final_try {
+            return Err(RelayError::FinalTryUnconfirmed);
+        }
+        self.with_session(|s| {
+            // Already logged in: log out first, so the PIN is checked by the card for real
+            // (C_Login would answer USER_ALREADY_LOGGED_IN to any PIN).
+            if Self::logged_in(s)? {
+                self.key.lock().unwrap_or_else(|e| e.into_inner()).take();
+                match s.logout() {
+                    Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => {}
+                    Err(e) => return Err(map_ck(e)),
                 }
             }
-            Err(e) => Err(map_ck(e)),
+            match s.login(UserType::User, Some(pin)) {
+                Ok(()) => Ok(()),
+                Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Err(RelayError::Device(
+                    "the card stayed logged in after C_Logout, so the PIN could not be checked; remove and reinsert the card"
+                        .into(),
+                )),
+                Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+                    let after = self.ctx.get_token_info(slot).map_err(map_ck)?;
+                    if after.user_pin_locked() {
+                        Err(RelayError::PinBlocked)
+                    } else {
+                        Err(RelayError::WrongPin {
+                            tries_left: after.user_pin_final_try().then_some(1),
+                        })
+                    }
+                }
+                Err(e) => Err(map_ck(e)),
+            }
         })
     }
 
@@ -326,8 +408,9 @@ impl Card for Pkcs11Card {
     }
 
     fn sign(&self, scheme: Scheme, data: &[u8]) -> Result<Vec<u8>, RelayError> {
-        if !self.schemes.contains(&scheme) {
-            return Err(RelayError::unsupported(scheme, &self.schemes));
+        let token = self.token();
+        if !token.schemes.contains(&scheme) {
+            return Err(RelayError::unsupported(scheme, &token.schemes));
         }
         self.with_session(|session| {
             let key = self.key_handle(session)?;
@@ -336,7 +419,7 @@ impl Card for Pkcs11Card {
             let result = match scheme {
                 // CKM_RSA_PKCS over a DigestInfo gives the same signature as CKM_SHA256_RSA_PKCS
                 // and is what smart cards implement; the hashing variant is the fallback.
-                Scheme::RsaPkcs1Sha256 if self.has_rsa_pkcs => {
+                Scheme::RsaPkcs1Sha256 if token.has_rsa_pkcs => {
                     session.sign(&Mechanism::RsaPkcs, key, &sha256_digest_info(&hash))
                 }
                 Scheme::RsaPkcs1Sha256 => session.sign(&Mechanism::Sha256RsaPkcs, key, data),

@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pkcs11Uri {
-    pub token: Option<String>,
-    pub serial: Option<String>,
-    pub object: Option<String>,
-    pub id: Option<Vec<u8>>,
+pub(crate) struct Pkcs11Uri {
+    pub(crate) token: Option<String>,
+    pub(crate) serial: Option<String>,
+    pub(crate) object: Option<String>,
+    pub(crate) id: Option<Vec<u8>>,
 }
 
-pub fn parse(uri: &str) -> Result<Pkcs11Uri, String> {
+pub(crate) fn parse(uri: &str) -> Result<Pkcs11Uri, String> {
     let rest = uri
         .strip_prefix("pkcs11:")
         .ok_or("does not start with `pkcs11:`")?;

@@ -27,14 +27,14 @@ struct Queued {
 
 /// The queue in front of the card threads. Dropping it ends the threads once the operations
 /// already queued are done.
-pub struct CardQueue {
+pub(crate) struct CardQueue {
     jobs: mpsc::Sender<Queued>,
     card_wait: Duration,
 }
 
 impl CardQueue {
     /// Starts `threads` card threads (at least one) on `card`.
-    pub fn start(card: Arc<dyn Card>, threads: usize, card_wait: Duration) -> std::io::Result<Self> {
+    pub(crate) fn start(card: Arc<dyn Card>, threads: usize, card_wait: Duration) -> std::io::Result<Self> {
         let (jobs, rx) = mpsc::channel::<Queued>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
@@ -47,7 +47,7 @@ impl CardQueue {
     }
 
     /// Runs `op` on a card thread once one is free, waiting at most `card_wait` for that.
-    pub async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         op: impl FnOnce(&dyn Card) -> Result<T, RelayError> + Send + 'static,
     ) -> Result<T, RelayError> {
@@ -140,7 +140,7 @@ mod tests {
         fn status(&self) -> Result<CardStatus, RelayError> {
             Ok(CardStatus::default())
         }
-        fn login(&self, _pin: &crate::card::Pin) -> Result<(), RelayError> {
+        fn login(&self, _pin: &crate::card::Pin, _confirm: bool) -> Result<(), RelayError> {
             Ok(())
         }
         fn logout(&self) -> Result<(), RelayError> {

@@ -17,7 +17,7 @@ enum Key {
     Ec(EcdsaKeyPair),
 }
 
-pub struct SoftwareCard {
+pub(crate) struct SoftwareCard {
     key: Key,
     certificate: CardCertificate,
     kind: KeyKind,
@@ -25,15 +25,15 @@ pub struct SoftwareCard {
 }
 
 impl SoftwareCard {
-    pub fn load(chain: &Path, key: &Path) -> Result<SoftwareCard, RelayError> {
-        let certs = platform::tls::load_certs(chain).map_err(|e| RelayError::NoToken {
+    pub(crate) fn load(chain: &Path, key: &Path) -> Result<SoftwareCard, RelayError> {
+        let certs = service_kit::tls::load_certs(chain).map_err(|e| RelayError::NoToken {
             reason: e.to_string(),
         })?;
         let certificate = CardCertificate {
             leaf: certs[0].to_vec(),
             chain: certs[1..].iter().map(|c| c.to_vec()).collect(),
         };
-        let der = platform::tls::load_private_key(key).map_err(|e| RelayError::NoToken {
+        let der = service_kit::tls::load_private_key(key).map_err(|e| RelayError::NoToken {
             reason: e.to_string(),
         })?;
         let kind = certificate.key_kind()?;
@@ -107,7 +107,7 @@ impl Card for SoftwareCard {
         })
     }
 
-    fn login(&self, _pin: &Pin) -> Result<(), RelayError> {
+    fn login(&self, _pin: &Pin, _confirm_final_try: bool) -> Result<(), RelayError> {
         Err(RelayError::NoPin("the software key backend is always unlocked"))
     }
 

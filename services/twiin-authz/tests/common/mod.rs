@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use platform::CancellationToken;
-use platform::audit::{AuditLog, MemorySink};
+use audit_log::{AuditLog, MemorySink};
 use serde_json::{Value, json};
+use service_kit::CancellationToken;
 use sim_kit::jose::{RsaSigner, p521_test_key, sign_es512_with_header};
 use sim_kit::pki::AortaPki;
 
@@ -309,7 +309,7 @@ impl World {
         World {
             dir,
             shutdown,
-            http: r.http_addr,
+            http: r.service.http_addr,
             grpc: r.grpc_addr,
             audit,
             sink,
@@ -319,7 +319,7 @@ impl World {
             aorta_signer,
             config: c,
             client: reqwest::Client::new(),
-            metrics: r.authz.metrics.clone(),
+            metrics: r.service.authz.metrics.clone(),
         }
     }
 

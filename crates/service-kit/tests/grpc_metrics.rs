@@ -1,0 +1,90 @@
+//! Per-RPC metrics of every [`GrpcServer`] (SPEC.md preamble, issue 8 "Metrics"): calls counted
+//! by status code (errors included) and a latency histogram per method, read from the real
+//! Prometheus endpoint over HTTP.
+
+use std::time::Duration;
+
+use service_kit::CancellationToken;
+use service_kit::config::{MetricsSettings, ServerSettings};
+use service_kit::metrics::Metrics;
+use service_kit::server::GrpcServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+async fn scrape(addr: std::net::SocketAddr) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the metrics endpoint");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send request");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.expect("read response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    (head.to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn calls_are_counted_by_status_with_latency() {
+    let shutdown = CancellationToken::new();
+    let metrics = Metrics::new();
+    let metrics_addr = service_kit::metrics::start(
+        &MetricsSettings {
+            listen: Some(([127, 0, 0, 1], 0).into()),
+        },
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .expect("metrics endpoint binds")
+    .expect("metrics endpoint configured");
+    let mut settings = ServerSettings::loopback(0);
+    settings.drain_grace = Duration::from_millis(50);
+    let server = GrpcServer::new(settings, metrics.clone())
+        .start(shutdown.clone())
+        .await
+        .expect("server starts");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.local_addr))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = HealthClient::new(channel);
+    for _ in 0..2 {
+        client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("overall health answers");
+    }
+    let err = client
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .expect_err("unknown service is NOT_FOUND");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    assert_eq!(metrics.handled("grpc.health.v1.Health", "Check", "OK"), 2);
+    assert_eq!(metrics.handled("grpc.health.v1.Health", "Check", "NOT_FOUND"), 1);
+
+    let (head, body) = scrape(metrics_addr).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    for line in [
+        r#"grpc_server_handled_total{grpc_service="grpc.health.v1.Health",grpc_method="Check",grpc_code="OK"} 2"#,
+        r#"grpc_server_handled_total{grpc_service="grpc.health.v1.Health",grpc_method="Check",grpc_code="NOT_FOUND"} 1"#,
+        r#"grpc_server_handling_seconds_count{grpc_service="grpc.health.v1.Health",grpc_method="Check"} 3"#,
+        r#"grpc_server_handling_seconds_bucket{le="+Inf",grpc_service="grpc.health.v1.Health",grpc_method="Check"} 3"#,
+        "# TYPE grpc_server_handling_seconds histogram",
+        "# TYPE grpc_server_handled counter",
+    ] {
+        assert!(body.lines().any(|l| l == line), "missing `{line}` in:\n{body}");
+    }
+
+    shutdown.cancel();
+    server.wait().await.expect("server drains");
+}
