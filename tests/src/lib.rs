@@ -193,9 +193,7 @@ pub async fn start_twiin_authz(config: twiin_authz::Config) -> Service {
 /// `.local/venv` by `scripts/install-test-deps.sh`; `GRPCURL` names another binary). A missing
 /// binary fails the test: CI must never skip it.
 pub fn grpcurl(args: &[&str]) -> Output {
-    let bin = std::env::var_os("GRPCURL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| venv_tool("grpcurl"));
+    let bin = grpcurl_bin();
     Command::new(&bin).args(args).output().unwrap_or_else(|e| {
         panic!(
             "cannot run {}: {e}; run scripts/install-test-deps.sh (it installs grpcurl into \
@@ -203,6 +201,14 @@ pub fn grpcurl(args: &[&str]) -> Output {
             bin.display()
         )
     })
+}
+
+/// The grpcurl binary the tests run: `GRPCURL`, else the workspace's `.local/venv/bin/grpcurl`,
+/// else `grpcurl` from `PATH`.
+pub fn grpcurl_bin() -> PathBuf {
+    std::env::var_os("GRPCURL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| venv_tool("grpcurl"))
 }
 
 /// `.local/venv/bin/NAME` in the workspace, where `scripts/install-test-deps.sh` puts the

@@ -12,12 +12,17 @@ mod dmp_tls;
 mod error;
 mod exchange;
 mod find;
+mod get_associations;
+mod get_documents;
+mod habilitations;
+mod list_patients;
 mod reconcile;
 mod relay;
 mod remote_key;
 mod retrieve;
 mod rpc;
 pub mod samples;
+mod set_visibility;
 mod submit;
 mod test_patient;
 mod update_status;
@@ -38,10 +43,15 @@ pub use dmp_tls::{TlsVersion, client_config};
 pub use error::{DmpError, TransportError};
 pub use exchange::{CallContext, Incoming, Outgoing, Prepared, Transaction, prepare};
 pub use find::Find;
+pub use get_associations::GetAssociations;
+pub use get_documents::GetDocuments;
+pub use habilitations::{ListAuthorizations, SetAuthorization};
+pub use list_patients::ListPatients;
 pub use relay::{RelayDirectory, RelayEndpoint};
 pub use remote_key::{CardResolver, RemoteKey};
 pub use retrieve::Retrieve;
 pub use rpc::{DmpTransport, Gateway, ServicePaths};
+pub use set_visibility::SetVisibility;
 pub use submit::Submit;
 pub use test_patient::TestPatient;
 pub use update_status::UpdateStatus;
@@ -66,6 +76,7 @@ pub fn gateway(
             repository: config.xds.repository_path.clone(),
             registry: config.xds.registry_path.clone(),
             patients: config.xds.patients_path.clone(),
+            habilitations: config.xds.habilitations_path.clone(),
         },
     ))
 }

@@ -27,7 +27,12 @@ use crate::connections::{DmpConnections, Professional};
 use crate::error::{DmpError, TransportError};
 use crate::exchange::{CallContext, DmpRequest as _, Incoming, Retry, Transaction, open_response};
 use crate::find::Find;
+use crate::get_associations::GetAssociations;
+use crate::get_documents::GetDocuments;
+use crate::habilitations::{ListAuthorizations, SetAuthorization};
+use crate::list_patients::ListPatients;
 use crate::retrieve::Retrieve;
+use crate::set_visibility::SetVisibility;
 use crate::submit::Submit;
 use crate::test_patient::TestPatient;
 use crate::update_status::UpdateStatus;
@@ -93,6 +98,8 @@ pub struct ServicePaths {
     pub registry: String,
     /// `xds.patients_path`.
     pub patients: String,
+    /// `xds.habilitations_path`.
+    pub habilitations: String,
 }
 
 /// The checks every request starts with: an authentication context naming a relay.
@@ -144,6 +151,7 @@ impl<T: DmpTransport> Gateway<T> {
             WebService::Repository => &self.paths.repository,
             WebService::Registry => &self.paths.registry,
             WebService::Patients => &self.paths.patients,
+            WebService::Habilitations => &self.paths.habilitations,
         }
     }
 
@@ -162,7 +170,18 @@ impl<T: DmpTransport> Gateway<T> {
     /// answer parsed.
     pub async fn exchange<X: Transaction>(&self, req: X::Request) -> Result<X::Response, DmpError> {
         let auth = auth_of(req.auth_context())?.clone();
-        let valid = X::validate(req, &self.settings, time::OffsetDateTime::now_utc())?;
+        let patient = req.patient().cloned();
+        let mut valid = X::validate(req, &self.settings, time::OffsetDateTime::now_utc())?;
+        if let Some(entry_uuids) = X::precheck(&valid) {
+            let lookup = pb::GetDocumentsRequest {
+                auth_context: Some(auth.clone()),
+                patient,
+                entry_uuids,
+                unique_ids: Vec::new(),
+            };
+            let found = Box::pin(self.exchange::<GetDocuments>(lookup)).await?;
+            X::check(&mut valid, &found)?;
+        }
         let professional = self.professional(&auth).await?;
         let endpoint = format!(
             "{}{}",
@@ -273,4 +292,10 @@ rpcs! {
     retrieve_document: Retrieve,
     test_patient_dmp: TestPatient,
     update_document_status: UpdateStatus,
+    set_authorization: SetAuthorization,
+    list_authorizations: ListAuthorizations,
+    get_documents: GetDocuments,
+    get_associations: GetAssociations,
+    list_patients: ListPatients,
+    set_document_visibility: SetVisibility,
 }
