@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test lint bench dev-pki deps fmt clean image image-lint chart-check
+.PHONY: run test lint bench fuzz dev-pki deps fmt clean image image-lint chart-check
 
 run:
 	scripts/run-local.sh
@@ -43,6 +43,13 @@ image-lint:
 # manifests against the Kubernetes 1.33 schemas; no cluster needed (deploy/README.md).
 chart-check:
 	scripts/check-chart.sh
+
+# Coverage-guided fuzzing of the parsers that read a peer's bytes (fuzz/README.md): every target
+# for FUZZ_SECONDS (default 60); installs cargo-fuzz when missing. CI replays the committed corpus
+# in `make test` (the fuzz_corpus tests) instead.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 dev-pki:
 	$(CARGO) run -q -p dev-support --bin dev-pki -- .dev-pki

@@ -7,6 +7,8 @@
 
 pub mod cda;
 pub mod ebrim;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod habilitations;
 pub mod hl7v3;
 pub mod mtom;

@@ -15,6 +15,9 @@ mod card;
 mod certificate;
 mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod grant;
 mod handshake;
 mod pin;
