@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use dev_support::devpki::{DevPki, files};
 use dmp_gateway::{
-    DmpError, DmpTransport, Find, Gateway, Incoming, ServicePaths, Submit, TransportError, XdsSettings,
-    samples,
+    CallAccess, Caller, DmpError, DmpTransport, Find, Gateway, Incoming, Opened, ServicePaths, Submit,
+    TransportError, XdsSettings, samples,
 };
 use dmp_protocol::mtom::HttpBody;
 use dmp_protocol::soap;
@@ -32,16 +32,19 @@ struct SimTransport {
 
 #[tonic::async_trait]
 impl DmpTransport for SimTransport {
-    async fn card_certificate(&self, _auth: &pb::AuthenticationContext) -> Result<Vec<u8>, DmpError> {
-        Ok(self.cert.clone())
+    type Session = ();
+
+    // The consent checks are the real transport's (tests/tests/dmp_access.rs); here every caller
+    // may act.
+    async fn open(&self, _access: &CallAccess<'_>) -> Result<Opened<()>, DmpError> {
+        Ok(Opened {
+            certificate_der: self.cert.clone(),
+            grant_id: None,
+            session: (),
+        })
     }
 
-    async fn post(
-        &self,
-        _auth: &pb::AuthenticationContext,
-        path: &str,
-        body: &HttpBody,
-    ) -> Result<Incoming, DmpError> {
+    async fn post(&self, _session: &(), path: &str, body: &HttpBody) -> Result<Incoming, DmpError> {
         self.posts.fetch_add(1, Ordering::SeqCst);
         self.sent.lock().expect("lock").push(body.to_bytes());
         let req = http::Request::post(path)
@@ -99,6 +102,14 @@ fn service(
     (gateway, transport)
 }
 
+/// The integrator's backend, as the caller authentication names it.
+fn caller() -> Caller {
+    Caller {
+        identity: "integrator".into(),
+        grant: None,
+    }
+}
+
 fn submit(uid: &str) -> pb::SubmitDocumentsRequest {
     samples::submit_request("810100000001", uid, 0)
 }
@@ -115,7 +126,7 @@ fn find() -> pb::FindDocumentsRequest {
 async fn idempotent_calls_are_retried_once_on_a_lost_connection() {
     let (svc, transport) = service(vec![TransportError::ConnectionLost("reset".into())], false);
     let r = svc
-        .exchange::<Find>(find())
+        .exchange::<Find>(&caller(), find())
         .await
         .expect("find after one lost connection");
     assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
@@ -133,7 +144,10 @@ async fn idempotent_calls_are_retried_once_on_a_lost_connection() {
         ],
         false,
     );
-    let e = svc.exchange::<Find>(find()).await.expect_err("lost twice");
+    let e = svc
+        .exchange::<Find>(&caller(), find())
+        .await
+        .expect_err("lost twice");
     assert_eq!(tonic::Status::from(e).code(), tonic::Code::Unavailable);
 }
 
@@ -142,7 +156,7 @@ async fn a_submission_is_never_blindly_retried() {
     // The DMP got the submission, the answer was lost: UNAVAILABLE with the uniqueIds.
     let (svc, transport) = service(vec![TransportError::ConnectionLost("reset by peer".into())], true);
     let e = svc
-        .exchange::<Submit>(submit("1.2.250.1.999.1.1.7898.5.2"))
+        .exchange::<Submit>(&caller(), submit("1.2.250.1.999.1.1.7898.5.2"))
         .await
         .expect_err("lost");
     let status = tonic::Status::from(e);
@@ -155,7 +169,7 @@ async fn a_submission_is_never_blindly_retried() {
     assert_eq!(transport.posts.load(Ordering::SeqCst), 1, "not resent");
     // Resubmitting is idempotent at the registry: the duplicate is refused.
     let r = svc
-        .exchange::<Submit>(submit("1.2.250.1.999.1.1.7898.5.2"))
+        .exchange::<Submit>(&caller(), submit("1.2.250.1.999.1.1.7898.5.2"))
         .await
         .expect("answer");
     assert_eq!(r.status(), pb::RegistryResponseStatus::Failure);
@@ -170,7 +184,7 @@ async fn a_submission_is_never_blindly_retried() {
         false,
     );
     let r = svc
-        .exchange::<Submit>(submit("1.2.250.1.999.1.1.7898.5.3"))
+        .exchange::<Submit>(&caller(), submit("1.2.250.1.999.1.1.7898.5.3"))
         .await
         .expect("resent");
     assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
@@ -182,7 +196,10 @@ async fn bad_requests_never_reach_the_transport() {
     let (svc, transport) = service(vec![], false);
     let mut req = submit("1.2.250.1.999.1.1.7898.5.4");
     req.documents[0].content = Bytes::new();
-    let e = svc.exchange::<Submit>(req).await.expect_err("empty document");
+    let e = svc
+        .exchange::<Submit>(&caller(), req)
+        .await
+        .expect_err("empty document");
     assert!(
         e.to_string()
             .starts_with("documents[0].content: the document is empty"),
@@ -190,7 +207,10 @@ async fn bad_requests_never_reach_the_transport() {
     );
     let mut req = find();
     req.patient = None;
-    let e = svc.exchange::<Find>(req).await.expect_err("no patient");
+    let e = svc
+        .exchange::<Find>(&caller(), req)
+        .await
+        .expect_err("no patient");
     assert!(
         e.to_string()
             .starts_with("patient.ins: the patient's INS is required"),
@@ -203,7 +223,7 @@ async fn bad_requests_never_reach_the_transport() {
 async fn a_retry_sends_the_message_built_once() {
     // Idempotent: the same message in a new envelope, whose only change is the MessageID.
     let (svc, transport) = service(vec![TransportError::ConnectionLost("reset".into())], false);
-    svc.exchange::<Find>(find()).await.expect("find");
+    svc.exchange::<Find>(&caller(), find()).await.expect("find");
     let sent = transport.sent.lock().expect("lock").clone();
     assert_eq!(sent.len(), 2);
     let ids: Vec<String> = sent
@@ -231,7 +251,7 @@ async fn a_retry_sends_the_message_built_once() {
         }],
         false,
     );
-    svc.exchange::<Submit>(submit("1.2.250.1.999.1.1.7898.5.5"))
+    svc.exchange::<Submit>(&caller(), submit("1.2.250.1.999.1.1.7898.5.5"))
         .await
         .expect("resent");
     let sent = transport.sent.lock().expect("lock").clone();
