@@ -34,12 +34,15 @@ pub fn pki() -> &'static DevPki {
 }
 
 /// The audit log of services started by tests: PostgreSQL when DATABASE_URL is set (as
-/// `make test` does), else a SQLite file in a temporary folder of this process.
+/// `make test` does), else a SQLite file in a temporary folder of this process, one per
+/// service (services started in parallel would otherwise race to create the same schema).
 pub fn audit_settings() -> audit_log::AuditSettings {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = DIR.get_or_init(|| tempfile::tempdir().expect("temporary folder for the audit log"));
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     audit_log::AuditSettings {
-        sqlite_path: dir.path().join("audit.sqlite"),
+        sqlite_path: dir.path().join(format!("audit-{n}.sqlite")),
         ..Default::default()
     }
 }
@@ -256,16 +259,24 @@ pub fn with_grant(channel: Channel, grant: Option<&str>) -> GatewayClient {
 }
 
 pub async fn start_dmp_gateway(config: dmp_gateway::Config) -> Service {
+    start_dmp_gateway_with_transport(config).await.0
+}
+
+/// The gateway, and its transport to look at its pools.
+pub async fn start_dmp_gateway_with_transport(
+    config: dmp_gateway::Config,
+) -> (Service, std::sync::Arc<dmp_gateway::DmpConnections>) {
     let shutdown = CancellationToken::new();
     let r = dmp_gateway::start(config, shutdown.clone())
         .await
         .expect("dmp-gateway starts");
-    Service {
+    let svc = Service {
         grpc_addr: r.grpc_addr,
         metrics_addr: r.metrics_addr,
         shutdown,
         server: Some(r.server),
-    }
+    };
+    (svc, r.service)
 }
 
 pub fn twiin_authz_config() -> twiin_authz::Config {
@@ -366,14 +377,29 @@ pub const DOCTOR_TOKENS: [&str; 6] = [
     "doctor-1", "doctor-2", "doctor-3", "doctor-4", "doctor-5", "doctor-6",
 ];
 
+/// Tokens with the default professional's card that one test each logs out, removes or swaps.
+pub const SESSION_TOKENS: [&str; 8] = [
+    "session-1",
+    "session-2",
+    "session-3",
+    "session-4",
+    "session-5",
+    "session-6",
+    "session-7",
+    "session-8",
+];
+
+/// The security officer PIN of every test token.
+pub const SO_PIN: &str = "so-secret";
+
 pub fn hsm() -> &'static Hsm {
     static HSM: OnceLock<Hsm> = OnceLock::new();
     HSM.get_or_init(|| {
         let pki = pki();
         let softhsm =
             SoftHsm::prepare().expect("SoftHSM2 installed and SOFTHSM2_CONF set (run through cargo)");
-        for token in DOCTOR_TOKENS {
-            softhsm.init_token(token, "so-secret", CARD_PIN).expect("token");
+        for token in DOCTOR_TOKENS.into_iter().chain(SESSION_TOKENS) {
+            softhsm.init_token(token, SO_PIN, CARD_PIN).expect("token");
             softhsm
                 .import_identity(
                     token,
@@ -395,7 +421,7 @@ pub fn hsm() -> &'static Hsm {
         let (nurse_chain, nurse_key) = pki
             .issue_professional("nurse", &nurse)
             .expect("nurse certificate");
-        softhsm.init_token("nurse", "so-secret", CARD_PIN).expect("token");
+        softhsm.init_token("nurse", SO_PIN, CARD_PIN).expect("token");
         softhsm
             .import_identity(
                 "nurse",
@@ -422,6 +448,16 @@ pub async fn start_card_relay_as(
     token: &str,
     listen: SocketAddr,
 ) -> (Service, cps_relay::RelayMetrics) {
+    start_card_relay_with(relay_id, token, listen, |_| {}).await
+}
+
+/// As [`start_card_relay_as`], with `edit` applied to the relay's configuration last.
+pub async fn start_card_relay_with(
+    relay_id: &str,
+    token: &str,
+    listen: SocketAddr,
+    edit: impl FnOnce(&mut cps_relay::Config),
+) -> (Service, cps_relay::RelayMetrics) {
     let hsm = hsm();
     let pki = pki();
     let mut c = cps_relay_config();
@@ -433,6 +469,7 @@ pub async fn start_card_relay_as(
     c.backend.pkcs11.key_id = Some("01".into());
     c.backend.pkcs11.chain = Some(pki.path(files::IGC_PERSONNES_CA));
     c.access.rate_per_second = 0;
+    edit(&mut c);
     let shutdown = CancellationToken::new();
     let r = cps_relay::start_with(c, audit_log::AuditLog::disabled(), shutdown.clone())
         .await

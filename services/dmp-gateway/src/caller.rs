@@ -130,7 +130,10 @@ where
                 req.extensions_mut().insert(CallerIdentity(identity));
                 futures_util::future::Either::Right(self.inner.call(req))
             }
-            Err(status) => futures_util::future::Either::Left(std::future::ready(Ok(status.into_http()))),
+            Err(status) => {
+                tracing::info!(path = %req.uri().path(), reason = status.message(), "call refused: no caller identity");
+                futures_util::future::Either::Left(std::future::ready(Ok(status.into_http())))
+            }
         }
     }
 }
