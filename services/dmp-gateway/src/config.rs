@@ -1,8 +1,9 @@
-//! dmp-gateway configuration (SPEC.md §0, §2). Defaults are the local setup: gRPC on loopback
-//! with mutual TLS from the files of `.dev-pki/` (made by `make dev-pki`; callers present a
-//! client certificate of the suite CA, e.g. `integrator-client.pem`), the DMP simulator on
-//! 127.0.0.1:8443 trusted through the development IGC-Santé bundle, and one relay, `local`, on
-//! 127.0.0.1:50051 whose session grants verify with the dev PKI's grant key.
+//! dmp-gateway configuration (SPEC.md §0, §2). Defaults are the local setup: gRPC on loopback,
+//! the DMP simulator on 127.0.0.1:8443 trusted through the development IGC-Santé bundle, and one
+//! relay, `local`, on 127.0.0.1:50051 whose session grants verify with the dev PKI's grant key.
+//! The listener has no default TLS files: outside `development` mode start-up refuses until
+//! `server.tls` names a certificate, a key and the `client_ca` of the callers (`make run` points
+//! them at `.dev-pki/`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,8 +14,7 @@ use dmp_protocol::vihf::LpsIdentity;
 use dmp_protocol::xds::{Code, FieldError, is_oid};
 use serde::{Deserialize, Serialize};
 use service_kit::config::{
-    ConfigError, MetricsSettings, ServerSettings, ServerTlsSettings, ServiceConfig, TelemetrySettings,
-    check_file, duration,
+    ConfigError, MetricsSettings, ServerSettings, ServiceConfig, TelemetrySettings, check_file, duration,
 };
 
 service_kit::service_config! {
@@ -187,16 +187,10 @@ impl Default for Config {
                 grant_key: default_grant_key(),
             },
         );
-        let mut server = ServerSettings::loopback(50052);
-        server.tls = Some(ServerTlsSettings {
-            cert: ".dev-pki/services-server.pem".into(),
-            key: ".dev-pki/services-server.key.pem".into(),
-            client_ca: Some(".dev-pki/suite-ca.pem".into()),
-        });
         Config {
             development: false,
             auth: AuthSettings::default(),
-            server,
+            server: ServerSettings::loopback(50052),
             metrics: MetricsSettings::loopback(9452),
             telemetry: TelemetrySettings::default(),
             dmp: DmpSettings::default(),
