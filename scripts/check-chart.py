@@ -17,8 +17,11 @@
    (ldd), and accept every rendered configuration file (`<service> --config FILE
    --check-config`, with the chart's TLS paths pointed at a development PKI): the chart writes
    no key the services do not know. Skipped only with --no-binaries.
-6. Bad values must fail rendering with a message naming the key: by the templates' own checks,
-   and by values.schema.json (unknown keys, wrong types).
+6. Bad values must fail rendering with a message naming the key: by the templates' own checks
+   (among them twiin-authz's production rules: several replicas on SQLite, plaintext, no caller
+   mTLS, missing https endpoints), and by values.schema.json (unknown keys, wrong types).
+   Every scenario is rendered with deploy/helm/ci/required.yaml, the values every installation
+   must give; without them the chart must refuse to render.
 7. Self-test: a copy of the chart with a broken template, and one with an invalid field, must
    make this check fail, so a green run means something.
 Exit code 0 when everything passes; the first failure stops it with a message.
@@ -74,19 +77,44 @@ CHART_FILES_FROM_DEV_PKI = {
     "/etc/ehealth/secrets/stelsel-ca.pem": "suite-ca.pem",
     "/etc/ehealth/secrets/cps-auth-chain.pem": "cps-auth-chain.pem",
     "/etc/ehealth/secrets/cps-auth.key.pem": "cps-auth.key.pem",
+    "/etc/ehealth/secrets/uzi-client.pem": "dmp-gateway-client.pem",
+    "/etc/ehealth/secrets/uzi-client.key.pem": "dmp-gateway-client.key.pem",
+    "/etc/ehealth/secrets/zorg-ab-ca.pem": "suite-ca.pem",
     "/etc/ehealth/secrets/grant-signing.key.pem": "cps-relay-grant.key.pem",
     "/etc/ehealth/secrets/dmp-server-ca.pem": "igc-sante-ca-bundle.pem",
 }
+
+# Values every installation must give (twiin-authz's production endpoints, the Resource Broker).
+REQUIRED = CI_VALUES / "required.yaml"
+# What the rendered DATABASE_URL stands for when the binaries check a configuration.
+PLACEHOLDER_DATABASE_URL = "postgres://check@127.0.0.1:5432/check"
 
 
 class CheckFailed(Exception):
     pass
 
 
+def merged(base: dict, over: dict) -> dict:
+    """`over` deep-merged onto a copy of `base` (Helm's rule for several values files)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merged(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def required() -> dict:
+    return yaml.safe_load(REQUIRED.read_text()) or {}
+
+
 def scenarios() -> dict[str, dict]:
-    out = {"defaults": {}}
+    out = {"defaults": required()}
     for f in sorted(CI_VALUES.glob("*.yaml")):
-        out[f.stem] = yaml.safe_load(f.read_text()) or {}
+        if f == REQUIRED:
+            continue
+        out[f.stem] = merged(required(), yaml.safe_load(f.read_text()) or {})
     return out
 
 
@@ -261,7 +289,10 @@ class Binaries:
             f = self.workdir / f"{name}-{binary}.toml"
             f.write_text(text)
             env = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("CPS_RELAY_", "DMP_GATEWAY_", "TWIIN_AUTHZ_"))}
+                   if not k.startswith(("CPS_RELAY_", "DMP_GATEWAY_", "TWIIN_AUTHZ_")) and k != "DATABASE_URL"}
+            # The pod gets DATABASE_URL from a Secret: stand in for it exactly when it is set.
+            if any(e.get("name") == "DATABASE_URL" for e in c.get("env", [])):
+                env["DATABASE_URL"] = PLACEHOLDER_DATABASE_URL
             proc = subprocess.run([str(self.bin / binary), "--config", str(f), "--check-config"],
                                   capture_output=True, text=True, env=env, cwd=self.workdir)
             if proc.returncode != 0:
@@ -279,9 +310,12 @@ def binary_values(values: dict) -> dict:
     return v
 
 
-def expect_render_failure(values: dict, must_mention: str) -> None:
+def expect_render_failure(values: dict, must_mention: str, with_required: bool = True,
+                          chart: pathlib.Path = CHART) -> None:
+    if with_required:
+        values = merged(required(), values)
     try:
-        render(CHART, values)
+        render(chart, values)
     except helm.HelmError as e:
         if must_mention not in str(e):
             raise CheckFailed(f"rendering failed as expected, but the message does not name {must_mention}: {e}")
@@ -307,6 +341,23 @@ def secure_defaults(docs: list[dict]) -> None:
     print("ok   secure defaults: caller mTLS on dmp-gateway and twiin-authz, a NetworkPolicy per service")
 
 
+def twiin_refusals(chart: pathlib.Path) -> None:
+    """twiin-authz is safe by default: what it would refuse to start with does not render."""
+    def refused(values: dict, must_mention: str, with_required: bool = True) -> None:
+        expect_render_failure(values, must_mention, with_required, chart)
+    refused({"twiinAuthz": {"replicaCount": 2}}, "twiinAuthz: 2 replicas need the PostgreSQL audit log")
+    refused({"twiinAuthz": {"autoscaling": {"enabled": True}}}, "twiinAuthz: 6 replicas need the PostgreSQL audit log")
+    refused({}, "twiinAuthz.config.issuer", with_required=False)
+    refused({"twiinAuthz": {"config": {"zorg_ab": {"url": "http://zorg-ab.test"}}}}, "twiinAuthz.config.zorg_ab.url")
+    refused({"twiinAuthz": {"config": {"resource_broker": {"identities": []}}}},
+            "twiinAuthz.config.resource_broker.identities")
+    refused({"twiinAuthz": {"tls": {"enabled": False}}}, "twiinAuthz.tls.enabled")
+    refused({"twiinAuthz": {"tls": {"clientAuth": False}}}, "twiinAuthz.tls.clientAuth")
+    # With PostgreSQL, several replicas render.
+    render(chart, merged(required(), {"twiinAuthz": {"replicaCount": 2}, "database": {"existingSecret": "audit-db"}}))
+    print("ok   twiin-authz renders with 2 replicas on PostgreSQL")
+
+
 def check(chart: pathlib.Path, workdir: pathlib.Path, binaries: Binaries | None = None) -> None:
     for name, values in scenarios().items():
         lint(chart, name, values)
@@ -317,6 +368,7 @@ def check(chart: pathlib.Path, workdir: pathlib.Path, binaries: Binaries | None 
             secure_defaults(docs)
         if binaries is not None:
             binaries.check_config(render(chart, binary_values(values)), name)
+    twiin_refusals(chart)
 
 
 def selftest(workdir: pathlib.Path, binaries: Binaries | None) -> None:
@@ -328,6 +380,11 @@ def selftest(workdir: pathlib.Path, binaries: Binaries | None) -> None:
         "bad ServiceMonitor": ("servicemonitor.yaml", "path: /metrics", "path: metrics"),
         "weak security context": ("deployment.yaml", "{{- toYaml $.Values.containerSecurityContext | nindent 12 }}", "{}"),
         "configuration key the services do not know": ("_helpers.tpl", '"log_format"', '"logformat"'),
+        "twiin-authz on SQLite with several replicas": (
+            "_helpers.tpl",
+            '{{- if and (gt $replicas 1) (not (include "ehealth.databaseSecret" .root)) -}}',
+            "{{- if false -}}",
+        ),
     }
     for label, (template, old, new) in breakages.items():
         if binaries is None and label.startswith("configuration key"):
@@ -376,6 +433,7 @@ def main() -> int:
             expect_render_failure({"twiinAuthz": {"oauth": {"listenKey": "listen"}}}, "/twiinAuthz/oauth/listenKey")
             expect_render_failure({"dmpGateway": {"replicas": 3}}, "'replicas' not allowed")
             expect_render_failure({"dmpGateway": {"ports": {"grpc": "50052"}}}, "/dmpGateway/ports/grpc")
+
             selftest(workdir, binaries)
         except CheckFailed as e:
             print(f"FAIL {e}", file=sys.stderr)

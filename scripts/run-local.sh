@@ -80,9 +80,10 @@ export DMP_GATEWAY_SERVER__TLS__CLIENT_CA=.dev-pki/suite-ca.pem
 export TWIIN_AUTHZ_SERVER__LISTEN="127.0.0.1:$TWIIN_PORT"
 export TWIIN_AUTHZ_HTTP__LISTEN="127.0.0.1:$OAUTH_PORT"
 export TWIIN_AUTHZ_METRICS__LISTEN="127.0.0.1:$TWIIN_METRICS_PORT"
-export TWIIN_AUTHZ_STELSEL__URL="http://127.0.0.1:$STELSEL_PORT/stelseltoken"
-export TWIIN_AUTHZ_ZORG_AB__URL="http://127.0.0.1:$ZORG_AB_PORT"
-export TWIIN_AUTHZ_AS_ZA__TOKEN_URL="http://127.0.0.1:$AS_ZA_PORT/token"
+# The Twiin simulators serve HTTPS (below); these override scripts/twiin-authz.local.toml.
+export TWIIN_AUTHZ_STELSEL__URL="https://127.0.0.1:$STELSEL_PORT/stelseltoken"
+export TWIIN_AUTHZ_ZORG_AB__URL="https://127.0.0.1:$ZORG_AB_PORT"
+export TWIIN_AUTHZ_AS_ZA__TOKEN_URL="https://127.0.0.1:$AS_ZA_PORT/token"
 
 pids=()
 names=()
@@ -117,11 +118,19 @@ TOML
 start cps-relay --config .local/cps-relay.toml
 start dmp-sim
 start dmp-gateway
-start zorg-ab-sim --config sim/data/zorg-ab.toml --listen "127.0.0.1:$ZORG_AB_PORT"
-start aorta-stelsel-sim --config sim/data/aorta-stelsel.toml --listen "127.0.0.1:$STELSEL_PORT"
-start as-za-sim --config sim/data/as-za.toml --listen "127.0.0.1:$AS_ZA_PORT"
+# The Twiin/AORTA simulators over TLS; ZORG-AB and the AS ZA require the GtK's client
+# certificate (the development TLS CA of .dev-pki/aorta).
+aorta=.dev-pki/aorta
+sim_tls=(--tls-cert "$aorta/sim-server.pem" --tls-key "$aorta/sim-server.key.pem")
+start zorg-ab-sim --config sim/data/zorg-ab.toml --listen "127.0.0.1:$ZORG_AB_PORT" \
+  "${sim_tls[@]}" --client-ca "$aorta/tls-ca.pem"
+start aorta-stelsel-sim --config sim/data/aorta-stelsel.toml --listen "127.0.0.1:$STELSEL_PORT" \
+  "${sim_tls[@]}"
+start as-za-sim --config sim/data/as-za.toml --listen "127.0.0.1:$AS_ZA_PORT" \
+  "${sim_tls[@]}" --client-ca "$aorta/tls-ca.pem"
 sleep 0.5
-start twiin-authz
+# Development mode, opted into by this file (production mode is the default).
+start twiin-authz --config scripts/twiin-authz.local.toml
 
 sleep 1
 for i in "${!pids[@]}"; do
@@ -144,10 +153,12 @@ The eHealth gateway suite is running (logs in .local/logs/, Ctrl-C stops everyth
                 metrics http://127.0.0.1:$RELAY_METRICS_PORT/metrics
   dmp-gateway   grpc  127.0.0.1:$GATEWAY_PORT  (mutual TLS; the integrator's client certificate in .dev-pki/)
                 metrics http://127.0.0.1:$GATEWAY_METRICS_PORT/metrics
-  twiin-authz   grpc  127.0.0.1:$TWIIN_PORT  (plaintext)   metrics http://127.0.0.1:$TWIIN_METRICS_PORT/metrics
+  twiin-authz   grpc  127.0.0.1:$TWIIN_PORT  (plaintext, development mode)   metrics http://127.0.0.1:$TWIIN_METRICS_PORT/metrics
                 oauth2 http://127.0.0.1:$OAUTH_PORT/oauth2/token  (+ /.well-known/oauth-authorization-server)
   simulators    dmp-sim https://localhost:$DMP_PORT (TLS 1.2, card certificate required),
-                zorg-ab-sim 127.0.0.1:$ZORG_AB_PORT, aorta-stelsel-sim 127.0.0.1:$STELSEL_PORT, as-za-sim 127.0.0.1:$AS_ZA_PORT
+                zorg-ab-sim https://127.0.0.1:$ZORG_AB_PORT and as-za-sim https://127.0.0.1:$AS_ZA_PORT
+                (client certificate required: .dev-pki/aorta/gtk-client.pem), aorta-stelsel-sim
+                https://127.0.0.1:$STELSEL_PORT (CA .dev-pki/aorta/tls-ca.pem)
 
 Try (grpcurl 1.8.6 is $grpcurl):
   GATEWAY_TLS="-cacert .dev-pki/suite-ca.pem -cert .dev-pki/integrator-client.pem -key .dev-pki/integrator-client.key.pem"

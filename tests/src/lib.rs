@@ -286,6 +286,8 @@ pub fn twiin_authz_config() -> twiin_authz::Config {
         ..Default::default()
     };
     c.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // Plaintext listeners and no client certificate: development mode, opted into.
+    c.development = true;
     c.assertions.signing_keys[0].key = pki().path(files::TWIIN_SIGNING_KEY);
     // Nothing listens there: the Stelseltoken fetch fails fast and the service still starts.
     c.stelsel.url = "http://127.0.0.1:9/stelseltoken".into();
@@ -310,9 +312,7 @@ pub async fn start_twiin_authz(config: twiin_authz::Config) -> Service {
 /// `.local/venv` by `scripts/install-test-deps.sh`; `GRPCURL` names another binary). A missing
 /// binary fails the test: CI must never skip it.
 pub fn grpcurl(args: &[&str]) -> Output {
-    let bin = std::env::var_os("GRPCURL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| venv_tool("grpcurl"));
+    let bin = grpcurl_bin();
     Command::new(&bin).args(args).output().unwrap_or_else(|e| {
         panic!(
             "cannot run {}: {e}; run scripts/install-test-deps.sh (it installs grpcurl into \
@@ -320,6 +320,14 @@ pub fn grpcurl(args: &[&str]) -> Output {
             bin.display()
         )
     })
+}
+
+/// The grpcurl binary the tests run: `GRPCURL`, else the workspace's `.local/venv/bin/grpcurl`,
+/// else `grpcurl` from `PATH`.
+pub fn grpcurl_bin() -> PathBuf {
+    std::env::var_os("GRPCURL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| venv_tool("grpcurl"))
 }
 
 /// `.local/venv/bin/NAME` in the workspace, where `scripts/install-test-deps.sh` puts the

@@ -61,12 +61,31 @@ pub(crate) async fn open_pool(
         .await
         .map_err(|e| fail("cannot open the audit database", &e))?;
     if write {
-        MIGRATOR
-            .run(&pool)
+        migrate(&pool)
             .await
             .map_err(|e| fail("audit schema migration failed", &e))?;
     }
     Ok(pool)
+}
+
+/// Runs the migrations, tolerating another process migrating the same new file at the same
+/// moment (`make run` starts three services on one SQLite file). sqlx takes no lock on SQLite,
+/// so the loser of that race fails recording a version the winner recorded; its transaction is
+/// rolled back, and running again finds the schema current.
+async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match MIGRATOR.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < ATTEMPTS => {
+                tracing::debug!(attempt, error = %e, "audit schema migration raced another process; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 impl SqliteStore {

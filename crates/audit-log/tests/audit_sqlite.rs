@@ -94,3 +94,22 @@ async fn events_and_token_ids_commit_together() {
     let dir = tempfile::tempdir().expect("tmp");
     common::mixed_turns(common::sqlite_settings(&dir)).await;
 }
+
+/// `make run` starts three services on one new SQLite file at the same moment: each must
+/// come up, whoever migrates first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn services_opening_one_new_file_at_once_all_start() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = common::sqlite_settings(&dir);
+        let (a, b, c) = tokio::join!(
+            audit_log::AuditLog::connect(&settings),
+            audit_log::AuditLog::connect(&settings),
+            audit_log::AuditLog::connect(&settings),
+        );
+        for (which, log) in [("a", a), ("b", b), ("c", c)] {
+            let log = log.unwrap_or_else(|e| panic!("round {round}: service {which} failed to start: {e}"));
+            log.record(common::tagged(which)).await.expect("recorded");
+        }
+    }
+}

@@ -489,3 +489,31 @@ pub fn write_errors(out: &mut String, errors: &[RegistryErrorEntry]) {
     }
     out.push_str("</rs:RegistryErrorList>");
 }
+
+/// An ITI-18 `AdhocQueryRequest` for the stored query `query_id`, returning `LeafClass`
+/// objects: each slot is written as one `Value` (a query list `('a','b')` or a single value).
+pub fn adhoc_query(query_id: &str, slots: &[(String, String)]) -> String {
+    let mut body = format!(
+        r#"<query:AdhocQueryRequest xmlns:query="{}" {RIM_XMLNS}><query:ResponseOption returnComposedObjects="true" returnType="LeafClass"/><rim:AdhocQuery id="{}">"#,
+        ns::QUERY,
+        esc_attr(query_id)
+    );
+    for (name, value) in slots {
+        body.push_str(&format!(
+            r#"<rim:Slot name="{}"><rim:ValueList><rim:Value>{}</rim:Value></rim:ValueList></rim:Slot>"#,
+            esc_attr(name),
+            esc(value)
+        ));
+    }
+    body.push_str("</rim:AdhocQuery></query:AdhocQueryRequest>");
+    body
+}
+
+/// `('a','b')`: a stored query's list of values, quotes doubled inside values.
+pub fn query_list(values: &[String]) -> String {
+    let inner: Vec<String> = values
+        .iter()
+        .map(|v| format!("'{}'", v.replace('\'', "''")))
+        .collect();
+    format!("({})", inner.join(","))
+}

@@ -107,19 +107,90 @@ impl Authorization {
 }
 
 /// What a TD0.2 answer says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExistenceAnswer {
     /// The `AUTORISATION` attention line, when the answer has one.
     pub authorization: Option<Authorization>,
+    /// The `STATUT_MT` attention line: the professional is the patient's treating doctor.
+    pub treating_doctor: Option<bool>,
     /// The query found the patient's DMP.
     pub dmp_exists: bool,
     /// The DMP exists and is not active.
     pub dmp_closed: bool,
+    /// The identity traits the DMP holds, when it found the DMP.
+    pub patient: Option<PatientTraits>,
+}
+
+/// The identity traits of `patient/patientPerson` in a TD0.2 answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PatientTraits {
+    /// The patient's identifiers: (root OID, extension), INS-C and INS alike.
+    pub ids: Vec<(String, String)>,
+    /// `name/prefix` (civility).
+    pub prefix: String,
+    /// `name/given`, in order.
+    pub given: Vec<String>,
+    /// `name/family`.
+    pub family: String,
+    /// The family name's `qualifier` (`SP`, `BR`, …), empty without one.
+    pub family_qualifier: String,
+    /// `administrativeGenderCode` (`M`, `F`, `U`).
+    pub gender: String,
+    /// `birthTime` (`YYYYMMDD`).
+    pub birth_date: String,
+    /// `telecom` values (`mailto:…`, `tel:…`).
+    pub telecoms: Vec<String>,
+    /// The `COMPTE_INTERNET_OUVERT` observation: the patient opened their online account.
+    pub internet_account_open: Option<bool>,
+}
+
+fn read_traits(patient: &Element) -> PatientTraits {
+    let attr = |e: Option<&Element>, a: &str| e.and_then(|e| e.attr(a)).unwrap_or_default().to_string();
+    let person = patient.child(ns::HL7, "patientPerson");
+    let name = person.and_then(|p| p.child(ns::HL7, "name"));
+    let family = name.and_then(|n| n.child(ns::HL7, "family"));
+    let text = |e: Option<&Element>| e.map(|e| e.text_trimmed().to_string()).unwrap_or_default();
+    let internet_account_open = patient
+        .children_named(ns::HL7, "subjectOf")
+        .filter_map(|s| s.child(ns::HL7, "administrativeObservation"))
+        .find(|o| o.child(ns::HL7, "code").and_then(|c| c.attr("code")) == Some("COMPTE_INTERNET_OUVERT"))
+        .and_then(|o| o.child(ns::HL7, "value").and_then(|v| v.attr("value")))
+        .map(|v| v == "true");
+    PatientTraits {
+        ids: patient
+            .children_named(ns::HL7, "id")
+            .map(|i| (attr(Some(i), "root"), attr(Some(i), "extension")))
+            .collect(),
+        prefix: text(name.and_then(|n| n.child(ns::HL7, "prefix"))),
+        given: name
+            .map(|n| {
+                n.children_named(ns::HL7, "given")
+                    .map(|g| g.text_trimmed().to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        family: text(family),
+        family_qualifier: attr(family, "qualifier"),
+        gender: attr(
+            person.and_then(|p| p.child(ns::HL7, "administrativeGenderCode")),
+            "code",
+        ),
+        birth_date: attr(person.and_then(|p| p.child(ns::HL7, "birthTime")), "value"),
+        telecoms: person
+            .map(|p| {
+                p.children_named(ns::HL7, "telecom")
+                    .filter_map(|t| t.attr("value").map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        internet_account_open,
+    }
 }
 
 /// Reads a `PRPA_IN201308UV02` element.
 pub fn read_existence_answer(r: &Element) -> Result<ExistenceAnswer, Hl7v3Error> {
     let mut authorization = None;
+    let mut treating_doctor = None;
     for line in r.children_named(ns::HL7, "attentionLine") {
         let key = line.child(ns::HL7, "keyWordText").and_then(|k| k.attr("code"));
         if key == Some("AUTORISATION") {
@@ -130,6 +201,11 @@ pub fn read_existence_answer(r: &Element) -> Result<ExistenceAnswer, Hl7v3Error>
             authorization = Some(
                 Authorization::from_code(v).ok_or_else(|| Hl7v3Error::UnknownAuthorization(v.to_string()))?,
             );
+        } else if key == Some("STATUT_MT") {
+            treating_doctor = line
+                .child(ns::HL7, "value")
+                .and_then(|v| v.attr("value"))
+                .map(|v| v == "true");
         }
     }
     let ack = r
@@ -154,6 +230,8 @@ pub fn read_existence_answer(r: &Element) -> Result<ExistenceAnswer, Hl7v3Error>
     let patient = cap.and_then(|c| c.path(ns::HL7, &["subject", "registrationEvent", "subject1", "patient"]));
     Ok(ExistenceAnswer {
         authorization,
+        treating_doctor,
+        patient: patient.filter(|_| query_code == "OK").map(read_traits),
         dmp_exists: query_code == "OK" && patient.is_some(),
         dmp_closed: patient
             .and_then(|p| p.child(ns::HL7, "statusCode"))

@@ -7,8 +7,10 @@
 
 pub mod cda;
 pub mod ebrim;
+pub mod habilitations;
 pub mod hl7v3;
 pub mod mtom;
+pub mod patients;
 pub mod soap;
 pub mod transactions;
 pub mod vihf;

@@ -10,6 +10,7 @@ use std::fmt;
 
 mod ins;
 mod metadata;
+pub mod visibility;
 
 pub use ins::{Ins, InsAuthority};
 pub use metadata::{DocumentEntry, RegistryEntry, Submission, SubmissionSet};
@@ -60,6 +61,8 @@ pub mod association {
     pub const SIGNS: &str = "urn:ihe:iti:2007:AssociationType:signs";
     /// ITI-57: change an entry's availability status.
     pub const UPDATE_AVAILABILITY_STATUS: &str = "urn:ihe:iti:2010:AssociationType:UpdateAvailabilityStatus";
+    /// ITI-42: the source entry replaces the target entry, which becomes Deprecated.
+    pub const RPLC: &str = "urn:ihe:iti:2007:AssociationType:RPLC";
 }
 
 /// Document availability status URNs (the two French ones come from the CI-SIS).

@@ -380,6 +380,8 @@ pub struct XdsSettings {
     pub registry_path: String,
     /// Path of the DMP patient service (TD0.2) under `dmp.url`.
     pub patients_path: String,
+    /// Path of the DMP authorization service (TD0.3, TD1.6) under `dmp.url`.
+    pub habilitations_path: String,
 }
 
 impl Default for XdsSettings {
@@ -395,6 +397,7 @@ impl Default for XdsSettings {
             repository_path: default_paths::REPOSITORY.into(),
             registry_path: default_paths::REGISTRY.into(),
             patients_path: default_paths::PATIENTS.into(),
+            habilitations_path: default_paths::HABILITATIONS.into(),
         }
     }
 }
@@ -425,6 +428,7 @@ impl XdsSettings {
             ("repository_path", &self.repository_path),
             ("registry_path", &self.registry_path),
             ("patients_path", &self.patients_path),
+            ("habilitations_path", &self.habilitations_path),
         ] {
             if !path.starts_with('/') {
                 return Err(ConfigError::invalid(

@@ -3,12 +3,13 @@
 //! answers is turned into response messages.
 
 use dmp_protocol::ebrim::{RegistryErrorEntry, ResponseStatus};
-use dmp_protocol::hl7v3;
 use dmp_protocol::vihf::{PROFESSION_SYSTEM, PURPOSES_OF_USE, SPECIALTY_SYSTEM, VihfContext};
+use dmp_protocol::xds::visibility::{self, Restriction};
 use dmp_protocol::xds::{
     self, Author, AvailabilityStatus, Code, Dtm, FieldError, Ins, Institution, RegistryEntry,
     check_professional_id, check_text,
 };
+use dmp_protocol::{habilitations, hl7v3, xades};
 use ehealth_proto::dmp::v1 as pb;
 
 // ---------------------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ fn timestamp(d: &Dtm) -> Option<prost_types::Timestamp> {
         .map(|seconds| prost_types::Timestamp { seconds, nanos: 0 })
 }
 
-fn status_to_pb(s: Option<AvailabilityStatus>) -> pb::DocumentStatus {
+pub(crate) fn status_to_pb(s: Option<AvailabilityStatus>) -> pb::DocumentStatus {
     match s {
         Some(AvailabilityStatus::Approved) => pb::DocumentStatus::Approved,
         Some(AvailabilityStatus::Deprecated) => pb::DocumentStatus::Deprecated,
@@ -232,6 +233,14 @@ pub(crate) fn document_entry(e: &RegistryEntry) -> pb::DocumentEntry {
         repository_unique_id: e.repository_unique_id.clone(),
         size: e.size.unwrap_or_default(),
         hash: e.hash.clone(),
+        visibility: visibility::of_codes(
+            e.confidentiality_codes
+                .iter()
+                .map(|c| (c.code.as_str(), c.scheme.as_str())),
+        )
+        .into_iter()
+        .map(|r| visibility_to_pb(r) as i32)
+        .collect(),
     }
 }
 
@@ -270,4 +279,187 @@ pub(crate) fn authorization(a: Option<hl7v3::Authorization>) -> pb::Authorizatio
         Some(hl7v3::Authorization::NonExiste) => pb::Authorization::NonExiste,
         None => pb::Authorization::Unspecified,
     }
+}
+
+/// The identity traits of a TD0.2 answer.
+pub(crate) fn patient_traits(t: &hl7v3::PatientTraits) -> pb::PatientTraits {
+    pb::PatientTraits {
+        identifiers: t
+            .ids
+            .iter()
+            .map(|(root, extension)| pb::PatientId {
+                ins: extension.clone(),
+                assigning_authority: root.clone(),
+            })
+            .collect(),
+        prefix: t.prefix.clone(),
+        given_names: t.given.clone(),
+        family_name: t.family.clone(),
+        family_name_qualifier: t.family_qualifier.clone(),
+        gender: t.gender.clone(),
+        birth_date: t.birth_date.clone(),
+        telecoms: t.telecoms.clone(),
+        internet_account_open: t.internet_account_open.unwrap_or(false),
+    }
+}
+
+/// The TD0.3 action the caller names, `None` for UNSPECIFIED or an unknown number.
+pub(crate) fn authorization_action(a: i32) -> Option<habilitations::AuthorizationAction> {
+    match pb::AuthorizationAction::try_from(a).ok()? {
+        pb::AuthorizationAction::Grant => Some(habilitations::AuthorizationAction::Ajout),
+        pb::AuthorizationAction::Remove => Some(habilitations::AuthorizationAction::Suppression),
+        pb::AuthorizationAction::Unspecified => None,
+    }
+}
+
+/// The TD1.6 mode the caller names (UNSPECIFIED is ALL), `None` for an unknown number.
+pub(crate) fn list_mode(m: i32) -> Option<habilitations::ListMode> {
+    match pb::AuthorizationListMode::try_from(m).ok()? {
+        pb::AuthorizationListMode::Active => Some(habilitations::ListMode::Active),
+        pb::AuthorizationListMode::Blocked => Some(habilitations::ListMode::Interdite),
+        pb::AuthorizationListMode::All | pb::AuthorizationListMode::Unspecified => {
+            Some(habilitations::ListMode::Toute)
+        }
+    }
+}
+
+/// One professional of a TD1.6 answer. Dates the DMP writes that are not DTMs are left out.
+pub(crate) fn professional_authorization(
+    p: &habilitations::ProfessionalAuthorization,
+) -> pb::ProfessionalAuthorization {
+    let time = |s: &str| Dtm::parse("", s).ok().as_ref().and_then(timestamp);
+    pb::ProfessionalAuthorization {
+        professional_id: p.national_id.clone(),
+        professional_id_type: p.national_id_type.clone(),
+        given_name: p.first_name.clone(),
+        family_name: p.last_name.clone(),
+        specialties: p
+            .specialty_codes
+            .iter()
+            .enumerate()
+            .map(|(i, code)| pb::Code {
+                code: code.clone(),
+                code_system: String::new(),
+                display_name: p.specialty_labels.get(i).cloned().unwrap_or_default(),
+            })
+            .collect(),
+        authorized_since: time(&p.start),
+        last_action: time(&p.last_action),
+        mode: match p.mode {
+            habilitations::ListMode::Active => pb::AuthorizationListMode::Active,
+            habilitations::ListMode::Interdite => pb::AuthorizationListMode::Blocked,
+            habilitations::ListMode::Toute => pb::AuthorizationListMode::All,
+        } as i32,
+        treating_doctor: p.treating_doctor,
+    }
+}
+
+/// The XAdES signature document a submission carries (`Signature01`): typeCode E1762 and the
+/// XML-DSig formatCode. FindDocuments returns clinical documents only.
+pub(crate) fn is_signature_document(e: &RegistryEntry) -> bool {
+    e.type_code.as_ref().is_some_and(|c| c.code == xades::TYPE_CODE.0)
+        && e.format_code
+            .as_ref()
+            .is_some_and(|c| c.code == xades::FORMAT_CODE.0)
+}
+
+fn visibility_to_pb(r: Restriction) -> pb::Visibility {
+    match r {
+        Restriction::MaskedToProfessionals => pb::Visibility::MaskedToProfessionals,
+        Restriction::HiddenFromPatient => pb::Visibility::HiddenFromPatient,
+        Restriction::HiddenFromLegalRepresentatives => pb::Visibility::HiddenFromLegalRepresentatives,
+    }
+}
+
+/// The restrictions a request names; errors name `field[i]`.
+pub(crate) fn visibility(field: &str, values: &[i32]) -> Result<Vec<Restriction>, FieldError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match pb::Visibility::try_from(*v) {
+            Ok(pb::Visibility::MaskedToProfessionals) => Ok(Restriction::MaskedToProfessionals),
+            Ok(pb::Visibility::HiddenFromPatient) => Ok(Restriction::HiddenFromPatient),
+            Ok(pb::Visibility::HiddenFromLegalRepresentatives) => {
+                Ok(Restriction::HiddenFromLegalRepresentatives)
+            }
+            _ => Err(FieldError::new(
+                format!("{field}[{i}]"),
+                format!("{v} is not a visibility restriction"),
+            )),
+        })
+        .collect()
+}
+
+/// One DMP of a TD0.4 answer. Dates the DMP writes that are not DTMs are left out.
+pub(crate) fn authorized_patient(p: &dmp_protocol::patients::ListedPatient) -> pb::AuthorizedPatient {
+    let time = |s: &str| Dtm::parse("", s).ok().as_ref().and_then(timestamp);
+    pb::AuthorizedPatient {
+        identifiers: p
+            .ids
+            .iter()
+            .map(|(id, oid)| pb::PatientId {
+                ins: id.clone(),
+                assigning_authority: oid.clone(),
+            })
+            .collect(),
+        family_name: p.last_name.clone(),
+        given_name: p.first_name.clone(),
+        birth_date: p.birth_date.clone(),
+        treating_doctor: p.treating_doctor,
+        message: p.message,
+        last_access: time(&p.last_access),
+        last_update: time(&p.last_update),
+        last_document_added: time(&p.last_add),
+    }
+}
+
+/// A DocumentEntry as the DMP returned it, back into the model (an ITI-57 metadata update
+/// writes it again in full); errors name `document.<field>`.
+pub(crate) fn registered_entry(
+    d: &pb::DocumentEntry,
+    patient: &Ins,
+    entry_id: &str,
+) -> Result<xds::DocumentEntry, FieldError> {
+    let f = |name: &str| format!("document.{name}");
+    let codes = |name: &str, list: &[pb::Code]| {
+        list.iter()
+            .enumerate()
+            .map(|(i, c)| code(&f(&format!("{name}[{i}]")), Some(c)))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let time = |name: &str, t: Option<&prost_types::Timestamp>| t.map(|t| dtm(&f(name), t)).transpose();
+    Ok(xds::DocumentEntry {
+        entry_id: entry_id.to_string(),
+        unique_id: xds::UniqueId::parse(&f("unique_id"), &d.unique_id)?,
+        patient: patient.clone(),
+        title: d.title.clone(),
+        comments: (!d.comments.is_empty()).then(|| d.comments.clone()),
+        class_code: code(&f("class_code"), d.class_code.as_ref())?,
+        type_code: code(&f("type_code"), d.type_code.as_ref())?,
+        format_code: code(&f("format_code"), d.format_code.as_ref())?,
+        confidentiality_codes: codes("confidentiality_codes", &d.confidentiality_codes)?,
+        healthcare_facility_type_code: code(
+            &f("healthcare_facility_type_code"),
+            d.healthcare_facility_type_code.as_ref(),
+        )?,
+        practice_setting_code: code(&f("practice_setting_code"), d.practice_setting_code.as_ref())?,
+        event_codes: codes("event_codes", &d.event_codes)?,
+        language_code: d.language_code.clone(),
+        mime_type: d.mime_type.clone(),
+        creation_time: time("creation_time", d.creation_time.as_ref())?
+            .ok_or_else(|| FieldError::new(f("creation_time"), "the DMP returned none"))?,
+        service_start_time: time("service_start_time", d.service_start_time.as_ref())?,
+        service_stop_time: time("service_stop_time", d.service_stop_time.as_ref())?,
+        authors: d
+            .authors
+            .iter()
+            .enumerate()
+            .map(|(i, a)| author(&f(&format!("authors[{i}]")), a))
+            .collect::<Result<Vec<_>, _>>()?,
+        legal_authenticator: d
+            .legal_authenticator
+            .as_ref()
+            .map(|a| author(&f("legal_authenticator"), a))
+            .transpose()?,
+    })
 }

@@ -48,7 +48,13 @@ dmp_requests!(
     pb::FindDocumentsRequest,
     pb::RetrieveDocumentRequest,
     pb::TestPatientDmpRequest,
-    pb::UpdateDocumentStatusRequest
+    pb::UpdateDocumentStatusRequest,
+    pb::SetAuthorizationRequest,
+    pb::ListAuthorizationsRequest,
+    pb::GetDocumentsRequest,
+    pb::GetAssociationsRequest,
+    pb::ListPatientsRequest,
+    pb::SetDocumentVisibilityRequest
 );
 
 /// One DMP transaction: a gRPC request in, a gRPC response out, one message exchanged with the
@@ -86,6 +92,20 @@ pub trait Transaction {
     fn build(valid: &Self::Valid, ctx: &CallContext<'_>) -> Result<Message, DmpError>;
     /// Reads the DMP's answer.
     fn parse(valid: &Self::Valid, reply: &Reply) -> Result<Self::Response, DmpError>;
+
+    /// The entries (entryUUIDs) the DMP is asked for with ITI-18 GetDocuments before the
+    /// message is built, when the request must agree with what the DMP holds.
+    fn precheck(_valid: &Self::Valid) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Checks the request against the DMP's answer to [`Transaction::precheck`]; nothing is
+    /// sent when this fails.
+    /// What the answer says may complete the request (SetDocumentVisibility writes the entry
+    /// back with its metadata).
+    fn check(_valid: &mut Self::Valid, _found: &pb::GetDocumentsResponse) -> Result<(), DmpError> {
+        Ok(())
+    }
 
     /// The error of a post that failed after it may have reached the DMP.
     fn interrupted(_valid: &Self::Valid, error: TransportError) -> DmpError {

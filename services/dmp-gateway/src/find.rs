@@ -1,13 +1,15 @@
 //! TD3.1 FindDocuments: the ITI-18 RegistryStoredQuery FindDocuments (SPEC.md §2), with the
 //! patient, the availability statuses (Approved when none is given), creation and service time
-//! ranges and code filters; the answer's entries are read leniently into `dmp.v1` entries.
+//! ranges, code filters (class, type, practice setting, facility, format, confidentiality,
+//! event) and authors; the answer's entries are read leniently into `dmp.v1` entries.
+//! Submissions' signature documents are not clinical documents and are left out.
 
 use std::fmt::Write as _;
 
 use dmp_protocol::ebrim;
 use dmp_protocol::transactions::{FIND_DOCUMENTS, WebService, action};
 use dmp_protocol::vihf::VihfContext;
-use dmp_protocol::xds::{AvailabilityStatus, Ins, RegistryEntry};
+use dmp_protocol::xds::{self, AvailabilityStatus, Ins, RegistryEntry};
 use dmp_protocol::xml::{esc, esc_attr, ns};
 use ehealth_proto::dmp::v1 as pb;
 
@@ -125,6 +127,12 @@ impl Transaction for Find {
                 "HealthcareFacilityTypeCode",
             ),
             ("format_codes", &req.format_codes, "FormatCode"),
+            (
+                "confidentiality_codes",
+                &req.confidentiality_codes,
+                "ConfidentialityCode",
+            ),
+            ("event_codes", &req.event_codes, "EventCodeList"),
         ] {
             if codes.is_empty() {
                 continue;
@@ -139,6 +147,15 @@ impl Transaction for Find {
                 values.push(conversions::code(&format!("{name}[{i}]"), Some(&c))?.to_query_value());
             }
             slots.push((format!("$XDSDocumentEntry{slot}"), quoted_list(&values)));
+        }
+        if !req.author_ids.is_empty() {
+            let mut patterns = Vec::new();
+            for (i, id) in req.author_ids.iter().enumerate() {
+                xds::check_professional_id(&format!("author_ids[{i}]"), id)?;
+                // ITI-18 matches authorPerson (an XCN starting with the id) with LIKE patterns.
+                patterns.push(format!("{id}^%"));
+            }
+            slots.push(("$XDSDocumentEntryAuthorPerson".into(), quoted_list(&patterns)));
         }
         Ok(FindQuery { patient, vihf, slots })
     }
@@ -172,7 +189,9 @@ impl Transaction for Find {
                 ebrim::read_object_list(l)
                     .extrinsic_objects
                     .iter()
-                    .map(|e| conversions::document_entry(&RegistryEntry::from_rim(e)))
+                    .map(RegistryEntry::from_rim)
+                    .filter(|e| !conversions::is_signature_document(e))
+                    .map(|e| conversions::document_entry(&e))
                     .collect()
             })
             .unwrap_or_default();

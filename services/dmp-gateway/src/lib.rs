@@ -18,7 +18,11 @@ mod dmp_tls;
 mod error;
 mod exchange;
 mod find;
+mod get_associations;
+mod get_documents;
 mod grant;
+mod habilitations;
+mod list_patients;
 mod reconcile;
 mod relay;
 mod remote_key;
@@ -26,6 +30,7 @@ mod retrieve;
 mod rpc;
 pub mod samples;
 mod session_watch;
+mod set_visibility;
 mod submit;
 mod test_patient;
 mod update_status;
@@ -47,11 +52,16 @@ pub use dmp_tls::{TlsVersion, client_config};
 pub use error::{DmpError, TransportError};
 pub use exchange::{CallContext, Incoming, Outgoing, Prepared, Transaction, prepare};
 pub use find::Find;
+pub use get_associations::GetAssociations;
+pub use get_documents::GetDocuments;
 pub use grant::{AccessError, GRANT_METADATA};
+pub use habilitations::{ListAuthorizations, SetAuthorization};
+pub use list_patients::ListPatients;
 pub use relay::{RelayDirectory, RelayEndpoint};
 pub use remote_key::{CardResolver, Consent, RemoteKey};
 pub use retrieve::Retrieve;
 pub use rpc::{CallAccess, Caller, DmpTransport, Gateway, Opened, ServicePaths};
+pub use set_visibility::SetVisibility;
 pub use submit::Submit;
 pub use test_patient::TestPatient;
 pub use update_status::UpdateStatus;
@@ -76,6 +86,7 @@ pub fn gateway(
             repository: config.xds.repository_path.clone(),
             registry: config.xds.registry_path.clone(),
             patients: config.xds.patients_path.clone(),
+            habilitations: config.xds.habilitations_path.clone(),
         },
     ))
 }

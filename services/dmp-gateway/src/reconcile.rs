@@ -4,6 +4,7 @@
 //! DMP hold for the result.
 
 use dmp_protocol::cda::{CdaError, CdaHeader};
+use dmp_protocol::xds::visibility::{self, Restriction};
 use dmp_protocol::xds::{self, DocumentEntry, Dtm, Ins, UniqueId};
 use ehealth_proto::dmp::v1 as pb;
 
@@ -117,6 +118,24 @@ pub(crate) fn entry_from_request(
     {
         confidentiality_codes.push(c.clone());
     }
+    // Visibility is named by its typed field, never smuggled in as free-form codes.
+    if let Some((i, c)) = m
+        .confidentiality_codes
+        .iter()
+        .enumerate()
+        .find(|(_, c)| Restriction::from_code(&c.code, &c.code_system).is_some())
+    {
+        return Err(DmpError::field(
+            f(&format!("confidentiality_codes[{i}]")),
+            format!(
+                "`{}` is a visibility restriction: name it in metadata.visibility",
+                c.code
+            ),
+        ));
+    }
+    let restrictions = conversions::visibility(&f("visibility"), &m.visibility)?;
+    visibility::check(&restrictions).map_err(|rule| DmpError::field(f("visibility"), rule.to_string()))?;
+    confidentiality_codes.extend(restrictions.iter().map(|r| r.code()));
 
     let mut authors = Vec::new();
     for (i, a) in m.authors.iter().enumerate() {

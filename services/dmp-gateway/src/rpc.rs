@@ -30,8 +30,13 @@ use crate::connections::{DmpConnections, Professional, ProfessionalSession};
 use crate::error::{DmpError, TransportError};
 use crate::exchange::{CallContext, DmpRequest, Incoming, Retry, Transaction, open_response};
 use crate::find::Find;
+use crate::get_associations::GetAssociations;
+use crate::get_documents::GetDocuments;
 use crate::grant::GRANT_METADATA;
+use crate::habilitations::{ListAuthorizations, SetAuthorization};
+use crate::list_patients::ListPatients;
 use crate::retrieve::Retrieve;
+use crate::set_visibility::SetVisibility;
 use crate::submit::Submit;
 use crate::test_patient::TestPatient;
 use crate::update_status::UpdateStatus;
@@ -143,6 +148,8 @@ pub struct ServicePaths {
     pub registry: String,
     /// `xds.patients_path`.
     pub patients: String,
+    /// `xds.habilitations_path`.
+    pub habilitations: String,
 }
 
 /// The checks every request starts with: an authentication context naming a relay.
@@ -194,6 +201,7 @@ impl<T: DmpTransport> Gateway<T> {
             WebService::Repository => &self.paths.repository,
             WebService::Registry => &self.paths.registry,
             WebService::Patients => &self.paths.patients,
+            WebService::Habilitations => &self.paths.habilitations,
         }
     }
 
@@ -220,15 +228,28 @@ impl<T: DmpTransport> Gateway<T> {
         req: X::Request,
     ) -> Result<X::Response, DmpError> {
         let opened = self.open(caller, &req).await?;
-        self.exchange_opened::<X>(req, opened).await
+        self.exchange_opened::<X>(req, &opened).await
     }
 
     async fn exchange_opened<X: Transaction>(
         &self,
         req: X::Request,
-        opened: Opened<T::Session>,
+        opened: &Opened<T::Session>,
     ) -> Result<X::Response, DmpError> {
-        let valid = X::validate(req, &self.settings, time::OffsetDateTime::now_utc())?;
+        let auth = auth_of(req.auth_context())?.clone();
+        let patient = req.patient().cloned();
+        let mut valid = X::validate(req, &self.settings, time::OffsetDateTime::now_utc())?;
+        if let Some(entry_uuids) = X::precheck(&valid) {
+            // The lookup acts under the same caller, grant and card session as the call itself.
+            let lookup = pb::GetDocumentsRequest {
+                auth_context: Some(auth),
+                patient,
+                entry_uuids,
+                unique_ids: Vec::new(),
+            };
+            let found = Box::pin(self.exchange_opened::<GetDocuments>(lookup, opened)).await?;
+            X::check(&mut valid, &found)?;
+        }
         let professional = ProfessionalIdentity::from_certificate(&opened.certificate_der).map_err(|e| {
             DmpError::Transport(TransportError::RelayRefused {
                 code: tonic::Code::FailedPrecondition,
@@ -322,7 +343,7 @@ impl<T: DmpTransport> Gateway<T> {
             .await
             .map_err(DmpError::from)?;
         let result = match opened {
-            Ok(opened) => self.exchange_opened::<X>(req, opened).await,
+            Ok(opened) => self.exchange_opened::<X>(req, &opened).await,
             Err(e) => Err(e),
         }
         .map_err(Status::from);
@@ -371,4 +392,10 @@ rpcs! {
     retrieve_document: Retrieve,
     test_patient_dmp: TestPatient,
     update_document_status: UpdateStatus,
+    set_authorization: SetAuthorization,
+    list_authorizations: ListAuthorizations,
+    get_documents: GetDocuments,
+    get_associations: GetAssociations,
+    list_patients: ListPatients,
+    set_document_visibility: SetVisibility,
 }

@@ -114,6 +114,7 @@ pub fn submit_request(
         documents: vec![pb::Document {
             metadata: Some(metadata()),
             content: cda(document_unique_id, TEST_INS, professional_id, padding),
+            replaces_entry_uuid: String::new(),
         }],
     }
 }

@@ -15,7 +15,7 @@ use dmp_protocol::mtom::Attachment;
 use dmp_protocol::transactions::{WebService, action};
 use dmp_protocol::vihf::VihfContext;
 use dmp_protocol::xades;
-use dmp_protocol::xds::{DocumentEntry, Dtm, Ins, Oid, Submission, SubmissionSet, UniqueId};
+use dmp_protocol::xds::{self, DocumentEntry, Dtm, Ins, Oid, Submission, SubmissionSet, UniqueId};
 use dmp_protocol::xml::{esc_attr, ns};
 use ehealth_proto::dmp::v1 as pb;
 
@@ -37,6 +37,7 @@ pub struct ValidSubmission {
     set: SubmissionSet,
     entries: Vec<DocumentEntry>,
     contents: Vec<Bytes>,
+    replacements: Vec<(String, String)>,
 }
 
 impl ValidSubmission {
@@ -160,12 +161,23 @@ impl Transaction for Submit {
             author,
         };
 
+        let mut replacements = Vec::new();
+        for (i, (d, e)) in req.documents.iter().zip(&entries).enumerate() {
+            if !d.replaces_entry_uuid.is_empty() {
+                xds::check_entry_id(
+                    &format!("documents[{i}].replaces_entry_uuid"),
+                    &d.replaces_entry_uuid,
+                )?;
+                replacements.push((e.entry_id.clone(), d.replaces_entry_uuid.clone()));
+            }
+        }
         let contents: Vec<Bytes> = req.documents.into_iter().map(|d| d.content).collect();
         // The set and entries are consistent before anything is signed.
         Submission {
             set: set.clone(),
             entries: entries.clone(),
             signature: None,
+            replacements: replacements.clone(),
         }
         .check()?;
         Ok(ValidSubmission {
@@ -174,6 +186,7 @@ impl Transaction for Submit {
             set,
             entries,
             contents,
+            replacements,
         })
     }
 
@@ -187,6 +200,7 @@ impl Transaction for Submit {
             set: v.set.clone(),
             entries: v.entries.clone(),
             signature: Some(xades::signature_entry(&v.entries[0], ctx.now)),
+            replacements: v.replacements.clone(),
         };
         submission.check()?;
 

@@ -1,5 +1,5 @@
 //! TD0.2 TestPatientDmp: does the patient have a DMP, is it closed, and is the professional
-//! authorized on it (HL7v3 PRPA_IN201307UV02 → PRPA_IN201308UV02, SPEC.md §2).
+//! authorized on it, whether they are the treating doctor, and the patient's identity traits (HL7v3 PRPA_IN201307UV02 → PRPA_IN201308UV02, SPEC.md §2).
 
 use dmp_protocol::hl7v3::{self, ExistenceQuery, Hl7v3Error};
 use dmp_protocol::transactions::{WebService, action};
@@ -43,7 +43,11 @@ impl Transaction for TestPatient {
             pb::Authorization::try_from(r.authorization)
                 .map(|a| a.as_str_name().to_owned())
                 .ok(),
-            serde_json::json!({ "dmp_exists": r.dmp_exists, "dmp_closed": r.dmp_closed }),
+            serde_json::json!({
+                "dmp_exists": r.dmp_exists,
+                "dmp_closed": r.dmp_closed,
+                "treating_doctor": r.treating_doctor,
+            }),
         )
     }
 
@@ -89,6 +93,8 @@ impl Transaction for TestPatient {
             dmp_exists: answer.dmp_exists,
             dmp_closed: answer.dmp_closed,
             authorization: conversions::authorization(answer.authorization) as i32,
+            treating_doctor: answer.treating_doctor.unwrap_or(false),
+            patient_traits: answer.patient.as_ref().map(conversions::patient_traits),
         })
     }
 }

@@ -2,6 +2,9 @@
 //! UpdateDocumentSet (SPEC.md §2): a submission set authored by the card's professional and an
 //! `UpdateAvailabilityStatus` association carrying the original and the new status.
 //!
+//! The target is first looked up (ITI-18 GetDocuments): the entryUUID must be the document the
+//! caller names, in the status the caller believes, or nothing is sent.
+//!
 //! Like a submission, a status change is resent only when it surely never reached the DMP.
 
 use dmp_protocol::ebrim::{self, Association, ObjectList, Slot};
@@ -26,6 +29,7 @@ pub struct StatusChange {
     patient: Ins,
     vihf: VihfContext,
     entry_uuid: String,
+    document_unique_id: UniqueId,
     current: AvailabilityStatus,
     new: AvailabilityStatus,
     source_id: Oid,
@@ -51,7 +55,10 @@ impl Transaction for UpdateStatus {
     }
 
     fn audit_response(r: &pb::UpdateDocumentStatusResponse) -> (Option<String>, serde_json::Value) {
-        (registry_verdict(r.status, &r.errors), serde_json::Value::Null)
+        (
+            registry_verdict(r.status, &r.errors),
+            serde_json::json!({ "entry_uuid": r.entry_uuid, "new_status": r.new_status }),
+        )
     }
 
     fn validate(
@@ -68,6 +75,13 @@ impl Transaction for UpdateStatus {
             ));
         }
         xds::check_entry_id("entry_uuid", &req.entry_uuid)?;
+        if req.document_unique_id.is_empty() {
+            return Err(DmpError::field(
+                "document_unique_id",
+                "required (the uniqueId FindDocuments returned with the entryUUID)",
+            ));
+        }
+        let document_unique_id = UniqueId::parse("document_unique_id", &req.document_unique_id)?;
         let change = conversions::availability(req.current_status)
             .zip(conversions::availability(req.new_status))
             .filter(|(current, new)| current.may_become(*new));
@@ -91,6 +105,7 @@ impl Transaction for UpdateStatus {
             patient,
             vihf,
             entry_uuid: req.entry_uuid,
+            document_unique_id,
             current,
             new,
             source_id: Oid::parse("xds.source_id", &settings.source_id)?,
@@ -151,11 +166,60 @@ impl Transaction for UpdateStatus {
         Ok(Message::soap(assertion, body))
     }
 
-    fn parse(_: &StatusChange, reply: &Reply) -> Result<pb::UpdateDocumentStatusResponse, DmpError> {
+    /// The DMP is asked for the entry first.
+    fn precheck(c: &StatusChange) -> Option<Vec<String>> {
+        Some(vec![c.entry_uuid.clone()])
+    }
+
+    /// The entry must be the document the caller names, in the status the caller believes.
+    fn check(c: &mut StatusChange, found: &pb::GetDocumentsResponse) -> Result<(), DmpError> {
+        let Some(doc) = found.documents.iter().find(|d| d.entry_uuid == c.entry_uuid) else {
+            return Err(DmpError::field(
+                "entry_uuid",
+                format!(
+                    "the DMP holds no document {} for this patient that the professional may see",
+                    c.entry_uuid
+                ),
+            ));
+        };
+        if doc.unique_id != c.document_unique_id.as_str() {
+            return Err(DmpError::field(
+                "document_unique_id",
+                format!(
+                    "`{}` is not the document of entry {}, which is `{}`",
+                    c.document_unique_id.as_str(),
+                    c.entry_uuid,
+                    doc.unique_id
+                ),
+            ));
+        }
+        let current = conversions::status_to_pb(Some(c.current));
+        if doc.status() != current {
+            return Err(DmpError::field(
+                "current_status",
+                format!(
+                    "the document is {} at the DMP, not {}: search it again",
+                    doc.status().as_str_name(),
+                    current.as_str_name()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn parse(c: &StatusChange, reply: &Reply) -> Result<pb::UpdateDocumentStatusResponse, DmpError> {
         let (status, errors) = registry_status(reply.payload(ns::RS, "RegistryResponse")?)?;
+        let now = if status == pb::RegistryResponseStatus::Success {
+            c.new
+        } else {
+            c.current
+        };
         Ok(pb::UpdateDocumentStatusResponse {
             status: status as i32,
             errors,
+            new_status: conversions::status_to_pb(Some(now)) as i32,
+            entry_uuid: c.entry_uuid.clone(),
+            document_unique_id: c.document_unique_id.to_string(),
         })
     }
 }

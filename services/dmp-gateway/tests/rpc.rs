@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use dev_support::devpki::{DevPki, files};
 use dmp_gateway::{
-    CallAccess, Caller, DmpError, DmpTransport, Find, Gateway, Incoming, Opened, ServicePaths, Submit,
-    TransportError, XdsSettings, samples,
+    CallAccess, Caller, DmpError, DmpTransport, Find, Gateway, Incoming, Opened, ServicePaths, SetVisibility,
+    Submit, TransportError, UpdateStatus, XdsSettings, samples,
 };
 use dmp_protocol::mtom::HttpBody;
 use dmp_protocol::soap;
@@ -97,6 +97,7 @@ fn service(
             repository: default_paths::REPOSITORY.into(),
             registry: default_paths::REGISTRY.into(),
             patients: default_paths::PATIENTS.into(),
+            habilitations: default_paths::HABILITATIONS.into(),
         },
     );
     (gateway, transport)
@@ -257,4 +258,214 @@ async fn a_retry_sends_the_message_built_once() {
     let sent = transport.sent.lock().expect("lock").clone();
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[0], sent[1], "the same message, the same MessageID");
+}
+
+#[tokio::test]
+async fn a_status_change_is_checked_against_the_dmp_before_it_is_sent() {
+    let (svc, transport) = service(Vec::new(), false);
+    let uid = "1.2.250.1.999.1.1.7898.64.1";
+    svc.exchange::<Submit>(&caller(), submit(uid))
+        .await
+        .expect("submit");
+    let entry = svc
+        .exchange::<Find>(&caller(), find())
+        .await
+        .expect("find")
+        .documents
+        .into_iter()
+        .find(|d| d.unique_id == uid)
+        .expect("found");
+    let change = |unique_id: &str, current: pb::DocumentStatus, new: pb::DocumentStatus| {
+        pb::UpdateDocumentStatusRequest {
+            auth_context: Some(samples::auth_context("810100000001")),
+            patient: Some(samples::patient()),
+            entry_uuid: entry.entry_uuid.clone(),
+            document_unique_id: unique_id.into(),
+            current_status: current as i32,
+            new_status: new as i32,
+        }
+    };
+
+    // Another document's uniqueId, or a status the document does not have: refused after the
+    // lookup, the ITI-57 message is never sent.
+    let posts = transport.posts.load(Ordering::SeqCst);
+    let e = svc
+        .exchange::<UpdateStatus>(
+            &caller(),
+            change(
+                "1.2.250.1.999.1.1.7898.64.9",
+                pb::DocumentStatus::Approved,
+                pb::DocumentStatus::Archived,
+            ),
+        )
+        .await
+        .expect_err("wrong uniqueId");
+    let s = tonic::Status::from(e);
+    assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    assert!(
+        s.message()
+            .starts_with("document_unique_id: `1.2.250.1.999.1.1.7898.64.9` is not the document"),
+        "{}",
+        s.message()
+    );
+    let e = svc
+        .exchange::<UpdateStatus>(
+            &caller(),
+            change(uid, pb::DocumentStatus::Archived, pb::DocumentStatus::Deleted),
+        )
+        .await
+        .expect_err("stale status");
+    assert!(
+        tonic::Status::from(e)
+            .message()
+            .starts_with("current_status: the document is DOCUMENT_STATUS_APPROVED at the DMP")
+    );
+    assert_eq!(
+        transport.posts.load(Ordering::SeqCst),
+        posts + 2,
+        "two lookups, no update"
+    );
+
+    // The right one: the answer says the new status.
+    let r = svc
+        .exchange::<UpdateStatus>(
+            &caller(),
+            change(uid, pb::DocumentStatus::Approved, pb::DocumentStatus::Archived),
+        )
+        .await
+        .expect("archive");
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
+    assert_eq!(r.new_status(), pb::DocumentStatus::Archived);
+    assert_eq!(r.document_unique_id, uid);
+    assert_eq!(r.entry_uuid, entry.entry_uuid);
+}
+
+/// The SOAP Body's payload of a plain SOAP request, validated against an ebRS schema of the
+/// annex with xmllint.
+fn validate_body(sent: &Bytes, schema: &str) -> String {
+    let env = String::from_utf8(sent.to_vec()).expect("utf8");
+    let start = env.find("<soap:Body>").expect("Body") + "<soap:Body>".len();
+    let end = env.rfind("</soap:Body>").expect("/Body");
+    let body = env[start..end].to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("body.xml"), &body).expect("write");
+    let xsd = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/dmp-package/schemas/schema")
+        .join(schema);
+    let out = std::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(&xsd)
+        .arg(dir.path().join("body.xml"))
+        .output()
+        .expect("xmllint (libxml2-utils) runs");
+    assert!(
+        out.status.success(),
+        "{}\n{body}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    body
+}
+
+#[tokio::test]
+async fn visibility_changes_after_submission_keep_to_the_dmp_rules() {
+    let (svc, transport) = service(Vec::new(), false);
+    let uid = "1.2.250.1.999.1.1.7898.68.1";
+    svc.exchange::<Submit>(&caller(), submit(uid))
+        .await
+        .expect("submit");
+    let entry = svc
+        .exchange::<Find>(&caller(), find())
+        .await
+        .expect("find")
+        .documents
+        .into_iter()
+        .find(|d| d.unique_id == uid)
+        .expect("found");
+    assert!(entry.visibility.is_empty());
+    let change = |visibility: &[pb::Visibility]| pb::SetDocumentVisibilityRequest {
+        auth_context: Some(samples::auth_context("810100000001")),
+        patient: Some(samples::patient()),
+        entry_uuid: entry.entry_uuid.clone(),
+        document_unique_id: uid.into(),
+        visibility: visibility.iter().map(|v| *v as i32).collect(),
+    };
+    let visibility_of_entry = || async {
+        svc.exchange::<Find>(&caller(), find())
+            .await
+            .expect("find")
+            .documents
+            .into_iter()
+            .find(|d| d.unique_id == uid)
+            .expect("found")
+            .visibility()
+            .collect::<Vec<_>>()
+    };
+
+    // TD3.3a: masked, then unmasked; the answer and FindDocuments say so.
+    let r = svc
+        .exchange::<SetVisibility>(&caller(), change(&[pb::Visibility::MaskedToProfessionals]))
+        .await
+        .expect("mask");
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
+    assert_eq!(
+        r.visibility().collect::<Vec<_>>(),
+        vec![pb::Visibility::MaskedToProfessionals]
+    );
+    assert_eq!(
+        visibility_of_entry().await,
+        vec![pb::Visibility::MaskedToProfessionals]
+    );
+    // The ITI-57 message: valid against lcm.xsd, the entry's new version names its lid.
+    let sent = transport.sent.lock().expect("lock").clone();
+    let update = sent
+        .iter()
+        .rev()
+        .find(|b| String::from_utf8_lossy(b).contains("urn:ihe:iti:2010:UpdateDocumentSet"))
+        .expect("ITI-57 sent");
+    let body = validate_body(update, "ebRS/lcm.xsd");
+    assert!(body.contains(&format!(r#"lid="{}""#, entry.entry_uuid)), "{body}");
+    assert!(body.contains("PreviousVersion"), "{body}");
+    let r = svc
+        .exchange::<SetVisibility>(&caller(), change(&[]))
+        .await
+        .expect("unmask");
+    assert!(r.visibility.is_empty());
+    assert!(visibility_of_entry().await.is_empty());
+
+    // Refused before the update is sent, the rule named: hiding from the patient a document
+    // they could see (after the lookup), and a combination the DMP refuses (before anything).
+    let posts = transport.posts.load(Ordering::SeqCst);
+    let e = svc
+        .exchange::<SetVisibility>(&caller(), change(&[pb::Visibility::HiddenFromPatient]))
+        .await
+        .expect_err("no longer hideable");
+    let s = tonic::Status::from(e);
+    assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    assert!(
+        s.message()
+            .starts_with("visibility: rule PatientVisibilityIsFinal"),
+        "{}",
+        s.message()
+    );
+    let e = svc
+        .exchange::<SetVisibility>(
+            &caller(),
+            change(&[
+                pb::Visibility::MaskedToProfessionals,
+                pb::Visibility::HiddenFromPatient,
+            ]),
+        )
+        .await
+        .expect_err("combination");
+    assert!(
+        tonic::Status::from(e)
+            .message()
+            .starts_with("visibility: rule NoOneButTheAuthor")
+    );
+    assert_eq!(
+        transport.posts.load(Ordering::SeqCst),
+        posts + 1,
+        "one lookup, no update"
+    );
 }

@@ -8,8 +8,9 @@ use std::sync::OnceLock;
 
 use dev_support::devpki::{DevPki, files};
 use dmp_gateway::{
-    CallContext, Find, Incoming, Outgoing, Retrieve, Submit, TestPatient, Transaction, UpdateStatus,
-    XdsSettings, prepare, samples,
+    CallContext, Find, GetAssociations, GetDocuments, Incoming, ListAuthorizations, ListPatients, Outgoing,
+    Retrieve, SetAuthorization, Submit, TestPatient, Transaction, UpdateStatus, XdsSettings, prepare,
+    samples,
 };
 use dmp_protocol::transactions::WebService;
 use dmp_protocol::vihf::{LpsIdentity, ProfessionalIdentity};
@@ -62,6 +63,7 @@ fn send(sim: &DmpSimulator, out: &Outgoing) -> Incoming {
         WebService::Repository => paths::REPOSITORY,
         WebService::Registry => paths::REGISTRY,
         WebService::Patients => paths::PATIENTS,
+        WebService::Habilitations => paths::HABILITATIONS,
     };
     let req = Request::post(path)
         .header("content-type", &out.body.content_type)
@@ -106,6 +108,7 @@ fn retrieve(sim: &DmpSimulator, req: pb::RetrieveDocumentRequest) -> pb::Retriev
 fn update(
     sim: &DmpSimulator,
     entry_uuid: &str,
+    unique_id: &str,
     from: pb::DocumentStatus,
     to: pb::DocumentStatus,
 ) -> pb::UpdateDocumentStatusResponse {
@@ -116,7 +119,7 @@ fn update(
             auth_context: Some(samples::auth_context(&f.professional.id)),
             patient: Some(samples::patient()),
             entry_uuid: entry_uuid.into(),
-            document_unique_id: String::new(),
+            document_unique_id: unique_id.into(),
             current_status: from as i32,
             new_status: to as i32,
         },
@@ -207,6 +210,7 @@ fn the_gateway_round_trips_through_the_simulator() {
     let r = update(
         &sim,
         &entry.entry_uuid,
+        uid,
         pb::DocumentStatus::Approved,
         pb::DocumentStatus::Archived,
     );
@@ -231,6 +235,7 @@ fn the_gateway_round_trips_through_the_simulator() {
     let r = update(
         &sim,
         &entry.entry_uuid,
+        uid,
         pb::DocumentStatus::Approved,
         pb::DocumentStatus::Deleted,
     );
@@ -241,6 +246,7 @@ fn the_gateway_round_trips_through_the_simulator() {
     let r = update(
         &sim,
         &entry.entry_uuid,
+        uid,
         pb::DocumentStatus::Archived,
         pb::DocumentStatus::Deleted,
     );
@@ -253,4 +259,502 @@ fn the_gateway_round_trips_through_the_simulator() {
     };
     let r = retrieve(&sim, req);
     assert_eq!(r.status(), pb::RegistryResponseStatus::Failure);
+}
+
+fn test_patient(sim: &DmpSimulator) -> pb::TestPatientDmpResponse {
+    exchange::<TestPatient>(
+        sim,
+        pb::TestPatientDmpRequest {
+            auth_context: Some(samples::auth_context(&fixture().professional.id)),
+            patient: Some(samples::patient()),
+        },
+    )
+}
+
+fn set_authorization(
+    sim: &DmpSimulator,
+    action: pb::AuthorizationAction,
+    treating_doctor: bool,
+) -> Result<pb::SetAuthorizationResponse, tonic::Status> {
+    let p = prepare::<SetAuthorization>(
+        pb::SetAuthorizationRequest {
+            auth_context: Some(samples::auth_context(&fixture().professional.id)),
+            patient: Some(samples::patient()),
+            action: action as i32,
+            treating_doctor,
+        },
+        &ctx(fixture()),
+    )
+    .expect("prepare");
+    p.parse(&send(sim, &p.outgoing)).map_err(tonic::Status::from)
+}
+
+fn sim_with(authorization: pb::Authorization, closed: bool) -> DmpSimulator {
+    let mut config = SimConfig::default();
+    for p in &mut config.patients {
+        p.authorization = authorization;
+        p.closed = closed;
+    }
+    DmpSimulator::new(config)
+}
+
+#[test]
+fn td03_authorizes_the_professional_and_changes_what_td21_allows() {
+    let f = fixture();
+    let sim = sim_with(pb::Authorization::NonExiste, false);
+
+    // TD0.2: the DMP exists, the professional has no authorization; the traits are typed.
+    let r = test_patient(&sim);
+    assert!(r.dmp_exists && !r.dmp_closed);
+    assert_eq!(r.authorization(), pb::Authorization::NonExiste);
+    assert!(!r.treating_doctor);
+    let traits = r.patient_traits.expect("traits");
+    assert_eq!(traits.family_name, "patb-quatre");
+    assert_eq!(traits.given_names, vec!["LAURENCE".to_string()]);
+    assert_eq!(traits.birth_date, "19070525");
+    assert_eq!(traits.identifiers[0].ins, samples::TEST_INS);
+
+    // TD2.1 refused, nothing stored.
+    let submit = |uid: &str| {
+        let p =
+            prepare::<Submit>(samples::submit_request(&f.professional.id, uid, 0), &ctx(f)).expect("prepare");
+        p.parse(&send(&sim, &p.outgoing)).map_err(tonic::Status::from)
+    };
+    let e = submit("1.2.250.1.999.1.1.7898.61.1").expect_err("not authorized");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        e.message().contains("DMPAccessDenied") && e.message().contains("TD0.3"),
+        "{}",
+        e.message()
+    );
+    assert_eq!(sim.document_count(), 0);
+
+    // TD0.3 as treating doctor, then TD0.2 says so, TD2.1 passes.
+    let r = set_authorization(&sim, pb::AuthorizationAction::Grant, true).expect("TD0.3");
+    assert_eq!(r.status, "DMPOk");
+    let r = test_patient(&sim);
+    assert_eq!(r.authorization(), pb::Authorization::Valide);
+    assert!(r.treating_doctor);
+    let r = submit("1.2.250.1.999.1.1.7898.61.2").expect("TD2.1");
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
+    // Declaring again changes nothing, as the official answer says.
+    let r = set_authorization(&sim, pb::AuthorizationAction::Grant, false).expect("TD0.3 again");
+    assert_eq!(r.context, "Autorisation déjà présente aucune action effectuée");
+
+    // TD1.6 lists the professional, active and treating doctor.
+    let list = exchange::<ListAuthorizations>(
+        &sim,
+        pb::ListAuthorizationsRequest {
+            auth_context: Some(samples::auth_context(&f.professional.id)),
+            patient: Some(samples::patient()),
+            mode: pb::AuthorizationListMode::All as i32,
+        },
+    );
+    assert_eq!(list.professionals.len(), 1);
+    let p = &list.professionals[0];
+    assert_eq!(p.professional_id, f.professional.id);
+    assert_eq!(p.mode(), pb::AuthorizationListMode::Active);
+    assert!(p.treating_doctor && p.authorized_since.is_some());
+
+    // TD0.4 lists the DMP: a document was added and the professional was authorized since 2020.
+    for date_type in [
+        pb::PatientListDateType::LastDocument,
+        pb::PatientListDateType::LastAuthorization,
+    ] {
+        let list = exchange::<ListPatients>(
+            &sim,
+            pb::ListPatientsRequest {
+                auth_context: Some(samples::auth_context(&f.professional.id)),
+                patient: Some(samples::patient()),
+                since: Some(prost_types::Timestamp {
+                    seconds: 1_577_836_800,
+                    nanos: 0,
+                }),
+                date_type: date_type as i32,
+            },
+        );
+        assert_eq!(list.patients.len(), 1, "{date_type:?}");
+        assert_eq!(list.patients[0].identifiers[0].ins, samples::TEST_INS);
+        assert!(list.patients[0].treating_doctor);
+    }
+
+    // Removing the authorization closes the door again.
+    set_authorization(&sim, pb::AuthorizationAction::Remove, false).expect("TD0.3 remove");
+    assert_eq!(test_patient(&sim).authorization(), pb::Authorization::NonExiste);
+    let list = exchange::<ListPatients>(
+        &sim,
+        pb::ListPatientsRequest {
+            auth_context: Some(samples::auth_context(&f.professional.id)),
+            patient: Some(samples::patient()),
+            since: Some(prost_types::Timestamp {
+                seconds: 1_577_836_800,
+                nanos: 0,
+            }),
+            date_type: pb::PatientListDateType::LastDocument as i32,
+        },
+    );
+    assert!(list.patients.is_empty(), "no longer authorized");
+    let e = submit("1.2.250.1.999.1.1.7898.61.3").expect_err("removed");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    // The one accepted submission: its CDA and its signature document.
+    assert_eq!(sim.document_count(), 2);
+}
+
+#[test]
+fn blocked_professionals_and_closed_dmps_are_refused() {
+    let f = fixture();
+    let blocked = sim_with(pb::Authorization::Interdit, false);
+    let e = set_authorization(&blocked, pb::AuthorizationAction::Grant, false).expect_err("blocked");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains("blocked"), "{}", e.message());
+    assert_eq!(
+        test_patient(&blocked).authorization(),
+        pb::Authorization::Interdit
+    );
+
+    let closed = sim_with(pb::Authorization::Valide, true);
+    assert!(test_patient(&closed).dmp_closed);
+    let e = set_authorization(&closed, pb::AuthorizationAction::Grant, false).expect_err("closed");
+    assert!(e.message().contains("DMPClosed"), "{}", e.message());
+    let p = prepare::<Submit>(
+        samples::submit_request(&f.professional.id, "1.2.250.1.999.1.1.7898.62.1", 0),
+        &ctx(f),
+    )
+    .expect("prepare");
+    let e = p
+        .parse(&send(&closed, &p.outgoing))
+        .map_err(tonic::Status::from)
+        .expect_err("closed DMP");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains("DMPClosed"), "{}", e.message());
+    assert_eq!(closed.document_count(), 0);
+}
+
+#[test]
+fn a_replacement_deprecates_the_original_once() {
+    let f = fixture();
+    let sim = DmpSimulator::new(SimConfig::default());
+    let submit = |uid: &str, replaces: &str| {
+        let mut req = samples::submit_request(&f.professional.id, uid, 0);
+        req.documents[0].replaces_entry_uuid = replaces.into();
+        exchange::<Submit>(&sim, req)
+    };
+    let r = submit("1.2.250.1.999.1.1.7898.63.1", "");
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
+    let original = find(&sim, &[pb::DocumentStatus::Approved])
+        .documents
+        .into_iter()
+        .find(|d| d.unique_id == "1.2.250.1.999.1.1.7898.63.1")
+        .expect("original");
+
+    let r = submit("1.2.250.1.999.1.1.7898.63.2", &original.entry_uuid);
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
+    let approved: Vec<String> = find(&sim, &[pb::DocumentStatus::Approved])
+        .documents
+        .into_iter()
+        .map(|d| d.unique_id)
+        .collect();
+    assert!(approved.contains(&"1.2.250.1.999.1.1.7898.63.2".to_string()));
+    assert!(!approved.contains(&original.unique_id));
+    let deprecated = find(&sim, &[pb::DocumentStatus::Deprecated]).documents;
+    assert_eq!(deprecated.len(), 1);
+    assert_eq!(deprecated[0].entry_uuid, original.entry_uuid);
+    assert_eq!(deprecated[0].status(), pb::DocumentStatus::Deprecated);
+
+    // The signature documents are not clinical documents: FindDocuments leaves them out.
+    assert!(
+        find(&sim, &[pb::DocumentStatus::Approved])
+            .documents
+            .iter()
+            .all(|d| d.title != "Source")
+    );
+
+    // GetDocuments by entryUUID and by uniqueId; GetAssociations follows the replacement.
+    let get = |entry_uuids: Vec<String>, unique_ids: Vec<String>| {
+        exchange::<GetDocuments>(
+            &sim,
+            pb::GetDocumentsRequest {
+                auth_context: Some(samples::auth_context(&f.professional.id)),
+                patient: Some(samples::patient()),
+                entry_uuids,
+                unique_ids,
+            },
+        )
+    };
+    let by_uuid = get(vec![original.entry_uuid.clone()], vec![]);
+    assert_eq!(by_uuid.documents.len(), 1);
+    assert_eq!(by_uuid.documents[0].status(), pb::DocumentStatus::Deprecated);
+    let by_uid = get(vec![], vec!["1.2.250.1.999.1.1.7898.63.2".into()]);
+    assert_eq!(by_uid.documents.len(), 1);
+    let replacement = by_uid.documents[0].entry_uuid.clone();
+    let assoc = exchange::<GetAssociations>(
+        &sim,
+        pb::GetAssociationsRequest {
+            auth_context: Some(samples::auth_context(&f.professional.id)),
+            patient: Some(samples::patient()),
+            entry_uuids: vec![original.entry_uuid.clone()],
+        },
+    );
+    assert_eq!(assoc.associations.len(), 1, "{:?}", assoc.associations);
+    assert_eq!(
+        assoc.associations[0].association_type,
+        "urn:ihe:iti:2007:AssociationType:RPLC"
+    );
+    assert_eq!(assoc.associations[0].source, replacement);
+    assert_eq!(assoc.associations[0].target, original.entry_uuid);
+
+    // A second replacement of the deprecated original, and one of an unknown entry, are
+    // refused with the registry's codes; nothing is stored.
+    let stored = sim.document_count();
+    let r = submit("1.2.250.1.999.1.1.7898.63.3", &original.entry_uuid);
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Failure);
+    assert_eq!(
+        r.errors[0].error_code, "XDSRegistryDeprecatedDocumentError",
+        "{:?}",
+        r.errors
+    );
+    assert!(
+        r.errors[0].code_context.contains("already replaced"),
+        "{:?}",
+        r.errors
+    );
+    let r = submit(
+        "1.2.250.1.999.1.1.7898.63.4",
+        "urn:uuid:00000000-0000-4000-8000-000000000000",
+    );
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Failure);
+    assert_eq!(
+        r.errors[0].error_code, "UnresolvedReferenceException",
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(sim.document_count(), stored);
+
+    // An entry id that is not an entryUUID never leaves the gateway.
+    let mut req = samples::submit_request(&f.professional.id, "1.2.250.1.999.1.1.7898.63.5", 0);
+    req.documents[0].replaces_entry_uuid = "1.2.3".into();
+    let e = prepare::<Submit>(req, &ctx(f)).expect_err("not an entryUUID");
+    assert!(
+        tonic::Status::from(e)
+            .message()
+            .starts_with("documents[0].replaces_entry_uuid:")
+    );
+}
+
+/// A second professional's card (a nurse), issued by the same dev PKI.
+fn nurse() -> &'static (Vec<u8>, ProfessionalIdentity) {
+    static N: OnceLock<(Vec<u8>, ProfessionalIdentity)> = OnceLock::new();
+    N.get_or_init(|| {
+        let pki =
+            DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-sim-pki")).expect("dev PKI");
+        let (chain, _) = pki
+            .issue_professional(
+                "nurse",
+                &dev_support::devpki::Professional {
+                    id: "810100000002".into(),
+                    surname: "INFIRMIERE".into(),
+                    given_name: "CLAIRE".into(),
+                    profession: "60".into(),
+                    organization: "CABINET INFIRMIER".into(),
+                },
+            )
+            .expect("nurse");
+        let cert = service_kit::tls::load_certs(&chain).expect("cert")[0].to_vec();
+        let id = ProfessionalIdentity::from_certificate(&cert).expect("identity");
+        (cert, id)
+    })
+}
+
+/// FindDocuments with the nurse's card.
+fn find_as_nurse(sim: &DmpSimulator) -> pb::FindDocumentsResponse {
+    let f = fixture();
+    let (cert, professional) = nurse();
+    let ctx = CallContext {
+        professional,
+        ..ctx(f)
+    };
+    let p = prepare::<Find>(
+        pb::FindDocumentsRequest {
+            auth_context: Some(samples::auth_context(&professional.id)),
+            patient: Some(samples::patient()),
+            ..Default::default()
+        },
+        &ctx,
+    )
+    .expect("prepare");
+    let req = Request::post(paths::REGISTRY)
+        .header("content-type", &p.outgoing.body.content_type)
+        .body(p.outgoing.body.to_bytes())
+        .expect("request");
+    let resp = sim.handle(Some(cert), req);
+    let incoming = Incoming {
+        status: resp.status().as_u16(),
+        content_type: resp.headers()["content-type"].to_str().expect("ct").to_string(),
+        body: resp.into_body(),
+    };
+    p.parse(&incoming).expect("find")
+}
+
+#[test]
+fn a_masked_document_is_typed_in_results_and_hidden_from_other_professionals() {
+    let f = fixture();
+    let sim = DmpSimulator::new(SimConfig::default());
+    let submit = |uid: &str, visibility: Vec<pb::Visibility>| {
+        let mut req = samples::submit_request(&f.professional.id, uid, 0);
+        if let Some(m) = req.documents[0].metadata.as_mut() {
+            m.visibility = visibility.into_iter().map(|v| v as i32).collect();
+        }
+        req
+    };
+    let r = exchange::<Submit>(
+        &sim,
+        submit(
+            "1.2.250.1.999.1.1.7898.65.1",
+            vec![pb::Visibility::MaskedToProfessionals],
+        ),
+    );
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
+    let r = exchange::<Submit>(&sim, submit("1.2.250.1.999.1.1.7898.65.2", vec![]));
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
+
+    // The author sees both, the masked one typed as such.
+    let mine = find(&sim, &[pb::DocumentStatus::Approved]).documents;
+    let masked = mine
+        .iter()
+        .find(|d| d.unique_id == "1.2.250.1.999.1.1.7898.65.1")
+        .expect("masked");
+    assert_eq!(
+        masked.visibility().collect::<Vec<_>>(),
+        vec![pb::Visibility::MaskedToProfessionals]
+    );
+    // Another professional sees only the unmasked one.
+    let theirs: Vec<String> = find_as_nurse(&sim)
+        .documents
+        .into_iter()
+        .map(|d| d.unique_id)
+        .collect();
+    assert_eq!(theirs, vec!["1.2.250.1.999.1.1.7898.65.2".to_string()]);
+
+    // Combinations the DMP refuses never leave the gateway, the rule named.
+    for (visibility, rule) in [
+        (
+            vec![
+                pb::Visibility::MaskedToProfessionals,
+                pb::Visibility::HiddenFromPatient,
+            ],
+            "rule NoOneButTheAuthor",
+        ),
+        (
+            vec![
+                pb::Visibility::HiddenFromPatient,
+                pb::Visibility::HiddenFromLegalRepresentatives,
+            ],
+            "rule RepresentativesFollowThePatient",
+        ),
+    ] {
+        let e =
+            prepare::<Submit>(submit("1.2.250.1.999.1.1.7898.65.3", visibility), &ctx(f)).expect_err(rule);
+        let s = tonic::Status::from(e);
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert!(
+            s.message()
+                .starts_with(&format!("documents[0].metadata.visibility: {rule}")),
+            "{}",
+            s.message()
+        );
+    }
+    let mut free_form = submit("1.2.250.1.999.1.1.7898.65.4", vec![]);
+    if let Some(m) = free_form.documents[0].metadata.as_mut() {
+        m.confidentiality_codes.push(pb::Code {
+            code: "MASQUE_PS".into(),
+            code_system: "1.2.250.1.213.1.1.4.13".into(),
+            display_name: "Masqué".into(),
+        });
+    }
+    let e = prepare::<Submit>(free_form, &ctx(f)).expect_err("free-form visibility code");
+    assert!(
+        tonic::Status::from(e)
+            .message()
+            .contains("name it in metadata.visibility")
+    );
+}
+
+#[test]
+fn find_documents_filters_on_confidentiality_event_and_author() {
+    let f = fixture();
+    let sim = DmpSimulator::new(SimConfig::default());
+    let mut req = samples::submit_request(&f.professional.id, "1.2.250.1.999.1.1.7898.67.1", 0);
+    if let Some(m) = req.documents[0].metadata.as_mut() {
+        m.visibility = vec![pb::Visibility::MaskedToProfessionals as i32];
+    }
+    assert_eq!(
+        exchange::<Submit>(&sim, req).status(),
+        pb::RegistryResponseStatus::Success
+    );
+    let r = exchange::<Submit>(
+        &sim,
+        samples::submit_request(&f.professional.id, "1.2.250.1.999.1.1.7898.67.2", 0),
+    );
+    assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
+    let code = |code: &str, system: &str| pb::Code {
+        code: code.into(),
+        code_system: system.into(),
+        display_name: String::new(),
+    };
+    let search = |q: pb::FindDocumentsRequest| -> Vec<String> {
+        let mut ids: Vec<String> = exchange::<Find>(
+            &sim,
+            pb::FindDocumentsRequest {
+                auth_context: Some(samples::auth_context(&f.professional.id)),
+                patient: Some(samples::patient()),
+                ..q
+            },
+        )
+        .documents
+        .into_iter()
+        .map(|d| d.unique_id)
+        .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        search(pb::FindDocumentsRequest {
+            confidentiality_codes: vec![code("MASQUE_PS", "1.2.250.1.213.1.1.4.13")],
+            ..Default::default()
+        }),
+        vec!["1.2.250.1.999.1.1.7898.67.1".to_string()]
+    );
+    assert_eq!(
+        search(pb::FindDocumentsRequest {
+            author_ids: vec![f.professional.id.clone()],
+            ..Default::default()
+        })
+        .len(),
+        2
+    );
+    assert!(
+        search(pb::FindDocumentsRequest {
+            author_ids: vec!["810100000002".into()],
+            ..Default::default()
+        })
+        .is_empty()
+    );
+    assert!(
+        search(pb::FindDocumentsRequest {
+            event_codes: vec![code("NOPE", "1.2.3")],
+            ..Default::default()
+        })
+        .is_empty()
+    );
+    let e = prepare::<Find>(
+        pb::FindDocumentsRequest {
+            auth_context: Some(samples::auth_context(&f.professional.id)),
+            patient: Some(samples::patient()),
+            author_ids: vec!["x^y".into()],
+            ..Default::default()
+        },
+        &ctx(f),
+    )
+    .expect_err("bad author id");
+    assert!(tonic::Status::from(e).message().starts_with("author_ids[0]:"));
 }

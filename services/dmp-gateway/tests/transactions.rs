@@ -11,8 +11,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use dev_support::devpki::{DevPki, files};
 use dmp_gateway::{
-    CallContext, DmpError, Find, Incoming, Outgoing, Prepared, Retrieve, Submit, TestPatient, UpdateStatus,
-    XdsSettings, prepare, samples,
+    CallContext, DmpError, Find, GetAssociations, GetDocuments, Incoming, ListAuthorizations, ListPatients,
+    Outgoing, Prepared, Retrieve, SetAuthorization, Submit, TestPatient, UpdateStatus, XdsSettings, prepare,
+    samples,
 };
 use dmp_protocol::mtom::{self, Multipart};
 use dmp_protocol::transactions::action;
@@ -340,7 +341,7 @@ fn iti18_iti43_iti57_td02_bodies_validate_against_the_official_xsd() {
                 auth_context: Some(samples::auth_context(&f.professional.id)),
                 patient: Some(samples::patient()),
                 entry_uuid: "urn:uuid:fe5287a2-ae6a-11eb-8f5d-0050569e422e".into(),
-                document_unique_id: String::new(),
+                document_unique_id: "1.2.250.1.999.1.1.7898.1.995657292".into(),
                 current_status: current as i32,
                 new_status: new as i32,
             },
@@ -492,6 +493,73 @@ fn official_responses_parse_into_typed_results() {
     assert!(r.dmp_exists);
     assert!(!r.dmp_closed);
     assert_eq!(r.authorization(), pb::Authorization::Valide);
+    assert!(r.treating_doctor, "STATUT_MT true");
+    assert_eq!(
+        r.patient_traits,
+        Some(pb::PatientTraits {
+            identifiers: vec![
+                pb::PatientId {
+                    ins: "1197854176879056415520".into(),
+                    assigning_authority: "1.2.250.1.213.1.4.2".into(),
+                },
+                pb::PatientId {
+                    ins: "207058575627097".into(),
+                    assigning_authority: "1.2.250.1.213.1.4.10".into(),
+                },
+            ],
+            prefix: "M".into(),
+            given_names: vec!["LAURENCE".into()],
+            family_name: "patb-quatre".into(),
+            family_name_qualifier: "SP".into(),
+            gender: "M".into(),
+            birth_date: "19070525".into(),
+            telecoms: vec!["mailto:alain@gmail.com".into(), "tel:0102030405".into()],
+            internet_account_open: true,
+        })
+    );
+
+    // TD0.3
+    let (inc, id) = incoming_file("TD0.3_-_Mise_a_jour_de_l_autorisation_reponse.xml");
+    let out = with_message_id(
+        prepare::<SetAuthorization>(set_authorization_request(), &c).expect("td0.3"),
+        &id,
+    );
+    let r = out.parse(&inc).expect("TD0.3");
+    assert_eq!(r.status, "DMPOk");
+    assert_eq!(r.context, "Autorisation déjà présente aucune action effectuée");
+
+    // TD1.6
+    let (inc, id) = incoming_file("TD1.6_-_Liste_des_PS_autorises_ou_bloques_reponse.xml");
+    let out = with_message_id(
+        prepare::<ListAuthorizations>(list_authorizations_request(), &c).expect("td1.6"),
+        &id,
+    );
+    let r = out.parse(&inc).expect("TD1.6");
+    assert_eq!(
+        r.professionals,
+        vec![pb::ProfessionalAuthorization {
+            professional_id: "899900063480".into(),
+            professional_id_type: "1.2.250.1.71.4.2.1".into(),
+            given_name: "MAX".into(),
+            family_name: "LIBRE".into(),
+            specialties: vec![pb::Code {
+                code: "G15_10/SM26".into(),
+                code_system: String::new(),
+                display_name: "Médecin - Qualifié en Médecine générale (SM)".into(),
+            }],
+            // 2021-06-01 13:58:04 and 14:06:06 UTC.
+            authorized_since: Some(prost_types::Timestamp {
+                seconds: 1_622_555_884,
+                nanos: 0
+            }),
+            last_action: Some(prost_types::Timestamp {
+                seconds: 1_622_556_366,
+                nanos: 0
+            }),
+            mode: pb::AuthorizationListMode::Active as i32,
+            treating_doctor: false,
+        }]
+    );
 
     // TD3.3c / TD3.3d
     for name in [
@@ -503,7 +571,7 @@ fn official_responses_parse_into_typed_results() {
             auth_context: Some(samples::auth_context(&f.professional.id)),
             patient: Some(samples::patient()),
             entry_uuid: "urn:uuid:fe5287a2-ae6a-11eb-8f5d-0050569e422e".into(),
-            document_unique_id: String::new(),
+            document_unique_id: "1.2.250.1.999.1.1.7898.1.995657292".into(),
             current_status: pb::DocumentStatus::Approved as i32,
             new_status: pb::DocumentStatus::Archived as i32,
         };
@@ -783,7 +851,7 @@ fn find_and_update_refuse_bad_requests() {
             auth_context: Some(samples::auth_context(&f.professional.id)),
             patient: Some(samples::patient()),
             entry_uuid: "urn:uuid:fe5287a2-ae6a-11eb-8f5d-0050569e422e".into(),
-            document_unique_id: String::new(),
+            document_unique_id: "1.2.250.1.999.1.1.7898.1.995657292".into(),
             current_status: pb::DocumentStatus::Deleted as i32,
             new_status: pb::DocumentStatus::Approved as i32,
         },
@@ -794,5 +862,293 @@ fn find_and_update_refuse_bad_requests() {
         e.to_string()
             .starts_with("new_status: DOCUMENT_STATUS_DELETED → DOCUMENT_STATUS_APPROVED"),
         "{e}"
+    );
+}
+
+fn set_authorization_request() -> pb::SetAuthorizationRequest {
+    pb::SetAuthorizationRequest {
+        auth_context: Some(samples::auth_context(&fixture().professional.id)),
+        patient: Some(samples::patient()),
+        action: pb::AuthorizationAction::Grant as i32,
+        treating_doctor: false,
+    }
+}
+
+fn list_authorizations_request() -> pb::ListAuthorizationsRequest {
+    pb::ListAuthorizationsRequest {
+        auth_context: Some(samples::auth_context(&fixture().professional.id)),
+        patient: Some(samples::patient()),
+        mode: pb::AuthorizationListMode::All as i32,
+    }
+}
+
+/// The XML schema inlined in a WSDL of the annex, as a file xmllint can use.
+fn wsdl_schema(wsdl: &str, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(schemas().join("../wsdl").join(wsdl)).expect("wsdl");
+    let start = text.find("<xs:schema").expect("xs:schema");
+    let end = text.find("</xs:schema>").expect("/xs:schema") + "</xs:schema>".len();
+    let file = dir.join(wsdl.replace(".wsdl", ".xsd"));
+    std::fs::write(&file, &text[start..end]).expect("write schema");
+    file
+}
+
+/// The request's envelope: Action and body element as the official example's.
+fn same_action_and_body(o: &Outgoing, example: &str) -> String {
+    let official =
+        soap::parse_envelope(&std::fs::read(examples().join(example)).expect("example")).expect("official");
+    let (env, _) = envelope_of(o);
+    let ours = soap::parse_envelope(env.as_bytes()).expect("ours");
+    assert_eq!(ours.action(), official.action(), "{example}");
+    let (a, b) = (ours.payload.expect("payload"), official.payload.expect("payload"));
+    assert_eq!((&a.ns, &a.name), (&b.ns, &b.name), "{example}");
+    env
+}
+
+#[test]
+fn td03_td16_bodies_validate_against_the_habilitations_wsdl_and_match_the_examples() {
+    let f = fixture();
+    let c = ctx(f);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xsd = wsdl_schema("Habilitations.wsdl", dir.path());
+    let xsd = xsd.to_str().expect("utf8 path");
+
+    for (req, example) in [
+        (
+            set_authorization_request(),
+            "TD0.3_-_Mise_a_jour_de_l_autorisation_requete.xml",
+        ),
+        (
+            pb::SetAuthorizationRequest {
+                action: pb::AuthorizationAction::Remove as i32,
+                treating_doctor: true,
+                ..set_authorization_request()
+            },
+            "TD0.3_-_Mise_a_jour_de_l_autorisation_requete.xml",
+        ),
+    ] {
+        let out = prepare::<SetAuthorization>(req, &c).expect("td0.3").outgoing;
+        let env = same_action_and_body(&out, example);
+        xmllint(xsd, body_payload(&env));
+    }
+    let out = prepare::<ListAuthorizations>(list_authorizations_request(), &c)
+        .expect("td1.6")
+        .outgoing;
+    let env = same_action_and_body(&out, "TD1.6_-_Liste_des_PS_autorises_ou_bloques_requete.xml");
+    xmllint(xsd, body_payload(&env));
+
+    // The official requests themselves pass the same schema (the check is not vacuous).
+    for example in [
+        "TD0.3_-_Mise_a_jour_de_l_autorisation_requete.xml",
+        "TD1.6_-_Liste_des_PS_autorises_ou_bloques_requete.xml",
+    ] {
+        let text = std::fs::read_to_string(examples().join(example)).expect("example");
+        xmllint(xsd, body_payload(&text.replace("<soap:Body>\n", "<soap:Body>")));
+    }
+    let bad =
+        "<setAuthorization xmlns=\"urn:si-dmp-habilitations\"><action>AJOUTER</action></setAuthorization>";
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir2.path().join("bad.xml"), bad).expect("write");
+    let out = Command::new("xmllint")
+        .args(["--noout", "--schema", xsd])
+        .arg(dir2.path().join("bad.xml"))
+        .output()
+        .expect("xmllint");
+    assert!(
+        !out.status.success(),
+        "an action outside the WSDL's enumeration is refused"
+    );
+}
+
+#[test]
+fn td03_and_td16_refuse_bad_requests_before_sending() {
+    let f = fixture();
+    let c = ctx(f);
+    let e = prepare::<SetAuthorization>(
+        pb::SetAuthorizationRequest {
+            action: pb::AuthorizationAction::Unspecified as i32,
+            ..set_authorization_request()
+        },
+        &c,
+    )
+    .expect_err("no action");
+    let s = tonic::Status::from(e);
+    assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    assert!(s.message().starts_with("action:"), "{}", s.message());
+    let e = prepare::<ListAuthorizations>(
+        pb::ListAuthorizationsRequest {
+            mode: 42,
+            ..list_authorizations_request()
+        },
+        &c,
+    )
+    .expect_err("bad mode");
+    assert!(tonic::Status::from(e).message().starts_with("mode:"));
+}
+
+#[test]
+fn a_replacement_submission_carries_its_rplc_association_and_validates() {
+    let f = fixture();
+    let mut req = samples::submit_request(&f.professional.id, "1.2.250.1.999.1.1.7898.9.2", 0);
+    req.documents[0].replaces_entry_uuid = "urn:uuid:7953af1a-ba1c-11eb-816f-0050569e422e".into();
+    let p = prepare::<Submit>(req, &ctx(f)).expect("prepare");
+    let (env, mp) = envelope_of(&p.outgoing);
+    let mp = mp.expect("MTOM");
+    xmllint(
+        "IHE/XDS.b_DocumentRepository.xsd",
+        &inline_xop(body_payload(&env), &mp),
+    );
+    // ITI-42: the new entry is the source, the replaced entryUUID the target; HasMember stays.
+    let payload = soap::parse_envelope(env.as_bytes())
+        .expect("env")
+        .payload
+        .expect("payload");
+    let list = payload
+        .path(xml::ns::LCM, &["SubmitObjectsRequest"])
+        .and_then(|r| r.child(xml::ns::RIM, "RegistryObjectList"))
+        .expect("RegistryObjectList");
+    let list = dmp_protocol::ebrim::read_object_list(list);
+    let rplc: Vec<_> = list
+        .associations
+        .iter()
+        .filter(|a| a.association_type == "urn:ihe:iti:2007:AssociationType:RPLC")
+        .collect();
+    assert_eq!(rplc.len(), 1);
+    assert_eq!(rplc[0].source, p.valid.entries()[0].entry_id);
+    assert_eq!(rplc[0].target, "urn:uuid:7953af1a-ba1c-11eb-816f-0050569e422e");
+    assert!(
+        list.associations
+            .iter()
+            .any(|a| a.association_type.ends_with("HasMember") && a.target == rplc[0].source)
+    );
+}
+
+#[test]
+fn get_documents_and_get_associations_bodies_validate_against_query_xsd() {
+    let f = fixture();
+    let c = ctx(f);
+    let auth = Some(samples::auth_context(&f.professional.id));
+    let uuid = "urn:uuid:7953af1a-ba1c-11eb-816f-0050569e422e".to_string();
+    let outs = [
+        prepare::<GetDocuments>(
+            pb::GetDocumentsRequest {
+                auth_context: auth.clone(),
+                patient: Some(samples::patient()),
+                entry_uuids: vec![uuid.clone()],
+                unique_ids: vec![],
+            },
+            &c,
+        )
+        .expect("get documents")
+        .outgoing,
+        prepare::<GetAssociations>(
+            pb::GetAssociationsRequest {
+                auth_context: auth.clone(),
+                patient: Some(samples::patient()),
+                entry_uuids: vec![uuid.clone()],
+            },
+            &c,
+        )
+        .expect("get associations")
+        .outgoing,
+    ];
+    for (out, query_id) in outs.iter().zip([
+        "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4",
+        "urn:uuid:a7ae438b-4bc2-4642-93e9-be891f7bb155",
+    ]) {
+        let (env, _) = envelope_of(out);
+        assert_eq!(
+            soap::parse_envelope(env.as_bytes()).expect("env").action(),
+            Some(action::ITI18)
+        );
+        assert!(
+            env.contains(&format!(r#"<rim:AdhocQuery id="{query_id}">"#)),
+            "{env}"
+        );
+        xmllint("ebRS/query.xsd", body_payload(&env));
+    }
+    let e = prepare::<GetDocuments>(
+        pb::GetDocumentsRequest {
+            auth_context: auth,
+            patient: Some(samples::patient()),
+            entry_uuids: vec![uuid],
+            unique_ids: vec!["1.2.3".into()],
+        },
+        &c,
+    )
+    .expect_err("both lists");
+    assert!(
+        tonic::Status::from(e)
+            .message()
+            .starts_with("entry_uuids: give entry_uuids or unique_ids")
+    );
+}
+
+fn list_patients_request() -> pb::ListPatientsRequest {
+    pb::ListPatientsRequest {
+        auth_context: Some(samples::auth_context(&fixture().professional.id)),
+        patient: Some(samples::patient()),
+        since: Some(prost_types::Timestamp {
+            seconds: 1_286_742_010,
+            nanos: 0,
+        }),
+        date_type: pb::PatientListDateType::LastDocument as i32,
+    }
+}
+
+#[test]
+fn td04_body_validates_against_the_patients_wsdl_and_the_official_answer_parses() {
+    let f = fixture();
+    let c = ctx(f);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xsd = wsdl_schema("PatientsSpecific.wsdl", dir.path());
+    let out = prepare::<ListPatients>(list_patients_request(), &c)
+        .expect("td0.4")
+        .outgoing;
+    let env = same_action_and_body(&out, "TD0.4_-_Liste_des_DMP_autorises_requete.xml");
+    // 2010-10-10 20:20:10 UTC, as the official request's startDate.
+    assert!(
+        env.contains("<startDate>20101010202010</startDate><dateType>LASTDOC</dateType>"),
+        "{env}"
+    );
+    xmllint(xsd.to_str().expect("utf8"), body_payload(&env));
+
+    let (inc, id) = incoming_file("TD0.4_-_Liste_des_DMP_autorises_reponse.xml");
+    let out = with_message_id(
+        prepare::<ListPatients>(list_patients_request(), &c).expect("td0.4"),
+        &id,
+    );
+    let r = out.parse(&inc).expect("TD0.4");
+    assert_eq!(r.patients.len(), 2);
+    let p = &r.patients[1];
+    assert_eq!(p.family_name, "patb-quatre");
+    assert_eq!(p.identifiers[1].ins, "207058575627097");
+    assert!(p.treating_doctor && !p.message);
+    assert!(p.last_document_added.is_some());
+
+    let e = prepare::<ListPatients>(
+        pb::ListPatientsRequest {
+            since: None,
+            ..list_patients_request()
+        },
+        &c,
+    )
+    .expect_err("no date");
+    assert!(tonic::Status::from(e).message().starts_with("since:"));
+}
+
+/// The README's SubmitDocuments recipe sends `samples/consultation.xml`: it is the sample CDA.
+#[test]
+fn the_readme_sample_cda_is_the_samples_one() {
+    let file = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/consultation.xml"))
+        .expect("sample");
+    assert_eq!(
+        file,
+        samples::cda(
+            "1.2.250.1.999.1.1.7898.100.1",
+            samples::TEST_INS,
+            "810100000001",
+            0
+        )
+        .to_vec()
     );
 }

@@ -7,20 +7,20 @@
 
 use uuid::Uuid;
 
-pub const HEADER: &str = "aorta-id";
+pub(crate) const HEADER: &str = "aorta-id";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AortaId {
-    pub initial_request_id: Uuid,
-    pub request_id: Uuid,
+pub(crate) struct AortaId {
+    pub(crate) initial_request_id: Uuid,
+    pub(crate) request_id: Uuid,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("AORTA-ID moet de vorm \"initialRequestID=<uuid>; requestID=<uuid>\" hebben")]
-pub struct MalformedAortaId;
+pub(crate) struct MalformedAortaId;
 
 impl AortaId {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let id = Uuid::new_v4();
         AortaId {
             initial_request_id: id,
@@ -29,7 +29,7 @@ impl AortaId {
     }
 
     /// From a received header value; `None` creates a new chain.
-    pub fn accept(header: Option<&str>) -> Result<Self, MalformedAortaId> {
+    pub(crate) fn accept(header: Option<&str>) -> Result<Self, MalformedAortaId> {
         let Some(value) = header else {
             return Ok(AortaId::new());
         };
@@ -53,14 +53,14 @@ impl AortaId {
     }
 
     /// The id of a request this service sends: same chain, new request id.
-    pub fn outgoing(&self) -> AortaId {
+    pub(crate) fn outgoing(&self) -> AortaId {
         AortaId {
             initial_request_id: self.initial_request_id,
             request_id: Uuid::new_v4(),
         }
     }
 
-    pub fn header_value(&self) -> String {
+    pub(crate) fn header_value(&self) -> String {
         format!(
             "initialRequestID={}; requestID={}",
             self.initial_request_id, self.request_id

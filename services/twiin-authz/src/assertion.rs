@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::config::SigningKeySettings;
 
 #[derive(Debug, thiserror::Error)]
-pub enum KeyError {
+pub(crate) enum KeyError {
     #[error("assertions.signing_keys[{index}].key {path}: {reason}")]
     Load {
         index: usize,
@@ -53,14 +53,14 @@ impl Es512Key {
 
 /// A token that can only come out of [`SigningKeys::sign`].
 #[derive(Clone, PartialEq, Eq)]
-pub struct SignedAssertion(String);
+pub(crate) struct SignedAssertion(String);
 
 impl SignedAssertion {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
-    pub fn into_string(self) -> String {
+    pub(crate) fn into_string(self) -> String {
         self.0
     }
 }
@@ -71,7 +71,7 @@ impl std::fmt::Debug for SignedAssertion {
     }
 }
 
-pub struct SigningKeys {
+pub(crate) struct SigningKeys {
     keys: Vec<Es512Key>,
     max_lifetime: Duration,
     rng: SystemRandom,
@@ -84,7 +84,7 @@ impl std::fmt::Debug for SigningKeys {
     }
 }
 
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -92,7 +92,7 @@ pub fn unix_now() -> u64 {
 }
 
 impl SigningKeys {
-    pub fn load(settings: &[SigningKeySettings], max_lifetime: Duration) -> Result<Self, KeyError> {
+    pub(crate) fn load(settings: &[SigningKeySettings], max_lifetime: Duration) -> Result<Self, KeyError> {
         let mut keys = Vec::new();
         for (index, s) in settings.iter().enumerate() {
             let err = |reason: String| KeyError::Load {
@@ -126,12 +126,13 @@ impl SigningKeys {
             .ok_or(KeyError::NoActiveKey)
     }
 
-    pub fn active_kid(&self) -> Result<&str, KeyError> {
+    #[cfg(test)]
+    pub(crate) fn active_kid(&self) -> Result<&str, KeyError> {
         Ok(&self.active(unix_now())?.kid)
     }
 
     /// The published JWKS: active keys and retired keys within their grace period.
-    pub fn jwks(&self, now: u64) -> Value {
+    pub(crate) fn jwks(&self, now: u64) -> Value {
         let grace = self.max_lifetime.as_secs();
         let keys: Vec<Value> = self
             .keys
@@ -142,10 +143,15 @@ impl SigningKeys {
         json!({ "keys": keys })
     }
 
-    /// Signs `claims` as ES512 with the active key.
-    pub fn sign(&self, claims: &impl Serialize) -> Result<SignedAssertion, KeyError> {
+    /// Signs `claims` as ES512 with the active key, `typ: JWT` (the TWIIN assertions).
+    pub(crate) fn sign(&self, claims: &impl Serialize) -> Result<SignedAssertion, KeyError> {
+        self.sign_typed(claims, "JWT")
+    }
+
+    /// Signs `claims` as ES512 with the active key under JOSE type `typ`.
+    pub(crate) fn sign_typed(&self, claims: &impl Serialize, typ: &str) -> Result<SignedAssertion, KeyError> {
         let key = self.active(unix_now())?;
-        let header = json!({"alg": "ES512", "typ": "JWT", "kid": key.kid});
+        let header = json!({"alg": "ES512", "typ": typ, "kid": key.kid});
         let claims = serde_json::to_vec(claims).unwrap_or_default();
         let input = format!(
             "{}.{}",
@@ -165,34 +171,34 @@ impl SigningKeys {
 
 /// AORTA-TWIIN Client Authentication Assertion claims (RFC 7523 §3: `iss` = `sub` = client id).
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ClientAssertionClaims {
-    pub iss: String,
-    pub sub: String,
-    pub aud: String,
-    pub jti: String,
-    pub iat: u64,
-    pub exp: u64,
+pub(crate) struct ClientAssertionClaims {
+    pub(crate) iss: String,
+    pub(crate) sub: String,
+    pub(crate) aud: String,
+    pub(crate) jti: String,
+    pub(crate) iat: u64,
+    pub(crate) exp: u64,
 }
 
 /// AORTA-TWIIN Authorization Grant Assertion claims. **Decision** — besides the VZVZ claims it
 /// carries the patient's BSN, the user and role and the authorization base when known.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct GrantAssertionClaims {
-    pub iss: String,
+pub(crate) struct GrantAssertionClaims {
+    pub(crate) iss: String,
     /// URA of the initiating care provider.
-    pub sub: String,
-    pub aud: String,
-    pub jti: String,
-    pub iat: u64,
-    pub exp: u64,
+    pub(crate) sub: String,
+    pub(crate) aud: String,
+    pub(crate) jti: String,
+    pub(crate) iat: u64,
+    pub(crate) exp: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub bsn: Option<String>,
+    pub(crate) bsn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+    pub(crate) user_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_role: Option<String>,
+    pub(crate) user_role: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub authorization_base: Option<String>,
+    pub(crate) authorization_base: Option<String>,
 }
 
 #[cfg(test)]

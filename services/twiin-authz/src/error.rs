@@ -19,12 +19,14 @@ pub const NOT_QUALIFIED: &str = "Initiërende applicatie beschikt niet over de v
 pub const DESTINATION_REFUSES: &str = "AORTA-deelnemer kan/wil interactie niet ontvangen via Twiin.";
 /// 3.1 step 5, verbatim from the seed.
 pub const MISSING_AUTHZ_BASE: &str = "AORTA access_token mist vereiste authorization_base";
-/// 3.2 step 8.
+/// 3.2 step 8: a scope item without a row in the interaction table.
 pub const CANNOT_TRANSLATE: &str = "Kan scope niet vertalen";
+/// 3.2 step 8: a pull interaction without an authorization base.
 pub const PULL_WITHOUT_BASE: &str = "Pull-interactie ontvangen zonder authorization_base";
 /// 3.2 step 9.
 pub const BSN_MISSING: &str = "BSN van patient ontbreekt";
 
+/// The outcomes of both use cases other than success.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AuthzError {
     /// 3.1 step 2 and 5: 400 / INVALID_ARGUMENT.
@@ -48,8 +50,11 @@ pub enum AuthzError {
     /// 3.2 step 11: an error answer of the Autorisatie Server ZA, passed on as received.
     #[error("Autorisatie Server ZA: {error}: {description}")]
     Upstream {
+        /// Its HTTP status.
         status: u16,
+        /// Its OAuth `error`.
         error: String,
+        /// Its `error_description`.
         description: String,
     },
     /// A dependency (Stelseltoken, ZORG-AB, AS ZA, audit log) cannot be used: 503 / UNAVAILABLE.
@@ -58,13 +63,17 @@ pub enum AuthzError {
     /// A dependency did not answer in time: 504 / DEADLINE_EXCEEDED.
     #[error("{0}")]
     Timeout(String),
+    /// A fault of this service (a key that cannot sign): 500 / INTERNAL.
     #[error("{0}")]
     Internal(String),
 }
 
 impl From<audit_log::AuditError> for AuthzError {
-    fn from(e: audit_log::AuditError) -> Self {
-        AuthzError::Unavailable(format!("{e}; er is niets uitgegeven, probeer het later opnieuw"))
+    /// The caller learns that nothing was issued, not why the database failed (that is logged).
+    fn from(_: audit_log::AuditError) -> Self {
+        AuthzError::Unavailable(
+            "auditlog niet beschikbaar; er is niets uitgegeven, probeer het later opnieuw".into(),
+        )
     }
 }
 

@@ -1,8 +1,9 @@
 //! The authorization grant assertion of a token request (RFC 7523 §2.1), SPEC.md §3.2 steps 2
 //! and 4, and the AORTA consent token it may carry as authorization base.
 //!
-//! **Decision** — claims: `iss` = the client id of the GtK that sent it (the one that
-//! authenticated in step 3), `sub` = URA of the initiating care provider (8 digits), optional
+//! **Decision** — claims: `iss` = a name of the GtK that authenticated in step 3 (its client id
+//! or its registered authorization server URL, as in the AORTA-TWIIN Authorization Grant
+//! Assertion), `sub` = URA of the initiating care provider (8 digits), optional
 //! `bsn` (9 digits passing the elfproef), `user_id`, `user_role`, `authorization_base` (a SAML
 //! AORTA consent token, base64) and `destination` (the ZORG-AB client id of the GBZ
 //! application to reach; the configured one when absent).
@@ -12,21 +13,22 @@ use serde_json::Value;
 
 use crate::client_auth::CheckedJwt;
 use crate::error::AuthzError;
+use crate::zorg_ab::Application;
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Grant {
-    pub jti: String,
-    pub exp: u64,
-    pub ura: String,
-    pub bsn: Option<String>,
-    pub user_id: Option<String>,
-    pub user_role: Option<String>,
-    pub authorization_base: Option<String>,
-    pub destination: Option<String>,
+pub(crate) struct Grant {
+    pub(crate) jti: String,
+    pub(crate) exp: u64,
+    pub(crate) ura: String,
+    pub(crate) bsn: Option<String>,
+    pub(crate) user_id: Option<String>,
+    pub(crate) user_role: Option<String>,
+    pub(crate) authorization_base: Option<String>,
+    pub(crate) destination: Option<String>,
 }
 
 /// A BSN: 9 digits passing the elfproef (11-test).
-pub fn valid_bsn(bsn: &str) -> bool {
+pub(crate) fn valid_bsn(bsn: &str) -> bool {
     if bsn.len() != 9 || !bsn.bytes().all(|b| b.is_ascii_digit()) {
         return false;
     }
@@ -35,7 +37,7 @@ pub fn valid_bsn(bsn: &str) -> bool {
     sum % 11 == 0 && bsn != "000000000"
 }
 
-pub fn valid_ura(ura: &str) -> bool {
+pub(crate) fn valid_ura(ura: &str) -> bool {
     ura.len() == 8 && ura.bytes().all(|b| b.is_ascii_digit())
 }
 
@@ -44,7 +46,7 @@ pub fn valid_ura(ura: &str) -> bool {
 ///
 /// **Decision** — this service does not verify the consent token's signature: the seed leaves
 /// its content to the Autorisatie Server ZA ("inhoudelijk later getoetst"); here only its form.
-pub fn consent_contextcode(authz_base: &str) -> Option<String> {
+pub(crate) fn consent_contextcode(authz_base: &str) -> Option<String> {
     let xml = base64::engine::general_purpose::STANDARD
         .decode(authz_base.trim())
         .ok()?;
@@ -64,9 +66,9 @@ pub fn consent_contextcode(authz_base: &str) -> Option<String> {
 }
 
 /// Step 4 (after the signature and common checks): the grant's own claims.
-pub fn grant_from(checked: CheckedJwt, client_id: &str) -> Result<Grant, AuthzError> {
+pub(crate) fn grant_from(checked: CheckedJwt, client: &Application) -> Result<Grant, AuthzError> {
     let bad = |m: &str| AuthzError::InvalidGrant(m.to_owned());
-    if checked.iss != client_id {
+    if !client.issues_as(&checked.iss) {
         return Err(bad("iss is niet de geauthenticeerde client"));
     }
     if !valid_ura(&checked.sub) {

@@ -3,7 +3,9 @@
 //! and the JWKS of the assertion-signing keys at `/.well-known/jwks.json`.
 //!
 //! Request size: the body is read up to `http.max_body_bytes`; a larger one is answered 413 with
-//! an OAuth `invalid_request` before it is parsed.
+//! an OAuth `invalid_request` before it is parsed. Every token request gets its audit trail from
+//! the moment it arrives, so refusals before the use case (malformed AORTA-ID, 413, wrong
+//! Content-Type, a repeated parameter) and time-outs (`http.request_timeout`) are recorded too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,18 +15,18 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
 
+use crate::Authz;
 use crate::aorta_id::{AortaId, HEADER};
 use crate::error::AuthzError;
 use crate::issue_token::TokenRequest;
-use crate::{Authz, CallContext};
+use crate::trail::{Outcome, Trail, UC_TOKEN};
 
-pub const TOKEN_PATH: &str = "/oauth2/token";
-pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+pub(crate) const TOKEN_PATH: &str = "/oauth2/token";
+pub(crate) const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-pub fn router(authz: Arc<Authz>) -> axum::Router {
+pub(crate) fn router(authz: Arc<Authz>) -> axum::Router {
     axum::Router::new()
         .route(TOKEN_PATH, post(token))
         .route(METADATA_PATH, get(metadata))
@@ -40,81 +42,105 @@ fn no_store(mut r: Response) -> Response {
     r
 }
 
+/// A refusal before the use case starts, written to the audit trail first.
+async fn refuse(trail: Trail, status: StatusCode, e: AuthzError) -> Response {
+    let outcome = Outcome {
+        status: status.as_u16(),
+        ..Outcome::of::<()>(&Err(e.clone()))
+    };
+    if let Err(audit) = trail.finish(&outcome).await {
+        return audit.into_response();
+    }
+    let mut r = e.into_response();
+    *r.status_mut() = status;
+    r
+}
+
 async fn token(
     State(authz): State<Arc<Authz>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    let result = async {
-        let id = aorta_id(&parts.headers)?;
-        let form_ok = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';')
-                    .next()
-                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
-            });
-        let limit = authz.limits.max_body_bytes;
-        let bytes = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| TooLarge(limit))?;
-        if !form_ok {
-            return Err(AuthzError::InvalidRequest(
-                "Ongeldig verzoek: Content-Type moet application/x-www-form-urlencoded zijn".into(),
-            )
-            .into());
-        }
-        let req = TokenRequest::from_pairs(url::form_urlencoded::parse(&bytes).into_owned())?;
-        let ctx = CallContext {
-            aorta_id: id.clone(),
-            peer: Some(peer.to_string()),
-            transport: "http",
-        };
-        let t = authz.issue_token(req, ctx).await?;
-        Ok::<_, Failure>((id, t))
+    let traceparent = parts.headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let mut trail = authz
+        .trail(
+            UC_TOKEN,
+            AortaId::new(),
+            Some(peer.to_string()),
+            "http",
+            traceparent,
+        )
+        .with_deadline(authz.limits.request_timeout);
+    trail.note("method", parts.method.as_str());
+    trail.note("path", parts.uri.path());
+    let content_type = parts.headers.get(header::CONTENT_TYPE).map(|v| {
+        String::from_utf8_lossy(v.as_bytes())
+            .chars()
+            .take(200)
+            .collect::<String>()
+    });
+    if let Some(ct) = &content_type {
+        trail.note("content_type", ct.as_str());
     }
-    .await;
-    match result {
-        Ok((id, t)) => {
-            let mut r = no_store(axum::Json(t).into_response());
-            if let Ok(v) = id.header_value().parse() {
-                r.headers_mut().insert(HEADER, v);
+    let id = match aorta_id(&parts.headers) {
+        Ok(id) => id,
+        Err(e) => {
+            if let Some(raw) = parts.headers.get(HEADER) {
+                let raw: String = String::from_utf8_lossy(raw.as_bytes())
+                    .chars()
+                    .take(200)
+                    .collect();
+                trail.note("aorta_id_received", raw);
             }
-            r
+            return refuse(trail, StatusCode::BAD_REQUEST, e).await;
         }
-        Err(Failure::Authz(e)) => e.into_response(),
-        Err(Failure::TooLarge(limit)) => no_store(
-            (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                axum::Json(json!({
-                    "error": "invalid_request",
-                    "error_description": format!("Ongeldig verzoek: groter dan {limit} bytes"),
-                })),
-            )
-                .into_response(),
-        ),
-    }
-}
-
-struct TooLarge(usize);
-
-enum Failure {
-    Authz(AuthzError),
-    TooLarge(usize),
-}
-
-impl From<AuthzError> for Failure {
-    fn from(e: AuthzError) -> Self {
-        Failure::Authz(e)
-    }
-}
-
-impl From<TooLarge> for Failure {
-    fn from(e: TooLarge) -> Self {
-        Failure::TooLarge(e.0)
+    };
+    trail.set_aorta_id(id.clone());
+    let deadline = authz.limits.request_timeout;
+    let work = async move {
+        let limit = authz.limits.max_body_bytes;
+        let bytes = match axum::body::to_bytes(body, limit).await {
+            Ok(b) => b,
+            Err(_) => {
+                let e = AuthzError::InvalidRequest(format!("Ongeldig verzoek: groter dan {limit} bytes"));
+                return refuse(trail, StatusCode::PAYLOAD_TOO_LARGE, e).await;
+            }
+        };
+        trail.note("body_bytes", bytes.len());
+        let form_ok = content_type.as_deref().is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        });
+        if !form_ok {
+            let e = AuthzError::InvalidRequest(
+                "Ongeldig verzoek: Content-Type moet application/x-www-form-urlencoded zijn".into(),
+            );
+            return refuse(trail, StatusCode::BAD_REQUEST, e).await;
+        }
+        let req = match TokenRequest::from_pairs(url::form_urlencoded::parse(&bytes).into_owned()) {
+            Ok(r) => r,
+            Err(e) => return refuse(trail, StatusCode::BAD_REQUEST, e).await,
+        };
+        match authz.issue_token(req, trail).await {
+            Ok(t) => {
+                let mut r = no_store(axum::Json(t).into_response());
+                if let Ok(v) = id.header_value().parse() {
+                    r.headers_mut().insert(HEADER, v);
+                }
+                r
+            }
+            Err(e) => e.into_response(),
+        }
+    };
+    // On time-out the work (and its trail) is dropped: the trail's drop guard records it.
+    match tokio::time::timeout(deadline, work).await {
+        Ok(r) => r,
+        Err(_) => {
+            AuthzError::Timeout("time-out: de verwerking duurde te lang; er is niets uitgegeven".into())
+                .into_response()
+        }
     }
 }
 
@@ -129,25 +155,32 @@ fn aorta_id(headers: &HeaderMap) -> Result<AortaId, AuthzError> {
     AortaId::accept(v).map_err(|e| AuthzError::InvalidRequest(format!("Ongeldig verzoek: {e}")))
 }
 
-fn cacheable(authz: &Authz, body: serde_json::Value) -> Response {
+/// `Cache-Control` and `Pragma` as the AORTA "Interfaces Autorisatie Server GTK" page gives them
+/// for the metadata and the JWKS: `must-revalidate, max-age=<configured>`, `Pragma: no-cache`.
+fn cacheable(max_age: std::time::Duration, body: serde_json::Value) -> Response {
     let mut r = axum::Json(body).into_response();
-    if let Ok(v) = format!("public, max-age={}", authz.limits.metadata_max_age.as_secs()).parse() {
+    if let Ok(v) = format!("must-revalidate, max-age={}", max_age.as_secs()).parse() {
         r.headers_mut().insert(header::CACHE_CONTROL, v);
     }
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }
 
 async fn metadata(State(authz): State<Arc<Authz>>) -> Response {
-    cacheable(&authz, authz.metadata())
+    cacheable(authz.limits.metadata_max_age, authz.metadata())
 }
 
 async fn jwks(State(authz): State<Arc<Authz>>) -> Response {
-    cacheable(&authz, authz.keys.jwks(crate::assertion::unix_now()))
+    cacheable(
+        authz.limits.jwks_max_age,
+        authz.keys.jwks(crate::assertion::unix_now()),
+    )
 }
 
 /// Serves `router` over TLS: rustls (aws-lc-rs), HTTP/1.1 and HTTP/2 by ALPN, each connection
 /// with its peer address for the audit log. Stops accepting when `shutdown` is cancelled.
-pub async fn serve_tls(
+pub(crate) async fn serve_tls(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     tls: &service_kit::config::ServerTlsSettings,

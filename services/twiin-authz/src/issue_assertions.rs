@@ -1,30 +1,35 @@
-//! Use case "Uitgeven TWIIN Assertions" (SPEC.md §3.1), for the Resource Broker GtK.
+//! Use case "Uitgeven TWIIN Assertions" (SPEC.md §3.1), for the Resource Broker GtK only (see
+//! [`crate::broker`]). The assertions' audience must be the authorization server of an external
+//! GtK registered in ZORG-AB (or `[[clients]]`): never this AS, never the AS ZA.
 
+use crate::Authz;
 use crate::assertion::{ClientAssertionClaims, GrantAssertionClaims, unix_now};
+use crate::broker::CallerCertificate;
+use crate::client_auth::{Step, registry_error};
 use crate::error::{AuthzError, MISSING_AUTHZ_BASE};
 use crate::source_token::{AccessTokenRules, validate_access_token};
-use crate::trail::{Trail, UC_ASSERTIONS};
-use crate::{Authz, CallContext};
+use crate::trail::{Outcome, Trail, UC_ASSERTIONS};
+use crate::zorg_ab::ZorgAbError;
 
-pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub(crate) const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// `Debug` shows the sizes of tokens, never their text (bearer credentials).
 #[derive(Clone, Default, PartialEq)]
-pub struct AssertionsRequest {
-    pub source_token: String,
+pub(crate) struct AssertionsRequest {
+    pub(crate) source_token: String,
     /// The external GtK's authorization server.
-    pub audience: String,
-    pub authz_base: Option<String>,
+    pub(crate) audience: String,
+    pub(crate) authz_base: Option<String>,
 }
 
 /// `Debug` shows the sizes of the assertions, never their text.
 #[derive(Clone, PartialEq)]
-pub struct AssertionsResponse {
-    pub client_assertion: String,
-    pub assertion: String,
-    pub scope: Option<String>,
-    pub expires_at: u64,
+pub(crate) struct AssertionsResponse {
+    pub(crate) client_assertion: String,
+    pub(crate) assertion: String,
+    pub(crate) scope: Option<String>,
+    pub(crate) expires_at: u64,
 }
 
 fn bytes(token: &str) -> String {
@@ -53,21 +58,33 @@ impl std::fmt::Debug for AssertionsResponse {
 }
 
 impl Authz {
-    pub async fn issue_assertions(
+    /// Runs use case 3.1 for a caller that presented `caller` (its client certificate), writing
+    /// `trail` before the answer leaves.
+    pub(crate) async fn issue_assertions(
         &self,
         req: AssertionsRequest,
-        ctx: CallContext,
+        caller: Option<&CallerCertificate>,
+        mut trail: Trail,
     ) -> Result<AssertionsResponse, AuthzError> {
-        let mut trail = Trail::new(
-            UC_ASSERTIONS,
-            ctx.aorta_id.clone(),
-            ctx.peer.clone(),
-            ctx.transport,
-        );
-        let result = self.assertions_steps(req, &mut trail).await;
+        trail.note("audience", req.audience.as_str());
+        if req.authz_base.is_some() {
+            trail.note("authz_base", true);
+        }
+        if let Some(c) = caller {
+            trail.note("caller_certificate", c.subject.as_str());
+            trail.note("caller_fingerprint", c.fingerprint.as_str());
+        }
+        let result = match self.brokers.admit(caller) {
+            Ok(()) => self.assertions_steps(req, &mut trail).await,
+            Err(e) => Err(e),
+        };
         self.metrics.record(UC_ASSERTIONS, &result);
-        let outcome = result.as_ref().map(|_| "200".to_owned()).map_err(Clone::clone);
-        trail.finish(&self.audit, &outcome).await?;
+        if let Ok(r) = &result
+            && let Some(s) = &r.scope
+        {
+            trail.note_returned("granted_scope", s.as_str());
+        }
+        trail.finish(&Outcome::of(&result)).await?;
         result
     }
 
@@ -94,6 +111,14 @@ impl Authz {
                     "audience moet de https-URL van de autorisatieserver van het externe GtK zijn",
                 ));
             }
+        }
+        let audience = crate::zorg_ab::normalize(&req.audience);
+        if audience == crate::zorg_ab::normalize(&self.issuer)
+            || audience == crate::zorg_ab::normalize(&self.as_za.audience)
+        {
+            return Err(bad(
+                "audience moet de autorisatieserver van een extern GtK zijn (niet deze, niet de Autorisatie Server ZA)",
+            ));
         }
         if let Some(b) = &req.authz_base
             && (b.len() > self.limits.max_token_bytes || b.chars().any(char::is_control))
@@ -123,6 +148,19 @@ impl Authz {
         trail.subject.user_role = at.vrb.user_role.clone();
         trail.subject.bsn = at.vrb.bsn.clone();
         trail.subject.scope = Some(at.scope.clone());
+        // The assertions' audience must be the authorization server of a registered GtK.
+        let id = trail.aorta_id();
+        let peer = self
+            .zorg_ab
+            .authorization_server(audience, &id, trail.exchanges())
+            .await
+            .map_err(|e| match e {
+                ZorgAbError::UnknownAuthorizationServer(_) => {
+                    bad("audience is geen in ZORG-AB geregistreerde autorisatieserver")
+                }
+                other => registry_error(Step::ClientAssertion, other),
+            })?;
+        trail.subject.client_id = Some(peer.client_id.clone());
         // Step 5 decides before step 4 signs, so that no assertion is made for a refused request.
         let scope = if at.scope.contains(&self.notification_marker) {
             Some(self.notification_scope.clone())

@@ -4,6 +4,7 @@
 
 use serde_json::json;
 
+use crate::Authz;
 use crate::as_za::{self, TokenResponse};
 use crate::assertion::unix_now;
 use crate::client_auth::{self, JwtRules, Step};
@@ -12,20 +13,19 @@ use crate::error::{
 };
 use crate::grant::{self, Grant};
 use crate::issue_assertions::{CLIENT_ASSERTION_TYPE, JWT_BEARER};
-use crate::trail::{Trail, UC_TOKEN};
+use crate::trail::{Outcome, Trail, UC_TOKEN};
 use crate::zorg_ab::ZorgAbError;
-use crate::{Authz, CallContext};
 
 /// The token request's parameters as received (each at most once). Its `Debug` shows whether
 /// the assertions are present and how long, never their text: they are bearer credentials.
 #[derive(Clone, Default, PartialEq)]
-pub struct TokenRequest {
-    pub grant_type: Option<String>,
-    pub assertion: Option<String>,
-    pub client_assertion_type: Option<String>,
-    pub client_assertion: Option<String>,
-    pub scope: Option<String>,
-    pub client_id: Option<String>,
+pub(crate) struct TokenRequest {
+    pub(crate) grant_type: Option<String>,
+    pub(crate) assertion: Option<String>,
+    pub(crate) client_assertion_type: Option<String>,
+    pub(crate) client_assertion: Option<String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) client_id: Option<String>,
 }
 
 impl std::fmt::Debug for TokenRequest {
@@ -45,7 +45,7 @@ impl std::fmt::Debug for TokenRequest {
 impl TokenRequest {
     /// From form pairs; a repeated parameter is an invalid request (RFC 6749 §3.2), unknown
     /// parameters are ignored (RFC 6749 §3.2).
-    pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Result<Self, AuthzError> {
+    pub(crate) fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Result<Self, AuthzError> {
         let mut r = TokenRequest::default();
         for (k, v) in pairs {
             let slot = match k.as_str() {
@@ -78,33 +78,31 @@ struct Checked {
 }
 
 impl Authz {
-    pub async fn issue_token(
+    /// Runs use case 3.2, writing `trail` before the answer leaves.
+    pub(crate) async fn issue_token(
         &self,
         req: TokenRequest,
-        ctx: CallContext,
+        mut trail: Trail,
     ) -> Result<TokenResponse, AuthzError> {
         use tracing::Instrument;
         let span = tracing::info_span!(
             "uitgeven_aorta_access_token",
-            initial_request_id = %ctx.aorta_id.initial_request_id,
-            request_id = %ctx.aorta_id.request_id,
+            initial_request_id = %trail.aorta_id().initial_request_id,
+            request_id = %trail.aorta_id().request_id,
         );
-        let mut trail = Trail::new(UC_TOKEN, ctx.aorta_id.clone(), ctx.peer.clone(), ctx.transport);
         let result = self.token_steps(req, &mut trail).instrument(span.clone()).await;
         self.metrics.record(UC_TOKEN, &result);
         if let Err(e) = &result {
             span.in_scope(|| tracing::info!(error = e.oauth_error(), description = %e.description(), "token request refused"));
         }
         if let Ok(t) = &result {
-            trail.subject.scope = Some(t.scope.clone());
-            if let Ok(p) = crate::jws::parse(&t.access_token)
-                && let Some(j) = p.unverified_claims.get("jti").and_then(|j| j.as_str())
-            {
-                trail.subject.jtis.push(j.to_owned());
+            trail.note_returned("granted_scope", t.scope.as_str());
+            trail.note_returned("expires_in", t.expires_in);
+            if let Some(j) = crate::as_za::unverified_jti(&t.access_token) {
+                trail.subject.jtis.push(j);
             }
         }
-        let outcome = result.as_ref().map(|_| "200".to_owned()).map_err(Clone::clone);
-        trail.finish(&self.audit, &outcome).await?;
+        trail.finish(&Outcome::of(&result)).await?;
         result
     }
 
@@ -168,8 +166,17 @@ impl Authz {
     }
 
     async fn token_steps(&self, req: TokenRequest, trail: &mut Trail) -> Result<TokenResponse, AuthzError> {
+        trail.subject.scope = req.scope.clone().filter(|s| !s.is_empty());
+        for (key, value) in [
+            ("grant_type", &req.grant_type),
+            ("client_assertion_type", &req.client_assertion_type),
+            ("client_id", &req.client_id),
+        ] {
+            if let Some(v) = value {
+                trail.note(key, v.chars().take(256).collect::<String>());
+            }
+        }
         let checked = self.check_request(req)?;
-        trail.subject.scope = checked.scope.clone();
         let now = unix_now();
         // Precondition of the seed for this use case too: a sufficiently current Stelseltoken.
         self.stelsel.current(now)?;
@@ -180,7 +187,7 @@ impl Authz {
             max_age: None,
         };
         // Step 3: client_assertion (its jti is registered with the grant's, see `client_auth`).
-        let client = client_auth::authenticate(
+        let (client, app) = client_auth::authenticate(
             &checked.client_assertion,
             &rules,
             &self.zorg_ab,
@@ -189,7 +196,7 @@ impl Authz {
             now,
         )
         .await?;
-        let client_id = client.checked.sub.clone();
+        let client_id = app.client_id.clone();
         trail.subject.client_id = Some(client_id.clone());
         // Step 4: assertion.
         let grant_rules = JwtRules {
@@ -199,7 +206,7 @@ impl Authz {
         let verified_grant = match client_auth::verify_jwt(
             Step::Grant,
             &checked.assertion,
-            &client_id,
+            &app,
             &grant_rules,
             &self.zorg_ab,
             &id,
@@ -224,7 +231,7 @@ impl Authz {
         registered?;
         let checked_grant = verified_grant.checked;
         trail.subject.jtis.push(checked_grant.jti.clone());
-        let grant = grant::grant_from(checked_grant, &client_id)?;
+        let grant = grant::grant_from(checked_grant, &app)?;
         trail.subject.ura = Some(grant.ura.clone());
         trail.subject.bsn = grant.bsn.clone();
         trail.subject.user_id = grant.user_id.clone();
@@ -282,13 +289,14 @@ impl Authz {
             return Err(AuthzError::InvalidRequest(BSN_MISSING.into()));
         }
         // Step 10: GetTokenRequest.
+        let subject_jti = uuid::Uuid::new_v4().to_string();
         let subject = json!({
             "iss": self.issuer,
             "sub": grant.ura,
             "aud": self.as_za.audience,
             "iat": now,
             "exp": now + 60,
-            "jti": uuid::Uuid::new_v4().to_string(),
+            "jti": subject_jti,
             "client_id": client_id,
             "bsn": grant.bsn,
             "user_id": grant.user_id,
@@ -297,27 +305,38 @@ impl Authz {
         });
         let subject_token = self
             .keys
-            .sign(&subject)
+            .sign_typed(&subject, as_za::SUBJECT_TOKEN_TYP)
             .map_err(|e| AuthzError::Internal(e.to_string()))?;
+        trail.subject.jtis.push(subject_jti.clone());
         let token = as_za::get_token(
             &self.http,
             &self.as_za,
-            subject_token.as_str(),
-            scope_items.as_deref(),
+            as_za::GetTokenRequest {
+                subject_token: subject_token.as_str(),
+                subject_token_jti: &subject_jti,
+                scope: scope_items.as_deref(),
+            },
             &id,
             trail.exchanges(),
         )
         .await?;
         if scope_items.is_none() {
             // **Decision** — with only a consent token the AS ZA decided the scope; steps 6 and
-            // 7 are applied to the granted interactions before the token leaves.
+            // 7 are applied to the granted interactions before the token leaves. A token
+            // refused here is discarded, and the trail says so.
             let granted: Vec<&str> = token
                 .scope
                 .split_ascii_whitespace()
                 .map(|i| i.split('~').next().unwrap_or(i))
                 .collect();
-            self.check_zorg_ab(&client_id, &grant, &granted, &id, trail)
-                .await?;
+            if let Err(e) = self.check_zorg_ab(&client_id, &grant, &granted, &id, trail).await {
+                trail.note_returned("discarded_granted_scope", token.scope.as_str());
+                if let Some(j) = as_za::unverified_jti(&token.access_token) {
+                    trail.note_returned("discarded_access_token_jti", j.as_str());
+                    trail.subject.jtis.push(j);
+                }
+                return Err(e);
+            }
         }
         // Step 11.
         Ok(token)
@@ -334,15 +353,17 @@ impl Authz {
     ) -> Result<(), AuthzError> {
         let settings = self.zorg_ab.settings();
         let map = |e: ZorgAbError| match e {
-            ZorgAbError::Timeout(m) => AuthzError::Timeout(format!("ZORG-AB antwoordt niet op tijd: {m}")),
+            ZorgAbError::Timeout => AuthzError::Timeout(e.to_string()),
             other => AuthzError::Unavailable(other.to_string()),
         };
         if settings.check_capabilities {
-            let app = self
-                .zorg_ab
-                .application(client_id, id, trail.exchanges())
-                .await
-                .map_err(map)?;
+            let app = match self.zorg_ab.application(client_id, id, trail.exchanges()).await {
+                Ok(a) => a,
+                Err(ZorgAbError::UnknownApplication(_)) => {
+                    return Err(AuthzError::AccessDenied(NOT_QUALIFIED));
+                }
+                Err(e) => return Err(map(e)),
+            };
             if !interactions.iter().all(|i| app.may_initiate(i, &grant.ura)) {
                 return Err(AuthzError::AccessDenied(NOT_QUALIFIED));
             }

@@ -11,40 +11,30 @@ use aws_lc_rs::signature::{ECDSA_P521_SHA512_FIXED, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
+
+pub(crate) use crate::config::Alg;
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JwsError {
+pub(crate) enum JwsError {
     #[error("geen geldige compacte JWS ({0})")]
     Malformed(String),
     #[error("algoritme {0} is niet toegestaan")]
     AlgorithmNotAllowed(String),
     #[error("kid ontbreekt in de header")]
     NoKid,
-    #[error("onbekende kid {0}")]
-    UnknownKid(String),
+    #[error("kid in de header is geen tekst")]
+    KidNotText,
+    #[error("header-parameter crit wordt niet ondersteund")]
+    Critical,
     #[error("sleutel {0} past niet bij algoritme {1}")]
     KeyMismatch(String, String),
     #[error("handtekening ongeldig")]
     BadSignature,
 }
 
-/// Algorithms accepted for signatures by others. HMAC and `none` can never be added.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Alg {
-    RS256,
-    RS384,
-    RS512,
-    PS256,
-    PS384,
-    PS512,
-    ES256,
-    ES384,
-    ES512,
-}
-
 impl Alg {
-    pub fn parse(s: &str) -> Option<Alg> {
+    pub(crate) fn parse(s: &str) -> Option<Alg> {
         Some(match s {
             "RS256" => Alg::RS256,
             "RS384" => Alg::RS384,
@@ -59,7 +49,7 @@ impl Alg {
         })
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Alg::RS256 => "RS256",
             Alg::RS384 => "RS384",
@@ -101,36 +91,87 @@ impl Alg {
     }
 }
 
-/// The JOSE header fields we act on.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RawHeader {
-    pub alg: String,
+/// The JOSE header fields we act on. `alg` must be a string (without it there is no JWS); the
+/// others are read leniently so that a wrongly typed one (a numeric `kid`) is refused by the
+/// step that checks the token, with that step's error, rather than as an unreadable request.
+#[derive(Debug, Clone)]
+pub(crate) struct RawHeader {
+    pub(crate) alg: String,
+    pub(crate) typ: Option<String>,
+    pub(crate) kid: Option<String>,
+    pub(crate) x5c: Option<Vec<String>>,
+    /// Members present with another JSON type than JOSE gives them (`kid`, `typ`, `x5c`).
+    pub(crate) ill_typed: Vec<&'static str>,
+    /// A `crit` member: extensions we do not implement, so the token must be refused
+    /// (RFC 7515 §4.1.11).
+    pub(crate) critical: bool,
+}
+
+#[derive(Deserialize)]
+struct HeaderJson {
+    alg: String,
     #[serde(default)]
-    pub typ: Option<String>,
+    typ: Option<Value>,
     #[serde(default)]
-    pub kid: Option<String>,
+    kid: Option<Value>,
     #[serde(default)]
-    pub x5c: Option<Vec<String>>,
+    x5c: Option<Value>,
+    #[serde(default)]
+    crit: Option<Value>,
+}
+
+impl From<HeaderJson> for RawHeader {
+    fn from(h: HeaderJson) -> Self {
+        let mut ill_typed = Vec::new();
+        let mut text = |name: &'static str, v: Option<Value>| match v {
+            None => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                ill_typed.push(name);
+                None
+            }
+        };
+        let typ = text("typ", h.typ);
+        let kid = text("kid", h.kid);
+        let x5c = match h.x5c {
+            None => None,
+            Some(v) => match serde_json::from_value::<Vec<String>>(v) {
+                Ok(list) => Some(list),
+                Err(_) => {
+                    ill_typed.push("x5c");
+                    None
+                }
+            },
+        };
+        RawHeader {
+            alg: h.alg,
+            typ,
+            kid,
+            x5c,
+            ill_typed,
+            critical: h.crit.is_some(),
+        }
+    }
 }
 
 /// A token split into its parts, header parsed, nothing verified yet.
 #[derive(Debug, Clone)]
-pub struct Parsed<'a> {
-    pub token: &'a str,
-    pub header: RawHeader,
+pub(crate) struct Parsed<'a> {
+    pub(crate) token: &'a str,
+    pub(crate) header: RawHeader,
     /// The unverified claims: only for routing (finding the issuer's keys) before verification.
-    pub unverified_claims: Value,
+    pub(crate) unverified_claims: Value,
     signing_input: &'a str,
     signature: &'a str,
 }
 
-pub fn b64d(s: &str) -> Result<Vec<u8>, JwsError> {
+pub(crate) fn b64d(s: &str) -> Result<Vec<u8>, JwsError> {
     URL_SAFE_NO_PAD
         .decode(s)
         .map_err(|_| JwsError::Malformed("base64url".into()))
 }
 
-pub fn parse(token: &str) -> Result<Parsed<'_>, JwsError> {
+pub(crate) fn parse(token: &str) -> Result<Parsed<'_>, JwsError> {
     let (signing_input, signature) = token
         .rsplit_once('.')
         .ok_or_else(|| JwsError::Malformed("geen drie delen".into()))?;
@@ -140,8 +181,9 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, JwsError> {
     if c.contains('.') {
         return Err(JwsError::Malformed("geen drie delen".into()));
     }
-    let header: RawHeader = serde_json::from_slice(&b64d(h)?)
+    let header: HeaderJson = serde_json::from_slice(&b64d(h)?)
         .map_err(|_| JwsError::Malformed("header is geen geldige JSON".into()))?;
+    let header = RawHeader::from(header);
     let unverified_claims: Value = serde_json::from_slice(&b64d(c)?)
         .map_err(|_| JwsError::Malformed("claims zijn geen geldige JSON".into()))?;
     if !unverified_claims.is_object() {
@@ -157,20 +199,26 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, JwsError> {
 }
 
 impl Parsed<'_> {
-    /// The header's algorithm if it is on `allowed`.
-    pub fn alg(&self, allowed: &[Alg]) -> Result<Alg, JwsError> {
+    /// The header's algorithm if it is on `allowed` (and no `crit` extension is asked for).
+    pub(crate) fn alg(&self, allowed: &[Alg]) -> Result<Alg, JwsError> {
+        if self.header.critical {
+            return Err(JwsError::Critical);
+        }
         match Alg::parse(&self.header.alg) {
             Some(a) if allowed.contains(&a) => Ok(a),
             _ => Err(JwsError::AlgorithmNotAllowed(self.header.alg.clone())),
         }
     }
 
-    pub fn kid(&self) -> Result<&str, JwsError> {
+    pub(crate) fn kid(&self) -> Result<&str, JwsError> {
+        if self.header.ill_typed.contains(&"kid") {
+            return Err(JwsError::KidNotText);
+        }
         self.header.kid.as_deref().ok_or(JwsError::NoKid)
     }
 
     /// Verifies the signature with `jwk`; returns the claims.
-    pub fn verify(&self, alg: Alg, jwk: &Value) -> Result<Value, JwsError> {
+    pub(crate) fn verify(&self, alg: Alg, jwk: &Value) -> Result<Value, JwsError> {
         let kid = jwk.get("kid").and_then(Value::as_str).unwrap_or("?").to_owned();
         if !alg.key_fits(jwk) {
             return Err(JwsError::KeyMismatch(kid, alg.name().into()));
@@ -218,7 +266,7 @@ fn p521_point(jwk: &Value) -> Option<Vec<u8>> {
 
 /// A JWK by `kid` from a JWKS document (`{"keys": [...]}`). Symmetric (`oct`) keys never
 /// match: a public JWKS has no business carrying them.
-pub fn find_key<'a>(jwks: &'a Value, kid: &str) -> Option<&'a Value> {
+pub(crate) fn find_key<'a>(jwks: &'a Value, kid: &str) -> Option<&'a Value> {
     jwks.get("keys")?.as_array()?.iter().find(|k| {
         k.get("kid").and_then(Value::as_str) == Some(kid)
             && k.get("kty").and_then(Value::as_str) != Some("oct")
@@ -267,6 +315,20 @@ mod tests {
         ] {
             assert!(parse(t).is_err(), "{t}");
         }
+    }
+
+    #[test]
+    fn ill_typed_header_members_are_kept_for_the_checking_step() {
+        let t = tok(r#"{"alg":"ES512","typ":"JWT","kid":17}"#, "{}", "AAAA");
+        let p = parse(&t).expect("still a JWS");
+        assert_eq!(p.kid(), Err(JwsError::KidNotText));
+        let t = tok(r#"{"alg":"ES512","typ":["JWT"],"kid":"k"}"#, "{}", "AAAA");
+        assert_eq!(parse(&t).expect("JWS").header.ill_typed, vec!["typ"]);
+        let t = tok(r#"{"alg":"ES512","kid":"k","crit":["exp"]}"#, "{}", "AAAA");
+        assert_eq!(
+            parse(&t).expect("JWS").alg(&[Alg::ES512]),
+            Err(JwsError::Critical)
+        );
     }
 
     #[test]

@@ -1,37 +1,44 @@
 //! twiin-authz: the authorization server of a Twiin access node (GtK), SPEC.md §3. It issues
-//! TWIIN assertions from an AORTA access token (use case 3.1, gRPC, internal callers) and
-//! answers OAuth2 JWT-bearer token requests from other access nodes (use case 3.2, gRPC and
-//! plain HTTP `POST /oauth2/token`), with the audit log of SPEC.md §4.
+//! TWIIN assertions from an AORTA access token (use case 3.1, gRPC, for the Resource Broker
+//! only) and answers OAuth2 JWT-bearer token requests from other access nodes (use case 3.2,
+//! gRPC and HTTP `POST /oauth2/token`), with the audit log of SPEC.md §4. Safe by default:
+//! production mode unless `development = true` ([`config`]).
 //!
-//! Domain modules are transport-free: [`jws`], [`assertion`], [`source_token`],
-//! [`client_auth`], [`grant`], [`scope_table`], [`zorg_ab`], [`as_za`], [`aorta_id`]; the use
-//! cases are [`issue_assertions`] and [`issue_token`]; [`http`] and the gRPC impl below only
-//! translate.
+//! Private domain modules are transport-free: `jws`, `assertion`, `source_token`, `x5c`,
+//! `client_auth`, `grant`, `scope_table`, `zorg_ab` (registrations and JWKS, single flight),
+//! `as_za`, `aorta_id`, `broker`, `outbound`; the use cases are `issue_assertions` and
+//! `issue_token`; `http` and `rpc` (the tonic surface) only translate, and open each request's
+//! audit `trail`. [`run`] is what the binary calls.
 
-pub mod aorta_id;
-pub mod as_za;
-pub mod assertion;
-pub mod client_auth;
+mod aorta_id;
+mod as_za;
+mod assertion;
+mod broker;
+mod client_auth;
 pub mod config;
 pub mod error;
-pub mod grant;
-pub mod http;
-pub mod issue_assertions;
-pub mod issue_token;
-pub mod jws;
-pub mod scope_table;
-pub mod source_token;
-pub mod trail;
-pub mod zorg_ab;
+mod grant;
+mod http;
+mod issue_assertions;
+mod issue_token;
+mod jws;
+mod outbound;
+mod rpc;
+mod scope_table;
+mod single_flight;
+mod source_token;
+mod trail;
+mod x5c;
+mod zorg_ab;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use audit_log::AuditLog;
-use ehealth_proto::twiin::v1 as pb;
-use ehealth_proto::twiin::v1::twiin_authz_server::{TwiinAuthz, TwiinAuthzServer};
+use ehealth_proto::twiin::v1::twiin_authz_server::TwiinAuthzServer;
 use serde_json::json;
+use service_kit::config::ServiceConfig;
 use service_kit::metrics::Metrics;
 use service_kit::server::GrpcServer;
 use service_kit::{CancellationToken, StartError};
@@ -41,31 +48,30 @@ pub use error::AuthzError;
 
 use crate::aorta_id::AortaId;
 use crate::assertion::SigningKeys;
+use crate::broker::Brokers;
 use crate::config::{AsZaSettings, ClientAuthSettings, HttpSettings, StelselSettings};
 use crate::scope_table::ScopeTable;
 use crate::source_token::Stelsel;
+use crate::trail::Trail;
 use crate::zorg_ab::ZorgAb;
-
-/// Who called, for the audit log.
-#[derive(Debug, Clone)]
-pub struct CallContext {
-    pub aorta_id: AortaId,
-    pub peer: Option<String>,
-    pub transport: &'static str,
-}
 
 /// What the service depends on from outside its configuration.
 #[derive(Debug, Clone)]
 pub struct Deps {
+    /// Where every use case's trail and the jti replay store go.
     pub audit: AuditLog,
 }
 
 /// The service state both transports share.
 pub struct Authz {
     issuer: String,
+    /// Where the OAuth endpoint is reached (RFC 8414 `token_endpoint`, `jwks_uri`).
+    endpoint_base: String,
     client_id: String,
     development: bool,
     audiences: Vec<String>,
+    brokers: Brokers,
+    grpc_timeout: Duration,
     limits: HttpSettings,
     keys: SigningKeys,
     stelsel: Arc<Stelsel>,
@@ -79,6 +85,7 @@ pub struct Authz {
     as_za: AsZaSettings,
     http: reqwest::Client,
     audit: AuditLog,
+    /// Requests of both use cases by outcome.
     pub metrics: TwiinMetrics,
 }
 
@@ -99,6 +106,7 @@ pub struct TwiinMetrics {
 }
 
 impl TwiinMetrics {
+    /// Registers `twiin_authz_requests` in the service's registry.
     pub fn register(&self, metrics: &Metrics) {
         metrics.register(
             "twiin_authz_requests",
@@ -107,7 +115,8 @@ impl TwiinMetrics {
         );
     }
 
-    pub fn record<T>(&self, use_case: &'static str, result: &Result<T, error::AuthzError>) {
+    /// Counts one request of `use_case` ending as `result`.
+    pub(crate) fn record<T>(&self, use_case: &'static str, result: &Result<T, error::AuthzError>) {
         let outcome = match result {
             Ok(_) => "issued".to_owned(),
             Err(e) => e.oauth_error().to_owned(),
@@ -135,27 +144,35 @@ impl std::fmt::Debug for Authz {
 }
 
 impl Authz {
-    pub fn new(config: &Config, audit: AuditLog) -> Result<Self, StartError> {
+    /// The service state; `endpoint_base` is where external GtKs reach the OAuth endpoint
+    /// (see `http.public_url`).
+    pub(crate) fn new(config: &Config, audit: AuditLog, endpoint_base: String) -> Result<Self, StartError> {
         service_kit::tls::install_crypto_provider();
         let keys = SigningKeys::load(&config.assertions.signing_keys, config.assertions.max_lifetime)
             .map_err(|e| StartError::Unusable(e.to_string()))?;
         let scope_table = ScopeTable::new(config.interactions.clone())
             .map_err(|e| StartError::Unusable(format!("interactions: {e}")))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| StartError::Unusable(format!("HTTP client: {e}")))?;
+        let http =
+            outbound::client(&config.outbound_tls, config.development).map_err(StartError::Unusable)?;
         let issuer = config.issuer.trim_end_matches('/').to_owned();
+        let endpoint_base = endpoint_base.trim_end_matches('/').to_owned();
+        let mut audiences = vec![issuer.clone(), format!("{issuer}{}", http::TOKEN_PATH)];
+        let advertised = format!("{endpoint_base}{}", http::TOKEN_PATH);
+        if !audiences.contains(&advertised) {
+            audiences.push(advertised);
+        }
         Ok(Authz {
             client_id: config
                 .assertions
                 .client_id
                 .clone()
                 .unwrap_or_else(|| issuer.clone()),
-            audiences: vec![issuer.clone(), format!("{issuer}{}", http::TOKEN_PATH)],
+            audiences,
             issuer,
+            endpoint_base,
             development: config.development,
+            brokers: Brokers::new(&config.resource_broker.identities, config.development),
+            grpc_timeout: config.server.request_timeout,
             limits: config.http.clone(),
             keys,
             stelsel: Arc::new(Stelsel::new(config.stelsel.max_age)),
@@ -165,7 +182,12 @@ impl Authz {
             notification_marker: config.assertions.notification_marker.clone(),
             notification_scope: config.assertions.notification_scope.clone(),
             scope_table,
-            zorg_ab: ZorgAb::new(http.clone(), config.zorg_ab.clone(), config.development),
+            zorg_ab: ZorgAb::new(
+                http.clone(),
+                config.zorg_ab.clone(),
+                &config.clients,
+                config.development,
+            ),
             as_za: config.as_za.clone(),
             http,
             audit,
@@ -173,8 +195,8 @@ impl Authz {
         })
     }
 
-    /// RFC 8414 metadata.
-    pub fn metadata(&self) -> serde_json::Value {
+    /// RFC 8414 metadata: the endpoints as they are actually served.
+    pub(crate) fn metadata(&self) -> serde_json::Value {
         let algs: Vec<&str> = self.client_auth.algorithms.iter().map(|a| a.name()).collect();
         let scopes: Vec<String> = self
             .scope_table
@@ -184,8 +206,8 @@ impl Authz {
             .collect();
         json!({
             "issuer": self.issuer,
-            "token_endpoint": format!("{}{}", self.issuer, http::TOKEN_PATH),
-            "jwks_uri": format!("{}{}", self.issuer, http::JWKS_PATH),
+            "token_endpoint": format!("{}{}", self.endpoint_base, http::TOKEN_PATH),
+            "jwks_uri": format!("{}{}", self.endpoint_base, http::JWKS_PATH),
             "grant_types_supported": [issue_assertions::JWT_BEARER],
             "token_endpoint_auth_methods_supported": ["private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": algs,
@@ -194,87 +216,35 @@ impl Authz {
         })
     }
 
-    /// Fetches the Stelseltoken once now (errors are kept for the UNAVAILABLE answers).
-    pub async fn refresh_stelsel(&self) -> Result<(), source_token::StelselError> {
+    /// The audit trail of a request received now.
+    pub(crate) fn trail(
+        &self,
+        use_case: &'static str,
+        id: AortaId,
+        peer: Option<String>,
+        transport: &'static str,
+        traceparent: Option<&str>,
+    ) -> Trail {
+        Trail::new(
+            self.audit.clone(),
+            use_case,
+            id,
+            peer,
+            transport,
+            trail::trace_id(traceparent),
+        )
+    }
+
+    /// Fetches the Stelseltoken once now and records the fetch in the audit log (errors are
+    /// kept for the UNAVAILABLE answers and logged).
+    pub(crate) async fn refresh_stelsel(&self) -> Result<(), source_token::StelselError> {
         let s = &self.stelsel_settings;
-        self.stelsel
+        let (result, exchange) = self
+            .stelsel
             .refresh(&self.http, &s.url, &s.trust_anchor, s.timeout)
-            .await
-    }
-}
-
-fn context<T>(req: &tonic::Request<T>) -> Result<CallContext, tonic::Status> {
-    let header = match req.metadata().get(aorta_id::HEADER) {
-        None => None,
-        Some(v) => Some(v.to_str().map_err(|_| {
-            tonic::Status::from(AuthzError::InvalidRequest(
-                "Ongeldig verzoek: AORTA-ID is ongeldig".into(),
-            ))
-        })?),
-    };
-    let aorta_id = AortaId::accept(header)
-        .map_err(|e| tonic::Status::from(AuthzError::InvalidRequest(format!("Ongeldig verzoek: {e}"))))?;
-    Ok(CallContext {
-        aorta_id,
-        peer: req.remote_addr().map(|a| a.to_string()),
-        transport: "grpc",
-    })
-}
-
-fn opt(s: String) -> Option<String> {
-    (!s.is_empty()).then_some(s)
-}
-
-/// The gRPC service.
-#[derive(Debug, Clone)]
-pub struct Grpc(pub Arc<Authz>);
-
-#[tonic::async_trait]
-impl TwiinAuthz for Grpc {
-    async fn issue_twiin_assertions(
-        &self,
-        request: tonic::Request<pb::IssueTwiinAssertionsRequest>,
-    ) -> Result<tonic::Response<pb::IssueTwiinAssertionsResponse>, tonic::Status> {
-        let ctx = context(&request)?;
-        let r = request.into_inner();
-        let req = issue_assertions::AssertionsRequest {
-            source_token: r.source_token,
-            audience: r.audience,
-            authz_base: opt(r.authz_base),
-        };
-        let out = self.0.issue_assertions(req, ctx).await?;
-        Ok(tonic::Response::new(pb::IssueTwiinAssertionsResponse {
-            client_assertion: out.client_assertion,
-            client_assertion_type: issue_assertions::CLIENT_ASSERTION_TYPE.into(),
-            assertion: out.assertion,
-            grant_type: issue_assertions::JWT_BEARER.into(),
-            scope: out.scope,
-            expires_at: out.expires_at as i64,
-        }))
-    }
-
-    async fn issue_aorta_access_token(
-        &self,
-        request: tonic::Request<pb::TokenRequest>,
-    ) -> Result<tonic::Response<pb::TokenResponse>, tonic::Status> {
-        let ctx = context(&request)?;
-        let r = request.into_inner();
-        let req = issue_token::TokenRequest {
-            grant_type: opt(r.grant_type),
-            assertion: opt(r.assertion),
-            client_assertion_type: opt(r.client_assertion_type),
-            client_assertion: opt(r.client_assertion),
-            scope: opt(r.scope),
-            client_id: opt(r.client_id),
-        };
-        let t = self.0.issue_token(req, ctx).await?;
-        Ok(tonic::Response::new(pb::TokenResponse {
-            access_token: t.access_token,
-            token_type: t.token_type,
-            expires_in: t.expires_in,
-            scope: t.scope,
-            issued_token_type: t.issued_token_type,
-        }))
+            .await;
+        trail::record_stelsel_fetch(&self.audit, &exchange).await;
+        result
     }
 }
 
@@ -283,7 +253,9 @@ pub type Running = service_kit::Running<Started>;
 
 /// What twiin-authz hands its callers beside the gRPC server.
 pub struct Started {
+    /// The bound OAuth2 HTTP address.
     pub http_addr: SocketAddr,
+    /// The service state.
     pub authz: Arc<Authz>,
 }
 
@@ -297,13 +269,28 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 }
 
 /// Starts gRPC, the OAuth2 HTTP listener and the Stelseltoken refresher; returns once both
-/// listen (after one Stelseltoken fetch attempt).
+/// listen (after one Stelseltoken fetch attempt). Refuses a configuration that does not
+/// validate (production mode's rules included), naming the key.
 pub async fn start_with(
     config: Config,
     deps: Deps,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
-    let authz = Arc::new(Authz::new(&config, deps.audit)?);
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(config.http.listen).await?;
+    let http_addr = listener.local_addr()?;
+    let endpoint_base = match (&config.http.public_url, &config.http.tls) {
+        (Some(url), _) => url.clone(),
+        (None, Some(_)) => config.issuer.clone(),
+        // Development without TLS: advertise what is served, not an https URL nobody answers.
+        (None, None) => format!("http://{http_addr}"),
+    };
+    let authz = Arc::new(Authz::new(&config, deps.audit, endpoint_base)?);
+    if config.development {
+        tracing::warn!(
+            "development mode: http URLs, plaintext listeners and an open use case 3.1 are allowed"
+        );
+    }
     let metrics = Metrics::new();
     authz.metrics.register(&metrics);
 
@@ -332,8 +319,6 @@ pub async fn start_with(
         }
     });
 
-    let listener = tokio::net::TcpListener::bind(config.http.listen).await?;
-    let http_addr = listener.local_addr()?;
     let router = http::router(authz.clone()).layer(
         tower::ServiceBuilder::new()
             .layer(
@@ -343,10 +328,6 @@ pub async fn start_with(
                     })
                     .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG)),
             )
-            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                axum::http::StatusCode::GATEWAY_TIMEOUT,
-                config.http.request_timeout,
-            ))
             .layer(tower::limit::ConcurrencyLimitLayer::new(
                 config.server.concurrency_limit,
             )),
@@ -379,7 +360,7 @@ pub async fn start_with(
     }
 
     let grpc = GrpcServer::new(config.server.clone(), metrics)
-        .add_service(TwiinAuthzServer::new(Grpc(authz.clone())))
+        .add_service(TwiinAuthzServer::new(rpc::Grpc(authz.clone())))
         .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
     tracing::info!(http = %http_addr, "twiin-authz OAuth2 HTTP endpoint listening");
     let started = Started { http_addr, authz };

@@ -11,27 +11,9 @@
 //! `context` is `patient`, `user` or `system`. Anything else (e.g. `openid`) cannot be
 //! translated: the seed requires that the whole scope is supported.
 
-use serde::{Deserialize, Serialize};
+pub(crate) use crate::config::InteractionRow;
 
-/// One row of the table (configuration data, see the service README).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct InteractionRow {
-    /// FHIR resource type, e.g. `Task`.
-    pub resource: String,
-    /// SMART v2 permission letter: one of `c r u d s`.
-    pub permission: char,
-    /// AORTA interaction id, e.g. `create:Task:1.0:notification`.
-    pub interaction: String,
-    /// Pull interactions (reading) need an authorization_base.
-    #[serde(default)]
-    pub pull: bool,
-    /// Sending or updating a notification: allowed without authorization_base and without BSN.
-    #[serde(default)]
-    pub notification: bool,
-}
-
-pub fn default_rows() -> Vec<InteractionRow> {
+pub(crate) fn default_rows() -> Vec<InteractionRow> {
     let row = |resource: &str, permission, interaction: &str, pull, notification| InteractionRow {
         resource: resource.into(),
         permission,
@@ -58,17 +40,17 @@ pub fn default_rows() -> Vec<InteractionRow> {
 }
 
 #[derive(Debug, Clone)]
-pub struct ScopeTable {
+pub(crate) struct ScopeTable {
     rows: Vec<InteractionRow>,
 }
 
 /// Why a scope does not translate (the item, for the description).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct Untranslatable(pub String);
+pub(crate) struct Untranslatable(pub(crate) String);
 
 impl ScopeTable {
-    pub fn new(rows: Vec<InteractionRow>) -> Result<Self, String> {
+    pub(crate) fn new(rows: Vec<InteractionRow>) -> Result<Self, String> {
         for r in &rows {
             if !"cruds".contains(r.permission) {
                 return Err(format!(
@@ -96,7 +78,7 @@ impl ScopeTable {
     }
 
     /// The interactions of a SMART scope, without duplicates, in table order of appearance.
-    pub fn translate(&self, scope: &str) -> Result<Vec<&InteractionRow>, Untranslatable> {
+    pub(crate) fn translate(&self, scope: &str) -> Result<Vec<&InteractionRow>, Untranslatable> {
         let mut out: Vec<&InteractionRow> = Vec::new();
         let mut any = false;
         for item in scope.split_ascii_whitespace() {
@@ -150,7 +132,7 @@ impl ScopeTable {
     }
 
     /// Every interaction id in the table (RFC 8414 `scopes_supported` is built from the rows).
-    pub fn rows(&self) -> &[InteractionRow] {
+    pub(crate) fn rows(&self) -> &[InteractionRow] {
         &self.rows
     }
 }

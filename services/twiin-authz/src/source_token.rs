@@ -1,9 +1,10 @@
 //! The AORTA Stelseltoken and AORTA access tokens (SPEC.md §3.1 precondition and step 3).
 //!
 //! The Stelseltoken (`typ: aorta-st+JWT`, RS256) is fetched from the AORTA Stelsel Metadata
-//! Interface and trusted only when its `x5c` chain leads to a configured trust anchor and its
-//! signature verifies with the chain's leaf. Its `jwks` claim holds the keys AORTA access
-//! tokens are signed with.
+//! Interface and trusted only when its `x5c` chain is a valid PKI path to a configured trust
+//! anchor (see [`crate::x5c`]) and its signature verifies with the chain's leaf. Its `jwks`
+//! claim holds the keys AORTA access tokens are signed with. Every fetch is recorded in the
+//! audit log (use case `ophalen_stelseltoken`).
 //!
 //! **Decision** (SPEC §3.1) — it is refreshed in the background; when the newest one we have
 //! was issued longer than `stelsel.max_age` ago (or has expired), the use cases answer
@@ -11,7 +12,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use aws_lc_rs::signature::{self, UnparsedPublicKey};
 use serde::Deserialize;
 use serde_json::Value;
 use x509_parser::prelude::*;
@@ -19,9 +20,10 @@ use x509_parser::prelude::*;
 use crate::aorta_id::AortaId;
 use crate::error::AuthzError;
 use crate::jws::{self, Alg};
+use crate::outbound::{self, Exchange, MAX_STELSELTOKEN_BYTES};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StelselError {
+pub(crate) enum StelselError {
     #[error("Stelseltoken: {0}")]
     Invalid(String),
     #[error("Stelseltoken niet beschikbaar: {0}")]
@@ -30,36 +32,14 @@ pub enum StelselError {
 
 /// A verified Stelseltoken's content.
 #[derive(Debug, Clone)]
-pub struct StelselKeys {
-    pub issued_at: u64,
-    pub expires_at: u64,
-    pub jwks: Value,
-}
-
-fn oid_alg(oid: &str) -> Option<&'static dyn VerificationAlgorithm> {
-    Some(match oid {
-        "1.2.840.113549.1.1.11" => &signature::RSA_PKCS1_2048_8192_SHA256,
-        "1.2.840.113549.1.1.12" => &signature::RSA_PKCS1_2048_8192_SHA384,
-        "1.2.840.113549.1.1.13" => &signature::RSA_PKCS1_2048_8192_SHA512,
-        "1.2.840.10045.4.3.2" => &signature::ECDSA_P256_SHA256_ASN1,
-        "1.2.840.10045.4.3.3" => &signature::ECDSA_P384_SHA384_ASN1,
-        _ => return None,
-    })
-}
-
-/// Is `cert` signed by the key of `issuer`?
-fn signed_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> bool {
-    let Some(alg) = oid_alg(&cert.signature_algorithm.algorithm.to_id_string()) else {
-        return false;
-    };
-    let key = issuer.public_key().subject_public_key.data.as_ref();
-    UnparsedPublicKey::new(alg, key)
-        .verify(cert.tbs_certificate.as_ref(), cert.signature_value.data.as_ref())
-        .is_ok()
+pub(crate) struct StelselKeys {
+    pub(crate) issued_at: u64,
+    pub(crate) expires_at: u64,
+    pub(crate) jwks: Value,
 }
 
 /// Parses the trust anchor PEM file content.
-pub fn load_anchors(pem_text: &str) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn load_anchors(pem_text: &str) -> Result<Vec<Vec<u8>>, String> {
     let certs: Vec<Vec<u8>> = ::pem::parse_many(pem_text)
         .map_err(|e| format!("PEM: {e}"))?
         .into_iter()
@@ -73,7 +53,11 @@ pub fn load_anchors(pem_text: &str) -> Result<Vec<Vec<u8>>, String> {
 }
 
 /// Verifies a Stelseltoken: header, `x5c` chain up to an anchor, validity, signature, claims.
-pub fn verify_stelseltoken(token: &str, anchors: &[Vec<u8>], now: u64) -> Result<StelselKeys, StelselError> {
+pub(crate) fn verify_stelseltoken(
+    token: &str,
+    anchors: &[Vec<u8>],
+    now: u64,
+) -> Result<StelselKeys, StelselError> {
     let bad = |m: &str| StelselError::Invalid(m.to_owned());
     let parsed = jws::parse(token).map_err(|e| StelselError::Invalid(e.to_string()))?;
     if parsed.header.alg != "RS256" {
@@ -81,6 +65,9 @@ pub fn verify_stelseltoken(token: &str, anchors: &[Vec<u8>], now: u64) -> Result
     }
     if parsed.header.typ.as_deref() != Some("aorta-st+JWT") {
         return Err(bad("typ moet aorta-st+JWT zijn"));
+    }
+    if parsed.header.ill_typed.contains(&"x5c") {
+        return Err(bad("x5c is geen lijst van certificaten"));
     }
     let x5c = parsed
         .header
@@ -94,36 +81,10 @@ pub fn verify_stelseltoken(token: &str, anchors: &[Vec<u8>], now: u64) -> Result
         .map(|c| base64::engine::general_purpose::STANDARD.decode(c))
         .collect::<Result<_, _>>()
         .map_err(|_| bad("x5c is geen base64"))?;
-    let certs: Vec<X509Certificate<'_>> = ders
-        .iter()
-        .map(|d| X509Certificate::from_der(d).map(|(_, c)| c))
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad("x5c bevat een ongeldig certificaat"))?;
-    let anchor_certs: Vec<X509Certificate<'_>> = anchors
-        .iter()
-        .filter_map(|d| X509Certificate::from_der(d).ok().map(|(_, c)| c))
-        .collect();
-    let now_i = now as i64;
-    for c in &certs {
-        if c.validity().not_before.timestamp() > now_i || c.validity().not_after.timestamp() < now_i {
-            return Err(bad("certificaat in x5c is niet (meer) geldig"));
-        }
-    }
-    for pair in certs.windows(2) {
-        if !signed_by(&pair[0], &pair[1]) {
-            return Err(bad("x5c-keten is niet aaneengesloten"));
-        }
-    }
-    let last = certs.last().ok_or_else(|| bad("x5c ontbreekt"))?;
-    let anchored = anchor_certs
-        .iter()
-        .any(|a| a.tbs_certificate.as_ref() == last.tbs_certificate.as_ref() || signed_by(last, a));
-    if !anchored {
-        return Err(bad(
-            "x5c-keten leidt niet naar een vertrouwd AORTA-stelselcertificaat",
-        ));
-    }
-    let leaf_key = certs[0].public_key().subject_public_key.data.as_ref();
+    crate::x5c::verify_chain(&ders, anchors, now).map_err(StelselError::Invalid)?;
+    let (_, leaf) =
+        X509Certificate::from_der(&ders[0]).map_err(|_| bad("x5c bevat een ongeldig certificaat"))?;
+    let leaf_key = leaf.public_key().subject_public_key.data.as_ref();
     let (input, sig) = token.rsplit_once('.').ok_or_else(|| bad("geen handtekening"))?;
     let sig = jws::b64d(sig).map_err(|_| bad("handtekening is geen base64url"))?;
     UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, leaf_key)
@@ -155,62 +116,46 @@ pub fn verify_stelseltoken(token: &str, anchors: &[Vec<u8>], now: u64) -> Result
 
 /// The service's current Stelseltoken, refreshed in the background.
 #[derive(Debug)]
-pub struct Stelsel {
+pub(crate) struct Stelsel {
     current: RwLock<Option<Arc<StelselKeys>>>,
-    last_error: RwLock<Option<String>>,
     max_age: u64,
 }
 
 impl Stelsel {
-    pub fn new(max_age: std::time::Duration) -> Self {
+    pub(crate) fn new(max_age: std::time::Duration) -> Self {
         Stelsel {
             current: RwLock::new(None),
-            last_error: RwLock::new(Some("nog niet opgehaald".into())),
             max_age: max_age.as_secs(),
         }
     }
 
-    pub fn set(&self, keys: StelselKeys) {
+    pub(crate) fn set(&self, keys: StelselKeys) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(keys));
-        *self.last_error.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    pub fn set_error(&self, e: String) {
-        *self.last_error.write().unwrap_or_else(|e| e.into_inner()) = Some(e);
-    }
-
-    /// The keys, if sufficiently current; else UNAVAILABLE naming why.
-    pub fn current(&self, now: u64) -> Result<Arc<StelselKeys>, AuthzError> {
+    /// The keys, if sufficiently current; else UNAVAILABLE (why the last fetch failed is in
+    /// the log and the audit trail, not in the answer).
+    pub(crate) fn current(&self, now: u64) -> Result<Arc<StelselKeys>, AuthzError> {
         let cur = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let why = || {
-            self.last_error
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-                .map(|e| format!(" (laatste fout: {e})"))
-                .unwrap_or_default()
-        };
         match cur {
             Some(k) if k.expires_at > now && k.issued_at.saturating_add(self.max_age) >= now => Ok(k),
-            Some(_) => Err(AuthzError::Unavailable(format!(
-                "geen voldoende actueel AORTA Stelseltoken{}",
-                why()
-            ))),
-            None => Err(AuthzError::Unavailable(format!(
-                "geen AORTA Stelseltoken{}",
-                why()
-            ))),
+            Some(_) => Err(AuthzError::Unavailable(
+                "geen voldoende actueel AORTA Stelseltoken".into(),
+            )),
+            None => Err(AuthzError::Unavailable("geen AORTA Stelseltoken".into())),
         }
     }
 
-    /// Fetches, verifies and installs a Stelseltoken.
-    pub async fn refresh(
+    /// Fetches, verifies and installs a Stelseltoken; the call is described in the returned
+    /// exchange (for the audit log).
+    pub(crate) async fn refresh(
         &self,
         http: &reqwest::Client,
         url: &str,
         anchors_path: &std::path::Path,
         timeout: std::time::Duration,
-    ) -> Result<(), StelselError> {
+    ) -> (Result<(), StelselError>, Exchange) {
+        let mut ex = Exchange::start("GET", url, AortaId::new());
         let result = async {
             let anchors = std::fs::read_to_string(anchors_path)
                 .map_err(|e| {
@@ -222,30 +167,47 @@ impl Stelsel {
             let resp = http
                 .get(url)
                 .header("accept", "application/jwt")
-                .header(crate::aorta_id::HEADER, AortaId::new().header_value())
+                .header(crate::aorta_id::HEADER, ex.aorta_id.header_value())
                 .timeout(timeout)
                 .headers(service_kit::telemetry::current_trace_headers())
                 .send()
                 .await
-                .map_err(|e| StelselError::Fetch(format!("{url}: {e}")))?;
+                .map_err(|e| {
+                    ex.error = Some(outbound::failure_kind(&e).into());
+                    StelselError::Fetch(format!("{url}: {e}"))
+                })?;
+            ex.status = Some(resp.status().as_u16());
             if !resp.status().is_success() {
+                ex.error = Some("unexpected_status".into());
                 return Err(StelselError::Fetch(format!("{url}: HTTP {}", resp.status())));
             }
-            let text = resp
-                .text()
+            let body = outbound::read_capped(resp, MAX_STELSELTOKEN_BYTES)
                 .await
-                .map_err(|e| StelselError::Fetch(format!("{url}: {e}")))?;
-            verify_stelseltoken(text.trim(), &anchors, crate::assertion::unix_now())
+                .map_err(|e| {
+                    ex.error = Some("unreadable".into());
+                    StelselError::Fetch(format!("{url}: {e}"))
+                })?;
+            let text = String::from_utf8(body).map_err(|_| {
+                ex.error = Some("unreadable".into());
+                StelselError::Fetch(format!("{url}: geen tekst"))
+            })?;
+            let text = text.trim();
+            ex.token_jti = crate::as_za::unverified_jti(text);
+            verify_stelseltoken(text, &anchors, crate::assertion::unix_now()).inspect_err(|_| {
+                ex.error = Some("invalid_stelseltoken".into());
+            })
         }
         .await;
+        ex.done();
         match result {
             Ok(keys) => {
                 self.set(keys);
-                Ok(())
+                (Ok(()), ex)
             }
             Err(e) => {
-                self.set_error(e.to_string());
-                Err(e)
+                ex.error.get_or_insert_with(|| "failed".into());
+                ex.error_description = Some(e.to_string());
+                (Err(e), ex)
             }
         }
     }
@@ -253,45 +215,45 @@ impl Stelsel {
 
 /// The `_vrb` object of an AORTA access token.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct Vrb {
+pub(crate) struct Vrb {
     #[serde(rename = "_vrb_ura")]
-    pub ura: Option<String>,
+    pub(crate) ura: Option<String>,
     #[serde(rename = "_vrb_user_id")]
-    pub user_id: Option<String>,
+    pub(crate) user_id: Option<String>,
     #[serde(rename = "_vrb_user_role")]
-    pub user_role: Option<String>,
+    pub(crate) user_role: Option<String>,
     #[serde(rename = "_vrb_bsn")]
-    pub bsn: Option<String>,
+    pub(crate) bsn: Option<String>,
     #[serde(rename = "_vrb_authz_base")]
-    pub authz_base: Option<String>,
+    pub(crate) authz_base: Option<String>,
 }
 
 /// A verified AORTA access token (sourceToken).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct AortaAccessToken {
-    pub iss: String,
-    pub sub: String,
-    pub exp: u64,
+pub(crate) struct AortaAccessToken {
+    pub(crate) iss: String,
+    pub(crate) sub: String,
+    pub(crate) exp: u64,
     #[serde(default)]
-    pub iat: Option<u64>,
-    pub jti: String,
+    pub(crate) iat: Option<u64>,
+    pub(crate) jti: String,
     #[serde(default)]
-    pub scope: String,
+    pub(crate) scope: String,
     #[serde(default, rename = "_vrb")]
-    pub vrb: Vrb,
+    pub(crate) vrb: Vrb,
 }
 
 /// What an AORTA access token must satisfy besides its signature.
 #[derive(Debug, Clone)]
-pub struct AccessTokenRules {
-    pub issuer: String,
-    pub audience: String,
-    pub max_skew: u64,
-    pub max_lifetime: u64,
+pub(crate) struct AccessTokenRules {
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    pub(crate) max_skew: u64,
+    pub(crate) max_lifetime: u64,
 }
 
 /// 3.1 step 3: the sourceToken is valid. Errors are `InvalidToken` (401).
-pub fn validate_access_token(
+pub(crate) fn validate_access_token(
     token: &str,
     stelsel: &StelselKeys,
     rules: &AccessTokenRules,
@@ -317,8 +279,16 @@ pub fn validate_access_token(
     if !aud_ok {
         return Err(inv("aud is niet de verwachte audience".into()));
     }
-    if at.exp.saturating_add(rules.max_skew) <= now {
+    // No clock skew for exp: the assertions made from it get this exp, so they would be born
+    // expired.
+    if at.exp <= now {
         return Err(inv("verlopen".into()));
+    }
+    if at.jti.is_empty() || at.jti.chars().count() > crate::client_auth::MAX_JTI_LEN {
+        return Err(inv(format!(
+            "jti ontbreekt of is langer dan {} tekens",
+            crate::client_auth::MAX_JTI_LEN
+        )));
     }
     if at.iat.is_some_and(|iat| iat > now + rules.max_skew) {
         return Err(inv("iat ligt in de toekomst".into()));

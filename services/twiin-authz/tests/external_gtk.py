@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """An external GtK written with an independent JOSE library (PyJWT + cryptography).
 
+0. Reads twiin-authz's RFC 8414 metadata and follows it: the JWKS from its `jwks_uri`, the token
+   request to its `token_endpoint` (which must be served as advertised: plain HTTP under
+   `make run`'s development mode).
 1. Verifies the TWIIN assertions twiin-authz issued (use case 3.1) with the JWKS it publishes.
-2. Builds a private_key_jwt client assertion and a grant assertion (ES512), asks twiin-authz for
-   an AORTA access token over plain HTTP (use case 3.2) and checks the RFC 6749 answer.
+2. Builds a private_key_jwt client assertion (`aud` = the token endpoint) and a grant assertion
+   (ES512), asks twiin-authz for an AORTA access token (use case 3.2) and checks the RFC 6749
+   answer.
 
 Arguments come as JSON on stdin; prints one line "OK ..." on success, exits non-zero otherwise.
 """
@@ -25,8 +29,16 @@ def fail(msg):
 
 def main():
     a = json.load(sys.stdin)
+    # 0. The metadata, and where it says the endpoints are.
+    with urllib.request.urlopen(a["metadata_url"]) as r:
+        metadata = json.load(r)
+        if r.headers.get("Cache-Control") != "must-revalidate, max-age=14400" or r.headers.get("Pragma") != "no-cache":
+            fail(f"metadata caching headers {r.headers.get('Cache-Control')} / {r.headers.get('Pragma')}")
+    if metadata.get("issuer") != a["issuer"]:
+        fail(f"metadata issuer {metadata.get('issuer')}")
+    token_endpoint = metadata["token_endpoint"]
     # 1. Our TWIIN assertions, checked with the published JWKS.
-    with urllib.request.urlopen(a["jwks_url"]) as r:
+    with urllib.request.urlopen(metadata["jwks_uri"]) as r:
         jwks = json.load(r)
     for name in ("client_assertion", "assertion"):
         token = a[name]
@@ -45,7 +57,7 @@ def main():
     now = int(time.time())
     headers = {"kid": a["kid"], "typ": "JWT"}
     client_assertion = jwt.encode(
-        {"iss": a["client_id"], "sub": a["client_id"], "aud": a["token_url_aud"],
+        {"iss": a["client_id"], "sub": a["client_id"], "aud": token_endpoint,
          "jti": str(uuid.uuid4()), "iat": now, "exp": now + 120},
         private, algorithm="ES512", headers=headers)
     assertion = jwt.encode(
@@ -59,7 +71,7 @@ def main():
         "client_assertion": client_assertion,
         "scope": "system/Task.c",
     }).encode()
-    req = urllib.request.Request(a["token_url"], data=form,
+    req = urllib.request.Request(token_endpoint, data=form,
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
     try:
         with urllib.request.urlopen(req) as r:

@@ -1,6 +1,8 @@
 //! Interoperability with an independent JOSE implementation: `external_gtk.py` (PyJWT with
-//! `cryptography`) verifies our ES512 TWIIN assertions with our published JWKS and gets an AORTA
-//! access token over plain HTTP with its own private_key_jwt and grant assertion.
+//! `cryptography`) reads our RFC 8414 metadata and follows it, verifies our ES512 TWIIN
+//! assertions with the JWKS it names, and gets an AORTA access token at the token endpoint it
+//! names (plain HTTP in development mode, as under `make run`) with its own private_key_jwt and
+//! grant assertion.
 
 mod common;
 
@@ -35,7 +37,7 @@ async fn pyjwt_gtk_verifies_our_assertions_and_gets_a_token() {
     )
     .expect("key file");
     let args = json!({
-        "jwks_url": format!("http://{}/.well-known/jwks.json", w.http),
+        "metadata_url": format!("http://{}/.well-known/oauth-authorization-server", w.http),
         "client_assertion": out.client_assertion,
         "assertion": out.assertion,
         "twiin_audience": "https://gtk-extern.test",
@@ -45,8 +47,6 @@ async fn pyjwt_gtk_verifies_our_assertions_and_gets_a_token() {
         "kid": EXT_KID,
         "client_id": EXT_CLIENT,
         "ura": URA_CARE,
-        "token_url": w.token_url(),
-        "token_url_aud": format!("{ISSUER}/oauth2/token"),
     });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/external_gtk.py");
     let output = tokio::task::spawn_blocking(move || {

@@ -69,7 +69,7 @@ async fn push_notification_v2_scope_gets_an_aorta_token() {
     assert_eq!(claims["_vrb"]["_vrb_user_id"], "UZI-900001");
 
     // Audit: all four directions, AORTA-ID chain kept, jti's but never tokens.
-    let events = w.sink.events();
+    let events = w.events_of("uitgeven_aorta_access_token");
     use audit_log::Direction::*;
     for d in [ReceivedRequest, SentRequest, ReceivedResponse, ReturnedResponse] {
         assert!(events.iter().any(|e| e.direction == d), "{d:?} logged");
@@ -261,10 +261,44 @@ async fn step3_client_assertion_attacks() {
             json!({"iat": n, "exp": n + 7200}),
             "Ongeldige client: geldigheidsduur (exp - iat) te lang",
         ),
+        // The client is its `sub`: an unregistered one is unknown, whatever `iss` says.
         (
             es512.clone(),
             json!({"sub": "https://someone-else.test"}),
-            "Ongeldige client: iss en sub moeten beide de client_id zijn",
+            "Ongeldige client: onbekende applicatie https://someone-else.test in ZORG-AB",
+        ),
+        // `iss` must be the client id or the AS registered for that client.
+        (
+            es512.clone(),
+            json!({"iss": "https://someone-else.test"}),
+            "Ongeldige client: iss is niet de client_id of de geregistreerde autorisatieserver van de client",
+        ),
+        (
+            es512.clone(),
+            json!({"iss": PEER_AS}),
+            "Ongeldige client: iss is niet de client_id of de geregistreerde autorisatieserver van de client",
+        ),
+        (
+            es512.clone(),
+            json!({"sub": null}),
+            "Ongeldige client: sub ontbreekt (de client_id van de client)",
+        ),
+        (
+            es512.clone(),
+            json!({"jti": "j".repeat(257)}),
+            "Ongeldige client: jti is langer dan 256 tekens",
+        ),
+        // A numeric kid is the client assertion's fault (RFC 7523: invalid_client), not an
+        // unreadable request.
+        (
+            json!({"alg": "ES512", "typ": "JWT", "kid": 1}),
+            json!({}),
+            "Ongeldige client: kid in de header is geen tekst",
+        ),
+        (
+            json!({"alg": "ES512", "typ": "JWT", "kid": EXT_KID, "crit": ["exp"]}),
+            json!({}),
+            "Ongeldige client: header-parameter crit wordt niet ondersteund",
         ),
         (
             es512.clone(),
@@ -920,48 +954,94 @@ async fn grpc_token_request_success_and_oauth_error_metadata() {
     );
 }
 
+async fn get_json(w: &World, path: &str) -> (Value, reqwest::header::HeaderMap) {
+    let r = w
+        .client
+        .get(format!("{}{path}", w.base_url()))
+        .send()
+        .await
+        .expect("GET");
+    let headers = r.headers().clone();
+    (r.json().await.expect("json"), headers)
+}
+
+fn header(h: &reqwest::header::HeaderMap, k: &str) -> Option<String> {
+    h.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// RFC 8414 metadata names the endpoints as they are served; both documents carry the
+/// Cache-Control of the AORTA "Interfaces Autorisatie Server GTK" page.
 #[tokio::test]
 async fn metadata_and_jwks_are_published() {
     let w = World::start().await;
-    let m: Value = w
-        .client
-        .get(format!(
-            "http://{}/.well-known/oauth-authorization-server",
-            w.http
-        ))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("json");
+    let (m, headers) = get_json(&w, "/.well-known/oauth-authorization-server").await;
     assert_eq!(m["issuer"], ISSUER);
-    assert_eq!(m["token_endpoint"], format!("{ISSUER}/oauth2/token"));
-    assert_eq!(m["jwks_uri"], format!("{ISSUER}/.well-known/jwks.json"));
+    // Development without TLS: the plain-HTTP address actually served, not an https URL
+    // nobody answers.
+    assert_eq!(m["token_endpoint"], format!("http://{}/oauth2/token", w.http));
+    assert_eq!(m["jwks_uri"], format!("http://{}/.well-known/jwks.json", w.http));
     assert_eq!(
         m["token_endpoint_auth_methods_supported"],
         json!(["private_key_jwt"])
     );
-    let r = w
-        .client
-        .get(format!("http://{}/.well-known/jwks.json", w.http))
-        .send()
-        .await
-        .expect("GET");
     assert_eq!(
-        r.headers().get("cache-control").and_then(|v| v.to_str().ok()),
-        Some("public, max-age=300")
+        header(&headers, "cache-control").as_deref(),
+        Some("must-revalidate, max-age=14400")
     );
-    let jwks: Value = r.json().await.expect("json");
+    assert_eq!(header(&headers, "pragma").as_deref(), Some("no-cache"));
+    let (jwks, headers) = get_json(&w, "/.well-known/jwks.json").await;
+    assert_eq!(
+        header(&headers, "cache-control").as_deref(),
+        Some("must-revalidate, max-age=14400")
+    );
+    assert_eq!(header(&headers, "pragma").as_deref(), Some("no-cache"));
     assert_eq!(jwks["keys"][0]["kid"], OUR_KID);
     assert_eq!(jwks["keys"][0]["crv"], "P-521");
-    let _ = Duration::ZERO;
+    // A client following the metadata reaches the token endpoint, with it as `aud`.
+    let mut f = w.form("system/Task.c");
+    let token_endpoint = m["token_endpoint"].as_str().expect("token_endpoint").to_owned();
+    set(
+        &mut f,
+        "client_assertion",
+        Some(w.sign(&with(w.client_claims(), json!({"aud": token_endpoint})))),
+    );
+    let r = w
+        .client
+        .post(&token_endpoint)
+        .form(&f)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "aud = the advertised token endpoint is accepted"
+    );
+}
+
+/// Production mode: TLS everywhere; the metadata names the issuer's https endpoints.
+#[tokio::test]
+async fn production_metadata_names_the_https_endpoints() {
+    let w = World::start_with(Options {
+        production: true,
+        tweak: |c| c.http.metadata_max_age = Duration::from_secs(600),
+        ..Default::default()
+    })
+    .await;
+    let (m, headers) = get_json(&w, "/.well-known/oauth-authorization-server").await;
+    assert_eq!(m["issuer"], ISSUER);
+    assert_eq!(m["token_endpoint"], format!("{ISSUER}/oauth2/token"));
+    assert_eq!(m["jwks_uri"], format!("{ISSUER}/.well-known/jwks.json"));
+    assert_eq!(
+        header(&headers, "cache-control").as_deref(),
+        Some("must-revalidate, max-age=600")
+    );
 }
 
 #[tokio::test]
 async fn http_jwks_uri_is_refused_outside_development() {
     let w = World::start_with(Options {
-        tweak: |c| c.development = false,
+        production: true,
         ..Default::default()
     })
     .await;
@@ -1050,7 +1130,7 @@ async fn refusals_are_audited_with_their_outcome_and_the_zorg_ab_exchanges() {
         Some(w.sign(&with(w.grant_claims(), json!({"sub": URA_UNQUALIFIED})))),
     );
     expect(&w, &f, 403, "access_denied", NOT_QUALIFIED).await;
-    let events = w.sink.events();
+    let events = w.events_of("uitgeven_aorta_access_token");
     use audit_log::Direction::*;
     let sent: Vec<_> = events.iter().filter(|e| e.direction == SentRequest).collect();
     assert!(sent.iter().any(|e| {

@@ -10,9 +10,6 @@ use common::*;
 use ehealth_proto::twiin::v1::IssueTwiinAssertionsRequest;
 use serde_json::{Value, json};
 use twiin_authz::error::MISSING_AUTHZ_BASE;
-use twiin_authz::jws;
-
-const EXT_AS: &str = "https://gtk-extern.test";
 
 fn req(token: String) -> IssueTwiinAssertionsRequest {
     IssueTwiinAssertionsRequest {
@@ -33,14 +30,28 @@ async fn jwks(w: &World) -> Value {
         .expect("json")
 }
 
-/// Verifies with the published JWKS; returns (header, claims).
-async fn verify(w: &World, token: &str) -> (jws::RawHeader, Value) {
+/// The JOSE header fields the assertions are checked on.
+struct Header {
+    alg: String,
+    typ: Option<String>,
+    kid: Option<String>,
+}
+
+/// Verifies with the published JWKS (by the simulators' own ES512 code, not the service's);
+/// returns (header, claims).
+async fn verify(w: &World, token: &str) -> (Header, Value) {
     let keys = jwks(w).await;
-    let p = jws::parse(token).expect("parses");
-    let kid = p.header.kid.clone().expect("kid");
-    let key = jws::find_key(&keys, &kid).expect("kid published");
-    let claims = p.verify(jws::Alg::ES512, key).expect("verifies");
-    (p.header, claims)
+    let keys = keys["keys"].as_array().expect("keys").clone();
+    let (header, claims) = sim_kit::jose::verify_es512(token, &keys).expect("verifies with a published key");
+    let text = |k: &str| header.get(k).and_then(Value::as_str).map(str::to_owned);
+    (
+        Header {
+            alg: text("alg").expect("alg"),
+            typ: text("typ"),
+            kid: text("kid"),
+        },
+        claims,
+    )
 }
 
 #[tokio::test]
@@ -278,4 +289,128 @@ async fn malformed_aorta_id_is_invalid_argument_and_a_valid_one_is_logged() {
             .iter()
             .any(|e| e.request_id.as_deref() == Some("0d5a2c8b-1f1e-4f3e-8a8e-9b2b9a1c2d3e"))
     );
+}
+
+// ---- who may call 3.1, and for which audience (issue 14) ----
+
+#[tokio::test]
+async fn an_expired_source_token_is_refused_without_clock_skew() {
+    let w = World::start().await;
+    let mut c = w.grpc_client().await;
+    let src = with(
+        w.source_claims("create:Task:1.0:notification~~normaal"),
+        json!({"exp": now() - 5}),
+    );
+    let st = c
+        .issue_twiin_assertions(req(w.source_token(&src)))
+        .await
+        .expect_err("expired, even within the skew");
+    assert_eq!(
+        (st.code(), st.message()),
+        (tonic::Code::Unauthenticated, "Ongeldig token: verlopen")
+    );
+}
+
+#[tokio::test]
+async fn production_3_1_is_for_the_resource_broker_only() {
+    use sim_kit::pki::files;
+    let w = World::start_with(Options {
+        production: true,
+        ..Default::default()
+    })
+    .await;
+    let src = w.source_claims("create:Task:1.0:notification~~normaal");
+    // The broker's certificate: served.
+    let mut broker = w.grpc_client().await;
+    broker
+        .issue_twiin_assertions(req(w.source_token(&src)))
+        .await
+        .expect("the Resource Broker is served");
+    // No client certificate: the TLS layer (caller mTLS) lets nothing through.
+    let refused = match w.grpc_client_as(None).await {
+        Err(_) => true,
+        Ok(mut c) => c.issue_twiin_assertions(req(w.source_token(&src))).await.is_err(),
+    };
+    assert!(refused, "a caller without a certificate gets nothing");
+    // A certificate of the same CA that is not the broker's.
+    let mut other = w
+        .grpc_client_as(Some((files::GTK_CLIENT_CERT, files::GTK_CLIENT_KEY)))
+        .await
+        .expect("TLS with a client certificate");
+    let st = other
+        .issue_twiin_assertions(req(w.source_token(&src)))
+        .await
+        .expect_err("not the broker");
+    assert_eq!(
+        (st.code(), st.message()),
+        (
+            tonic::Code::PermissionDenied,
+            "Alleen de Resource Broker mag TWIIN assertions aanvragen"
+        )
+    );
+    let ret = w
+        .events_of("uitgeven_twiin_assertions")
+        .into_iter()
+        .rfind(|e| e.direction == audit_log::Direction::ReturnedResponse)
+        .expect("the refusal is audited");
+    assert_eq!(ret.status.as_deref(), Some("403"));
+    assert_eq!(ret.attributes["grpc_code"], "PERMISSION_DENIED");
+}
+
+#[tokio::test]
+async fn configured_broker_identities_refuse_callers_without_a_certificate() {
+    let w = World::start_with(Options {
+        tweak: |c| c.resource_broker.identities = vec!["resource-broker.localhost".into()],
+        ..Default::default()
+    })
+    .await;
+    let mut c = w.grpc_client().await;
+    let src = w.source_claims("create:Task:1.0:notification~~normaal");
+    let st = c
+        .issue_twiin_assertions(req(w.source_token(&src)))
+        .await
+        .expect_err("no certificate");
+    assert_eq!(st.code(), tonic::Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn the_audience_must_be_a_registered_external_authorization_server() {
+    let w = World::start().await;
+    let mut c = w.grpc_client().await;
+    let src = w.source_claims("create:Task:1.0:notification~~normaal");
+    let cases = [
+        (
+            "https://unregistered.test",
+            "Ongeldig verzoek: audience is geen in ZORG-AB geregistreerde autorisatieserver",
+        ),
+        (
+            ISSUER,
+            "Ongeldig verzoek: audience moet de autorisatieserver van een extern GtK zijn (niet deze, niet de Autorisatie Server ZA)",
+        ),
+        (
+            AS_ZA_ISSUER,
+            "Ongeldig verzoek: audience moet de autorisatieserver van een extern GtK zijn (niet deze, niet de Autorisatie Server ZA)",
+        ),
+    ];
+    for (audience, msg) in cases {
+        let st = c
+            .issue_twiin_assertions(IssueTwiinAssertionsRequest {
+                audience: audience.into(),
+                ..req(w.source_token(&src))
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            (st.code(), st.message()),
+            (tonic::Code::InvalidArgument, msg),
+            "{audience}"
+        );
+    }
+    // The AORTA peer's authorization server is registered: served.
+    c.issue_twiin_assertions(IssueTwiinAssertionsRequest {
+        audience: PEER_AS.into(),
+        ..req(w.source_token(&src))
+    })
+    .await
+    .expect("a registered AS");
 }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sim_kit::CancellationToken;
 use sim_kit::jose::{RsaSigner, b64_std};
-use sim_kit::serve::Running;
+use sim_kit::serve::{Running, Tls};
 
 /// The simulator's data file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -147,10 +147,19 @@ pub fn router(data: Data) -> Result<axum::Router, String> {
         .with_state(Arc::new(s)))
 }
 
-/// Serves the Stelseltoken endpoint on `listen` until `shutdown`.
-pub async fn start(data: Data, listen: SocketAddr, shutdown: CancellationToken) -> Result<Running, String> {
+/// Serves the Stelseltoken over HTTPS with `tls` (client certificates only when it names a
+/// `client_ca`: the metadata is public), else over plain HTTP (development).
+pub async fn start(
+    data: Data,
+    listen: SocketAddr,
+    tls: Option<Tls>,
+    shutdown: CancellationToken,
+) -> Result<Running, String> {
     let router = router(data)?;
-    sim_kit::serve::serve(listen, router, shutdown)
-        .await
-        .map_err(|e| format!("listen {listen}: {e}"))
+    match tls {
+        Some(tls) => sim_kit::serve::serve_tls(listen, router, &tls, shutdown).await,
+        None => sim_kit::serve::serve(listen, router, shutdown)
+            .await
+            .map_err(|e| format!("listen {listen}: {e}")),
+    }
 }

@@ -29,6 +29,7 @@ async fn serves_a_signed_stelseltoken_with_x5c_and_the_token_signing_keys() {
     let r = aorta_stelsel_sim::start(
         data(dir.path()),
         "127.0.0.1:0".parse().expect("addr"),
+        None,
         stop.clone(),
     )
     .await
@@ -100,4 +101,41 @@ fn the_shipped_data_file_loads() {
     )))
     .expect("sim/data/aorta-stelsel.toml parses");
     assert_eq!(d.token_signing_keys[0].kid, "aorta-ts-1");
+}
+
+#[tokio::test]
+async fn serves_over_https_when_asked() {
+    let dir = tempfile::tempdir().expect("tmp");
+    AortaPki::generate()
+        .expect("pki")
+        .write(dir.path())
+        .expect("write");
+    let stop = sim_kit::CancellationToken::new();
+    let tls = sim_kit::serve::Tls {
+        cert: dir.path().join(files::SIM_SERVER_CERT),
+        key: dir.path().join(files::SIM_SERVER_KEY),
+        client_ca: None,
+    };
+    let r = aorta_stelsel_sim::start(
+        data(dir.path()),
+        "127.0.0.1:0".parse().expect("addr"),
+        Some(tls),
+        stop.clone(),
+    )
+    .await
+    .expect("starts");
+    assert!(r.url().starts_with("https://127.0.0.1:"));
+    let ca = std::fs::read(dir.path().join(files::TLS_CA)).expect("ca");
+    let c = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca")])
+        .build()
+        .expect("client");
+    let resp = c
+        .get(format!("{}/stelseltoken", r.url()))
+        .header("accept", "application/jwt")
+        .send()
+        .await
+        .expect("GET over https");
+    assert_eq!(resp.status(), 200);
+    stop.cancel();
 }

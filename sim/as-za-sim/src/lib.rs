@@ -7,7 +7,10 @@
 //! - `subject_token` (required) with `subject_token_type` =
 //!   `urn:ietf:params:oauth:token-type:jwt`; `requested_token_type`, when given, =
 //!   `urn:ietf:params:oauth:token-type:access_token` (else `invalid_request`);
-//! - the subject token is an ES512 JWS of a trusted GtK (`trusted_issuers`): signature, `iss`,
+//! - only over mutual TLS: a GtK presents its (UZI server) client certificate, or gets no answer;
+//! - the subject token is explicitly typed `typ: gtk-subject+jwt` (RFC 8725 §3.11: a GtK's
+//!   client or grant assertion, `typ: JWT`, cannot be passed off as one), and is an ES512 JWS of
+//!   a trusted GtK (`trusted_issuers`): signature, `iss`,
 //!   `aud` = this server's `issuer`, `exp` in the future, `iat` not in the future, `sub` an
 //!   8-digit URA, `jti` not seen before (else `invalid_grant`);
 //! - `scope`: space-separated AORTA scope items `interaction~aorta.contextcode.CODE~situation`;
@@ -40,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sim_kit::CancellationToken;
 use sim_kit::jose::{RsaSigner, verify_es512};
-use sim_kit::serve::Running;
+use sim_kit::serve::{Running, Tls};
 
 /// The grant type of the token request (RFC 8693).
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -48,6 +51,8 @@ pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchang
 pub const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// The issued token type: an access token.
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// The JOSE `typ` of the subject token a GtK sends.
+pub const SUBJECT_TOKEN_TYP: &str = "gtk-subject+jwt";
 
 /// The simulator's data file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -286,10 +291,13 @@ async fn token(State(s): State<Arc<Server>>, Form(form): Form<HashMap<String, St
     let Some(keys) = s.keys.get(&iss) else {
         return bad("invalid_grant", "subject_token van onbekende uitgever");
     };
-    let claims = match verify_es512(subject, keys) {
-        Ok((_, c)) => c,
+    let (header, claims) = match verify_es512(subject, keys) {
+        Ok(hc) => hc,
         Err(_) => return bad("invalid_grant", "handtekening van subject_token ongeldig"),
     };
+    if header.get("typ").and_then(Value::as_str) != Some(SUBJECT_TOKEN_TYP) {
+        return bad("invalid_grant", "typ van subject_token moet gtk-subject+jwt zijn");
+    }
     let n = now();
     let num = |k: &str| claims.get(k).and_then(Value::as_u64);
     let str_claim = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -457,10 +465,19 @@ pub fn router(data: Data) -> Result<axum::Router, String> {
         .with_state(Arc::new(s)))
 }
 
-/// Serves the token endpoint on `listen` until `shutdown`.
-pub async fn start(data: Data, listen: SocketAddr, shutdown: CancellationToken) -> Result<Running, String> {
+/// Serves `POST /token` over mutual TLS: `tls.client_ca` is required.
+pub async fn start(
+    data: Data,
+    listen: SocketAddr,
+    tls: Tls,
+    shutdown: CancellationToken,
+) -> Result<Running, String> {
+    if tls.client_ca.is_none() {
+        return Err(
+            "the Autorisatie Server ZA answers only callers with a client certificate: --client-ca is required"
+                .into(),
+        );
+    }
     let router = router(data)?;
-    sim_kit::serve::serve(listen, router, shutdown)
-        .await
-        .map_err(|e| format!("listen {listen}: {e}"))
+    sim_kit::serve::serve_tls(listen, router, &tls, shutdown).await
 }

@@ -3,8 +3,9 @@
 
 use as_za_sim::{ContextCode, Data, Interaction, Refusal, TrustedIssuer};
 use serde_json::{Value, json};
-use sim_kit::jose::{RsaSigner, p521_test_key, sign_es512};
+use sim_kit::jose::{RsaSigner, p521_test_key, sign_es512_with_header};
 use sim_kit::pki::{AortaPki, files};
+use sim_kit::serve::Tls;
 
 const ISS: &str = "https://gtk.test";
 const AUD: &str = "https://as-za.test";
@@ -13,8 +14,31 @@ struct Fx {
     url: String,
     key: Vec<u8>,
     pki: AortaPki,
+    client: reqwest::Client,
     stop: sim_kit::CancellationToken,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+/// A subject token as a GtK signs it (typ `gtk-subject+jwt`).
+fn sign_es512(key: &[u8], kid: &str, claims: &Value) -> Result<String, sim_kit::jose::JoseError> {
+    sign_es512_with_header(
+        key,
+        &json!({"alg": "ES512", "typ": as_za_sim::SUBJECT_TOKEN_TYP, "kid": kid}),
+        claims,
+    )
+}
+
+/// A client trusting the test CA, with the GtK's client certificate when `with_cert`.
+fn client(dir: &std::path::Path, with_cert: bool) -> reqwest::Client {
+    let read = |f: &str| std::fs::read(dir.join(f)).expect("pki file");
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&read(files::TLS_CA)).expect("ca")]);
+    if with_cert {
+        let mut pem = read(files::GTK_CLIENT_CERT);
+        pem.extend(read(files::GTK_CLIENT_KEY));
+        b = b.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
+    }
+    b.build().expect("client")
 }
 
 async fn fx() -> Fx {
@@ -51,15 +75,21 @@ async fn fx() -> Fx {
         }],
     };
     let stop = sim_kit::CancellationToken::new();
-    let r = as_za_sim::start(data, "127.0.0.1:0".parse().expect("addr"), stop.clone())
+    let tls = Tls {
+        cert: dir.path().join(files::SIM_SERVER_CERT),
+        key: dir.path().join(files::SIM_SERVER_KEY),
+        client_ca: Some(dir.path().join(files::TLS_CA)),
+    };
+    let r = as_za_sim::start(data, "127.0.0.1:0".parse().expect("addr"), tls, stop.clone())
         .await
         .expect("starts");
     Fx {
         url: format!("{}/token", r.url()),
         key,
         pki,
+        client: client(dir.path(), true),
         stop,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -81,12 +111,7 @@ fn subject(patch: Value) -> Value {
 }
 
 async fn post(f: &Fx, form: &[(&str, &str)]) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(&f.url)
-        .form(form)
-        .send()
-        .await
-        .expect("POST");
+    let r = f.client.post(&f.url).form(form).send().await.expect("POST");
     (r.status().as_u16(), r.json().await.expect("json"))
 }
 
@@ -130,6 +155,13 @@ async fn refuses_every_contract_violation() {
     let ok = |patch: Value| sign_es512(&f.key, "gtk-1", &subject(patch)).expect("sign");
     let (other, _) = p521_test_key("gtk-1").expect("key");
     let forged = sign_es512(&other, "gtk-1", &subject(json!({}))).expect("sign");
+    // A correctly signed token of another type (e.g. one of the GtK's grant assertions).
+    let grant_typed = sign_es512_with_header(
+        &f.key,
+        &json!({"alg": "ES512", "typ": "JWT", "kid": "gtk-1"}),
+        &subject(json!({})),
+    )
+    .expect("sign");
     let push = "create:Task:1.0:notification~~normaal";
     let t1 = ok(json!({}));
     let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
@@ -153,6 +185,15 @@ async fn refuses_every_contract_violation() {
             vec![
                 ("grant_type", TX.into()),
                 ("subject_token", forged),
+                ("subject_token_type", JWT.into()),
+                ("scope", push.into()),
+            ],
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("grant_type", TX.into()),
+                ("subject_token", grant_typed),
                 ("subject_token_type", JWT.into()),
                 ("scope", push.into()),
             ],
@@ -259,6 +300,15 @@ async fn refuses_every_contract_violation() {
     assert_eq!(post(&f, &form).await.0, 200);
     let (s, body) = post(&f, &form).await;
     assert_eq!((s, body["error"].as_str()), (400, Some("invalid_grant")));
+    // Without a client certificate there is no answer at all.
+    assert!(
+        client(f.dir.path(), false)
+            .post(&f.url)
+            .form(&form)
+            .send()
+            .await
+            .is_err()
+    );
     f.stop.cancel();
 }
 

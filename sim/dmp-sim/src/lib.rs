@@ -10,6 +10,7 @@
 //! It is transport-free: the TLS listener calls [`DmpSimulator::handle`] (or mounts
 //! [`SimService`], a `tower::Service`) with the DER certificate of the authenticated client.
 
+mod habilitations;
 mod registry;
 pub mod settings;
 
@@ -26,6 +27,7 @@ use dmp_protocol::xds::{Ins, InsAuthority};
 use ehealth_proto::dmp::v1::Authorization;
 use http::{Method, Request, Response, StatusCode, header};
 
+use habilitations::Grants;
 pub use registry::Registry;
 
 /// The endpoints (the path of each DMP web service).
@@ -40,6 +42,28 @@ pub struct SimPatient {
     /// The authorization of every professional on this DMP (VALIDE lets XDS transactions in).
     pub authorization: Authorization,
     pub closed: bool,
+    /// Identity traits TD0.2 answers.
+    pub given: String,
+    pub family: String,
+    /// M, F or U.
+    pub gender: String,
+    /// YYYYMMDD.
+    pub birth_date: String,
+}
+
+impl SimPatient {
+    /// A patient with the official examples' traits (LAURENCE patb-quatre, born 1907-05-25).
+    pub fn new(ins: Ins, authorization: Authorization, closed: bool) -> SimPatient {
+        SimPatient {
+            ins,
+            authorization,
+            closed,
+            given: "LAURENCE".into(),
+            family: "patb-quatre".into(),
+            gender: "M".into(),
+            birth_date: "19070525".into(),
+        }
+    }
 }
 
 /// Simulator settings.
@@ -57,11 +81,7 @@ impl Default for SimConfig {
         let patients = [("207058575627097", Authorization::Valide, false)]
             .into_iter()
             .filter_map(|(v, authorization, closed)| {
-                ins(v).ok().map(|ins| SimPatient {
-                    ins,
-                    authorization,
-                    closed,
-                })
+                ins(v).ok().map(|ins| SimPatient::new(ins, authorization, closed))
             })
             .collect();
         SimConfig {
@@ -77,6 +97,7 @@ pub struct DmpSimulator {
     config: SimConfig,
     registry: Mutex<Registry>,
     requests: std::sync::atomic::AtomicU64,
+    grants: Mutex<Grants>,
 }
 
 /// A SOAP fault to answer.
@@ -100,6 +121,8 @@ pub(crate) struct Call<'a> {
     pub envelope: &'a Envelope,
     pub multipart: Option<&'a Multipart>,
     pub vihf: &'a ParsedVihf,
+    /// The professional of the client certificate (the VIHF's NameID).
+    pub card: &'a ProfessionalIdentity,
     /// The patient the VIHF names (resource-id).
     pub vihf_patient: &'a Ins,
 }
@@ -117,6 +140,7 @@ impl DmpSimulator {
             config,
             registry: Mutex::new(Registry::default()),
             requests: std::sync::atomic::AtomicU64::new(0),
+            grants: Mutex::new(Grants::default()),
         }
     }
 
@@ -148,7 +172,8 @@ impl DmpSimulator {
         let allowed: &[&str] = match path.as_str() {
             paths::REPOSITORY => &[action::ITI41, action::ITI43],
             paths::REGISTRY => &[action::ITI18, action::ITI57],
-            paths::PATIENTS => &[action::TD02],
+            paths::PATIENTS => &[action::TD02, action::TD04],
+            paths::HABILITATIONS => &[action::TD03, action::TD16],
             _ => return plain(StatusCode::NOT_FOUND, "no DMP service at this path"),
         };
         if request.body().len() > self.config.max_body_bytes {
@@ -289,13 +314,20 @@ impl DmpSimulator {
             envelope,
             multipart,
             vihf: &v,
+            card: &card,
             vihf_patient: &patient,
         };
+        let mut grants = self.grants.lock().map_err(|_| poisoned())?;
         use dmp_protocol::transactions::action as a;
         if action == a::TD02 {
-            return registry::test_patient(&self.config, &call);
+            return registry::test_patient(&self.config, &grants, &call);
         }
-        // The XDS transactions need an open DMP the professional is authorized on.
+        if action == a::TD04 {
+            let registry = self.registry.lock().map_err(|_| poisoned())?;
+            return grants.patient_list(&self.config.patients, &|p| registry.last_added(p), &call);
+        }
+        // The other transactions need an open DMP; all but TD0.3 need the professional
+        // authorized on it.
         let record = self
             .config
             .patients
@@ -305,27 +337,39 @@ impl DmpSimulator {
         if record.closed {
             return Err(sender("DMPClosed", format!("the DMP of {patient} is closed")));
         }
-        if record.authorization != Authorization::Valide {
+        if action == a::TD03 {
+            return grants.set(record, &call);
+        }
+        let (authorization, _) = grants.of(record, &card.id);
+        if authorization != Authorization::Valide {
             return Err(sender(
                 "DMPAccessDenied",
                 format!(
-                    "the professional {} is not authorized on this DMP ({})",
+                    "the professional {} is not authorized on this DMP ({}): declare the authorization first (TD0.3)",
                     v.name_id,
-                    record.authorization.as_str_name()
+                    authorization.as_str_name()
                 ),
             ));
         }
-        let mut registry = self.registry.lock().map_err(|_| Fault {
-            code: "Receiver",
-            subcode: "DMPInternal",
-            reason: "registry state poisoned".into(),
-        })?;
+        if action == a::TD16 {
+            return grants.list(record, &call);
+        }
+        drop(grants);
+        let mut registry = self.registry.lock().map_err(|_| poisoned())?;
         match action {
             x if x == a::ITI41 => registry.provide_and_register(&self.config, &call),
             x if x == a::ITI18 => registry.stored_query(&call),
             x if x == a::ITI43 => registry.retrieve(&self.config, &call),
             _ => registry.update_status(&call),
         }
+    }
+}
+
+fn poisoned() -> Fault {
+    Fault {
+        code: "Receiver",
+        subcode: "DMPInternal",
+        reason: "simulator state poisoned".into(),
     }
 }
 

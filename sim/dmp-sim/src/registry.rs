@@ -1,18 +1,26 @@
 //! The simulated registry and repository: XDS metadata validation with the registry's error
 //! codes (IHE ITI TF-3 4.2.4), the in-memory store, and the answers of each transaction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use aws_lc_rs::digest;
 use bytes::Bytes;
 use dmp_protocol::ebrim::{self, ExtrinsicObject, ObjectList, RegistryErrorEntry, RegistryObject};
 use dmp_protocol::mtom::{Attachment, xop_content};
-use dmp_protocol::transactions::{FIND_DOCUMENTS, action};
+use dmp_protocol::transactions::{FIND_DOCUMENTS, GET_ASSOCIATIONS, GET_DOCUMENTS, action};
 use dmp_protocol::xds::{Author, Dtm, Ins, UniqueId, association, is_oid, scheme, status};
 use dmp_protocol::xml::{Element, esc, esc_attr, ns};
 use ehealth_proto::dmp::v1::Authorization;
 
+mod metadata_update;
+mod queries;
+
+use queries::author_matches;
+mod replacement;
+mod visibility;
+
+use crate::habilitations::Grants;
 use crate::{Answer, Call, Fault, SimConfig, query_values, sender};
 
 /// XDS error codes the simulator answers.
@@ -29,6 +37,9 @@ pub mod codes {
     pub const UNKNOWN_REPOSITORY: &str = "XDSUnknownRepositoryId";
     pub const DOCUMENT_UNIQUE_ID: &str = "XDSDocumentUniqueIdError";
     pub const METADATA_UPDATE: &str = "XDSMetadataUpdateError";
+    pub const DEPRECATED_DOCUMENT: &str = "XDSRegistryDeprecatedDocumentError";
+    pub const UNRESOLVED_REFERENCE: &str = "UnresolvedReferenceException";
+    pub const REGISTRY_ERROR: &str = "XDSRegistryError";
 }
 
 fn err(code: &str, context: impl Into<String>, location: &str) -> RegistryErrorEntry {
@@ -47,6 +58,8 @@ struct Stored {
     patient: Ins,
     unique_id: String,
     content: Bytes,
+    /// The entryUUID this entry replaced (RPLC).
+    replaces: Option<String>,
 }
 
 impl Stored {
@@ -62,7 +75,7 @@ pub struct Registry {
     submission_sets: HashSet<String>,
 }
 
-fn payload<'a>(call: &'a Call<'_>, ns_: &str, name: &str) -> Result<&'a Element, Fault> {
+pub(crate) fn payload<'a>(call: &'a Call<'_>, ns_: &str, name: &str) -> Result<&'a Element, Fault> {
     match &call.envelope.payload {
         Some(p) if p.is(ns_, name) => Ok(p),
         Some(p) => Err(sender(
@@ -414,6 +427,7 @@ impl Registry {
         let mut seen_uids: HashSet<String> = HashSet::new();
         for e in &list.extrinsic_objects {
             let (patient, uid) = check_entry(e, &mut errors);
+            visibility::check_submitted(e, &mut errors);
             let id = &e.object.id;
             if let (Some(p), Some(s)) = (&patient, &ss_patient)
                 && p != s
@@ -509,8 +523,19 @@ impl Registry {
             .map(|e| e.object.id.as_str())
             .chain(std::iter::once(ss.id.as_str()))
             .collect();
+        let submitted: HashSet<&str> = list
+            .extrinsic_objects
+            .iter()
+            .map(|e| e.object.id.as_str())
+            .collect();
+        let mut replaced = HashSet::new();
         for a in &list.associations {
             match a.association_type.as_str() {
+                association::RPLC => {
+                    if let Some(e) = self.check_replacement(a, &submitted, &mut replaced, call) {
+                        errors.push(e);
+                    }
+                }
                 association::HAS_MEMBER => {
                     if a.source != ss.id || !ids.contains(a.target.as_str()) {
                         errors.push(err(
@@ -579,6 +604,7 @@ impl Registry {
         }
 
         // Store.
+        let mut new_ids = HashMap::new();
         for (e, patient, uid, content) in checked {
             let (Some(patient), Some(unique_id)) = (patient, uid) else {
                 continue;
@@ -590,6 +616,7 @@ impl Registry {
             } else {
                 format!("urn:uuid:{}", uuid::Uuid::new_v4())
             };
+            new_ids.insert(old.clone(), new.clone());
             object.object.id = new.clone();
             object.object.lid = Some(new.clone());
             object.object.status = Some(status::APPROVED.into());
@@ -619,8 +646,10 @@ impl Registry {
                 patient,
                 unique_id,
                 content,
+                replaces: None,
             });
         }
+        self.apply_replacements(&list.associations, &new_ids);
         if let Some(u) = ss.external_id(scheme::SS_UNIQUE_ID) {
             self.submission_sets.insert(u.value.clone());
         }
@@ -659,11 +688,25 @@ impl Registry {
             }
         };
         let id = q.attr("id").unwrap_or_default();
+        if id == GET_DOCUMENTS || id == GET_ASSOCIATIONS {
+            let slots: crate::SlotMap = ebrim::read_slots(q)
+                .into_iter()
+                .map(|s| (s.name, s.values))
+                .collect();
+            let (errors, objects) = if id == GET_DOCUMENTS {
+                self.get_documents(&slots, call)
+            } else {
+                self.get_associations(&slots, call)
+            };
+            return Ok(respond(&errors, &objects));
+        }
         if id != FIND_DOCUMENTS {
             return Ok(respond(
                 &[err(
                     codes::UNKNOWN_STORED_QUERY,
-                    format!("stored query {id} is not supported (FindDocuments is {FIND_DOCUMENTS})"),
+                    format!(
+                        "stored query {id} is not supported (FindDocuments {FIND_DOCUMENTS}, GetDocuments {GET_DOCUMENTS}, GetAssociations {GET_ASSOCIATIONS})"
+                    ),
                     id,
                 )],
                 "",
@@ -737,14 +780,17 @@ impl Registry {
             ("PracticeSettingCode", scheme::DOC_PRACTICE_SETTING),
             ("HealthcareFacilityTypeCode", scheme::DOC_FACILITY_TYPE),
             ("FormatCode", scheme::DOC_FORMAT),
+            ("ConfidentialityCode", scheme::DOC_CONFIDENTIALITY),
+            ("EventCodeList", scheme::DOC_EVENT),
         ]
         .into_iter()
         .map(|(slot, sch)| (sch, values(&format!("$XDSDocumentEntry{slot}"))))
         .filter(|(_, v)| !v.is_empty())
         .collect();
 
+        let authors = values("$XDSDocumentEntryAuthorPerson");
         let mut objects = String::from("<rim:RegistryObjectList>");
-        for s in &self.entries {
+        for s in self.visible(call) {
             if s.patient != patient || !statuses.iter().any(|st| st == s.status()) {
                 continue;
             }
@@ -768,7 +814,7 @@ impl Registry {
                     wanted.contains(&have)
                 })
             });
-            if !(in_range && codes_match) {
+            if !(in_range && codes_match && author_matches(o, &authors)) {
                 continue;
             }
             if return_type == "ObjectRef" {
@@ -810,9 +856,9 @@ impl Registry {
                 ));
                 continue;
             }
-            let stored = self.entries.iter().find(|s| {
-                s.unique_id == uid && s.patient == *call.vihf_patient && s.status() != status::DELETED
-            });
+            let stored = self
+                .visible(call)
+                .find(|s| s.unique_id == uid && s.status() != status::DELETED);
             let Some(s) = stored else {
                 errors.push(err(
                     codes::DOCUMENT_UNIQUE_ID,
@@ -892,6 +938,9 @@ impl Registry {
                 ),
             ));
         }
+        if !list.extrinsic_objects.is_empty() {
+            return Ok(respond(&self.update_metadata(&list, ss, call)));
+        }
         let updates: Vec<_> = list
             .associations
             .iter()
@@ -963,7 +1012,7 @@ impl Registry {
 }
 
 /// TD0.2.
-pub(crate) fn test_patient(config: &SimConfig, call: &Call<'_>) -> Result<Answer, Fault> {
+pub(crate) fn test_patient(config: &SimConfig, grants: &Grants, call: &Call<'_>) -> Result<Answer, Fault> {
     let req = payload(call, ns::HL7, "PRPA_IN201307UV02")?;
     let value = req
         .path(
@@ -1010,9 +1059,9 @@ pub(crate) fn test_patient(config: &SimConfig, call: &Call<'_>) -> Result<Answer
         .unwrap_or_default()
     };
     let record = config.patients.iter().find(|p| p.ins == ins);
-    let authorization = record
-        .map(|r| r.authorization)
-        .unwrap_or(Authorization::NonExiste);
+    let (authorization, treating_doctor) = record
+        .map(|r| grants.of(r, &call.card.id))
+        .unwrap_or((Authorization::NonExiste, false));
     let auth_code = match authorization {
         Authorization::Valide => "VALIDE",
         Authorization::Expire => "EXPIRE",
@@ -1023,13 +1072,19 @@ pub(crate) fn test_patient(config: &SimConfig, call: &Call<'_>) -> Result<Answer
         Some(r) => format!(
             concat!(
                 r#"<subject typeCode="SUBJ" contextConductionInd="false"><registrationEvent classCode="REG" moodCode="EVN"><statusCode code="completed"/>"#,
-                r#"<subject1 typeCode="SBJ"><patient classCode="PAT"><id root="{}" extension="{}"/><statusCode code="{}"/></patient></subject1>"#,
+                r#"<subject1 typeCode="SBJ"><patient classCode="PAT"><id root="{}" extension="{}"/><statusCode code="{}"/>"#,
+                r#"<patientPerson classCode="PSN" determinerCode="INSTANCE"><name><given>{}</given><family>{}</family></name>"#,
+                r#"<administrativeGenderCode code="{}"/><birthTime value="{}"/></patientPerson></patient></subject1>"#,
                 r#"<custodian typeCode="CST"><assignedEntity classCode="ASSIGNED"><id root="1.2.250.1.213.4.1.1.1"/></assignedEntity></custodian>"#,
                 "</registrationEvent></subject>"
             ),
             r.ins.authority().oid(),
             r.ins.value(),
-            if r.closed { "nullified" } else { "active" }
+            if r.closed { "nullified" } else { "active" },
+            esc(&r.given),
+            esc(&r.family),
+            esc_attr(&r.gender),
+            esc_attr(&r.birth_date),
         ),
         None => String::new(),
     };
@@ -1041,6 +1096,7 @@ pub(crate) fn test_patient(config: &SimConfig, call: &Call<'_>) -> Result<Answer
             r#"<PRPA_IN201308UV02 xmlns="{hl7}" xmlns:xsi="{xsi}" ITSVersion="XML_1.0"><id root="{uuid}"/>"#,
             r#"<interactionId root="2.16.840.1.113883.1.6" extension="PRPA_IN201308UV02"/><processingCode code="P"/><processingModeCode code="T"/><acceptAckCode code="NE"/>"#,
             r#"<attentionLine><keyWordText code="AUTORISATION" codeSystem="1.2.250.1.213.4.1.2.6.1"/><value xsi:type="CV" code="{auth}" codeSystem="1.2.250.1.213.4.1.2.6.2"/></attentionLine>"#,
+            r#"<attentionLine><keyWordText code="STATUT_MT" codeSystem="1.2.250.1.213.4.1.2.6.3"/><value xsi:type="BL" value="{mt}"/></attentionLine>"#,
             r#"<acknowledgement typeCode="AA"><targetMessage>{msg}</targetMessage></acknowledgement>"#,
             r#"<controlActProcess classCode="CACT" moodCode="EVN"><reasonCode code="TEST_EXST" codeSystem="1.2.250.1.213.1.1.4.11"/>{subject}"#,
             r#"<queryAck>{qack}<queryResponseCode code="{qrc}"/></queryAck></controlActProcess></PRPA_IN201308UV02>"#
@@ -1049,6 +1105,7 @@ pub(crate) fn test_patient(config: &SimConfig, call: &Call<'_>) -> Result<Answer
         xsi = ns::XSI,
         uuid = uuid::Uuid::new_v4(),
         auth = auth_code,
+        mt = treating_doctor,
         msg = id_xml(message_id),
         subject = subject,
         qack = query_ack,

@@ -37,7 +37,8 @@ pub struct PatientSettings {
     pub ins: String,
     #[serde(default = "test_nir")]
     pub authority: String,
-    /// VALIDE, EXPIRE or INTERDIT.
+    /// Every professional's authorization until TD0.3 changes theirs: VALIDE, EXPIRE,
+    /// INTERDIT or NON_EXISTE.
     #[serde(default = "valide")]
     pub authorization: String,
     #[serde(default)]
@@ -83,18 +84,15 @@ impl Settings {
                 "VALIDE" => Authorization::Valide,
                 "EXPIRE" => Authorization::Expire,
                 "INTERDIT" => Authorization::Interdit,
+                "NON_EXISTE" => Authorization::NonExiste,
                 _ => {
                     return Err(ConfigError::invalid(
                         format!("patients[{i}].authorization"),
-                        "use VALIDE, EXPIRE or INTERDIT",
+                        "use VALIDE, EXPIRE, INTERDIT or NON_EXISTE",
                     ));
                 }
             };
-            patients.push(SimPatient {
-                ins,
-                authorization,
-                closed: p.closed,
-            });
+            patients.push(SimPatient::new(ins, authorization, p.closed));
         }
         if !is_oid(&self.repository_unique_id) {
             return Err(ConfigError::invalid("repository_unique_id", "must be an OID"));

@@ -498,3 +498,117 @@ fn broken_requests_are_refused_with_the_registry_codes() {
     let (_, reason) = fault_of(resp);
     assert!(reason.contains("not a SOAP Envelope"), "{reason}");
 }
+
+/// The payload of a successful SOAP answer.
+fn answer_payload(resp: Response<Bytes>) -> xml::Element {
+    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    soap::parse_envelope(resp.body())
+        .expect("envelope")
+        .payload
+        .expect("payload")
+}
+
+#[test]
+fn the_official_td03_and_td16_requests_change_and_list_authorizations() {
+    let f = fixture();
+    let mut config = SimConfig::default();
+    config.patients[0].authorization = pb::Authorization::NonExiste;
+    let sim = DmpSimulator::new(config);
+    let soap_xml = "application/soap+xml; charset=UTF-8";
+    let td03 = example_bytes("TD0.3_-_Mise_a_jour_de_l_autorisation_requete.xml");
+    let td16 = example_bytes("TD1.6_-_Liste_des_PS_autorises_ou_bloques_requete.xml");
+
+    // Without an authorization, TD1.6 is refused like any read of the DMP.
+    let (status, fault) = fault_of(post(
+        &sim,
+        &f.examples_cert,
+        paths::HABILITATIONS,
+        soap_xml,
+        td16.clone(),
+    ));
+    assert_eq!(status, 400, "{fault}");
+    assert!(fault.contains("DMPAccessDenied"), "{fault}");
+
+    // TD0.3 unmodified: authorized; the same request again is answered as the official answer.
+    let first = answer_payload(post(
+        &sim,
+        &f.examples_cert,
+        paths::HABILITATIONS,
+        soap_xml,
+        td03.clone(),
+    ));
+    let s = dmp_protocol::habilitations::read_set_authorization_response(&first).expect("read");
+    assert!(s.is_ok());
+    let again = answer_payload(post(&sim, &f.examples_cert, paths::HABILITATIONS, soap_xml, td03));
+    let s = dmp_protocol::habilitations::read_set_authorization_response(&again).expect("read");
+    assert_eq!(s.context, "Autorisation déjà présente aucune action effectuée");
+
+    // TD1.6 unmodified lists the examples' professional, active.
+    let list = answer_payload(post(&sim, &f.examples_cert, paths::HABILITATIONS, soap_xml, td16));
+    let list = dmp_protocol::habilitations::read_authorization_list(&list).expect("read");
+    assert_eq!(list.professionals.len(), 1);
+    assert_eq!(list.professionals[0].national_id, "899900063480");
+    assert_eq!(
+        list.professionals[0].mode,
+        dmp_protocol::habilitations::ListMode::Active
+    );
+    assert_eq!(
+        list.professionals[0].specialty_codes,
+        vec!["G15_10/SM26".to_string()]
+    );
+
+    // Another professional's card is still not authorized.
+    let td02 = example("TD0.2_-_Test_d_existence_requete.xml").replace("810100000001", "810100000002");
+    let answer = answer_payload(post(
+        &sim,
+        &f.other_cert,
+        paths::PATIENTS,
+        soap_xml,
+        Bytes::from(td02),
+    ));
+    let answer = dmp_protocol::hl7v3::read_existence_answer(&answer).expect("TD0.2");
+    assert_eq!(
+        answer.authorization,
+        Some(dmp_protocol::hl7v3::Authorization::NonExiste)
+    );
+}
+
+#[test]
+fn a_clinical_document_masked_and_hidden_from_the_patient_is_refused() {
+    let f = fixture();
+    let sim = DmpSimulator::new(SimConfig::default());
+    let td21 = example("TD2.1_-_Alimentation_requete.xml");
+    // The signature document's MASQUE_PS and INVISIBLE_PATIENT classifications, given to the
+    // clinical document too.
+    let start = td21
+        .find(r#"<Classification classificationScheme="urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f" classifiedObject="Signature01" id="cla15""#)
+        .expect("cla15");
+    let end = td21[start..]
+        .find(r#"<Classification classificationScheme="urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d" classifiedObject="Signature01""#)
+        .expect("cla17")
+        + start;
+    let codes = td21[start..end]
+        .replace("Signature01", "DocumentME2")
+        .replace(r#"id="cla15""#, r#"id="cla15b""#)
+        .replace(r#"id="cla16""#, r#"id="cla16b""#);
+    let at = td21
+        .find(r#"<Classification classificationScheme="urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d" classifiedObject="DocumentME2""#)
+        .expect("cla8");
+    let broken = format!("{}{codes}{}", &td21[..at], &td21[at..]);
+    let resp = post(
+        &sim,
+        &f.cert,
+        paths::REPOSITORY,
+        TD21_CONTENT_TYPE,
+        Bytes::from(broken),
+    );
+    let (status, errors) = registry_errors(&resp);
+    assert_eq!(status, "Failure");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("XDSRegistryMetadataError") && e.contains("rule NoOneButTheAuthor")),
+        "{errors:?}"
+    );
+    assert_eq!(sim.document_count(), 0);
+}

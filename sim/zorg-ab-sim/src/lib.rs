@@ -3,10 +3,16 @@
 //! Contract (what the real directory enforces and this simulator enforces too):
 //! - `GET /organizations/{ura}`: a URA is 8 digits (400 otherwise); unknown → 404.
 //! - `GET /applications?client_id=ID`: one application by its OAuth client id (its Twiin
-//!   identity): organization URA, `jwks_uri`, the interactions it may *initiate* and on behalf
-//!   of which URAs (`capabilities`), and the interactions it wants to *receive* via Twiin.
-//!   Missing/empty `client_id` → 400; unknown → 404.
+//!   identity): organization URA, `jwks_uri`, the HTTPS URL of the authorization server that
+//!   signs its assertions (`authorization_server`), the interactions it may *initiate* and on
+//!   behalf of which URAs (`capabilities`), and the interactions it wants to *receive* via
+//!   Twiin. Missing/empty `client_id` → 400; unknown → 404.
+//! - `GET /applications?authorization_server=URL`: the application whose authorization server
+//!   is `URL` (how a GtK checks that an audience is a registered Twiin authorization server);
+//!   unknown → 404. Exactly one of the two parameters → 400 otherwise.
 //! - Only `GET`; other methods → 405. Every answer is JSON.
+//! - Only over mutual TLS: a caller without a client certificate of the configured CA never
+//!   gets an answer (the real directory admits GtKs by their UZI server certificate).
 //!
 //! The data is a TOML file (see `sim/README.md` and `sim/data/zorg-ab.toml`), checked when
 //! loaded: URAs are 8 digits, every application belongs to a listed organization, every
@@ -23,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use sim_kit::CancellationToken;
-use sim_kit::serve::Running;
+use sim_kit::serve::{Running, Tls};
 
 /// The simulator's data file: the registry's content.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -60,6 +66,9 @@ pub struct Application {
     /// Where its JWKS (client_assertion and grant assertion keys) is published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// The HTTPS URL of the authorization server that issues its assertions (their `iss`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_server: Option<String>,
     /// Interactions it is qualified to initiate, each for a set of URAs.
     #[serde(default)]
     pub capabilities: Vec<Capability>,
@@ -93,9 +102,18 @@ impl Data {
         }
         let known = |u: &str| self.organizations.iter().any(|o| o.ura == u);
         let mut seen = std::collections::HashSet::new();
+        let mut servers = std::collections::HashSet::new();
         for a in &self.applications {
             if !seen.insert(&a.client_id) {
                 return Err(format!("applications: client_id {:?} listed twice", a.client_id));
+            }
+            if let Some(s) = &a.authorization_server
+                && !servers.insert(s)
+            {
+                return Err(format!(
+                    "applications.{}: authorization_server {s} belongs to another application too",
+                    a.client_id
+                ));
             }
             if !known(&a.ura) {
                 return Err(format!(
@@ -119,6 +137,8 @@ impl Data {
 struct Directory {
     organizations: HashMap<String, Organization>,
     applications: HashMap<String, Application>,
+    /// client id by authorization server URL.
+    servers: HashMap<String, String>,
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -138,11 +158,28 @@ async fn organization(State(d): State<Arc<Directory>>, Path(ura): Path<String>) 
 #[derive(Deserialize)]
 struct AppQuery {
     client_id: Option<String>,
+    authorization_server: Option<String>,
 }
 
 async fn application(State(d): State<Arc<Directory>>, Query(q): Query<AppQuery>) -> Response {
-    let Some(id) = q.client_id.filter(|s| !s.is_empty()) else {
-        return error(StatusCode::BAD_REQUEST, "query parameter client_id is required");
+    let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let id = match (nonempty(q.client_id), nonempty(q.authorization_server)) {
+        (Some(id), None) => id,
+        (None, Some(server)) => match d.servers.get(server.trim_end_matches('/')) {
+            Some(id) => id.clone(),
+            None => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "no application with this authorization_server",
+                );
+            }
+        },
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "exactly one of the query parameters client_id and authorization_server is required",
+            );
+        }
     };
     match d.applications.get(&id) {
         Some(a) => Json(a).into_response(),
@@ -153,7 +190,17 @@ async fn application(State(d): State<Arc<Directory>>, Query(q): Query<AppQuery>)
 /// The registry's HTTP API over `data` (refused when inconsistent).
 pub fn router(data: Data) -> Result<axum::Router, String> {
     data.check()?;
+    let servers = data
+        .applications
+        .iter()
+        .filter_map(|a| {
+            a.authorization_server
+                .as_ref()
+                .map(|s| (s.trim_end_matches('/').to_owned(), a.client_id.clone()))
+        })
+        .collect();
     let dir = Directory {
+        servers,
         organizations: data
             .organizations
             .into_iter()
@@ -171,10 +218,16 @@ pub fn router(data: Data) -> Result<axum::Router, String> {
         .with_state(Arc::new(dir)))
 }
 
-/// Serves the registry on `listen` until `shutdown`.
-pub async fn start(data: Data, listen: SocketAddr, shutdown: CancellationToken) -> Result<Running, String> {
+/// Serves the directory over mutual TLS: `tls.client_ca` is required.
+pub async fn start(
+    data: Data,
+    listen: SocketAddr,
+    tls: Tls,
+    shutdown: CancellationToken,
+) -> Result<Running, String> {
+    if tls.client_ca.is_none() {
+        return Err("ZORG-AB answers only callers with a client certificate: --client-ca is required".into());
+    }
     let router = router(data)?;
-    sim_kit::serve::serve(listen, router, shutdown)
-        .await
-        .map_err(|e| format!("listen {listen}: {e}"))
+    sim_kit::serve::serve_tls(listen, router, &tls, shutdown).await
 }

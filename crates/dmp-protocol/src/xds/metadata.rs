@@ -269,6 +269,9 @@ pub struct Submission {
     pub entries: Vec<DocumentEntry>,
     /// The signature document's entry.
     pub signature: Option<DocumentEntry>,
+    /// `RPLC` associations: (the submitted entry's id, the entryUUID of the document it
+    /// replaces).
+    pub replacements: Vec<(String, String)>,
 }
 
 impl Submission {
@@ -302,6 +305,20 @@ impl Submission {
         }
         if self.entries.is_empty() {
             return Err(FieldError::new("documents", "at least one document is required"));
+        }
+        for (i, (entry, target)) in self.replacements.iter().enumerate() {
+            if !self.entries.iter().any(|e| &e.entry_id == entry) {
+                return Err(FieldError::new(
+                    format!("replacements[{i}]"),
+                    format!("`{entry}` is not an entry of the submission"),
+                ));
+            }
+            if self.replacements[..i].iter().any(|(_, t)| t == target) {
+                return Err(FieldError::new(
+                    format!("replacements[{i}]"),
+                    format!("`{target}` is replaced twice in the submission"),
+                ));
+            }
         }
         Ok(())
     }
@@ -337,6 +354,16 @@ impl Submission {
                 target: set.id.clone(),
                 status: None,
                 slots: vec![slot("SubmissionSetStatus", "Original")],
+            });
+        }
+        for (n, (entry, target)) in self.replacements.iter().enumerate() {
+            list.associations.push(Association {
+                id: format!("AssociationReplace{:02}", n + 1),
+                association_type: association::RPLC.into(),
+                source: entry.clone(),
+                target: target.clone(),
+                status: None,
+                slots: Vec::new(),
             });
         }
         list.packages.push(set);

@@ -125,9 +125,57 @@ manages. Argument: (dict "root" $ "svc" $svc "v" $values).
 {{- end -}}
 {{- $_ := set $managed (index $parts 0) (dict (index $parts 1) (printf "0.0.0.0:%d" (int $v.ports.oauth))) -}}
 {{- end -}}
+{{- if eq .svc.name "twiin-authz" -}}
+{{- include "ehealth.twiin.checks" . -}}
+{{- /* The OAuth2 endpoint serves TLS with the listener's certificate (external GtKs send bearer assertions). */ -}}
+{{- if $v.tls.enabled -}}
+{{- $http := index $managed "http" | default dict -}}
+{{- $_ := set $http "tls" (dict "cert" "/etc/ehealth/tls/tls.crt" "key" "/etc/ehealth/tls/tls.key") -}}
+{{- $_ := set $managed "http" $http -}}
+{{- end -}}
+{{- $_ := set $managed "replicas" (include "ehealth.twiin.replicas" . | int) -}}
+{{- end -}}
 {{- $config := mustMergeOverwrite (deepCopy ($v.config | default dict)) $managed -}}
 # {{ .svc.name }} configuration, rendered by the ehealth-suite chart.
 {{- include "ehealth.toml.table" (dict "table" $config "prefix" "") }}
+{{- end -}}
+
+{{/* Most replicas twiin-authz runs with. Argument: (dict "root" $ "svc" $svc "v" $values). */}}
+{{- define "ehealth.twiin.replicas" -}}
+{{- if .v.autoscaling.enabled -}}{{ max (int .v.autoscaling.maxReplicas) (int .v.autoscaling.minReplicas) }}{{- else -}}{{ int .v.replicaCount }}{{- end -}}
+{{- end -}}
+
+{{/*
+twiin-authz is safe by default (services/twiin-authz/README.md): refuse to render what it would
+refuse to start with, naming the value. Argument: (dict "root" $ "svc" $svc "v" $values).
+*/}}
+{{- define "ehealth.twiin.checks" -}}
+{{- $v := .v -}}
+{{- $c := $v.config | default dict -}}
+{{- $replicas := include "ehealth.twiin.replicas" . | int -}}
+{{- if and (gt $replicas 1) (not (include "ehealth.databaseSecret" .root)) -}}
+{{- fail (printf "twiinAuthz: %d replicas need the PostgreSQL audit log (database.url or database.existingSecret): with SQLite each replica keeps its own jti replay store, so a replayed assertion would be accepted by another replica" $replicas) -}}
+{{- end -}}
+{{- if not $c.development -}}
+{{- range $key := list "issuer" "stelsel.url" "zorg_ab.url" "as_za.token_url" -}}
+{{- $val := $c -}}
+{{- range $part := splitList "." $key -}}
+{{- if kindIs "map" $val -}}{{- $val = index $val $part | default "" -}}{{- else -}}{{- $val = "" -}}{{- end -}}
+{{- end -}}
+{{- if not (hasPrefix "https://" (toString $val)) -}}
+{{- fail (printf "twiinAuthz.config.%s: an https URL is required outside development mode (config.development: true only for a trial)" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if not (($c.resource_broker | default dict).identities) -}}
+{{- fail "twiinAuthz.config.resource_broker.identities: the Resource Broker's certificate identity (SHA-256 fingerprint or DNS name) is required outside development mode" -}}
+{{- end -}}
+{{- if not $v.tls.enabled -}}
+{{- fail "twiinAuthz.tls.enabled: twiin-authz refuses plaintext listeners outside development mode (config.development: true only for a trial behind a TLS-terminating mesh)" -}}
+{{- end -}}
+{{- if not $v.tls.clientAuth -}}
+{{- fail "twiinAuthz.tls.clientAuth: use case 3.1 needs caller mTLS outside development mode" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/*

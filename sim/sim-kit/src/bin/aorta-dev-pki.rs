@@ -1,5 +1,6 @@
 //! `aorta-dev-pki DIR`: writes the AORTA development PKI (Stelsel CA, Stelsel signer, AORTA
-//! token-signing key) into DIR unless a complete set is there.
+//! token-signing key, the simulators' TLS CA with their server certificate and the GtK's and the
+//! Resource Broker's client certificates) into DIR unless a complete set is there.
 
 fn main() -> std::process::ExitCode {
     let Some(dir) = std::env::args().nth(1) else {
