@@ -72,6 +72,7 @@ CHART_FILES_FROM_DEV_PKI = {
     "/etc/ehealth/secrets/relay-client.key.pem": "dmp-gateway-client.key.pem",
     "/etc/ehealth/secrets/signature.pem": "cps-auth.pem",
     "/etc/ehealth/secrets/signature.key.pem": "cps-auth.key.pem",
+    "/etc/ehealth/secrets/relay-grant.pub.pem": "cps-relay-grant.pub.pem",
     "/etc/ehealth/secrets/assertion-signing.key.pem": "twiin-assertion-signing.key.pem",
     "/etc/ehealth/secrets/stelsel-ca.pem": "suite-ca.pem",
     "/etc/ehealth/secrets/cps-auth-chain.pem": "cps-auth-chain.pem",
@@ -323,6 +324,23 @@ def expect_render_failure(values: dict, must_mention: str, with_required: bool =
     raise CheckFailed(f"values {values} rendered, but must be rejected")
 
 
+def secure_defaults(docs: list[dict]) -> None:
+    """Issue 13: with default values, dmp-gateway and twiin-authz require their callers' client
+    certificates, and every service has a NetworkPolicy."""
+    configs = {cm["metadata"]["name"]: cm for cm in docs if cm["kind"] == "ConfigMap"}
+    policies = {d["metadata"]["name"] for d in docs if d["kind"] == "NetworkPolicy"}
+    for dep in (d for d in docs if d["kind"] == "Deployment"):
+        name = dep["metadata"]["name"]
+        binary = pathlib.PurePosixPath(dep["spec"]["template"]["spec"]["containers"][0]["command"][0]).name
+        cm_name = next(v["configMap"]["name"] for v in dep["spec"]["template"]["spec"]["volumes"] if "configMap" in v)
+        cfg = tomllib.loads(configs[cm_name]["data"][f"{binary}.toml"])
+        if binary in ("dmp-gateway", "twiin-authz") and not cfg["server"].get("tls", {}).get("client_ca"):
+            raise CheckFailed(f"(defaults) {binary}: callers' client certificates must be required by default")
+        if name not in policies:
+            raise CheckFailed(f"(defaults) {name}: no NetworkPolicy by default")
+    print("ok   secure defaults: caller mTLS on dmp-gateway and twiin-authz, a NetworkPolicy per service")
+
+
 def twiin_refusals(chart: pathlib.Path) -> None:
     """twiin-authz is safe by default: what it would refuse to start with does not render."""
     def refused(values: dict, must_mention: str, with_required: bool = True) -> None:
@@ -346,6 +364,8 @@ def check(chart: pathlib.Path, workdir: pathlib.Path, binaries: Binaries | None 
         docs = render(chart, values)
         validate(docs, name, workdir)
         invariants(docs, name)
+        if name == "defaults":
+            secure_defaults(docs)
         if binaries is not None:
             binaries.check_config(render(chart, binary_values(values)), name)
     twiin_refusals(chart)
@@ -404,6 +424,8 @@ def main() -> int:
             # Values the templates must refuse, naming the key.
             expect_render_failure({"dmpGateway": {"tls": {"cert": "x"}}}, "dmpGateway.tls")
             expect_render_failure({"cpsRelay": {"enabled": True, "tls": {"cert": "x", "key": "y"}}}, "cpsRelay.tls.ca")
+            # dmp-gateway names its callers by their certificates: off only in development mode.
+            expect_render_failure({"dmpGateway": {"tls": {"clientAuth": False}}}, "dmpGateway.tls.clientAuth")
             # Pinning of the gateway's certificate is on by default: no fingerprint, no relay.
             expect_render_failure({"cpsRelay": {"enabled": True, "tls": {"existingSecret": "relay-tls"}}},
                                   "cpsRelay.pinning.fingerprints")

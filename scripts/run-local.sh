@@ -73,6 +73,10 @@ export DMP_GATEWAY_SERVER__LISTEN="127.0.0.1:$GATEWAY_PORT"
 export DMP_GATEWAY_METRICS__LISTEN="127.0.0.1:$GATEWAY_METRICS_PORT"
 export DMP_GATEWAY_DMP__URL="https://localhost:$DMP_PORT"
 export DMP_GATEWAY_RELAYS__LOCAL__ENDPOINT="https://127.0.0.1:$RELAY_PORT"
+# Callers of the gateway present a client certificate of the suite CA (the integrator's).
+export DMP_GATEWAY_SERVER__TLS__CERT=.dev-pki/services-server.pem
+export DMP_GATEWAY_SERVER__TLS__KEY=.dev-pki/services-server.key.pem
+export DMP_GATEWAY_SERVER__TLS__CLIENT_CA=.dev-pki/suite-ca.pem
 export TWIIN_AUTHZ_SERVER__LISTEN="127.0.0.1:$TWIIN_PORT"
 export TWIIN_AUTHZ_HTTP__LISTEN="127.0.0.1:$OAUTH_PORT"
 export TWIIN_AUTHZ_METRICS__LISTEN="127.0.0.1:$TWIIN_METRICS_PORT"
@@ -100,18 +104,17 @@ stop_all() {
 trap stop_all INT TERM EXIT
 
 # The relay in development mode (issue 13): roles from the dev PKI's identities (holder-ui,
-# dmp-gateway, integrator), and no session grant required until dmp-gateway presents them;
-# the card signs only for the DMP simulator's certificate, which the gateway reaches as localhost.
+# dmp-gateway, integrator); it signs only under a session grant, and only for the DMP
+# simulator's certificate, which the gateway reaches as localhost.
 cat > .local/cps-relay.toml <<'TOML'
 # Written by scripts/run-local.sh for `make run`; never use in production.
 development = true
 
-[grants]
-required = false
-
 [signing]
 allowed_hosts = ["localhost"]
 TOML
+# The gateway: mutual TLS with the dev PKI's services certificate (DMP_GATEWAY_SERVER__TLS__*
+# above), grants of relay `local` checked with the dev PKI's grant key (its default).
 start cps-relay --config .local/cps-relay.toml
 start dmp-sim
 start dmp-gateway
@@ -148,7 +151,8 @@ The eHealth gateway suite is running (logs in .local/logs/, Ctrl-C stops everyth
   audit log     $audit_store
   cps-relay     grpc  127.0.0.1:$RELAY_PORT  (mutual TLS; CA and client certificate in .dev-pki/)
                 metrics http://127.0.0.1:$RELAY_METRICS_PORT/metrics
-  dmp-gateway   grpc  127.0.0.1:$GATEWAY_PORT  (plaintext)   metrics http://127.0.0.1:$GATEWAY_METRICS_PORT/metrics
+  dmp-gateway   grpc  127.0.0.1:$GATEWAY_PORT  (mutual TLS; the integrator's client certificate in .dev-pki/)
+                metrics http://127.0.0.1:$GATEWAY_METRICS_PORT/metrics
   twiin-authz   grpc  127.0.0.1:$TWIIN_PORT  (plaintext, development mode)   metrics http://127.0.0.1:$TWIIN_METRICS_PORT/metrics
                 oauth2 http://127.0.0.1:$OAUTH_PORT/oauth2/token  (+ /.well-known/oauth-authorization-server)
   simulators    dmp-sim https://localhost:$DMP_PORT (TLS 1.2, card certificate required),
@@ -157,10 +161,13 @@ The eHealth gateway suite is running (logs in .local/logs/, Ctrl-C stops everyth
                 https://127.0.0.1:$STELSEL_PORT (CA .dev-pki/aorta/tls-ca.pem)
 
 Try (grpcurl 1.8.6 is $grpcurl):
-  $grpcurl -plaintext 127.0.0.1:$GATEWAY_PORT list
+  GATEWAY_TLS="-cacert .dev-pki/suite-ca.pem -cert .dev-pki/integrator-client.pem -key .dev-pki/integrator-client.key.pem"
+  HOLDER_TLS="-cacert .dev-pki/suite-ca.pem -cert .dev-pki/holder-ui-client.pem -key .dev-pki/holder-ui-client.key.pem"
+  $grpcurl \$GATEWAY_TLS 127.0.0.1:$GATEWAY_PORT list
   $grpcurl -plaintext 127.0.0.1:$TWIIN_PORT describe twiin.v1.TwiinAuthz
-  $grpcurl -cacert .dev-pki/suite-ca.pem -cert .dev-pki/dmp-gateway-client.pem \\
-          -key .dev-pki/dmp-gateway-client.key.pem 127.0.0.1:$RELAY_PORT list
+  # the card holder's UI grants the integrator a session (README: "Calling the services"):
+  $grpcurl \$HOLDER_TLS -d '{"grantee": "integrator"}' 127.0.0.1:$RELAY_PORT cps.v1.CpsRelay/IssueSessionGrant
+  # then: $grpcurl \$GATEWAY_TLS -H "dmp-session-grant: <grant>" -d '{...}' 127.0.0.1:$GATEWAY_PORT dmp.v1.DmpGateway/TestPatientDmp
 TXT
 
 # Stop everything on Ctrl-C, or as soon as one process exits by itself.

@@ -19,7 +19,6 @@ use dmp_protocol::vihf::{LpsIdentity, ProfessionalIdentity};
 use dmp_protocol::xades::SoftwareSigner;
 use e2e_tests::*;
 use ehealth_proto::dmp::v1 as pb;
-use ehealth_proto::dmp::v1::dmp_gateway_client::DmpGatewayClient;
 use http_body_util::{BodyExt, Full};
 use rustls::pki_types::ServerName;
 
@@ -76,13 +75,9 @@ async fn run() {
     let (dmp, _stop) =
         start_dmp_listener(&pki.path(files::IGC_CA_BUNDLE), dmp_sim::router(sim.clone())).await;
     let gateway = start_dmp_gateway(gateway_transport_config(dmp, &[("ws-1", relay.grpc_addr)])).await;
-    let channel = tonic::transport::Endpoint::from_shared(gateway.endpoint())
-        .expect("endpoint")
-        .http2_adaptive_window(true)
-        .connect()
-        .await
-        .expect("connect");
-    let client = DmpGatewayClient::new(channel).max_encoding_message_size(64 * 1024 * 1024);
+    // The integrator's backend over mutual TLS, under the professional's session grant.
+    let (grant, _) = issue_grant(relay.grpc_addr).await;
+    let client = gateway_client(&gateway, Some(&grant)).await;
     let auth = pb::AuthenticationContext {
         relay_id: "ws-1".into(),
         ..samples::auth_context(DOCTOR)

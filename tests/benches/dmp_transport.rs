@@ -1,6 +1,7 @@
 //! `make bench` for the gateway's transport (issue 4), measured in one run, as ratios:
 //! - a full TLS 1.2 handshake whose CertificateVerify is signed by cps-relay (SoftHSM2 token,
-//!   loopback mutual TLS) versus the same handshake with the key in process;
+//!   loopback mutual TLS, under the professional's session grant) versus the same handshake with
+//!   the key in process;
 //! - card signatures per 1,000 calls of one professional (target 1);
 //! - requests per second on the gateway's pooled connection versus a raw rustls + hyper client
 //!   posting the same bytes on one kept-alive connection (target >= 0.8).
@@ -58,6 +59,9 @@ async fn run() {
     let app = axum::Router::new().route("/echo", post(|body: Bytes| async move { body.len().to_string() }));
     let (dmp, _stop) = start_dmp_listener(&pki.path(files::IGC_CA_BUNDLE), app).await;
     let roots = Arc::new(service_kit::tls::load_roots(&pki.path(files::IGC_CA_BUNDLE)).expect("roots"));
+    // The professional grants the integrator's backend a session; every signature is asked
+    // under it.
+    let (grant, grant_id) = issue_grant(relay.grpc_addr).await;
 
     // Local key: the same certificate chain, the private key in process.
     let chain = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CHAIN)).expect("chain");
@@ -99,8 +103,11 @@ async fn run() {
             .signer_thread(directory.get("ws-1").expect("relay"))
             .expect("signer"),
     );
+    let consent = Arc::new(dmp_gateway::Consent::default());
+    consent.act_under(&grant_id);
     let remote_key = dmp_gateway::RemoteKey::new(
         signer,
+        consent,
         &[relay_client::Scheme::RsaPkcs1Sha256],
         Duration::from_secs(10),
         Default::default(),
@@ -131,6 +138,8 @@ async fn run() {
     let who = Professional {
         relay_id: "ws-1",
         professional_id: "810100000001",
+        caller: INTEGRATOR,
+        grant: Some(&grant),
     };
     let session = conns.session(&who).await.expect("session");
     conns

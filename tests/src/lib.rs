@@ -8,9 +8,19 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use dev_support::devpki::{DevPki, files};
+use ehealth_proto::dmp::v1::dmp_gateway_client::DmpGatewayClient;
 use service_kit::CancellationToken;
-use service_kit::config::{MetricsSettings, ServerSettings};
+use service_kit::config::{MetricsSettings, ServerSettings, ServerTlsSettings};
 use service_kit::server::RunningServer;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// The id of the relays this harness starts: in the gateway's `relays` table and their grants'
+/// `iss` (see [`start_card_relay_as`] for others).
+pub const RELAY_ID: &str = "ws-1";
+/// The integrator backend's caller identity (the dev PKI's `integrator` client certificate), to
+/// which the holder's UI grants sessions.
+pub const INTEGRATOR: &str = "integrator";
 
 /// The test PKI, generated once per process in a temporary folder that lives as long as it.
 pub fn pki() -> &'static DevPki {
@@ -24,12 +34,15 @@ pub fn pki() -> &'static DevPki {
 }
 
 /// The audit log of services started by tests: PostgreSQL when DATABASE_URL is set (as
-/// `make test` does), else a SQLite file in a temporary folder of this process.
+/// `make test` does), else a SQLite file in a temporary folder of this process, one per
+/// service (services started in parallel would otherwise race to create the same schema).
 pub fn audit_settings() -> audit_log::AuditSettings {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = DIR.get_or_init(|| tempfile::tempdir().expect("temporary folder for the audit log"));
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     audit_log::AuditSettings {
-        sqlite_path: dir.path().join("audit.sqlite"),
+        sqlite_path: dir.path().join(format!("audit-{n}.sqlite")),
         ..Default::default()
     }
 }
@@ -95,11 +108,12 @@ pub fn cps_relay_config() -> cps_relay::Config {
     c.audit = audit_settings();
     c.backend.software.certificate_chain = pki.path(files::CPS_AUTH_CHAIN);
     c.backend.software.private_key = pki.path(files::CPS_AUTH_KEY);
-    // dmp-gateway does not present session grants yet (issue 13, its side comes later):
-    // development mode, roles from the dev PKI's identities, no grant required. The card signs
-    // only for the DMP simulator's certificate, which the gateway reaches as `localhost`.
+    // Development mode: roles from the dev PKI's identities (holder-ui, dmp-gateway,
+    // integrator). Session grants are required, as by default: the gateway signs only under the
+    // professional's grant. The card signs only for the DMP simulator's certificate, which the
+    // gateway reaches as `localhost`.
     c.development = true;
-    c.grants.required = false;
+    c.grants.relay_id = RELAY_ID.into();
     c.grants.signing_key = pki.path(files::RELAY_GRANT_KEY);
     c.signing.server_ca = pki.path(files::IGC_CA_BUNDLE);
     c.signing.allowed_hosts = vec!["localhost".into()];
@@ -143,21 +157,126 @@ pub fn dmp_gateway_config() -> dmp_gateway::Config {
     c.relay_client.key = pki.path(files::GATEWAY_CLIENT_KEY);
     c.signature.key = pki.path(files::CPS_AUTH_KEY);
     c.signature.cert = pki.path(files::CPS_AUTH_CERT);
+    // Callers authenticate with a client certificate of the suite CA, as in production.
+    c.server.tls = Some(ServerTlsSettings {
+        cert: pki.path(files::SERVICE_SERVER_CERT),
+        key: pki.path(files::SERVICE_SERVER_KEY),
+        client_ca: Some(pki.path(files::SUITE_CA)),
+    });
+    for relay in c.relays.values_mut() {
+        relay.grant_key = pki.path(files::RELAY_GRANT_PUBLIC_KEY);
+    }
     c.audit = audit_settings();
     c
 }
 
+/// The gateway on plaintext gRPC in development mode, for tests of health, metrics and
+/// shutdown, which are not about callers (every dmp.v1 call still needs a credential).
+pub fn dmp_gateway_plaintext_config() -> dmp_gateway::Config {
+    let mut c = dmp_gateway_config();
+    c.development = true;
+    c.server.tls = None;
+    c
+}
+
+/// Attaches a session grant (metadata `dmp-session-grant`) to every call of a client.
+#[derive(Clone)]
+pub struct WithGrant(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for WithGrant {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(grant) = &self.0 {
+            req.metadata_mut()
+                .insert(dmp_gateway::GRANT_METADATA, grant.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A `dmp.v1` client presenting a session grant with every call.
+pub type GatewayClient = DmpGatewayClient<InterceptedService<Channel, WithGrant>>;
+
+/// A `dmp.v1` client of `gateway` over mutual TLS as the integrator's backend, presenting
+/// `grant` with every call.
+pub async fn gateway_client(gateway: &Service, grant: Option<&str>) -> GatewayClient {
+    gateway_client_as(
+        gateway.grpc_addr,
+        files::INTEGRATOR_CLIENT_CERT,
+        files::INTEGRATOR_CLIENT_KEY,
+        grant,
+    )
+    .await
+}
+
+/// A `dmp.v1` client over mutual TLS with one of the dev PKI's client certificates.
+pub async fn gateway_client_as(
+    addr: SocketAddr,
+    cert: &str,
+    key: &str,
+    grant: Option<&str>,
+) -> GatewayClient {
+    with_grant(gateway_channel(addr, cert, key).await, grant)
+}
+
+/// A channel to the gateway at `addr` over mutual TLS with one of the dev PKI's client
+/// certificates (the integrator's: [`files::INTEGRATOR_CLIENT_CERT`]).
+pub async fn gateway_channel(addr: SocketAddr, cert: &str, key: &str) -> Channel {
+    let pki = pki();
+    let read = |f: &str| std::fs::read(pki.path(f)).expect("dev PKI file");
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(read(files::SUITE_CA)))
+        .identity(tonic::transport::Identity::from_pem(read(cert), read(key)))
+        .domain_name("localhost");
+    tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+        .expect("endpoint")
+        .tls_config(tls)
+        .expect("tls")
+        .http2_adaptive_window(true)
+        .connect()
+        .await
+        .expect("connects to the gateway")
+}
+
+/// grpcurl's TLS arguments for the gateway: trust the suite CA, present the integrator's
+/// client certificate.
+pub fn gateway_tls_args(pki: &DevPki) -> Vec<String> {
+    vec![
+        "-cacert".into(),
+        pki.path(files::SUITE_CA).display().to_string(),
+        "-cert".into(),
+        pki.path(files::INTEGRATOR_CLIENT_CERT).display().to_string(),
+        "-key".into(),
+        pki.path(files::INTEGRATOR_CLIENT_KEY).display().to_string(),
+    ]
+}
+
+/// A `dmp.v1` client on `channel` presenting `grant` with every call.
+pub fn with_grant(channel: Channel, grant: Option<&str>) -> GatewayClient {
+    let grant = grant.map(|g| g.parse().expect("a grant is ASCII"));
+    DmpGatewayClient::with_interceptor(channel, WithGrant(grant))
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024)
+}
+
 pub async fn start_dmp_gateway(config: dmp_gateway::Config) -> Service {
+    start_dmp_gateway_with_transport(config).await.0
+}
+
+/// The gateway, and its transport to look at its pools.
+pub async fn start_dmp_gateway_with_transport(
+    config: dmp_gateway::Config,
+) -> (Service, std::sync::Arc<dmp_gateway::DmpConnections>) {
     let shutdown = CancellationToken::new();
     let r = dmp_gateway::start(config, shutdown.clone())
         .await
         .expect("dmp-gateway starts");
-    Service {
+    let svc = Service {
         grpc_addr: r.grpc_addr,
         metrics_addr: r.metrics_addr,
         shutdown,
         server: Some(r.server),
-    }
+    };
+    (svc, r.service)
 }
 
 pub fn twiin_authz_config() -> twiin_authz::Config {
@@ -266,14 +385,29 @@ pub const DOCTOR_TOKENS: [&str; 6] = [
     "doctor-1", "doctor-2", "doctor-3", "doctor-4", "doctor-5", "doctor-6",
 ];
 
+/// Tokens with the default professional's card that one test each logs out, removes or swaps.
+pub const SESSION_TOKENS: [&str; 8] = [
+    "session-1",
+    "session-2",
+    "session-3",
+    "session-4",
+    "session-5",
+    "session-6",
+    "session-7",
+    "session-8",
+];
+
+/// The security officer PIN of every test token.
+pub const SO_PIN: &str = "so-secret";
+
 pub fn hsm() -> &'static Hsm {
     static HSM: OnceLock<Hsm> = OnceLock::new();
     HSM.get_or_init(|| {
         let pki = pki();
         let softhsm =
             SoftHsm::prepare().expect("SoftHSM2 installed and SOFTHSM2_CONF set (run through cargo)");
-        for token in DOCTOR_TOKENS {
-            softhsm.init_token(token, "so-secret", CARD_PIN).expect("token");
+        for token in DOCTOR_TOKENS.into_iter().chain(SESSION_TOKENS) {
+            softhsm.init_token(token, SO_PIN, CARD_PIN).expect("token");
             softhsm
                 .import_identity(
                     token,
@@ -295,7 +429,7 @@ pub fn hsm() -> &'static Hsm {
         let (nurse_chain, nurse_key) = pki
             .issue_professional("nurse", &nurse)
             .expect("nurse certificate");
-        softhsm.init_token("nurse", "so-secret", CARD_PIN).expect("token");
+        softhsm.init_token("nurse", SO_PIN, CARD_PIN).expect("token");
         softhsm
             .import_identity(
                 "nurse",
@@ -310,12 +444,32 @@ pub fn hsm() -> &'static Hsm {
     })
 }
 
-/// A relay on a SoftHSM token, logged in with the card PIN, listening on `listen`
+/// A relay [`RELAY_ID`] on a SoftHSM token, logged in with the card PIN, listening on `listen`
 /// (`127.0.0.1:0` for any port).
 pub async fn start_card_relay(token: &str, listen: SocketAddr) -> (Service, cps_relay::RelayMetrics) {
+    start_card_relay_as(RELAY_ID, token, listen).await
+}
+
+/// A relay known to gateways as `relay_id` (its grants' `iss`) on a SoftHSM token, logged in.
+pub async fn start_card_relay_as(
+    relay_id: &str,
+    token: &str,
+    listen: SocketAddr,
+) -> (Service, cps_relay::RelayMetrics) {
+    start_card_relay_with(relay_id, token, listen, |_| {}).await
+}
+
+/// As [`start_card_relay_as`], with `edit` applied to the relay's configuration last.
+pub async fn start_card_relay_with(
+    relay_id: &str,
+    token: &str,
+    listen: SocketAddr,
+    edit: impl FnOnce(&mut cps_relay::Config),
+) -> (Service, cps_relay::RelayMetrics) {
     let hsm = hsm();
     let pki = pki();
     let mut c = cps_relay_config();
+    c.grants.relay_id = relay_id.into();
     c.server.listen = listen;
     c.backend.kind = cps_relay::BackendKind::Pkcs11;
     c.backend.pkcs11.module = hsm.softhsm.module();
@@ -323,6 +477,7 @@ pub async fn start_card_relay(token: &str, listen: SocketAddr) -> (Service, cps_
     c.backend.pkcs11.key_id = Some("01".into());
     c.backend.pkcs11.chain = Some(pki.path(files::IGC_PERSONNES_CA));
     c.access.rate_per_second = 0;
+    edit(&mut c);
     let shutdown = CancellationToken::new();
     let r = cps_relay::start_with(c, audit_log::AuditLog::disabled(), shutdown.clone())
         .await
@@ -340,6 +495,31 @@ pub async fn start_card_relay(token: &str, listen: SocketAddr) -> (Service, cps_
     );
     holder.login(CARD_PIN.into()).await.expect("card login");
     (svc, r.service)
+}
+
+/// The card holder's UI of the relay at `addr` grants the integrator's backend a session:
+/// returns the grant (compact JWS) and its id.
+pub async fn issue_grant(addr: SocketAddr) -> (String, String) {
+    issue_grant_to(addr, INTEGRATOR).await
+}
+
+/// As [`issue_grant`], to the caller `grantee` (one of the relay's `access.grant_callers`).
+pub async fn issue_grant_to(addr: SocketAddr, grantee: &str) -> (String, String) {
+    let g = holder_client(addr)
+        .generated()
+        .issue_session_grant(ehealth_proto::cps::v1::IssueSessionGrantRequest {
+            grantee: grantee.into(),
+            lifetime_seconds: 0,
+        })
+        .await
+        .expect("the holder's UI issues a session grant")
+        .into_inner();
+    (g.grant, g.grant_id)
+}
+
+/// A relay client with the card holder's UI certificate (Login, Logout, grants).
+pub fn holder_client(addr: SocketAddr) -> relay_client::CpsRelayClient {
+    relay_client_as(addr, files::HOLDER_UI_CLIENT_CERT, files::HOLDER_UI_CLIENT_KEY)
 }
 
 /// A relay client with the gateway's certificate.
@@ -403,6 +583,7 @@ pub fn gateway_transport_config(dmp: SocketAddr, relays: &[(&str, SocketAddr)]) 
                 dmp_gateway::RelaySettings {
                     endpoint: format!("https://{addr}"),
                     server_name: Some("localhost".into()),
+                    grant_key: pki.path(files::RELAY_GRANT_PUBLIC_KEY),
                 },
             )
         })

@@ -14,10 +14,13 @@ async fn relay_signatures_are_recorded_in_the_database() {
     let mut config = cps_relay_config();
     config.audit = audit_log::AuditSettings::for_url(db.url());
     let relay = start_cps_relay(config).await;
+    // The software key is unlocked from the start (a card session is open); the holder grants
+    // the integrator a session and the gateway signs under that grant.
+    let (_, grant_id) = issue_grant(relay.grpc_addr).await;
     let mut client = relay_client(relay.grpc_addr);
     let data = dmp_transcript();
     let signature = client
-        .sign(relay_client::Scheme::RsaPkcs1Sha256, data.clone())
+        .sign_under_grant(relay_client::Scheme::RsaPkcs1Sha256, data.clone(), &grant_id)
         .await
         .expect("signature");
 
@@ -32,8 +35,13 @@ async fn relay_signatures_are_recorded_in_the_database() {
         })
         .await
         .expect("list");
-    assert_eq!(events.len(), 1, "{events:?}");
-    let e = &events[0].event;
+    let use_cases: Vec<&str> = events.iter().map(|e| e.event.use_case.as_str()).collect();
+    assert_eq!(
+        use_cases,
+        ["issue_session_grant", "sign_for_authentication"],
+        "{events:?}"
+    );
+    let e = &events[1].event;
     assert_eq!(e.use_case, "sign_for_authentication");
     assert_eq!(e.status.as_deref(), Some("OK"));
     assert!(
@@ -79,7 +87,6 @@ async fn dmp_transactions_are_recorded_and_fail_closed() {
     use dev_support::devpki::files;
     use dmp_gateway::samples;
     use ehealth_proto::dmp::v1 as pb;
-    use ehealth_proto::dmp::v1::dmp_gateway_client::DmpGatewayClient;
     use std::sync::Arc;
 
     let db = TestDatabase::create()
@@ -92,9 +99,8 @@ async fn dmp_transactions_are_recorded_and_fail_closed() {
     let mut config = gateway_transport_config(dmp, &[("ws-1", relay.grpc_addr)]);
     config.audit = audit_log::AuditSettings::for_url(db.url());
     let gateway = start_dmp_gateway(config).await;
-    let mut client = DmpGatewayClient::connect(gateway.endpoint())
-        .await
-        .expect("connect");
+    let (grant, grant_id) = issue_grant(relay.grpc_addr).await;
+    let mut client = gateway_client(&gateway, Some(&grant)).await;
     let request = || pb::TestPatientDmpRequest {
         auth_context: Some(pb::AuthenticationContext {
             relay_id: "ws-1".into(),
@@ -121,6 +127,18 @@ async fn dmp_transactions_are_recorded_and_fail_closed() {
     assert_eq!(outcome.user_id.as_deref(), Some("810100000001"));
     assert_eq!(outcome.status.as_deref(), Some("OK"));
     assert_eq!(outcome.error_code.as_deref(), Some("AUTHORIZATION_VALIDE"));
+    // Issue 13: who called, under which grant, for the professional read from the card.
+    for e in &events {
+        assert_eq!(e.event.client_id.as_deref(), Some(INTEGRATOR), "{e:?}");
+        assert_eq!(e.event.token_jtis, vec![grant_id.clone()], "{e:?}");
+        assert_eq!(e.event.user_id.as_deref(), Some("810100000001"), "{e:?}");
+    }
+    assert!(
+        !serde_json::to_string(&events.iter().map(|e| e.to_json()).collect::<Vec<_>>())
+            .expect("json")
+            .contains(&grant),
+        "the grant itself is never recorded"
+    );
     assert!(reader.find_token_like().await.expect("scan").is_empty());
     assert_eq!(signatures.signatures_made(), 1);
 

@@ -1,6 +1,8 @@
 //! The grpcurl recipes of `services/dmp-gateway/README.md` ("Try it locally") run as written,
 //! with the real grpcurl, against the gateway, a SoftHSM card relay named `local` and the DMP
-//! simulator: only the gateway's address and the grpcurl binary are substituted.
+//! simulator: only the relay's and the gateway's addresses, the grpcurl binary and the dev PKI's
+//! directory (`.dev-pki/` for `make run`) are substituted. The recipes call the gateway as the
+//! integrator over mutual TLS, under a session grant the holder's UI asks the relay for.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,15 +23,26 @@ fn recipes() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_readme_recipe_runs_against_the_suite() {
-    let (relay, _) = start_card_relay(DOCTOR_TOKENS[0], "127.0.0.1:0".parse().expect("addr")).await;
+    // The recipes name relay `local`, as `make run` does; its grants' `iss` must say so too.
+    let (relay, _) =
+        start_card_relay_as("local", DOCTOR_TOKENS[0], "127.0.0.1:0".parse().expect("addr")).await;
     let sim = Arc::new(dmp_sim::DmpSimulator::new(dmp_sim::SimConfig::default()));
     let (dmp, _stop) =
         start_dmp_listener(&pki().path(files::IGC_CA_BUNDLE), dmp_sim::router(sim.clone())).await;
     let gateway = start_dmp_gateway(gateway_transport_config(dmp, &[("local", relay.grpc_addr)])).await;
     let grpcurl = grpcurl_bin().display().to_string();
+    let pki_dir = format!(
+        "{}/",
+        pki().path(files::SUITE_CA).parent().expect("PKI dir").display()
+    );
     let script = recipes()
+        .replace("127.0.0.1:50051", &relay.grpc_addr.to_string())
         .replace("127.0.0.1:50052", &gateway.grpc_addr.to_string())
-        .replace("grpcurl -plaintext", &format!("{grpcurl} -plaintext"));
+        .replace(".dev-pki/", &pki_dir)
+        .replace("grpcurl $", &format!("{grpcurl} $"));
+    assert!(script.contains(&format!(
+        "{grpcurl} $GATEWAY_TLS -H \"dmp-session-grant: $GRANT\""
+    )));
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = tokio::task::spawn_blocking(move || {
         Command::new("bash")

@@ -14,6 +14,7 @@ use ehealth_proto::dmp::v1::dmp_gateway_client::DmpGatewayClient;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::trace::{InMemorySpanExporterBuilder, SdkTracerProvider, SpanData};
 use service_kit::config::TelemetrySettings;
+use tonic::service::Interceptor as _;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -32,13 +33,20 @@ async fn one_trace_from_the_backend_to_the_card_and_the_dmp() {
     let sim = Arc::new(dmp_sim::DmpSimulator::new(dmp_sim::SimConfig::default()));
     let (dmp, _stop) = start_dmp_listener(&pki().path(files::IGC_CA_BUNDLE), dmp_sim::router(sim)).await;
     let gateway = start_dmp_gateway(gateway_transport_config(dmp, &[("ws-1", relay.grpc_addr)])).await;
-    let channel = tonic::transport::Endpoint::from_shared(gateway.endpoint())
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
-    let mut client =
-        DmpGatewayClient::with_interceptor(channel, service_kit::telemetry::TraceContextInterceptor);
+    let channel = gateway_channel(
+        gateway.grpc_addr,
+        files::INTEGRATOR_CLIENT_CERT,
+        files::INTEGRATOR_CLIENT_KEY,
+    )
+    .await;
+    let (grant, _) = issue_grant(relay.grpc_addr).await;
+    let grant: tonic::metadata::AsciiMetadataValue = grant.parse().expect("ascii");
+    let mut client = DmpGatewayClient::with_interceptor(channel, move |req| {
+        let mut req = service_kit::telemetry::TraceContextInterceptor.call(req)?;
+        req.metadata_mut()
+            .insert(dmp_gateway::GRANT_METADATA, grant.clone());
+        Ok(req)
+    });
 
     let backend = tracing::info_span!("backend.store_document", otel.kind = "client");
     let trace_id = backend.context().span().span_context().trace_id();

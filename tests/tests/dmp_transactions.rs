@@ -9,7 +9,6 @@ use dev_support::devpki::files;
 use dmp_gateway::samples;
 use e2e_tests::*;
 use ehealth_proto::dmp::v1 as pb;
-use ehealth_proto::dmp::v1::dmp_gateway_client::DmpGatewayClient;
 
 const DOCTOR: &str = "810100000001";
 
@@ -27,9 +26,9 @@ async fn submit_find_retrieve_archive_through_relay_and_tls() {
     let (dmp, _stop) =
         start_dmp_listener(&pki().path(files::IGC_CA_BUNDLE), dmp_sim::router(sim.clone())).await;
     let gateway = start_dmp_gateway(gateway_transport_config(dmp, &[("ws-1", relay.grpc_addr)])).await;
-    let mut client = DmpGatewayClient::connect(gateway.endpoint())
-        .await
-        .expect("connect");
+    // The professional grants the integrator's backend a session; the backend presents it.
+    let (grant, _) = issue_grant(relay.grpc_addr).await;
+    let mut client = gateway_client(&gateway, Some(&grant)).await;
 
     // TD0.2
     let r = client

@@ -1,5 +1,6 @@
 //! Issue 4 end to end: the gateway's mutual TLS to the DMP with the professional's card
-//! certificate, every CertificateVerify signature made by cps-relay on a SoftHSM2 token.
+//! certificate, every CertificateVerify signature made by cps-relay on a SoftHSM2 token, under
+//! the professional's session grant (issue 13).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -46,13 +47,23 @@ fn transport(dmp: SocketAddr, relays: &[(&str, SocketAddr)]) -> std::sync::Arc<D
 
 const DOCTOR: &str = "810100000001";
 
-async fn echo(conns: &DmpConnections, relay: &str, professional: &str) -> Result<String, TransportError> {
-    let session = conns
-        .session(&Professional {
-            relay_id: relay,
-            professional_id: professional,
-        })
-        .await?;
+/// A call for `professional` through `relay` by the integrator, under `grant`.
+fn who<'a>(relay: &'a str, professional: &'a str, grant: &'a str) -> Professional<'a> {
+    Professional {
+        relay_id: relay,
+        professional_id: professional,
+        caller: INTEGRATOR,
+        grant: Some(grant),
+    }
+}
+
+async fn echo(
+    conns: &DmpConnections,
+    relay: &str,
+    professional: &str,
+    grant: &str,
+) -> Result<String, TransportError> {
+    let session = conns.session(&who(relay, professional, grant)).await?;
     let resp = conns
         .post(
             &session,
@@ -71,8 +82,9 @@ async fn the_dmp_sees_the_card_certificate() {
         start_card_relay(DOCTOR_TOKENS[0], "127.0.0.1:0".parse().expect("addr")).await;
     let (dmp, _stop) = start_dmp_listener(&pki().path(files::IGC_CA_BUNDLE), echo_app()).await;
     let conns = transport(dmp, &[("ws-1", relay.grpc_addr)]);
+    let (grant, _) = issue_grant(relay.grpc_addr).await;
     assert_eq!(
-        echo(&conns, "ws-1", DOCTOR)
+        echo(&conns, "ws-1", DOCTOR, &grant)
             .await
             .expect("mutual TLS with the card"),
         DOCTOR
@@ -125,8 +137,9 @@ async fn mutual_tls_with_the_card_current_thread_runtime() {
     let (relay_addr, relay_metrics) = addr_rx.recv().expect("relay started");
     let (dmp, _stop) = start_dmp_listener(&pki().path(files::IGC_CA_BUNDLE), echo_app()).await;
     let conns = transport(dmp, &[("ws-1", relay_addr)]);
+    let (grant, _) = issue_grant(relay_addr).await;
     assert_eq!(
-        echo(&conns, "ws-1", DOCTOR)
+        echo(&conns, "ws-1", DOCTOR, &grant)
             .await
             .expect("mutual TLS on a current-thread runtime"),
         DOCTOR
@@ -142,8 +155,9 @@ async fn one_thousand_calls_cost_one_signature() {
         start_card_relay(DOCTOR_TOKENS[1], "127.0.0.1:0".parse().expect("addr")).await;
     let (dmp, _stop) = start_dmp_listener(&pki().path(files::IGC_CA_BUNDLE), echo_app()).await;
     let conns = transport(dmp, &[("ws-1", relay.grpc_addr)]);
+    let (grant, _) = issue_grant(relay.grpc_addr).await;
     for _ in 0..1000 {
-        assert_eq!(echo(&conns, "ws-1", DOCTOR).await.expect("call"), DOCTOR);
+        assert_eq!(echo(&conns, "ws-1", DOCTOR, &grant).await.expect("call"), DOCTOR);
     }
     assert_eq!(
         relay_metrics.signatures_made(),
@@ -154,18 +168,32 @@ async fn one_thousand_calls_cost_one_signature() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn professionals_never_share_a_connection() {
-    let (doctor, doctor_sigs) =
-        start_card_relay(DOCTOR_TOKENS[2], "127.0.0.1:0".parse().expect("addr")).await;
-    let (nurse, nurse_sigs) = start_card_relay("nurse", "127.0.0.1:0".parse().expect("addr")).await;
+    let (doctor, doctor_sigs) = start_card_relay_as(
+        "doctor-ws",
+        DOCTOR_TOKENS[2],
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await;
+    let (nurse, nurse_sigs) =
+        start_card_relay_as("nurse-ws", "nurse", "127.0.0.1:0".parse().expect("addr")).await;
     let (dmp, _stop) = start_dmp_listener(&pki().path(files::IGC_CA_BUNDLE), echo_app()).await;
     let conns = transport(
         dmp,
         &[("doctor-ws", doctor.grpc_addr), ("nurse-ws", nurse.grpc_addr)],
     );
+    let (doctor_grant, _) = issue_grant(doctor.grpc_addr).await;
+    let (nurse_grant, _) = issue_grant(nurse.grpc_addr).await;
     for _ in 0..20 {
-        assert_eq!(echo(&conns, "doctor-ws", DOCTOR).await.expect("doctor"), DOCTOR);
         assert_eq!(
-            echo(&conns, "nurse-ws", "810100000002").await.expect("nurse"),
+            echo(&conns, "doctor-ws", DOCTOR, &doctor_grant)
+                .await
+                .expect("doctor"),
+            DOCTOR
+        );
+        assert_eq!(
+            echo(&conns, "nurse-ws", "810100000002", &nurse_grant)
+                .await
+                .expect("nurse"),
             "810100000002"
         );
     }
@@ -179,12 +207,15 @@ async fn wrong_professional_and_unknown_relay_are_refused() {
     let (relay, sigs) = start_card_relay(DOCTOR_TOKENS[3], "127.0.0.1:0".parse().expect("addr")).await;
     let (dmp, _stop) = start_dmp_listener(&pki().path(files::IGC_CA_BUNDLE), echo_app()).await;
     let conns = transport(dmp, &[("ws-1", relay.grpc_addr)]);
-    let err = echo(&conns, "ws-1", "810100000099")
+    let (grant, _) = issue_grant(relay.grpc_addr).await;
+    let err = echo(&conns, "ws-1", "810100000099", &grant)
         .await
         .expect_err("someone else's card");
     assert_eq!(err.code(), Code::PermissionDenied, "{err}");
     assert!(err.to_string().contains("810100000001"), "{err}");
-    let err = echo(&conns, "ws-9", DOCTOR).await.expect_err("not configured");
+    let err = echo(&conns, "ws-9", DOCTOR, &grant)
+        .await
+        .expect_err("not configured");
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
     assert!(
         err.to_string().contains("ws-1"),
@@ -209,21 +240,26 @@ async fn relay_gone_during_the_handshake_then_back() {
     let metrics = service_kit::metrics::Metrics::new();
     let conns = dmp_gateway::connections(&config, dmp_gateway::TransportMetrics::register(&metrics))
         .expect("transport");
+    let (grant, _) = issue_grant(addr).await;
     conns
-        .session(&Professional {
-            relay_id: "ws-1",
-            professional_id: DOCTOR,
-        })
+        .session(&who("ws-1", DOCTOR, &grant))
         .await
         .expect("certificate fetched");
     relay.stop().await;
 
-    let err = echo(&conns, "ws-1", DOCTOR).await.expect_err("relay gone");
+    let err = echo(&conns, "ws-1", DOCTOR, &grant)
+        .await
+        .expect_err("relay gone");
     assert_eq!(err.code(), Code::Unavailable, "{err}");
     assert!(err.to_string().contains("cps-relay"), "{err}");
 
+    // The relay's restart ended the card session: the professional grants a new one.
     let (_back, sigs) = start_card_relay(DOCTOR_TOKENS[4], addr).await;
-    assert_eq!(echo(&conns, "ws-1", DOCTOR).await.expect("re-handshake"), DOCTOR);
+    let (grant, _) = issue_grant(addr).await;
+    assert_eq!(
+        echo(&conns, "ws-1", DOCTOR, &grant).await.expect("re-handshake"),
+        DOCTOR
+    );
     assert_eq!(sigs.signatures_made(), 1);
 }
 
@@ -237,7 +273,8 @@ async fn signature_deadline_is_deadline_exceeded() {
     let metrics = service_kit::metrics::Metrics::new();
     let conns = dmp_gateway::connections(&config, dmp_gateway::TransportMetrics::register(&metrics))
         .expect("transport");
-    let err = echo(&conns, "ws-1", DOCTOR).await.expect_err("too slow");
+    let (grant, _) = issue_grant(relay.grpc_addr).await;
+    let err = echo(&conns, "ws-1", DOCTOR, &grant).await.expect_err("too slow");
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
     assert!(err.to_string().contains("did not sign"), "{err}");
 }
@@ -250,7 +287,10 @@ async fn untrusted_certificates_on_either_side() {
     let other_pki = dev_support::devpki::DevPki::ensure(other.path()).expect("other pki");
     let (dmp, _stop) = start_dmp_listener(&other_pki.path(files::IGC_CA_BUNDLE), echo_app()).await;
     let conns = transport(dmp, &[("ws-1", relay.grpc_addr)]);
-    let err = echo(&conns, "ws-1", DOCTOR).await.expect_err("card refused");
+    let (grant, _) = issue_grant(relay.grpc_addr).await;
+    let err = echo(&conns, "ws-1", DOCTOR, &grant)
+        .await
+        .expect_err("card refused");
     assert_eq!(err.code(), Code::PermissionDenied, "{err}");
     assert!(
         err.to_string()
@@ -265,7 +305,7 @@ async fn untrusted_certificates_on_either_side() {
     let metrics = service_kit::metrics::Metrics::new();
     let conns = dmp_gateway::connections(&config, dmp_gateway::TransportMetrics::register(&metrics))
         .expect("transport");
-    let err = echo(&conns, "ws-1", DOCTOR)
+    let err = echo(&conns, "ws-1", DOCTOR, &grant)
         .await
         .expect_err("server not trusted");
     assert_eq!(err.code(), Code::Unavailable, "{err}");
@@ -307,11 +347,9 @@ async fn openssl_s_server_accepts_the_remote_signed_handshake() {
     }
     let before = sigs.signatures_made();
     let conns = transport(addr, &[("ws-1", relay.grpc_addr)]);
+    let (grant, _) = issue_grant(relay.grpc_addr).await;
     let session = conns
-        .session(&Professional {
-            relay_id: "ws-1",
-            professional_id: DOCTOR,
-        })
+        .session(&who("ws-1", DOCTOR, &grant))
         .await
         .expect("session");
     let result = conns.get(&session, "/").await;
@@ -329,7 +367,8 @@ async fn openssl_s_server_accepts_the_remote_signed_handshake() {
 /// `server_name`, else the endpoint's host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_relay_is_verified_under_its_own_name() {
-    let (relay, _) = start_card_relay(DOCTOR_TOKENS[3], "127.0.0.1:0".parse().expect("addr")).await;
+    let (relay, _) =
+        start_card_relay_as("by-host", DOCTOR_TOKENS[3], "127.0.0.1:0".parse().expect("addr")).await;
     let (dmp, _stop) = start_dmp_listener(&pki().path(files::IGC_CA_BUNDLE), echo_app()).await;
     let mut config = gateway_transport_config(
         dmp,
@@ -344,13 +383,14 @@ async fn each_relay_is_verified_under_its_own_name() {
     let metrics = service_kit::metrics::Metrics::new();
     let conns = dmp_gateway::connections(&config, dmp_gateway::TransportMetrics::register(&metrics))
         .expect("transport");
+    let (grant, _) = issue_grant(relay.grpc_addr).await;
     assert_eq!(
-        echo(&conns, "by-host", DOCTOR)
+        echo(&conns, "by-host", DOCTOR, &grant)
             .await
             .expect("verified as 127.0.0.1"),
         DOCTOR
     );
-    let err = echo(&conns, "misnamed", DOCTOR)
+    let err = echo(&conns, "misnamed", DOCTOR, &grant)
         .await
         .expect_err("certificate does not name it");
     assert_eq!(err.code(), Code::Unavailable, "{err}");

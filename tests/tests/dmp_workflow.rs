@@ -10,7 +10,6 @@ use dev_support::devpki::files;
 use dmp_gateway::samples;
 use e2e_tests::*;
 use ehealth_proto::dmp::v1 as pb;
-use ehealth_proto::dmp::v1::dmp_gateway_client::DmpGatewayClient;
 
 const DOCTOR: &str = "810100000001";
 const NURSE: &str = "810100000002";
@@ -60,8 +59,15 @@ fn submit(uid: &str, replaces: &str, visibility: &[pb::Visibility]) -> pb::Submi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_replacement_masking_and_lists_through_relay_and_tls() {
-    let (doctor_relay, _) = start_card_relay(DOCTOR_TOKENS[0], "127.0.0.1:0".parse().expect("addr")).await;
-    let (nurse_relay, _) = start_card_relay("nurse", "127.0.0.1:0".parse().expect("addr")).await;
+    // Each relay is known to the gateway by the id its grants carry (`iss`).
+    let (doctor_relay, _) = start_card_relay_as(
+        "doctor-ws",
+        DOCTOR_TOKENS[0],
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await;
+    let (nurse_relay, _) =
+        start_card_relay_as("nurse-ws", "nurse", "127.0.0.1:0".parse().expect("addr")).await;
     let mut config = dmp_sim::SimConfig::default();
     for p in &mut config.patients {
         p.authorization = pb::Authorization::NonExiste;
@@ -77,9 +83,12 @@ async fn authorization_replacement_masking_and_lists_through_relay_and_tls() {
         ],
     ))
     .await;
-    let mut client = DmpGatewayClient::connect(gateway.endpoint())
-        .await
-        .expect("connect");
+    // The integrator calls over mutual TLS, for each professional under the session grant their
+    // card holder's UI issued it.
+    let (doctor_grant, _) = issue_grant(doctor_relay.grpc_addr).await;
+    let (nurse_grant, _) = issue_grant(nurse_relay.grpc_addr).await;
+    let mut client = gateway_client(&gateway, Some(&doctor_grant)).await;
+    let mut nurse_client = gateway_client(&gateway, Some(&nurse_grant)).await;
 
     // TD0.2: the DMP exists, the doctor is not authorized.
     let r = client
@@ -197,11 +206,11 @@ async fn authorization_replacement_masking_and_lists_through_relay_and_tls() {
         mine.contains(&"1.2.250.1.999.1.1.7898.66.4".to_string()),
         "{mine:?}"
     );
-    client
+    nurse_client
         .set_authorization(grant(nurse()))
         .await
         .expect("nurse TD0.3");
-    let theirs: Vec<String> = client
+    let theirs: Vec<String> = nurse_client
         .find_documents(find(nurse(), pb::DocumentStatus::Approved))
         .await
         .expect("nurse's TD3.1")

@@ -58,7 +58,11 @@ async fn flips_on_shutdown(mut svc: Service, name: &str) {
 
 #[tokio::test]
 async fn dmp_gateway_health_flips_during_shutdown() {
-    flips_on_shutdown(start_dmp_gateway(dmp_gateway_config()).await, "dmp.v1.DmpGateway").await;
+    flips_on_shutdown(
+        start_dmp_gateway(dmp_gateway_plaintext_config()).await,
+        "dmp.v1.DmpGateway",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,7 +76,7 @@ async fn twiin_authz_health_flips_during_shutdown() {
 
 #[tokio::test]
 async fn unknown_service_is_not_found() {
-    let svc = start_dmp_gateway(dmp_gateway_config()).await;
+    let svc = start_dmp_gateway(dmp_gateway_plaintext_config()).await;
     let mut client = health_client(svc.grpc_addr).await;
     let err = client
         .check(HealthCheckRequest {
@@ -87,16 +91,18 @@ async fn unknown_service_is_not_found() {
 #[tokio::test]
 async fn metrics_count_calls_by_status() {
     let svc = start_dmp_gateway(dmp_gateway_config()).await;
-    let mut client = health_client(svc.grpc_addr).await;
+    // The integrator's backend over mutual TLS, for health and the gateway alike.
+    let channel = gateway_channel(
+        svc.grpc_addr,
+        dev_support::devpki::files::INTEGRATOR_CLIENT_CERT,
+        dev_support::devpki::files::INTEGRATOR_CLIENT_KEY,
+    )
+    .await;
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     for _ in 0..3 {
         status(&mut client, "").await;
     }
-    let channel = tonic::transport::Endpoint::from_shared(svc.endpoint())
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
-    let mut dmp = ehealth_proto::dmp::v1::dmp_gateway_client::DmpGatewayClient::new(channel);
+    let mut dmp = with_grant(channel, None);
     let err = dmp
         .test_patient_dmp(ehealth_proto::dmp::v1::TestPatientDmpRequest::default())
         .await

@@ -36,10 +36,16 @@ fn expected(service: &'static str) -> Vec<&'static str> {
 async fn dmp_gateway_lists_and_describes() {
     let svc = start_dmp_gateway(dmp_gateway_config()).await;
     let addr = svc.grpc_addr.to_string();
+    let tls = gateway_tls_args(pki());
     let out = tokio::task::spawn_blocking(move || {
+        let with = |args: &[&str]| {
+            let mut all: Vec<&str> = tls.iter().map(String::as_str).collect();
+            all.extend_from_slice(args);
+            grpcurl(&all)
+        };
         (
-            grpcurl(&["-plaintext", &addr, "list"]),
-            grpcurl(&["-plaintext", &addr, "describe", "dmp.v1.DmpGateway"]),
+            with(&[&addr, "list"]),
+            with(&[&addr, "describe", "dmp.v1.DmpGateway"]),
         )
     })
     .await
@@ -132,17 +138,17 @@ async fn cps_relay_requires_mutual_tls() {
 async fn an_empty_dmp_request_is_refused_naming_the_field() {
     let svc = start_dmp_gateway(dmp_gateway_config()).await;
     let addr = svc.grpc_addr.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        grpcurl(&[
-            "-plaintext",
-            "-d",
-            "{}",
-            &addr,
-            "dmp.v1.DmpGateway/TestPatientDmp",
-        ])
-    })
-    .await
-    .expect("grpcurl task");
+    let mut args = gateway_tls_args(pki());
+    args.extend([
+        "-d".into(),
+        "{}".into(),
+        addr,
+        "dmp.v1.DmpGateway/TestPatientDmp".into(),
+    ]);
+    let out =
+        tokio::task::spawn_blocking(move || grpcurl(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .expect("grpcurl task");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -122,18 +122,54 @@ impl CpsRelayClient {
             .into_inner())
     }
 
-    /// A signature with `scheme` over TLS handshake data `data`.
+    /// A signature with `scheme` over TLS handshake data `data`, without a session grant: only a
+    /// relay in development mode with `grants.required = false` makes it.
     pub async fn sign(&mut self, scheme: Scheme, data: Vec<u8>) -> Result<Vec<u8>, tonic::Status> {
-        let req = SignForAuthenticationRequest {
+        self.sign_request(scheme, data, None).await
+    }
+
+    /// A signature with `scheme` over TLS handshake data `data`, made under the session grant
+    /// `grant_id` (its `jti`, sent as [`GRANT_ID_METADATA`]).
+    pub async fn sign_under_grant(
+        &mut self,
+        scheme: Scheme,
+        data: Vec<u8>,
+        grant_id: &str,
+    ) -> Result<Vec<u8>, tonic::Status> {
+        self.sign_request(scheme, data, Some(grant_id)).await
+    }
+
+    async fn sign_request(
+        &mut self,
+        scheme: Scheme,
+        data: Vec<u8>,
+        grant_id: Option<&str>,
+    ) -> Result<Vec<u8>, tonic::Status> {
+        let mut req = tonic::Request::new(SignForAuthenticationRequest {
             scheme: scheme.to_proto() as i32,
             data,
-        };
+        });
+        if let Some(id) = grant_id {
+            let value = id
+                .parse()
+                .map_err(|_| tonic::Status::invalid_argument("the session grant id is not valid metadata"))?;
+            req.metadata_mut().insert(GRANT_ID_METADATA, value);
+        }
         Ok(self
             .inner
             .sign_for_authentication(req)
             .await?
             .into_inner()
             .signature)
+    }
+
+    /// The card session's state: the current one first, then one message per change.
+    pub async fn watch_session(&mut self) -> Result<tonic::Streaming<SessionState>, tonic::Status> {
+        Ok(self
+            .inner
+            .watch_session(WatchSessionRequest {})
+            .await?
+            .into_inner())
     }
 
     /// The card's status.

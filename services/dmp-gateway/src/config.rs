@@ -1,6 +1,9 @@
-//! dmp-gateway configuration (SPEC.md §0, §2). Defaults are the local setup: plaintext gRPC on
-//! loopback (TLS is one `server.tls` section away), the DMP simulator on 127.0.0.1:8443 trusted
-//! through the development IGC-Santé bundle, and one relay, `local`, on 127.0.0.1:50051.
+//! dmp-gateway configuration (SPEC.md §0, §2). Defaults are the local setup: gRPC on loopback,
+//! the DMP simulator on 127.0.0.1:8443 trusted through the development IGC-Santé bundle, and one
+//! relay, `local`, on 127.0.0.1:50051 whose session grants verify with the dev PKI's grant key.
+//! The listener has no default TLS files: outside `development` mode start-up refuses until
+//! `server.tls` names a certificate, a key and the `client_ca` of the callers (`make run` points
+//! them at `.dev-pki/`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,6 +20,12 @@ use service_kit::config::{
 service_kit::service_config! {
     /// dmp-gateway's configuration file (`--config`), over these defaults, under `DMP_GATEWAY_*`.
     pub struct Config {
+        /// Development mode (`make run`, tests): the gRPC listener may run without client
+        /// certificates (plaintext or TLS only). Callers must still authenticate (a bearer JWT
+        /// when they present no certificate). Never in production.
+        pub development: bool,
+        /// How callers authenticate besides their client certificate.
+        pub auth: AuthSettings,
         /// The DMP and the TLS towards it.
         pub dmp: DmpSettings,
         /// The gateway's identity towards relays.
@@ -62,8 +71,75 @@ pub struct DmpSettings {
     /// How long the card certificate fetched from a relay is reused.
     #[serde(with = "duration")]
     pub certificate_ttl: Duration,
+    /// A professional's connection pool (and its TLS resumption state) is closed this long
+    /// after it opened, however busy; the next call re-authenticates with the card.
+    #[serde(with = "duration")]
+    pub max_pool_lifetime: Duration,
     /// Largest answer read.
     pub max_response_bytes: usize,
+}
+
+/// How callers authenticate (section `auth`). A client certificate (mutual TLS) always names
+/// its caller; `jwt` adds bearer tokens for deployments behind an API gateway.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// OAuth2 bearer JWTs (`authorization: Bearer …`); off unless set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtSettings>,
+}
+
+/// Bearer JWTs of one issuer (section `auth.jwt`). A caller with a valid token is
+/// `jwt:<issuer>#<sub>`, a name no certificate identity can take.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSettings {
+    /// The `iss` tokens must carry.
+    pub issuer: String,
+    /// The issuer's public keys: a JWKS file, or an `https://` URL.
+    pub jwks: String,
+    /// The `aud` tokens must carry.
+    pub audience: String,
+    /// CA certificates (PEM) that issue the JWKS URL's server certificate; the system's roots
+    /// when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_ca: Option<PathBuf>,
+    /// How often the JWKS is read again (a key rotation is seen within this delay).
+    #[serde(default = "default_jwks_refresh", with = "duration")]
+    pub jwks_refresh: Duration,
+}
+
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl JwtSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("auth.jwt.issuer", &self.issuer),
+            ("auth.jwt.audience", &self.audience),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::invalid(key, "must not be empty"));
+            }
+        }
+        if self.jwks.starts_with("http://") {
+            return Err(ConfigError::invalid(
+                "auth.jwt.jwks",
+                "an http:// JWKS could be swapped on the way: use https:// or a file",
+            ));
+        }
+        if !self.jwks.starts_with("https://") {
+            check_file("auth.jwt.jwks", std::path::Path::new(&self.jwks))?;
+        }
+        if let Some(ca) = &self.jwks_ca {
+            check_file("auth.jwt.jwks_ca", ca)?;
+        }
+        if self.jwks_refresh < Duration::from_secs(1) {
+            return Err(ConfigError::invalid("auth.jwt.jwks_refresh", "at least 1s"));
+        }
+        Ok(())
+    }
 }
 
 /// The gateway's mutual-TLS identity towards relays (section `relay_client`).
@@ -90,6 +166,14 @@ pub struct RelaySettings {
     /// Name in the relay's server certificate (defaults to the endpoint's host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
+    /// The relay's session-grant public key (P-256, PEM `PUBLIC KEY`): the professional's
+    /// consents this relay issues verify with it.
+    #[serde(default = "default_grant_key")]
+    pub grant_key: PathBuf,
+}
+
+fn default_grant_key() -> PathBuf {
+    ".dev-pki/cps-relay-grant.pub.pem".into()
 }
 
 impl Default for Config {
@@ -100,9 +184,12 @@ impl Default for Config {
             RelaySettings {
                 endpoint: "https://127.0.0.1:50051".into(),
                 server_name: Some("localhost".into()),
+                grant_key: default_grant_key(),
             },
         );
         Config {
+            development: false,
+            auth: AuthSettings::default(),
             server: ServerSettings::loopback(50052),
             metrics: MetricsSettings::loopback(9452),
             telemetry: TelemetrySettings::default(),
@@ -147,6 +234,7 @@ impl Default for DmpSettings {
             signature_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             certificate_ttl: Duration::from_secs(300),
+            max_pool_lifetime: Duration::from_secs(8 * 3600),
             max_response_bytes: 64 * 1024 * 1024,
         }
     }
@@ -209,6 +297,27 @@ impl ServiceConfig for Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate("server")?;
+        let mutual_tls = self.server.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        if !mutual_tls && !self.development {
+            return Err(ConfigError::invalid(
+                if self.server.tls.is_some() {
+                    "server.tls.client_ca"
+                } else {
+                    "server.tls"
+                },
+                "dmp-gateway requires its callers' client certificates (mutual TLS) outside development \
+                 mode: set server.tls with client_ca (development = true only for a local trial)",
+            ));
+        }
+        if let Some(jwt) = &self.auth.jwt {
+            jwt.validate()?;
+        }
+        if self.dmp.max_pool_lifetime.is_zero() {
+            return Err(ConfigError::invalid(
+                "dmp.max_pool_lifetime",
+                "must be more than 0",
+            ));
+        }
         self.audit.validate("audit")?;
         for (key, value) in [
             ("lps.id", &self.lps.id),
@@ -240,6 +349,7 @@ impl ServiceConfig for Config {
                     "must be https://host:port (the relay requires mutual TLS)",
                 ));
             }
+            check_file(&format!("relays.{id}.grant_key"), &r.grant_key)?;
         }
         Ok(())
     }

@@ -1,58 +1,65 @@
 //! Connections to the DMP, one pool per professional (SPEC.md §2, **Decision — sign as rarely as
-//! possible**): an HTTP/1.1 keep-alive pool keyed by the SHA-256 of the professional's card
-//! certificate, never shared between professionals, with TLS session resumption, so 1,000 calls
-//! by one professional cost one card signature. Idle sessions expire after `idle_timeout`; the
-//! next call after a failure opens a new connection (and re-handshakes).
+//! possible**): an HTTP/1.1 keep-alive pool keyed by the relay, the SHA-256 of the professional's
+//! card certificate and the card session, never shared between professionals, with TLS session
+//! resumption, so 1,000 calls by one professional cost one card signature. Idle pools expire
+//! after `idle_timeout`, every pool after `max_pool_lifetime`; the next call after a failure
+//! opens a new connection (and re-handshakes).
+//!
+//! **Decision — the pool lives inside the card session (issue 13):** a call gets a pool only
+//! with a session grant that verifies ([`crate::grant`]) against the relay's open card session
+//! ([`crate::session_watch`]); when the relay reports the session over (Logout, card removed or
+//! swapped, PIN locked) or grants revoked, the relay's pools are closed at once, with their
+//! `Arc<ClientConfig>` and so their TLS resumption state, and their signer refuses to ask the
+//! card for anything more.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ehealth_proto::cps::v1::GetAuthenticationCertificateResponse;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use relay_client::Scheme;
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
+use crate::connector::DmpConnector;
 use crate::dmp_tls::{TlsVersion, client_config};
 use crate::error::TransportError;
+use crate::grant::{AccessError, Expected, GrantKeys};
 use crate::relay::{RelayDirectory, SignFailure};
-use crate::remote_key::{CardResolver, RemoteKey, SignatureLedger};
+use crate::remote_key::{CardResolver, Consent, RemoteKey, SignatureLedger};
+use crate::session_watch::{CardSession, SessionWatch};
 
 /// Where the DMP is and how to talk to it.
 #[derive(Debug, Clone)]
-pub struct DmpEndpoint {
+pub(crate) struct DmpEndpoint {
     /// `https://host:port` (paths are given per call).
-    pub base_url: http::Uri,
+    pub(crate) base_url: http::Uri,
     /// The name the DMP's certificate must carry.
-    pub server_name: ServerName<'static>,
+    pub(crate) server_name: ServerName<'static>,
     /// CAs that issue the DMP's certificate.
-    pub roots: Arc<RootCertStore>,
+    pub(crate) roots: Arc<RootCertStore>,
     /// TLS versions offered.
-    pub versions: Vec<TlsVersion>,
+    pub(crate) versions: Vec<TlsVersion>,
     /// Longest wait for TCP + TLS.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Longest wait for an answer.
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Longest wait for the relay's CertificateVerify signature.
-    pub signature_timeout: Duration,
+    pub(crate) signature_timeout: Duration,
     /// A professional's connections close after this long unused.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// How long a card certificate fetched from a relay is reused.
-    pub certificate_ttl: Duration,
+    pub(crate) certificate_ttl: Duration,
+    /// A professional's pool is closed this long after it opened.
+    pub(crate) max_pool_lifetime: Duration,
     /// Largest answer read.
-    pub max_response_bytes: usize,
+    pub(crate) max_response_bytes: usize,
 }
 
 /// Domain metrics of the transport.
@@ -64,6 +71,8 @@ pub struct TransportMetrics {
     pub handshakes: Counter,
     /// `dmp_gateway_professional_sessions`.
     pub professional_sessions: Gauge,
+    /// `dmp_gateway_pools_closed_by_relay_total`.
+    pub pools_closed_by_relay: Counter,
 }
 
 impl TransportMetrics {
@@ -85,17 +94,26 @@ impl TransportMetrics {
             "Professionals with a live connection pool to the DMP",
             m.professional_sessions.clone(),
         );
+        metrics.register(
+            "dmp_gateway_pools_closed_by_relay",
+            "Connection pools closed because the relay reported the card session ended, changed or its grants revoked",
+            m.pools_closed_by_relay.clone(),
+        );
         m
     }
 }
 
-/// Who is calling, as the gateway's RPCs state it.
+/// For whom a call acts and under whose consent, as the gateway's RPCs state it.
 #[derive(Debug, Clone)]
 pub struct Professional<'a> {
     /// The relay holding the card (`auth_context.relay_id`).
     pub relay_id: &'a str,
     /// The professional the card must belong to.
     pub professional_id: &'a str,
+    /// The authenticated caller ([`crate::CallerIdentity`]).
+    pub caller: &'a str,
+    /// The session grant the caller presented (compact JWS), if any.
+    pub grant: Option<&'a str>,
 }
 
 /// A professional's authenticated path to the DMP.
@@ -104,10 +122,14 @@ pub struct ProfessionalSession {
     pub relay_id: String,
     /// The card's certificate chain, as the relay gave it.
     pub certificate: Arc<GetAuthenticationCertificateResponse>,
-    /// SHA-256 of the card's certificate (the pool's key).
+    /// SHA-256 of the card's certificate.
     pub fingerprint: String,
+    /// The card session this pool belongs to.
+    pub card_session_id: String,
     client: Client<DmpConnector, Full<Bytes>>,
     ledger: Arc<SignatureLedger>,
+    consent: Arc<Consent>,
+    opened: Instant,
     last_used: Mutex<Instant>,
 }
 
@@ -117,6 +139,17 @@ impl ProfessionalSession {
         self.ledger.made.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
+
+/// A call allowed to act for the professional: the pool, and the grant it acts under.
+pub struct Authorized {
+    /// The professional's pool.
+    pub session: Arc<ProfessionalSession>,
+    /// The session grant's `jti`.
+    pub grant_id: String,
+}
+
+/// A pool is the relay's, the card's and the card session's.
+type PoolKey = (String, String, String);
 
 /// An answer of the DMP.
 #[derive(Debug)]
@@ -131,48 +164,105 @@ pub struct DmpResponse {
 
 struct CachedCertificate {
     fetched: Instant,
+    fingerprint: String,
     certificate: Arc<GetAuthenticationCertificateResponse>,
 }
 
 /// The transport: one keep-alive pool per professional, authenticated with the card through
-/// its relay.
+/// its relay, inside the card session the relay reports.
 pub struct DmpConnections {
     endpoint: DmpEndpoint,
     relays: RelayDirectory,
-    sessions: Mutex<HashMap<String, Arc<ProfessionalSession>>>,
+    grants: GrantKeys,
+    watches: BTreeMap<String, Arc<SessionWatch>>,
+    sessions: Mutex<HashMap<PoolKey, Arc<ProfessionalSession>>>,
     certificates: tokio::sync::Mutex<HashMap<String, CachedCertificate>>,
     metrics: TransportMetrics,
+    /// Ends the relay watchers (shutdown, or this transport dropped).
+    stop: service_kit::CancellationToken,
+}
+
+impl Drop for DmpConnections {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl DmpConnections {
-    /// The transport, without any connection yet.
-    pub fn new(endpoint: DmpEndpoint, relays: RelayDirectory, metrics: TransportMetrics) -> Arc<Self> {
-        Arc::new(DmpConnections {
-            endpoint,
-            relays,
-            sessions: Mutex::new(HashMap::new()),
-            certificates: tokio::sync::Mutex::new(HashMap::new()),
-            metrics,
+    /// The transport, without any connection yet; grants verify with `grants`.
+    pub(crate) fn new(
+        endpoint: DmpEndpoint,
+        relays: RelayDirectory,
+        grants: GrantKeys,
+        metrics: TransportMetrics,
+    ) -> Arc<Self> {
+        let stop = service_kit::CancellationToken::new();
+        Arc::new_cyclic(|me: &Weak<DmpConnections>| {
+            let watches = relays
+                .endpoints()
+                .map(|relay| {
+                    let me = me.clone();
+                    let id = relay.id.clone();
+                    let on_change =
+                        Arc::new(move |before: Option<&CardSession>, after: Option<&CardSession>| {
+                            if let Some(c) = me.upgrade() {
+                                c.session_changed(&id, before, after);
+                            }
+                        });
+                    let watch = SessionWatch::new(relay.clone(), relays.clone(), stop.clone(), on_change);
+                    (relay.id.clone(), watch)
+                })
+                .collect();
+            DmpConnections {
+                endpoint,
+                relays,
+                grants,
+                watches,
+                sessions: Mutex::new(HashMap::new()),
+                certificates: tokio::sync::Mutex::new(HashMap::new()),
+                metrics,
+                stop,
+            }
         })
     }
 
-    /// Drops sessions idle for longer than `idle_timeout` (their signer threads end with them).
+    /// Drops pools idle for longer than `idle_timeout` or open for longer than
+    /// `max_pool_lifetime` (their signer threads end with them).
     pub fn expire_idle(&self) {
         let idle = self.endpoint.idle_timeout;
+        let lifetime = self.endpoint.max_pool_lifetime;
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, s| s.last_used.lock().unwrap_or_else(|e| e.into_inner()).elapsed() < idle);
+        sessions.retain(|_, s| {
+            let keep = s.last_used.lock().unwrap_or_else(|e| e.into_inner()).elapsed() < idle
+                && s.opened.elapsed() < lifetime;
+            if !keep {
+                s.consent.close();
+            }
+            keep
+        });
         self.metrics.professional_sessions.set(sessions.len() as i64);
     }
 
-    /// Runs [`expire_idle`](Self::expire_idle) periodically until `shutdown`.
+    /// Runs [`expire_idle`](Self::expire_idle) periodically until `shutdown`, which also ends
+    /// the relay watchers.
     pub fn spawn_expiry(self: &Arc<Self>, shutdown: service_kit::CancellationToken) {
         let me = Arc::downgrade(self);
-        let every = (self.endpoint.idle_timeout / 4).max(Duration::from_millis(100));
+        let every = (self.endpoint.idle_timeout.min(self.endpoint.max_pool_lifetime) / 4)
+            .max(Duration::from_millis(100));
+        let stop = self.stop.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}
-                    () = shutdown.cancelled() => return,
+                    () = shutdown.cancelled() => return stop.cancel(),
+                    () = stop.cancelled() => return,
                 }
                 match me.upgrade() {
                     Some(c) => c.expire_idle(),
@@ -182,14 +272,62 @@ impl DmpConnections {
         });
     }
 
+    /// Live pools of `relay_id`'s professionals.
+    pub fn open_pools(&self, relay_id: &str) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .filter(|(relay, _, _)| relay == relay_id)
+            .count()
+    }
+
+    /// Closes `relay_id`'s pools but those of the card session `keep`; returns how many.
+    fn close_pools(&self, relay_id: &str, keep: Option<&str>) -> usize {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let before = sessions.len();
+        sessions.retain(|(relay, _, sid), s| {
+            let keep = relay != relay_id || keep == Some(sid.as_str());
+            if !keep {
+                s.consent.close();
+            }
+            keep
+        });
+        self.metrics.professional_sessions.set(sessions.len() as i64);
+        before - sessions.len()
+    }
+
+    /// The relay reported a new state (`None`: unknown).
+    fn session_changed(&self, relay_id: &str, before: Option<&CardSession>, after: Option<&CardSession>) {
+        let revoked = match (before, after) {
+            (Some(b), Some(a)) => a.revoked.iter().any(|id| !b.revoked.contains(id)),
+            _ => false,
+        };
+        let keep = after
+            .filter(|s| !s.id.is_empty() && !revoked)
+            .map(|s| s.id.as_str());
+        let closed = self.close_pools(relay_id, keep);
+        if closed > 0 {
+            self.metrics.pools_closed_by_relay.inc_by(closed as u64);
+            tracing::info!(
+                relay = relay_id,
+                pools = closed,
+                reason = ?after.map(|s| s.reason),
+                "card session ended, changed or grants revoked: connection pools closed"
+            );
+        }
+    }
+
     async fn certificate(
         &self,
-        who: &Professional<'_>,
+        relay_id: &str,
+        session: &CardSession,
     ) -> Result<Arc<GetAuthenticationCertificateResponse>, TransportError> {
-        let relay = self.relays.get(who.relay_id)?;
+        let relay = self.relays.get(relay_id)?;
         let mut cache = self.certificates.lock().await;
-        if let Some(c) = cache.get(who.relay_id)
+        if let Some(c) = cache.get(relay_id)
             && c.fetched.elapsed() < self.endpoint.certificate_ttl
+            && c.fingerprint.eq_ignore_ascii_case(&session.certificate_sha256)
         {
             return Ok(c.certificate.clone());
         }
@@ -198,21 +336,45 @@ impl DmpConnections {
             client
                 .certificate()
                 .await
-                .map_err(|s| relay_status(who.relay_id, s))?,
+                .map_err(|s| relay_status(relay_id, s))?,
         );
         cache.insert(
-            who.relay_id.to_owned(),
+            relay_id.to_owned(),
             CachedCertificate {
                 fetched: Instant::now(),
+                fingerprint: service_kit::tls::sha256_fingerprint(&certificate.leaf_der),
                 certificate: certificate.clone(),
             },
         );
         Ok(certificate)
     }
 
-    /// The professional's session, opened on first use.
-    pub async fn session(&self, who: &Professional<'_>) -> Result<Arc<ProfessionalSession>, TransportError> {
-        let certificate = self.certificate(who).await?;
+    /// Checks that the call may act for the professional (grant, card session, card) and
+    /// returns the professional's pool, opened on first use.
+    pub async fn authorize(&self, who: &Professional<'_>) -> Result<Authorized, TransportError> {
+        let relay = self.relays.get(who.relay_id)?;
+        let grant = who
+            .grant
+            .filter(|g| !g.is_empty())
+            .ok_or_else(|| AccessError::NoGrant {
+                caller: who.caller.to_owned(),
+                relay_id: who.relay_id.to_owned(),
+            })?;
+        let expected = Expected {
+            relay_id: who.relay_id,
+            professional_id: who.professional_id,
+            caller: who.caller,
+        };
+        // The relay's state first: a relay that cannot say whether the card session is on
+        // answers UNAVAILABLE whatever the grant.
+        let watch = self
+            .watches
+            .get(who.relay_id)
+            .ok_or_else(|| TransportError::Request(format!("relay {} is not watched", who.relay_id)))?;
+        let card_session = watch.current(self.relays.call_timeout()).await?;
+        let grant = self.grants.verify(grant, &expected, unix_now())?;
+        grant.check_session(&card_session)?;
+        let certificate = self.certificate(who.relay_id, &card_session).await?;
         if certificate.professional_id != who.professional_id {
             return Err(TransportError::WrongProfessional {
                 relay_id: who.relay_id.to_owned(),
@@ -221,16 +383,46 @@ impl DmpConnections {
             });
         }
         let fingerprint = service_kit::tls::sha256_fingerprint(&certificate.leaf_der);
-        if let Some(s) = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fingerprint)
-        {
-            *s.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-            return Ok(s.clone());
+        if !fingerprint.eq_ignore_ascii_case(&card_session.certificate_sha256) {
+            return Err(AccessError::SessionEnded {
+                reason: "another card is in the reader".into(),
+            }
+            .into());
         }
-        let relay = self.relays.get(who.relay_id)?;
+        grant.check_certificate(&certificate.leaf_der)?;
+        let session = self.pool(relay.id.clone(), certificate, fingerprint, card_session.id)?;
+        session.consent.act_under(&grant.jti);
+        Ok(Authorized {
+            session,
+            grant_id: grant.jti,
+        })
+    }
+
+    /// The professional's pool, after [`authorize`](Self::authorize).
+    pub async fn session(&self, who: &Professional<'_>) -> Result<Arc<ProfessionalSession>, TransportError> {
+        Ok(self.authorize(who).await?.session)
+    }
+
+    fn pool(
+        &self,
+        relay_id: String,
+        certificate: Arc<GetAuthenticationCertificateResponse>,
+        fingerprint: String,
+        card_session_id: String,
+    ) -> Result<Arc<ProfessionalSession>, TransportError> {
+        let key: PoolKey = (relay_id.clone(), fingerprint.clone(), card_session_id.clone());
+        {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = sessions.get(&key) {
+                if s.opened.elapsed() < self.endpoint.max_pool_lifetime {
+                    *s.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                    return Ok(s.clone());
+                }
+                s.consent.close();
+                sessions.remove(&key);
+            }
+        }
+        let relay = self.relays.get(&relay_id)?;
         let signer = Arc::new(self.relays.signer_thread(relay)?);
         let schemes: Vec<Scheme> = certificate
             .supported_schemes
@@ -238,8 +430,10 @@ impl DmpConnections {
             .filter_map(|s| Scheme::from_proto(*s))
             .collect();
         let ledger = Arc::new(SignatureLedger::default());
-        let key = RemoteKey::new(
+        let consent = Arc::new(Consent::default());
+        let remote_key = RemoteKey::new(
             signer,
+            consent.clone(),
             &schemes,
             self.endpoint.signature_timeout,
             ledger.clone(),
@@ -256,7 +450,7 @@ impl DmpConnections {
         let config = client_config(
             self.endpoint.roots.clone(),
             &self.endpoint.versions,
-            Arc::new(CardResolver::new(chain, key)),
+            Arc::new(CardResolver::new(chain, remote_key)),
         )?;
         let connector = DmpConnector {
             config,
@@ -269,16 +463,19 @@ impl DmpConnections {
             .pool_max_idle_per_host(8)
             .build(connector);
         let session = Arc::new(ProfessionalSession {
-            relay_id: who.relay_id.to_owned(),
+            relay_id,
             certificate,
-            fingerprint: fingerprint.clone(),
+            fingerprint,
+            card_session_id,
             client,
             ledger,
+            consent,
+            opened: Instant::now(),
             last_used: Mutex::new(Instant::now()),
         });
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         // Two first calls may race: keep the one stored first.
-        let session = sessions.entry(fingerprint).or_insert(session).clone();
+        let session = sessions.entry(key).or_insert(session).clone();
         self.metrics.professional_sessions.set(sessions.len() as i64);
         Ok(session)
     }
@@ -328,6 +525,12 @@ impl DmpConnections {
         session: &ProfessionalSession,
         mut req: http::Request<Full<Bytes>>,
     ) -> Result<DmpResponse, TransportError> {
+        if session.consent.is_closed() {
+            return Err(AccessError::SessionEnded {
+                reason: "the relay ended it while the call was under way".into(),
+            }
+            .into());
+        }
         service_kit::telemetry::inject_into_headers(req.headers_mut());
         *session.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         let timeout = self.endpoint.request_timeout;
@@ -414,116 +617,5 @@ fn classify_client_error(
         }
     } else {
         TransportError::ConnectionLost(format!("{e}"))
-    }
-}
-
-/// Opens TCP + TLS connections for one professional.
-#[derive(Clone)]
-pub(crate) struct DmpConnector {
-    config: Arc<rustls::ClientConfig>,
-    server_name: ServerName<'static>,
-    connect_timeout: Duration,
-    handshakes: Counter,
-}
-
-impl tower::Service<http::Uri> for DmpConnector {
-    type Response = TokioIo<DmpStream>;
-    type Error = TransportError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, TransportError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let me = self.clone();
-        Box::pin(async move {
-            let host = uri
-                .host()
-                .unwrap_or_default()
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned();
-            let address = format!("{host}:{}", uri.port_u16().unwrap_or(443));
-            let tcp = tokio::time::timeout(me.connect_timeout, TcpStream::connect(&address))
-                .await
-                .map_err(|_| TransportError::DmpUnreachable {
-                    address: address.clone(),
-                    reason: "connect timeout".into(),
-                })?
-                .map_err(|e| TransportError::DmpUnreachable {
-                    address: address.clone(),
-                    reason: e.to_string(),
-                })?;
-            let _ = tcp.set_nodelay(true);
-            me.handshakes.inc();
-            let tls = tokio_rustls::TlsConnector::from(me.config.clone())
-                .connect(me.server_name.clone(), tcp)
-                .await
-                .map_err(classify_tls_error)?;
-            Ok(TokioIo::new(DmpStream(tls)))
-        })
-    }
-}
-
-fn classify_tls_error(e: std::io::Error) -> TransportError {
-    let Some(tls) = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    else {
-        return TransportError::ConnectionLost(format!("during the TLS handshake: {e}"));
-    };
-    use rustls::AlertDescription as A;
-    match tls {
-        rustls::Error::InvalidCertificate(reason) => TransportError::DmpCertificateInvalid(format!("{reason:?}")),
-        rustls::Error::AlertReceived(
-            alert @ (A::BadCertificate
-            | A::UnsupportedCertificate
-            | A::CertificateRevoked
-            | A::CertificateExpired
-            | A::CertificateUnknown
-            | A::UnknownCA
-            | A::AccessDenied
-            | A::CertificateRequired
-            // A chain that names a trusted CA but was not signed by it, or a CertificateVerify
-            // that does not verify with the card's public key.
-            | A::DecryptError),
-        ) => TransportError::CardRefusedByDmp(format!("{alert:?}")),
-        other => TransportError::Tls(other.to_string()),
-    }
-}
-
-/// A TLS connection to the DMP, as hyper's client wants it.
-pub(crate) struct DmpStream(tokio_rustls::client::TlsStream<TcpStream>);
-
-impl Connection for DmpStream {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
-impl AsyncRead for DmpStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for DmpStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }

@@ -14,6 +14,8 @@ use dmp_protocol::xades::XadesError;
 use dmp_protocol::xds::FieldError;
 use tonic::{Code, Status};
 
+use crate::grant::AccessError;
+
 /// Why a DMP call did not get the DMP's answer.
 #[derive(Debug, thiserror::Error)]
 pub enum DmpError {
@@ -190,6 +192,9 @@ pub enum TransportError {
     /// The HTTP request could not be made.
     #[error("invalid request to the DMP: {0}")]
     Request(String),
+    /// The caller may not act for the professional (session grant, card session).
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 impl TransportError {
@@ -204,6 +209,7 @@ impl TransportError {
                 Code::PermissionDenied
             }
             TransportError::ResponseTooLarge(_) => Code::ResourceExhausted,
+            TransportError::Access(a) => a.code(),
             TransportError::RelayUnreachable { .. }
             | TransportError::DmpCertificateInvalid(_)
             | TransportError::Tls(_)

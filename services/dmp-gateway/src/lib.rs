@@ -4,9 +4,15 @@
 //!
 //! The wire protocols are `dmp-protocol`'s; here are the five transactions (one module each,
 //! validate → build → parse), the protobuf mapping, the tonic surface and the transport.
+//!
+//! Issue 13: every call names its caller (`caller`: mutual TLS, or a bearer JWT) and acts for a
+//! professional only under the professional's session grant (`grant`), inside the card session
+//! the professional's relay reports (`session_watch`); the connection pools end with it.
 
+mod caller;
 mod config;
 mod connections;
+mod connector;
 mod conversions;
 mod dmp_tls;
 mod error;
@@ -14,6 +20,7 @@ mod exchange;
 mod find;
 mod get_associations;
 mod get_documents;
+mod grant;
 mod habilitations;
 mod list_patients;
 mod reconcile;
@@ -22,6 +29,7 @@ mod remote_key;
 mod retrieve;
 mod rpc;
 pub mod samples;
+mod session_watch;
 mod set_visibility;
 mod submit;
 mod test_patient;
@@ -37,20 +45,22 @@ use service_kit::{CancellationToken, StartError};
 
 use connections::DmpEndpoint;
 
-pub use config::{Config, RelaySettings, XdsSettings};
-pub use connections::{DmpConnections, Professional, TransportMetrics};
+pub use caller::CallerIdentity;
+pub use config::{AuthSettings, Config, JwtSettings, RelaySettings, XdsSettings};
+pub use connections::{Authorized, DmpConnections, Professional, TransportMetrics};
 pub use dmp_tls::{TlsVersion, client_config};
 pub use error::{DmpError, TransportError};
 pub use exchange::{CallContext, Incoming, Outgoing, Prepared, Transaction, prepare};
 pub use find::Find;
 pub use get_associations::GetAssociations;
 pub use get_documents::GetDocuments;
+pub use grant::{AccessError, GRANT_METADATA};
 pub use habilitations::{ListAuthorizations, SetAuthorization};
 pub use list_patients::ListPatients;
 pub use relay::{RelayDirectory, RelayEndpoint};
-pub use remote_key::{CardResolver, RemoteKey};
+pub use remote_key::{CardResolver, Consent, RemoteKey};
 pub use retrieve::Retrieve;
-pub use rpc::{DmpTransport, Gateway, ServicePaths};
+pub use rpc::{CallAccess, Caller, DmpTransport, Gateway, Opened, ServicePaths};
 pub use set_visibility::SetVisibility;
 pub use submit::Submit;
 pub use test_patient::TestPatient;
@@ -105,6 +115,7 @@ pub fn connections(config: &Config, metrics: TransportMetrics) -> Result<Arc<Dmp
         signature_timeout: d.signature_timeout,
         idle_timeout: d.idle_timeout,
         certificate_ttl: d.certificate_ttl,
+        max_pool_lifetime: d.max_pool_lifetime,
         max_response_bytes: d.max_response_bytes,
     };
     let rc = &config.relay_client;
@@ -133,11 +144,12 @@ pub fn connections(config: &Config, metrics: TransportMetrics) -> Result<Arc<Dmp
             },
         );
     }
+    let grants = grant::GrantKeys::load(&config.relays).map_err(StartError::Unusable)?;
     // The gateway's identity towards every relay; each relay's own server name is applied per call.
     let tls = relay_client::RelayTls::from_files(&rc.ca, &rc.cert, &rc.key, "")
         .map_err(|e| StartError::Unusable(e.to_string()))?;
     let directory = relay::RelayDirectory::new(relays, tls, rc.call_timeout);
-    Ok(DmpConnections::new(endpoint, directory, metrics))
+    Ok(DmpConnections::new(endpoint, directory, grants, metrics))
 }
 
 /// **Decision** — gRPC requests may be up to four times `xds.max_document_bytes` (+ 4 MiB), so
@@ -164,11 +176,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     )
     .await
     .map_err(|e| StartError::Audit(e.to_string()))?;
+    let jwt = match &config.auth.jwt {
+        Some(settings) => {
+            let verifier = caller::JwtVerifier::load(settings)
+                .await
+                .map_err(StartError::Unusable)?;
+            verifier.spawn_refresh(shutdown.clone());
+            Some(verifier)
+        }
+        None => None,
+    };
+    // Every dmp.v1 call names its caller before the service sees it (health and reflection,
+    // which reveal nothing of a patient, stay open to any TLS client).
+    let service = DmpGatewayServer::new(gateway(&config, connections.clone(), audit)?)
+        .max_decoding_message_size(max_request_bytes(&config.xds));
     let grpc = GrpcServer::new(config.server.clone(), metrics)
-        .add_service(
-            DmpGatewayServer::new(gateway(&config, connections.clone(), audit)?)
-                .max_decoding_message_size(max_request_bytes(&config.xds)),
-        )
+        .add_service(caller::Authenticated::new(service, caller::CallerAuth::new(jwt)))
         .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
     service_kit::start("dmp-gateway", grpc, &config.metrics, connections, shutdown).await
 }

@@ -55,6 +55,16 @@ impl RelayDirectory {
         })
     }
 
+    /// Every configured relay.
+    pub(crate) fn endpoints(&self) -> impl Iterator<Item = &RelayEndpoint> {
+        self.relays.values()
+    }
+
+    /// The deadline of relay calls.
+    pub(crate) fn call_timeout(&self) -> Duration {
+        self.call_timeout
+    }
+
     /// The gateway's client identity, verifying `relay`'s own server name.
     fn tls_for(&self, relay: &RelayEndpoint) -> RelayTls {
         RelayTls {
@@ -98,6 +108,7 @@ pub enum SignFailure {
 struct SignJob {
     scheme: Scheme,
     data: Vec<u8>,
+    grant_id: String,
     parent: tracing::Span,
     reply: mpsc::SyncSender<Result<Vec<u8>, SignFailure>>,
 }
@@ -150,7 +161,7 @@ impl SignerThread {
                         let span = tracing::info_span!(parent: &job.parent, "cps_relay.sign", scheme = job.scheme.name());
                         tokio::spawn(
                             async move {
-                                let result = c.sign(job.scheme, job.data).await.map_err(|s| match s.code() {
+                                let result = c.sign_under_grant(job.scheme, job.data, &job.grant_id).await.map_err(|s| match s.code() {
                                     tonic::Code::Unavailable | tonic::Code::Unknown => {
                                         SignFailure::Unreachable(s.message().to_owned())
                                     }
@@ -170,17 +181,20 @@ impl SignerThread {
         })
     }
 
-    /// Blocks the calling thread (a rustls handshake) until the relay signed, at most `deadline`.
+    /// Blocks the calling thread (a rustls handshake) until the relay signed under the session
+    /// grant `grant_id`, at most `deadline`.
     pub fn sign_blocking(
         &self,
         scheme: Scheme,
         data: Vec<u8>,
+        grant_id: String,
         deadline: Duration,
     ) -> Result<Vec<u8>, SignFailure> {
         let (reply, answer) = mpsc::sync_channel(1);
         let job = SignJob {
             scheme,
             data,
+            grant_id,
             parent: tracing::Span::current(),
             reply,
         };

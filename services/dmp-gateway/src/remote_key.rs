@@ -1,6 +1,7 @@
 //! The professional's TLS client identity for rustls: the card's certificate chain (fetched from
 //! the relay before the handshake) and a signing key whose every signature is made by the relay.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,10 +23,40 @@ pub struct SignatureLedger {
     pub made: std::sync::atomic::AtomicU64,
 }
 
+/// The consent a pool signs under: the grant of the call that last used it, and whether the
+/// card session is still on. Once closed, the pool's key asks the relay for nothing more.
+#[derive(Debug, Default)]
+pub struct Consent {
+    grant_id: Mutex<String>,
+    closed: AtomicBool,
+}
+
+impl Consent {
+    /// Later handshakes sign under `grant_id` (a grant of this pool's card session).
+    pub fn act_under(&self, grant_id: &str) {
+        grant_id.clone_into(&mut self.grant_id.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// The card session is over for this pool.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    fn grant_id(&self) -> String {
+        self.grant_id.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// The card's private key as rustls sees it: every signature is asked of the relay.
 #[derive(Debug)]
 pub struct RemoteKey {
     signer: Arc<SignerThread>,
+    consent: Arc<Consent>,
     /// Relay schemes in order of preference, with their TLS names.
     schemes: Vec<(SignatureScheme, Scheme)>,
     algorithm: rustls::SignatureAlgorithm,
@@ -35,10 +66,11 @@ pub struct RemoteKey {
 }
 
 impl RemoteKey {
-    /// A key signing through `signer` within `deadline`, with the best TLS scheme among the
+    /// A key signing through `signer` under `consent` within `deadline`, with the best TLS scheme among the
     /// relay's; `None` when the relay offers none the gateway can use.
     pub fn new(
         signer: Arc<SignerThread>,
+        consent: Arc<Consent>,
         relay_schemes: &[Scheme],
         deadline: Duration,
         ledger: Arc<SignatureLedger>,
@@ -60,6 +92,7 @@ impl RemoteKey {
         };
         Some(RemoteKey {
             signer,
+            consent,
             schemes,
             algorithm,
             deadline,
@@ -74,6 +107,7 @@ impl SigningKey for RemoteKey {
         let (tls, scheme) = self.schemes.iter().find(|(tls, _)| offered.contains(tls))?;
         Some(Box::new(RemoteSigner {
             signer: self.signer.clone(),
+            consent: self.consent.clone(),
             tls: *tls,
             scheme: *scheme,
             deadline: self.deadline,
@@ -90,6 +124,7 @@ impl SigningKey for RemoteKey {
 #[derive(Debug)]
 struct RemoteSigner {
     signer: Arc<SignerThread>,
+    consent: Arc<Consent>,
     tls: SignatureScheme,
     scheme: Scheme,
     deadline: Duration,
@@ -99,10 +134,20 @@ struct RemoteSigner {
 
 impl Signer for RemoteSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
-        match self
-            .signer
-            .sign_blocking(self.scheme, message.to_vec(), self.deadline)
-        {
+        let outcome = if self.consent.is_closed() {
+            Err(SignFailure::Refused {
+                code: tonic::Code::FailedPrecondition,
+                message: "the professional's card session ended; nothing more is signed for this pool".into(),
+            })
+        } else {
+            self.signer.sign_blocking(
+                self.scheme,
+                message.to_vec(),
+                self.consent.grant_id(),
+                self.deadline,
+            )
+        };
+        match outcome {
             Ok(sig) => {
                 self.ledger
                     .made

@@ -1,7 +1,9 @@
 //! The `dmp.v1.DmpGateway` RPCs (SPEC.md §2). Every RPC is one [`Transaction`], run the same
-//! way: the request is validated, the card's certificate is fetched from the relay (the VIHF
-//! names its professional), the message is built once, posted on the professional's
-//! connection, and the answer parsed; each call is audited before and after.
+//! way: the caller's right to act for the professional is checked (issue 13: the caller named by
+//! the interceptor, the session grant in metadata `dmp-session-grant`, the card session), the
+//! request is validated, the message is built once for the card's professional (the VIHF names
+//! them), posted on the professional's connection, and the answer parsed; each call is audited
+//! before and after, naming the caller, the grant and the professional on the card.
 //!
 //! **Decision — retries (SPEC.md §2):** FindDocuments, RetrieveDocument and TestPatientDmp are
 //! retried once, with a new MessageID, when the connection was lost or the request never left.
@@ -22,13 +24,15 @@ use ehealth_proto::dmp::v1 as pb;
 use ehealth_proto::dmp::v1::dmp_gateway_server::DmpGateway;
 use tonic::{Request, Response, Status};
 
+use crate::caller::CallerIdentity;
 use crate::config::XdsSettings;
-use crate::connections::{DmpConnections, Professional};
+use crate::connections::{DmpConnections, Professional, ProfessionalSession};
 use crate::error::{DmpError, TransportError};
-use crate::exchange::{CallContext, DmpRequest as _, Incoming, Retry, Transaction, open_response};
+use crate::exchange::{CallContext, DmpRequest, Incoming, Retry, Transaction, open_response};
 use crate::find::Find;
 use crate::get_associations::GetAssociations;
 use crate::get_documents::GetDocuments;
+use crate::grant::GRANT_METADATA;
 use crate::habilitations::{ListAuthorizations, SetAuthorization};
 use crate::list_patients::ListPatients;
 use crate::retrieve::Retrieve;
@@ -37,43 +41,63 @@ use crate::submit::Submit;
 use crate::test_patient::TestPatient;
 use crate::update_status::UpdateStatus;
 
+/// Who asks to act for whom, and under which consent.
+#[derive(Debug, Clone, Copy)]
+pub struct CallAccess<'a> {
+    /// The relay holding the card (`auth_context.relay_id`).
+    pub relay_id: &'a str,
+    /// The professional the call names (`auth_context.professional_id`).
+    pub professional_id: &'a str,
+    /// The authenticated caller.
+    pub caller: &'a str,
+    /// The session grant the caller presented.
+    pub grant: Option<&'a str>,
+}
+
+/// A call the transport let through: the card it authenticates with and the grant it acts
+/// under.
+pub struct Opened<S> {
+    /// DER of the card's authentication certificate.
+    pub certificate_der: Vec<u8>,
+    /// The session grant's id (`jti`), when the transport checked one.
+    pub grant_id: Option<String>,
+    /// What [`DmpTransport::post`] needs.
+    pub session: S,
+}
+
 /// What the RPCs need from the transport.
 #[tonic::async_trait]
 pub trait DmpTransport: Send + Sync + 'static {
-    /// The DER certificate of the professional's card (opening the session if needed).
-    async fn card_certificate(&self, auth: &pb::AuthenticationContext) -> Result<Vec<u8>, DmpError>;
+    /// The professional's connection, as the transport keeps it.
+    type Session: Send + Sync + 'static;
+    /// Checks that the call may act for the professional and opens (or reuses) their
+    /// connection; nothing reaches the DMP.
+    async fn open(&self, access: &CallAccess<'_>) -> Result<Opened<Self::Session>, DmpError>;
     /// POSTs `body` to `path` on the professional's connection.
-    async fn post(
-        &self,
-        auth: &pb::AuthenticationContext,
-        path: &str,
-        body: &HttpBody,
-    ) -> Result<Incoming, DmpError>;
+    async fn post(&self, session: &Self::Session, path: &str, body: &HttpBody) -> Result<Incoming, DmpError>;
 }
 
 #[tonic::async_trait]
 impl DmpTransport for DmpConnections {
-    async fn card_certificate(&self, auth: &pb::AuthenticationContext) -> Result<Vec<u8>, DmpError> {
+    type Session = Arc<ProfessionalSession>;
+
+    async fn open(&self, access: &CallAccess<'_>) -> Result<Opened<Self::Session>, DmpError> {
         let who = Professional {
-            relay_id: &auth.relay_id,
-            professional_id: &auth.professional_id,
+            relay_id: access.relay_id,
+            professional_id: access.professional_id,
+            caller: access.caller,
+            grant: access.grant,
         };
-        let session = self.session(&who).await?;
-        Ok(session.certificate.leaf_der.clone())
+        let authorized = self.authorize(&who).await?;
+        Ok(Opened {
+            certificate_der: authorized.session.certificate.leaf_der.clone(),
+            grant_id: Some(authorized.grant_id),
+            session: authorized.session,
+        })
     }
 
-    async fn post(
-        &self,
-        auth: &pb::AuthenticationContext,
-        path: &str,
-        body: &HttpBody,
-    ) -> Result<Incoming, DmpError> {
-        let who = Professional {
-            relay_id: &auth.relay_id,
-            professional_id: &auth.professional_id,
-        };
-        let session = self.session(&who).await?;
-        let r = DmpConnections::post(self, &session, path, &body.content_type, &[], body.to_bytes()).await?;
+    async fn post(&self, session: &Self::Session, path: &str, body: &HttpBody) -> Result<Incoming, DmpError> {
+        let r = DmpConnections::post(self, session, path, &body.content_type, &[], body.to_bytes()).await?;
         Ok(Incoming {
             status: r.status.as_u16(),
             content_type: r
@@ -84,6 +108,32 @@ impl DmpTransport for DmpConnections {
                 .to_string(),
             body: r.body,
         })
+    }
+}
+
+/// The caller of a call and the session grant it presented.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The authenticated identity ([`CallerIdentity`]).
+    pub identity: String,
+    /// The session grant (compact JWS) of metadata `dmp-session-grant`.
+    pub grant: Option<String>,
+}
+
+impl Caller {
+    fn of<R>(request: &Request<R>) -> Result<Self, Status> {
+        // The interceptor put it there; a service mounted without it refuses every call.
+        let identity = request
+            .extensions()
+            .get::<CallerIdentity>()
+            .map(|c| c.0.clone())
+            .ok_or_else(|| Status::unauthenticated("no authenticated caller"))?;
+        let grant = request
+            .metadata()
+            .get(GRANT_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_owned());
+        Ok(Caller { identity, grant })
     }
 }
 
@@ -155,34 +205,57 @@ impl<T: DmpTransport> Gateway<T> {
         }
     }
 
-    async fn professional(&self, auth: &pb::AuthenticationContext) -> Result<ProfessionalIdentity, DmpError> {
-        let der = self.transport.card_certificate(auth).await?;
-        ProfessionalIdentity::from_certificate(&der).map_err(|e| {
-            DmpError::Transport(TransportError::RelayRefused {
-                code: tonic::Code::FailedPrecondition,
-                message: format!("the card's certificate: {e}"),
+    /// Checks that `caller` may act for the professional `req` names, and opens their
+    /// connection.
+    async fn open<R: DmpRequest>(&self, caller: &Caller, req: &R) -> Result<Opened<T::Session>, DmpError> {
+        let auth = auth_of(req.auth_context())?;
+        self.transport
+            .open(&CallAccess {
+                relay_id: &auth.relay_id,
+                professional_id: &auth.professional_id,
+                caller: &caller.identity,
+                grant: caller.grant.as_deref(),
             })
-        })
+            .await
     }
 
-    /// One transaction: validated before the relay is asked anything, built once for the
-    /// card's professional, posted (and posted again as [`Transaction::RETRY`] allows), and its
-    /// answer parsed.
-    pub async fn exchange<X: Transaction>(&self, req: X::Request) -> Result<X::Response, DmpError> {
+    /// One transaction for `caller`: its access checked before anything else, validated before
+    /// anything is built, built once for the card's professional, posted (and posted again as
+    /// [`Transaction::RETRY`] allows), and its answer parsed.
+    pub async fn exchange<X: Transaction>(
+        &self,
+        caller: &Caller,
+        req: X::Request,
+    ) -> Result<X::Response, DmpError> {
+        let opened = self.open(caller, &req).await?;
+        self.exchange_opened::<X>(req, &opened).await
+    }
+
+    async fn exchange_opened<X: Transaction>(
+        &self,
+        req: X::Request,
+        opened: &Opened<T::Session>,
+    ) -> Result<X::Response, DmpError> {
         let auth = auth_of(req.auth_context())?.clone();
         let patient = req.patient().cloned();
         let mut valid = X::validate(req, &self.settings, time::OffsetDateTime::now_utc())?;
         if let Some(entry_uuids) = X::precheck(&valid) {
+            // The lookup acts under the same caller, grant and card session as the call itself.
             let lookup = pb::GetDocumentsRequest {
-                auth_context: Some(auth.clone()),
+                auth_context: Some(auth),
                 patient,
                 entry_uuids,
                 unique_ids: Vec::new(),
             };
-            let found = Box::pin(self.exchange::<GetDocuments>(lookup)).await?;
+            let found = Box::pin(self.exchange_opened::<GetDocuments>(lookup, opened)).await?;
             X::check(&mut valid, &found)?;
         }
-        let professional = self.professional(&auth).await?;
+        let professional = ProfessionalIdentity::from_certificate(&opened.certificate_der).map_err(|e| {
+            DmpError::Transport(TransportError::RelayRefused {
+                code: tonic::Code::FailedPrecondition,
+                message: format!("the card's certificate: {e}"),
+            })
+        })?;
         let endpoint = format!(
             "{}{}",
             self.paths.base_url.trim_end_matches('/'),
@@ -201,7 +274,7 @@ impl<T: DmpTransport> Gateway<T> {
         let mut outgoing = message.outgoing(X::WEB_SERVICE, X::ACTION, &endpoint);
         let mut retried = false;
         let incoming = loop {
-            match self.transport.post(&auth, path, &outgoing.body).await {
+            match self.transport.post(&opened.session, path, &outgoing.body).await {
                 Ok(incoming) => break incoming,
                 Err(DmpError::Transport(t)) if !retried && X::RETRY.allows(&t) => {
                     tracing::warn!(error = %t, "DMP call interrupted; retrying once");
@@ -229,37 +302,64 @@ impl<T: DmpTransport> Gateway<T> {
         &self,
         request: Request<X::Request>,
     ) -> Result<Response<X::Response>, Status> {
+        let caller = Caller::of(&request)?;
         let req = request.into_inner();
         let (auth, patient) = (req.auth_context().cloned(), req.patient().cloned());
         let attributes = X::audit_request(&req);
+        // Who may act is settled before the request is recorded: the record then names the
+        // professional on the card and the grant, not only what the caller claims.
+        let opened = self.open(&caller, &req).await;
+        let card_professional = opened
+            .as_ref()
+            .ok()
+            .and_then(|o| ProfessionalIdentity::from_certificate(&o.certificate_der).ok())
+            .map(|p| p.id);
+        let grant_id = opened.as_ref().ok().and_then(|o| o.grant_id.clone());
+        let claimed = auth
+            .as_ref()
+            .map(|a| a.professional_id.clone())
+            .filter(|s| !s.is_empty());
+        let access = serde_json::json!({
+            "caller": caller.identity,
+            "claimed_professional": claimed,
+            "grant_presented": caller.grant.is_some(),
+        });
         let event = |direction: Direction| {
             let mut e = AuditEvent::new("dmp-gateway", X::USE_CASE, direction);
-            e.user_id = auth
-                .as_ref()
-                .map(|a| a.professional_id.clone())
-                .filter(|s| !s.is_empty());
+            e.user_id = card_professional.clone().or_else(|| claimed.clone());
+            e.client_id = Some(caller.identity.clone());
+            e.token_jtis = grant_id.iter().cloned().collect();
             e.patient_ins = patient.as_ref().map(|p| p.ins.clone()).filter(|s| !s.is_empty());
             e.peer = auth.as_ref().map(|a| format!("relay {}", a.relay_id));
             e.trace_id = service_kit::telemetry::current_trace_id();
             e.attributes = attributes.clone();
+            if let Some(a) = e.attributes.as_object_mut() {
+                a.insert("access".into(), access.clone());
+            }
             e
         };
         self.audit
             .record(event(Direction::ReceivedRequest))
             .await
             .map_err(DmpError::from)?;
-        let result = self.exchange::<X>(req).await.map_err(Status::from);
+        let result = match opened {
+            Ok(opened) => self.exchange_opened::<X>(req, &opened).await,
+            Err(e) => Err(e),
+        }
+        .map_err(Status::from);
         let mut outcome = event(Direction::ReturnedResponse);
         match &result {
             Ok(r) => {
                 outcome.status = Some("OK".into());
                 let (verdict, details) = X::audit_response(r);
                 outcome.error_code = verdict;
-                outcome.attributes = serde_json::json!({ "request": attributes, "response": details });
+                outcome.attributes =
+                    serde_json::json!({ "request": attributes, "access": access, "response": details });
             }
             Err(status) => {
                 outcome.status = Some(service_kit::metrics::code_name(status.code() as i32).to_owned());
-                outcome.attributes = serde_json::json!({ "request": attributes, "error": status.message() });
+                outcome.attributes =
+                    serde_json::json!({ "request": attributes, "access": access, "error": status.message() });
             }
         }
         if let Err(e) = self.audit.record(outcome).await {

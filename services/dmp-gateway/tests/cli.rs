@@ -32,7 +32,20 @@ fn with_pki(cmd: &mut Command, dir: &std::path::Path) {
             pki.path(files::GATEWAY_CLIENT_KEY),
         )
         .env("DMP_GATEWAY_SIGNATURE__KEY", pki.path(files::CPS_AUTH_KEY))
-        .env("DMP_GATEWAY_SIGNATURE__CERT", pki.path(files::CPS_AUTH_CERT));
+        .env("DMP_GATEWAY_SIGNATURE__CERT", pki.path(files::CPS_AUTH_CERT))
+        .env(
+            "DMP_GATEWAY_SERVER__TLS__CERT",
+            pki.path(files::SERVICE_SERVER_CERT),
+        )
+        .env(
+            "DMP_GATEWAY_SERVER__TLS__KEY",
+            pki.path(files::SERVICE_SERVER_KEY),
+        )
+        .env("DMP_GATEWAY_SERVER__TLS__CLIENT_CA", pki.path(files::SUITE_CA))
+        .env(
+            "DMP_GATEWAY_RELAYS__LOCAL__GRANT_KEY",
+            pki.path(files::RELAY_GRANT_PUBLIC_KEY),
+        );
 }
 
 #[test]

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use dev_support::devpki::{DevPki, files};
 use dmp_gateway::{
-    DmpError, DmpTransport, Find, Gateway, Incoming, ServicePaths, SetVisibility, Submit, TransportError,
-    UpdateStatus, XdsSettings, samples,
+    CallAccess, Caller, DmpError, DmpTransport, Find, Gateway, Incoming, Opened, ServicePaths, SetVisibility,
+    Submit, TransportError, UpdateStatus, XdsSettings, samples,
 };
 use dmp_protocol::mtom::HttpBody;
 use dmp_protocol::soap;
@@ -32,16 +32,19 @@ struct SimTransport {
 
 #[tonic::async_trait]
 impl DmpTransport for SimTransport {
-    async fn card_certificate(&self, _auth: &pb::AuthenticationContext) -> Result<Vec<u8>, DmpError> {
-        Ok(self.cert.clone())
+    type Session = ();
+
+    // The consent checks are the real transport's (tests/tests/dmp_access.rs); here every caller
+    // may act.
+    async fn open(&self, _access: &CallAccess<'_>) -> Result<Opened<()>, DmpError> {
+        Ok(Opened {
+            certificate_der: self.cert.clone(),
+            grant_id: None,
+            session: (),
+        })
     }
 
-    async fn post(
-        &self,
-        _auth: &pb::AuthenticationContext,
-        path: &str,
-        body: &HttpBody,
-    ) -> Result<Incoming, DmpError> {
+    async fn post(&self, _session: &(), path: &str, body: &HttpBody) -> Result<Incoming, DmpError> {
         self.posts.fetch_add(1, Ordering::SeqCst);
         self.sent.lock().expect("lock").push(body.to_bytes());
         let req = http::Request::post(path)
@@ -100,6 +103,14 @@ fn service(
     (gateway, transport)
 }
 
+/// The integrator's backend, as the caller authentication names it.
+fn caller() -> Caller {
+    Caller {
+        identity: "integrator".into(),
+        grant: None,
+    }
+}
+
 fn submit(uid: &str) -> pb::SubmitDocumentsRequest {
     samples::submit_request("810100000001", uid, 0)
 }
@@ -116,7 +127,7 @@ fn find() -> pb::FindDocumentsRequest {
 async fn idempotent_calls_are_retried_once_on_a_lost_connection() {
     let (svc, transport) = service(vec![TransportError::ConnectionLost("reset".into())], false);
     let r = svc
-        .exchange::<Find>(find())
+        .exchange::<Find>(&caller(), find())
         .await
         .expect("find after one lost connection");
     assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
@@ -134,7 +145,10 @@ async fn idempotent_calls_are_retried_once_on_a_lost_connection() {
         ],
         false,
     );
-    let e = svc.exchange::<Find>(find()).await.expect_err("lost twice");
+    let e = svc
+        .exchange::<Find>(&caller(), find())
+        .await
+        .expect_err("lost twice");
     assert_eq!(tonic::Status::from(e).code(), tonic::Code::Unavailable);
 }
 
@@ -143,7 +157,7 @@ async fn a_submission_is_never_blindly_retried() {
     // The DMP got the submission, the answer was lost: UNAVAILABLE with the uniqueIds.
     let (svc, transport) = service(vec![TransportError::ConnectionLost("reset by peer".into())], true);
     let e = svc
-        .exchange::<Submit>(submit("1.2.250.1.999.1.1.7898.5.2"))
+        .exchange::<Submit>(&caller(), submit("1.2.250.1.999.1.1.7898.5.2"))
         .await
         .expect_err("lost");
     let status = tonic::Status::from(e);
@@ -156,7 +170,7 @@ async fn a_submission_is_never_blindly_retried() {
     assert_eq!(transport.posts.load(Ordering::SeqCst), 1, "not resent");
     // Resubmitting is idempotent at the registry: the duplicate is refused.
     let r = svc
-        .exchange::<Submit>(submit("1.2.250.1.999.1.1.7898.5.2"))
+        .exchange::<Submit>(&caller(), submit("1.2.250.1.999.1.1.7898.5.2"))
         .await
         .expect("answer");
     assert_eq!(r.status(), pb::RegistryResponseStatus::Failure);
@@ -171,7 +185,7 @@ async fn a_submission_is_never_blindly_retried() {
         false,
     );
     let r = svc
-        .exchange::<Submit>(submit("1.2.250.1.999.1.1.7898.5.3"))
+        .exchange::<Submit>(&caller(), submit("1.2.250.1.999.1.1.7898.5.3"))
         .await
         .expect("resent");
     assert_eq!(r.status(), pb::RegistryResponseStatus::Success);
@@ -183,7 +197,10 @@ async fn bad_requests_never_reach_the_transport() {
     let (svc, transport) = service(vec![], false);
     let mut req = submit("1.2.250.1.999.1.1.7898.5.4");
     req.documents[0].content = Bytes::new();
-    let e = svc.exchange::<Submit>(req).await.expect_err("empty document");
+    let e = svc
+        .exchange::<Submit>(&caller(), req)
+        .await
+        .expect_err("empty document");
     assert!(
         e.to_string()
             .starts_with("documents[0].content: the document is empty"),
@@ -191,7 +208,10 @@ async fn bad_requests_never_reach_the_transport() {
     );
     let mut req = find();
     req.patient = None;
-    let e = svc.exchange::<Find>(req).await.expect_err("no patient");
+    let e = svc
+        .exchange::<Find>(&caller(), req)
+        .await
+        .expect_err("no patient");
     assert!(
         e.to_string()
             .starts_with("patient.ins: the patient's INS is required"),
@@ -204,7 +224,7 @@ async fn bad_requests_never_reach_the_transport() {
 async fn a_retry_sends_the_message_built_once() {
     // Idempotent: the same message in a new envelope, whose only change is the MessageID.
     let (svc, transport) = service(vec![TransportError::ConnectionLost("reset".into())], false);
-    svc.exchange::<Find>(find()).await.expect("find");
+    svc.exchange::<Find>(&caller(), find()).await.expect("find");
     let sent = transport.sent.lock().expect("lock").clone();
     assert_eq!(sent.len(), 2);
     let ids: Vec<String> = sent
@@ -232,7 +252,7 @@ async fn a_retry_sends_the_message_built_once() {
         }],
         false,
     );
-    svc.exchange::<Submit>(submit("1.2.250.1.999.1.1.7898.5.5"))
+    svc.exchange::<Submit>(&caller(), submit("1.2.250.1.999.1.1.7898.5.5"))
         .await
         .expect("resent");
     let sent = transport.sent.lock().expect("lock").clone();
@@ -244,9 +264,11 @@ async fn a_retry_sends_the_message_built_once() {
 async fn a_status_change_is_checked_against_the_dmp_before_it_is_sent() {
     let (svc, transport) = service(Vec::new(), false);
     let uid = "1.2.250.1.999.1.1.7898.64.1";
-    svc.exchange::<Submit>(submit(uid)).await.expect("submit");
+    svc.exchange::<Submit>(&caller(), submit(uid))
+        .await
+        .expect("submit");
     let entry = svc
-        .exchange::<Find>(find())
+        .exchange::<Find>(&caller(), find())
         .await
         .expect("find")
         .documents
@@ -268,11 +290,14 @@ async fn a_status_change_is_checked_against_the_dmp_before_it_is_sent() {
     // lookup, the ITI-57 message is never sent.
     let posts = transport.posts.load(Ordering::SeqCst);
     let e = svc
-        .exchange::<UpdateStatus>(change(
-            "1.2.250.1.999.1.1.7898.64.9",
-            pb::DocumentStatus::Approved,
-            pb::DocumentStatus::Archived,
-        ))
+        .exchange::<UpdateStatus>(
+            &caller(),
+            change(
+                "1.2.250.1.999.1.1.7898.64.9",
+                pb::DocumentStatus::Approved,
+                pb::DocumentStatus::Archived,
+            ),
+        )
         .await
         .expect_err("wrong uniqueId");
     let s = tonic::Status::from(e);
@@ -284,11 +309,10 @@ async fn a_status_change_is_checked_against_the_dmp_before_it_is_sent() {
         s.message()
     );
     let e = svc
-        .exchange::<UpdateStatus>(change(
-            uid,
-            pb::DocumentStatus::Archived,
-            pb::DocumentStatus::Deleted,
-        ))
+        .exchange::<UpdateStatus>(
+            &caller(),
+            change(uid, pb::DocumentStatus::Archived, pb::DocumentStatus::Deleted),
+        )
         .await
         .expect_err("stale status");
     assert!(
@@ -304,11 +328,10 @@ async fn a_status_change_is_checked_against_the_dmp_before_it_is_sent() {
 
     // The right one: the answer says the new status.
     let r = svc
-        .exchange::<UpdateStatus>(change(
-            uid,
-            pb::DocumentStatus::Approved,
-            pb::DocumentStatus::Archived,
-        ))
+        .exchange::<UpdateStatus>(
+            &caller(),
+            change(uid, pb::DocumentStatus::Approved, pb::DocumentStatus::Archived),
+        )
         .await
         .expect("archive");
     assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
@@ -348,9 +371,11 @@ fn validate_body(sent: &Bytes, schema: &str) -> String {
 async fn visibility_changes_after_submission_keep_to_the_dmp_rules() {
     let (svc, transport) = service(Vec::new(), false);
     let uid = "1.2.250.1.999.1.1.7898.68.1";
-    svc.exchange::<Submit>(submit(uid)).await.expect("submit");
+    svc.exchange::<Submit>(&caller(), submit(uid))
+        .await
+        .expect("submit");
     let entry = svc
-        .exchange::<Find>(find())
+        .exchange::<Find>(&caller(), find())
         .await
         .expect("find")
         .documents
@@ -366,7 +391,7 @@ async fn visibility_changes_after_submission_keep_to_the_dmp_rules() {
         visibility: visibility.iter().map(|v| *v as i32).collect(),
     };
     let visibility_of_entry = || async {
-        svc.exchange::<Find>(find())
+        svc.exchange::<Find>(&caller(), find())
             .await
             .expect("find")
             .documents
@@ -379,7 +404,7 @@ async fn visibility_changes_after_submission_keep_to_the_dmp_rules() {
 
     // TD3.3a: masked, then unmasked; the answer and FindDocuments say so.
     let r = svc
-        .exchange::<SetVisibility>(change(&[pb::Visibility::MaskedToProfessionals]))
+        .exchange::<SetVisibility>(&caller(), change(&[pb::Visibility::MaskedToProfessionals]))
         .await
         .expect("mask");
     assert_eq!(r.status(), pb::RegistryResponseStatus::Success, "{:?}", r.errors);
@@ -401,7 +426,10 @@ async fn visibility_changes_after_submission_keep_to_the_dmp_rules() {
     let body = validate_body(update, "ebRS/lcm.xsd");
     assert!(body.contains(&format!(r#"lid="{}""#, entry.entry_uuid)), "{body}");
     assert!(body.contains("PreviousVersion"), "{body}");
-    let r = svc.exchange::<SetVisibility>(change(&[])).await.expect("unmask");
+    let r = svc
+        .exchange::<SetVisibility>(&caller(), change(&[]))
+        .await
+        .expect("unmask");
     assert!(r.visibility.is_empty());
     assert!(visibility_of_entry().await.is_empty());
 
@@ -409,7 +437,7 @@ async fn visibility_changes_after_submission_keep_to_the_dmp_rules() {
     // they could see (after the lookup), and a combination the DMP refuses (before anything).
     let posts = transport.posts.load(Ordering::SeqCst);
     let e = svc
-        .exchange::<SetVisibility>(change(&[pb::Visibility::HiddenFromPatient]))
+        .exchange::<SetVisibility>(&caller(), change(&[pb::Visibility::HiddenFromPatient]))
         .await
         .expect_err("no longer hideable");
     let s = tonic::Status::from(e);
@@ -421,10 +449,13 @@ async fn visibility_changes_after_submission_keep_to_the_dmp_rules() {
         s.message()
     );
     let e = svc
-        .exchange::<SetVisibility>(change(&[
-            pb::Visibility::MaskedToProfessionals,
-            pb::Visibility::HiddenFromPatient,
-        ]))
+        .exchange::<SetVisibility>(
+            &caller(),
+            change(&[
+                pb::Visibility::MaskedToProfessionals,
+                pb::Visibility::HiddenFromPatient,
+            ]),
+        )
         .await
         .expect_err("combination");
     assert!(

@@ -96,6 +96,7 @@ impl Default for SimConfig {
 pub struct DmpSimulator {
     config: SimConfig,
     registry: Mutex<Registry>,
+    requests: std::sync::atomic::AtomicU64,
     grants: Mutex<Grants>,
 }
 
@@ -138,6 +139,7 @@ impl DmpSimulator {
         DmpSimulator {
             config,
             registry: Mutex::new(Registry::default()),
+            requests: std::sync::atomic::AtomicU64::new(0),
             grants: Mutex::new(Grants::default()),
         }
     }
@@ -151,9 +153,15 @@ impl DmpSimulator {
         self.registry.lock().map(|r| r.len()).unwrap_or(0)
     }
 
+    /// HTTP requests received so far, whatever they were (tests: "nothing reached the DMP").
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Answers one HTTP request. `client_cert` is the DER certificate the TLS layer
     /// authenticated (chaining to the test IGC-Santé CA).
     pub fn handle(&self, client_cert: Option<&[u8]>, request: Request<Bytes>) -> Response<Bytes> {
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if request.method() != Method::POST {
             return plain(
                 StatusCode::METHOD_NOT_ALLOWED,

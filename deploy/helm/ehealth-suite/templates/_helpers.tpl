@@ -102,6 +102,9 @@ manages. Argument: (dict "root" $ "svc" $svc "v" $values).
 */}}
 {{- define "ehealth.config" -}}
 {{- $v := .v -}}
+{{- if and (eq .svc.name "dmp-gateway") (not (and $v.tls.enabled $v.tls.clientAuth)) (not (dig "development" false ($v.config | default dict))) -}}
+{{- fail "dmpGateway.tls.clientAuth: dmp-gateway names its callers by their client certificates and refuses to start without them (issue 13); keep tls.enabled and tls.clientAuth on, or set dmpGateway.config.development=true for a trial" -}}
+{{- end -}}
 {{- $server := dict "listen" (printf "0.0.0.0:%d" (int $v.ports.grpc)) "health_listen" (printf "0.0.0.0:%d" (int $v.ports.health)) -}}
 {{- if or $v.tls.enabled (eq .svc.name "cps-relay") -}}
 {{- $tls := dict "cert" "/etc/ehealth/tls/tls.crt" "key" "/etc/ehealth/tls/tls.key" -}}

@@ -1,0 +1,82 @@
+//! Issue 13's configuration rules: callers present client certificates outside development
+//! mode, every relay has a grant key, and bearer JWT keys never come over plain HTTP. Start-up
+//! refuses otherwise, naming the key.
+
+use std::path::Path;
+
+use dev_support::devpki::{DevPki, files};
+use dmp_gateway::{Config, JwtSettings};
+use service_kit::config::{ServerTlsSettings, ServiceConfig};
+
+/// A configuration whose files all exist (a fresh development PKI).
+fn valid(pki: &DevPki) -> Config {
+    let mut c = Config::default();
+    c.dmp.ca_bundle = pki.path(files::IGC_CA_BUNDLE);
+    c.relay_client.ca = pki.path(files::SUITE_CA);
+    c.relay_client.cert = pki.path(files::GATEWAY_CLIENT_CERT);
+    c.relay_client.key = pki.path(files::GATEWAY_CLIENT_KEY);
+    c.signature.key = pki.path(files::CPS_AUTH_KEY);
+    c.signature.cert = pki.path(files::CPS_AUTH_CERT);
+    c.server.tls = Some(ServerTlsSettings {
+        cert: pki.path(files::SERVICE_SERVER_CERT),
+        key: pki.path(files::SERVICE_SERVER_KEY),
+        client_ca: Some(pki.path(files::SUITE_CA)),
+    });
+    for r in c.relays.values_mut() {
+        r.grant_key = pki.path(files::RELAY_GRANT_PUBLIC_KEY);
+    }
+    c
+}
+
+fn pki() -> DevPki {
+    DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-config-pki")).expect("pki")
+}
+
+fn refused_key(c: &Config) -> String {
+    c.validate().expect_err("refused").to_string()
+}
+
+#[test]
+fn callers_present_client_certificates_outside_development() {
+    let pki = pki();
+    valid(&pki).validate().expect("mutual TLS");
+
+    let mut c = valid(&pki);
+    if let Some(tls) = c.server.tls.as_mut() {
+        tls.client_ca = None;
+    }
+    let err = refused_key(&c);
+    assert!(
+        err.contains("`server.tls.client_ca`") && err.contains("mutual TLS"),
+        "{err}"
+    );
+    c.server.tls = None;
+    let err = refused_key(&c);
+    assert!(err.contains("`server.tls`"), "{err}");
+
+    // A local trial: no client certificates on the listener (callers still authenticate).
+    c.development = true;
+    c.validate().expect("development mode");
+}
+
+#[test]
+fn every_relay_has_a_grant_key_and_jwt_keys_come_over_https() {
+    let pki = pki();
+    let mut c = valid(&pki);
+    if let Some(r) = c.relays.get_mut("local") {
+        r.grant_key = "/nonexistent/grant.pub.pem".into();
+    }
+    let err = refused_key(&c);
+    assert!(err.contains("relays.local.grant_key"), "{err}");
+
+    let mut c = valid(&pki);
+    c.auth.jwt = Some(JwtSettings {
+        issuer: "https://idp.example.test".into(),
+        jwks: "http://idp.example.test/jwks".into(),
+        audience: "dmp-gateway".into(),
+        jwks_ca: None,
+        jwks_refresh: std::time::Duration::from_secs(600),
+    });
+    let err = refused_key(&c);
+    assert!(err.contains("auth.jwt.jwks") && err.contains("https"), "{err}");
+}
