@@ -65,6 +65,26 @@ impl ServiceErrorCode {
         }
     }
 
+    /// The outcome to pass on when a peer we called over gRPC answered `code`: the same kind,
+    /// where the kinds above have it; codes they do not distinguish fold into the nearest.
+    pub fn from_peer_grpc_code(code: tonic::Code) -> ServiceErrorCode {
+        use tonic::Code;
+        match code {
+            Code::InvalidArgument | Code::OutOfRange => ServiceErrorCode::BadRequest,
+            Code::Unauthenticated => ServiceErrorCode::Unauthenticated,
+            Code::PermissionDenied => ServiceErrorCode::PermissionDenied,
+            Code::NotFound => ServiceErrorCode::NotFound,
+            Code::FailedPrecondition | Code::Aborted | Code::AlreadyExists => {
+                ServiceErrorCode::FailedPrecondition
+            }
+            Code::ResourceExhausted => ServiceErrorCode::RateLimited,
+            Code::Internal | Code::DataLoss => ServiceErrorCode::Internal,
+            Code::Unavailable => ServiceErrorCode::Unavailable,
+            Code::DeadlineExceeded => ServiceErrorCode::Timeout,
+            Code::Ok | Code::Cancelled | Code::Unknown | Code::Unimplemented => ServiceErrorCode::Unknown,
+        }
+    }
+
     /// The outcome to pass on when a peer we called over HTTP answered `status`: its client
     /// errors are the caller's, its server errors make it unavailable to us.
     pub fn from_peer_http_status(status: u16) -> ServiceErrorCode {
@@ -121,6 +141,28 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
         assert_eq!(status.message(), "the card is busy");
         assert_eq!(Busy.error_code().http_status(), http::StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[test]
+    fn peer_grpc_codes_keep_their_kind() {
+        for code in [
+            tonic::Code::InvalidArgument,
+            tonic::Code::Unauthenticated,
+            tonic::Code::PermissionDenied,
+            tonic::Code::NotFound,
+            tonic::Code::FailedPrecondition,
+            tonic::Code::ResourceExhausted,
+            tonic::Code::Internal,
+            tonic::Code::Unavailable,
+            tonic::Code::DeadlineExceeded,
+            tonic::Code::Unknown,
+        ] {
+            assert_eq!(ServiceErrorCode::from_peer_grpc_code(code).grpc_code(), code);
+        }
+        assert_eq!(
+            ServiceErrorCode::from_peer_grpc_code(tonic::Code::Aborted),
+            ServiceErrorCode::FailedPrecondition
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::time::Duration;
 use dmp_protocol::cda::CdaError;
 use dmp_protocol::xades::XadesError;
 use dmp_protocol::xds::FieldError;
-use tonic::{Code, Status};
+use service_kit::error::{ServiceError, ServiceErrorCode};
+use tonic::Status;
 
 use crate::grant::AccessError;
 
@@ -92,34 +93,40 @@ impl DmpError {
     }
 }
 
-impl From<DmpError> for Status {
-    fn from(e: DmpError) -> Status {
-        let code = match &e {
+impl ServiceError for DmpError {
+    fn error_code(&self) -> ServiceErrorCode {
+        use ServiceErrorCode as C;
+        match self {
             DmpError::InvalidArgument(_)
             | DmpError::MalformedCda { .. }
-            | DmpError::CdaContradiction { .. } => Code::InvalidArgument,
+            | DmpError::CdaContradiction { .. } => C::BadRequest,
             // SOAP 1.2 Sender faults (and SOAP 1.1 Client) blame the request: the DMP refused what
             // the professional asked (VIHF, authorization, content). Receiver faults are the
             // DMP's own trouble and may pass.
             DmpError::SoapFault { code, .. } => {
                 let local = code.rsplit(':').next().unwrap_or(code);
                 match local {
-                    "Sender" | "Client" => Code::FailedPrecondition,
-                    "Receiver" | "Server" => Code::Unavailable,
-                    _ => Code::Internal,
+                    "Sender" | "Client" => C::FailedPrecondition,
+                    "Receiver" | "Server" => C::Unavailable,
+                    _ => C::Internal,
                 }
             }
-            DmpError::HttpStatus { status, .. } if *status >= 500 => Code::Unavailable,
+            DmpError::HttpStatus { status, .. } if *status >= 500 => C::Unavailable,
             DmpError::HttpStatus {
                 status: 401 | 403, ..
-            } => Code::PermissionDenied,
-            DmpError::HttpStatus { .. } => Code::FailedPrecondition,
-            DmpError::MalformedResponse(_) => Code::Internal,
-            DmpError::Signature(_) => Code::FailedPrecondition,
-            DmpError::Transport(t) => t.code(),
-            DmpError::SubmissionInterrupted { .. } | DmpError::Audit(_) => Code::Unavailable,
-        };
-        Status::new(code, e.to_string())
+            } => C::PermissionDenied,
+            DmpError::HttpStatus { .. } => C::FailedPrecondition,
+            DmpError::MalformedResponse(_) => C::Internal,
+            DmpError::Signature(_) => C::FailedPrecondition,
+            DmpError::Transport(t) => t.error_code(),
+            DmpError::SubmissionInterrupted { .. } | DmpError::Audit(_) => C::Unavailable,
+        }
+    }
+}
+
+impl From<DmpError> for Status {
+    fn from(e: DmpError) -> Status {
+        e.to_status()
     }
 }
 
@@ -198,24 +205,9 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    /// The gRPC code the caller gets.
+    /// The gRPC code the caller gets (its [`ServiceErrorCode`]'s).
     pub fn code(&self) -> tonic::Code {
-        use tonic::Code;
-        match self {
-            TransportError::UnknownRelay { .. } | TransportError::Request(_) => Code::InvalidArgument,
-            TransportError::RelayRefused { code, .. } => *code,
-            TransportError::SignatureDeadline(_) | TransportError::DmpTimeout(_) => Code::DeadlineExceeded,
-            TransportError::WrongProfessional { .. } | TransportError::CardRefusedByDmp(_) => {
-                Code::PermissionDenied
-            }
-            TransportError::ResponseTooLarge(_) => Code::ResourceExhausted,
-            TransportError::Access(a) => a.code(),
-            TransportError::RelayUnreachable { .. }
-            | TransportError::DmpCertificateInvalid(_)
-            | TransportError::Tls(_)
-            | TransportError::DmpUnreachable { .. }
-            | TransportError::ConnectionLost(_) => Code::Unavailable,
-        }
+        self.error_code().grpc_code()
     }
 
     /// Whether the request surely never reached the DMP (so even a submission may be retried).
@@ -229,8 +221,30 @@ impl TransportError {
     }
 }
 
+impl ServiceError for TransportError {
+    fn error_code(&self) -> ServiceErrorCode {
+        use ServiceErrorCode as C;
+        match self {
+            TransportError::UnknownRelay { .. } | TransportError::Request(_) => C::BadRequest,
+            // The relay's own outcome, passed on as it is.
+            TransportError::RelayRefused { code, .. } => C::from_peer_grpc_code(*code),
+            TransportError::SignatureDeadline(_) | TransportError::DmpTimeout(_) => C::Timeout,
+            TransportError::WrongProfessional { .. } | TransportError::CardRefusedByDmp(_) => {
+                C::PermissionDenied
+            }
+            TransportError::ResponseTooLarge(_) => C::RateLimited,
+            TransportError::Access(a) => a.error_code(),
+            TransportError::RelayUnreachable { .. }
+            | TransportError::DmpCertificateInvalid(_)
+            | TransportError::Tls(_)
+            | TransportError::DmpUnreachable { .. }
+            | TransportError::ConnectionLost(_) => C::Unavailable,
+        }
+    }
+}
+
 impl From<TransportError> for tonic::Status {
     fn from(e: TransportError) -> Self {
-        tonic::Status::new(e.code(), e.to_string())
+        e.to_status()
     }
 }

@@ -81,13 +81,13 @@ pub enum AccessError {
     },
 }
 
-impl AccessError {
-    /// The gRPC code the caller gets.
-    pub fn code(&self) -> tonic::Code {
+impl service_kit::error::ServiceError for AccessError {
+    fn error_code(&self) -> service_kit::error::ServiceErrorCode {
+        use service_kit::error::ServiceErrorCode as C;
         match self {
-            AccessError::NoGrant { .. } | AccessError::Refused { .. } => tonic::Code::PermissionDenied,
-            AccessError::SessionEnded { .. } => tonic::Code::FailedPrecondition,
-            AccessError::SessionUnknown { .. } => tonic::Code::Unavailable,
+            AccessError::NoGrant { .. } | AccessError::Refused { .. } => C::PermissionDenied,
+            AccessError::SessionEnded { .. } => C::FailedPrecondition,
+            AccessError::SessionUnknown { .. } => C::Unavailable,
         }
     }
 }
