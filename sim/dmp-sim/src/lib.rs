@@ -38,12 +38,15 @@ pub mod paths {
 /// A patient the simulated DMP knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimPatient {
+    /// The patient's INS (the DMP's key).
     pub ins: Ins,
     /// The authorization of every professional on this DMP (VALIDE lets XDS transactions in).
     pub authorization: Authorization,
+    /// A closed DMP refuses every transaction but TD0.2.
     pub closed: bool,
     /// Identity traits TD0.2 answers.
     pub given: String,
+    /// Family name.
     pub family: String,
     /// M, F or U.
     pub gender: String,
@@ -69,9 +72,11 @@ impl SimPatient {
 /// Simulator settings.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
+    /// The repository OID documents are stored under (TD3.2 asks for it).
     pub repository_unique_id: String,
     /// Largest accepted HTTP body.
     pub max_body_bytes: usize,
+    /// The patients that have a DMP.
     pub patients: Vec<SimPatient>,
 }
 
@@ -135,6 +140,7 @@ pub(crate) struct Answer {
 }
 
 impl DmpSimulator {
+    /// A simulator with an empty registry over `config`.
     pub fn new(config: SimConfig) -> Self {
         DmpSimulator {
             config,
@@ -144,6 +150,7 @@ impl DmpSimulator {
         }
     }
 
+    /// What it was started with.
     pub fn config(&self) -> &SimConfig {
         &self.config
     }
@@ -456,7 +463,9 @@ fn fault_response(relates_to: Option<&str>, f: &Fault) -> Response<Bytes> {
 /// certificate per connection).
 #[derive(Clone)]
 pub struct SimService {
+    /// The simulator all connections share.
     pub sim: Arc<DmpSimulator>,
+    /// This connection's client certificate (DER), as the TLS layer verified it.
     pub client_cert: Option<Arc<Vec<u8>>>,
 }
 

@@ -24,22 +24,22 @@ use crate::habilitations::Grants;
 use crate::{Answer, Call, Fault, SimConfig, query_values, sender};
 
 /// XDS error codes the simulator answers.
-pub mod codes {
-    pub const METADATA: &str = "XDSRegistryMetadataError";
-    pub const REPOSITORY_METADATA: &str = "XDSRepositoryMetadataError";
-    pub const DUPLICATE_UNIQUE_ID: &str = "XDSDuplicateUniqueIdInRegistry";
-    pub const PATIENT_MISMATCH: &str = "XDSPatientIdDoesNotMatch";
-    pub const UNKNOWN_PATIENT: &str = "XDSUnknownPatientId";
-    pub const MISSING_DOCUMENT: &str = "XDSMissingDocument";
-    pub const MISSING_METADATA: &str = "XDSMissingDocumentMetadata";
-    pub const UNKNOWN_STORED_QUERY: &str = "XDSUnknownStoredQuery";
-    pub const PARAM_NUMBER: &str = "XDSStoredQueryParamNumber";
-    pub const UNKNOWN_REPOSITORY: &str = "XDSUnknownRepositoryId";
-    pub const DOCUMENT_UNIQUE_ID: &str = "XDSDocumentUniqueIdError";
-    pub const METADATA_UPDATE: &str = "XDSMetadataUpdateError";
-    pub const DEPRECATED_DOCUMENT: &str = "XDSRegistryDeprecatedDocumentError";
-    pub const UNRESOLVED_REFERENCE: &str = "UnresolvedReferenceException";
-    pub const REGISTRY_ERROR: &str = "XDSRegistryError";
+pub(crate) mod codes {
+    pub(crate) const METADATA: &str = "XDSRegistryMetadataError";
+    pub(crate) const REPOSITORY_METADATA: &str = "XDSRepositoryMetadataError";
+    pub(crate) const DUPLICATE_UNIQUE_ID: &str = "XDSDuplicateUniqueIdInRegistry";
+    pub(crate) const PATIENT_MISMATCH: &str = "XDSPatientIdDoesNotMatch";
+    pub(crate) const UNKNOWN_PATIENT: &str = "XDSUnknownPatientId";
+    pub(crate) const MISSING_DOCUMENT: &str = "XDSMissingDocument";
+    pub(crate) const MISSING_METADATA: &str = "XDSMissingDocumentMetadata";
+    pub(crate) const UNKNOWN_STORED_QUERY: &str = "XDSUnknownStoredQuery";
+    pub(crate) const PARAM_NUMBER: &str = "XDSStoredQueryParamNumber";
+    pub(crate) const UNKNOWN_REPOSITORY: &str = "XDSUnknownRepositoryId";
+    pub(crate) const DOCUMENT_UNIQUE_ID: &str = "XDSDocumentUniqueIdError";
+    pub(crate) const METADATA_UPDATE: &str = "XDSMetadataUpdateError";
+    pub(crate) const DEPRECATED_DOCUMENT: &str = "XDSRegistryDeprecatedDocumentError";
+    pub(crate) const UNRESOLVED_REFERENCE: &str = "UnresolvedReferenceException";
+    pub(crate) const REGISTRY_ERROR: &str = "XDSRegistryError";
 }
 
 fn err(code: &str, context: impl Into<String>, location: &str) -> RegistryErrorEntry {
@@ -354,10 +354,12 @@ fn full(d: &str) -> String {
 }
 
 impl Registry {
+    /// How many registry entries (documents and submission sets) are stored.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether nothing is stored.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -16,31 +16,40 @@ use crate::{DmpSimulator, SimConfig, SimPatient};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+/// The simulator's configuration file (`--config`), over embedded defaults.
 pub struct Settings {
     /// HTTPS listen address (the gateway's default `dmp.url` is https://localhost:8443).
     pub listen: SocketAddr,
     /// The DMP server certificate chain and key (PEM).
     pub cert: PathBuf,
+    /// Its private key (PEM).
     pub key: PathBuf,
     /// CAs the professionals' card certificates must chain to.
     pub client_ca: PathBuf,
+    /// The repository OID documents are stored under.
     pub repository_unique_id: String,
+    /// Largest accepted HTTP body.
     pub max_body_bytes: usize,
     /// Patients with a DMP.
     pub patients: Vec<PatientSettings>,
+    /// Logs and traces.
     pub telemetry: TelemetrySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+/// A patient with a DMP, as configured.
 pub struct PatientSettings {
+    /// The INS (15 digits).
     pub ins: String,
+    /// The INS assigning authority OID (default: the test NIR authority).
     #[serde(default = "test_nir")]
     pub authority: String,
     /// Every professional's authorization until TD0.3 changes theirs: VALIDE, EXPIRE,
     /// INTERDIT or NON_EXISTE.
     #[serde(default = "valide")]
     pub authorization: String,
+    /// A closed DMP refuses every transaction but TD0.2.
     #[serde(default)]
     pub closed: bool,
 }
