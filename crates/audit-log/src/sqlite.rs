@@ -54,37 +54,37 @@ pub(crate) async fn open_pool(
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full);
     }
-    let pool = SqlitePoolOptions::new()
-        .max_connections(settings.max_connections)
-        .acquire_timeout(settings.write_timeout)
-        .connect_with(options)
-        .await
-        .map_err(|e| fail("cannot open the audit database", &e))?;
-    if write {
-        migrate(&pool)
+    let connect = || {
+        SqlitePoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.write_timeout)
+            .connect_with(options.clone())
+    };
+    if !write {
+        return connect()
             .await
-            .map_err(|e| fail("audit schema migration failed", &e))?;
+            .map_err(|e| fail("cannot open the audit database", &e));
     }
-    Ok(pool)
-}
-
-/// Runs the migrations, tolerating another process migrating the same new file at the same
-/// moment (`make run` starts three services on one SQLite file). sqlx takes no lock on SQLite,
-/// so the loser of that race fails recording a version the winner recorded; its transaction is
-/// rolled back, and running again finds the schema current.
-async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
-    const ATTEMPTS: u32 = 5;
+    // Services started at the same moment on one new file (`make run`) race to create it: the
+    // switch to WAL answers "database is locked" without waiting, and sqlx takes no lock while
+    // migrating, so the loser of either race fails. Its work was rolled back; opening again
+    // finds the file ready.
+    const ATTEMPTS: u32 = 8;
     let mut attempt = 1;
     loop {
-        match MIGRATOR.run(pool).await {
-            Ok(()) => return Ok(()),
-            Err(e) if attempt < ATTEMPTS => {
-                tracing::debug!(attempt, error = %e, "audit schema migration raced another process; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
+        let opened = match connect().await {
+            Ok(pool) => match MIGRATOR.run(&pool).await {
+                Ok(()) => return Ok(pool),
+                Err(e) => fail("audit schema migration failed", &e),
+            },
+            Err(e) => fail("cannot open the audit database", &e),
+        };
+        if attempt == ATTEMPTS {
+            return Err(opened);
         }
+        tracing::debug!(attempt, error = %opened, "opening the new audit file raced another process; retrying");
+        tokio::time::sleep(std::time::Duration::from_millis(25 * u64::from(attempt))).await;
+        attempt += 1;
     }
 }
 
