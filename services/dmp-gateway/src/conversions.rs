@@ -241,6 +241,9 @@ pub(crate) fn document_entry(e: &RegistryEntry) -> pb::DocumentEntry {
         .into_iter()
         .map(|r| visibility_to_pb(r) as i32)
         .collect(),
+        // Filled by FindDocuments from the RPLC associations (find.rs).
+        replaces_entry_uuid: String::new(),
+        replaced_by_entry_uuid: String::new(),
     }
 }
 

@@ -107,6 +107,15 @@ pub trait Transaction {
         Ok(())
     }
 
+    /// The entries (entryUUIDs) whose associations the DMP is asked for with ITI-18
+    /// GetAssociations once the answer is parsed, when the answer is completed from them.
+    fn follow_up(_response: &Self::Response) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Completes the answer from the DMP's answer to [`Transaction::follow_up`].
+    fn complete(_response: &mut Self::Response, _associations: pb::GetAssociationsResponse) {}
+
     /// The error of a post that failed after it may have reached the DMP.
     fn interrupted(_valid: &Self::Valid, error: TransportError) -> DmpError {
         DmpError::Transport(error)

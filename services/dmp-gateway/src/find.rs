@@ -3,6 +3,14 @@
 //! ranges, code filters (class, type, practice setting, facility, format, confidentiality,
 //! event) and authors; the answer's entries are read leniently into `dmp.v1` entries.
 //! Submissions' signature documents are not clinical documents and are left out.
+//!
+//! **Decision — replacements in the results (issue 15):** an ITI-18 FindDocuments answer holds
+//! DocumentEntries only (the official TD3.1 answer carries no association), so when it found
+//! documents the gateway asks once more, on the same connection and under the same VIHF, for
+//! their associations (ITI-18 GetAssociations, one query for the whole answer) and fills each
+//! entry's `replaces_entry_uuid` / `replaced_by_entry_uuid` from the RPLC ones. If that second query fails at the
+//! registry, the documents are still answered, with its errors and `PARTIAL_SUCCESS`; if it
+//! fails in transport, the call fails as FindDocuments would (it is retried once like it).
 
 use std::fmt::Write as _;
 
@@ -200,5 +208,125 @@ impl Transaction for Find {
             errors,
             documents,
         })
+    }
+
+    fn follow_up(r: &pb::FindDocumentsResponse) -> Option<Vec<String>> {
+        let uuids: Vec<String> = r
+            .documents
+            .iter()
+            .map(|d| d.entry_uuid.clone())
+            // An entry whose id the DMP wrote unusably cannot be asked about.
+            .filter(|id| xds::check_entry_id("entry_uuid", id).is_ok())
+            .collect();
+        (!uuids.is_empty() && r.status != pb::RegistryResponseStatus::Failure as i32).then_some(uuids)
+    }
+
+    fn complete(r: &mut pb::FindDocumentsResponse, found: pb::GetAssociationsResponse) {
+        name_replacements(&mut r.documents, &found.associations);
+        if found.status != pb::RegistryResponseStatus::Success as i32 {
+            r.errors.extend(found.errors);
+            if r.status == pb::RegistryResponseStatus::Success as i32 {
+                r.status = pb::RegistryResponseStatus::PartialSuccess as i32;
+            }
+        }
+    }
+}
+
+/// Each entry's `replaces_entry_uuid` / `replaced_by_entry_uuid`, from the RPLC associations (source: the new
+/// document; target: the one it replaced).
+fn name_replacements(documents: &mut [pb::DocumentEntry], associations: &[pb::DocumentAssociation]) {
+    for a in associations
+        .iter()
+        .filter(|a| a.association_type == xds::association::RPLC)
+    {
+        for d in documents.iter_mut() {
+            if d.entry_uuid == a.source {
+                d.replaces_entry_uuid.clone_from(&a.target);
+            }
+            if d.entry_uuid == a.target {
+                d.replaced_by_entry_uuid.clone_from(&a.source);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> pb::DocumentEntry {
+        pb::DocumentEntry {
+            entry_uuid: id.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rplc_associations_name_both_sides_and_others_are_ignored() {
+        let mut docs = vec![
+            entry("urn:uuid:old"),
+            entry("urn:uuid:new"),
+            entry("urn:uuid:alone"),
+        ];
+        let assoc = |t: &str, s: &str, d: &str| pb::DocumentAssociation {
+            id: "a".into(),
+            association_type: t.into(),
+            source: s.into(),
+            target: d.into(),
+        };
+        name_replacements(
+            &mut docs,
+            &[
+                assoc(xds::association::RPLC, "urn:uuid:new", "urn:uuid:old"),
+                assoc(xds::association::HAS_MEMBER, "urn:uuid:alone", "urn:uuid:old"),
+            ],
+        );
+        assert_eq!(docs[0].replaced_by_entry_uuid, "urn:uuid:new");
+        assert_eq!(docs[0].replaces_entry_uuid, "");
+        assert_eq!(docs[1].replaces_entry_uuid, "urn:uuid:old");
+        assert_eq!(docs[1].replaced_by_entry_uuid, "");
+        assert_eq!(
+            (
+                docs[2].replaces_entry_uuid.as_str(),
+                docs[2].replaced_by_entry_uuid.as_str()
+            ),
+            ("", "")
+        );
+    }
+
+    const ID: &str = "urn:uuid:7f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
+
+    #[test]
+    fn a_failed_association_query_keeps_the_documents_and_says_partial_success() {
+        let mut r = pb::FindDocumentsResponse {
+            status: pb::RegistryResponseStatus::Success as i32,
+            errors: Vec::new(),
+            documents: vec![entry(ID), entry("not-a-uuid")],
+        };
+        // The unusable id is not asked about.
+        assert_eq!(Find::follow_up(&r), Some(vec![ID.to_string()]));
+        Find::complete(
+            &mut r,
+            pb::GetAssociationsResponse {
+                status: pb::RegistryResponseStatus::Failure as i32,
+                errors: vec![pb::RegistryError {
+                    error_code: "XDSRegistryError".into(),
+                    ..Default::default()
+                }],
+                associations: Vec::new(),
+            },
+        );
+        assert_eq!(r.status, pb::RegistryResponseStatus::PartialSuccess as i32);
+        assert_eq!(r.documents.len(), 2);
+        assert_eq!(r.errors.len(), 1);
+    }
+
+    #[test]
+    fn nothing_found_asks_nothing_more() {
+        let r = pb::FindDocumentsResponse {
+            status: pb::RegistryResponseStatus::Success as i32,
+            ..Default::default()
+        };
+        assert_eq!(Find::follow_up(&r), None);
     }
 }

@@ -50,7 +50,7 @@ pub use config::{AuthSettings, Config, JwtSettings, RelaySettings, XdsSettings};
 pub use connections::{Authorized, DmpConnections, Professional, TransportMetrics};
 pub use dmp_tls::{TlsVersion, client_config};
 pub use error::{DmpError, TransportError};
-pub use exchange::{CallContext, Incoming, Outgoing, Prepared, Transaction, prepare};
+pub use exchange::{CallContext, DmpRequest, Incoming, Outgoing, Prepared, Transaction, prepare};
 pub use find::Find;
 pub use get_associations::GetAssociations;
 pub use get_documents::GetDocuments;

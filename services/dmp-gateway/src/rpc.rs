@@ -242,8 +242,8 @@ impl<T: DmpTransport> Gateway<T> {
         if let Some(entry_uuids) = X::precheck(&valid) {
             // The lookup acts under the same caller, grant and card session as the call itself.
             let lookup = pb::GetDocumentsRequest {
-                auth_context: Some(auth),
-                patient,
+                auth_context: Some(auth.clone()),
+                patient: patient.clone(),
                 entry_uuids,
                 unique_ids: Vec::new(),
             };
@@ -287,7 +287,18 @@ impl<T: DmpTransport> Gateway<T> {
                 Err(e) => return Err(e),
             }
         };
-        X::parse(&valid, &open_response(&incoming, &outgoing.addressing)?)
+        let mut response = X::parse(&valid, &open_response(&incoming, &outgoing.addressing)?)?;
+        if let Some(entry_uuids) = X::follow_up(&response) {
+            // Under the same caller, grant and card session, on the same connection.
+            let lookup = pb::GetAssociationsRequest {
+                auth_context: Some(auth),
+                patient,
+                entry_uuids,
+            };
+            let found = Box::pin(self.exchange_opened::<GetAssociations>(lookup, opened)).await?;
+            X::complete(&mut response, found);
+        }
+        Ok(response)
     }
 
     /// Runs one transaction between two audit events.

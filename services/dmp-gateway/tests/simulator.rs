@@ -8,9 +8,9 @@ use std::sync::OnceLock;
 
 use dev_support::devpki::{DevPki, files};
 use dmp_gateway::{
-    CallContext, Find, GetAssociations, GetDocuments, Incoming, ListAuthorizations, ListPatients, Outgoing,
-    Retrieve, SetAuthorization, Submit, TestPatient, Transaction, UpdateStatus, XdsSettings, prepare,
-    samples,
+    CallContext, DmpRequest, Find, GetAssociations, GetDocuments, Incoming, ListAuthorizations, ListPatients,
+    Outgoing, Retrieve, SetAuthorization, Submit, TestPatient, Transaction, UpdateStatus, XdsSettings,
+    prepare, samples,
 };
 use dmp_protocol::transactions::WebService;
 use dmp_protocol::vihf::{LpsIdentity, ProfessionalIdentity};
@@ -83,9 +83,24 @@ fn send(sim: &DmpSimulator, out: &Outgoing) -> Incoming {
 }
 
 /// Validate, build, post to the simulator, parse.
+/// One transaction as the gateway runs it: built, sent, parsed, and completed by its follow-up
+/// query when it has one (FindDocuments asks GetAssociations).
 fn exchange<X: Transaction>(sim: &DmpSimulator, req: X::Request) -> X::Response {
+    let (auth_context, patient) = (req.auth_context().cloned(), req.patient().cloned());
     let p = prepare::<X>(req, &ctx(fixture())).expect("prepare");
-    p.parse(&send(sim, &p.outgoing)).expect("response")
+    let mut response = p.parse(&send(sim, &p.outgoing)).expect("response");
+    if let Some(entry_uuids) = X::follow_up(&response) {
+        let found = exchange::<GetAssociations>(
+            sim,
+            pb::GetAssociationsRequest {
+                auth_context,
+                patient,
+                entry_uuids,
+            },
+        );
+        X::complete(&mut response, found);
+    }
+    response
 }
 
 fn find(sim: &DmpSimulator, statuses: &[pb::DocumentStatus]) -> pb::FindDocumentsResponse {
@@ -460,6 +475,16 @@ fn a_replacement_deprecates_the_original_once() {
     assert_eq!(deprecated.len(), 1);
     assert_eq!(deprecated[0].entry_uuid, original.entry_uuid);
     assert_eq!(deprecated[0].status(), pb::DocumentStatus::Deprecated);
+    // The results name the replacement on both sides (RPLC, followed with GetAssociations).
+    let replacing = find(&sim, &[pb::DocumentStatus::Approved])
+        .documents
+        .into_iter()
+        .find(|d| d.unique_id == "1.2.250.1.999.1.1.7898.63.2")
+        .expect("replacement");
+    assert_eq!(replacing.replaces_entry_uuid, original.entry_uuid);
+    assert_eq!(replacing.replaced_by_entry_uuid, "");
+    assert_eq!(deprecated[0].replaced_by_entry_uuid, replacing.entry_uuid);
+    assert_eq!(deprecated[0].replaces_entry_uuid, "");
 
     // The signature documents are not clinical documents: FindDocuments leaves them out.
     assert!(

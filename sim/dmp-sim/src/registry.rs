@@ -797,6 +797,9 @@ impl Registry {
                 continue;
             }
             let o = &s.object.object;
+            if visibility::is_signature_document(o) {
+                continue;
+            }
             let in_range = ranges.iter().all(|(name, from, to)| {
                 let v = o.slot_value(name).map(full);
                 match (from, to) {

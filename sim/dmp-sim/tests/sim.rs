@@ -151,7 +151,8 @@ fn the_official_example_requests_pass() {
     assert_eq!(status, "Success", "{errors:?}");
     assert_eq!(sim.document_count(), 2);
 
-    // TD3.1 finds both.
+    // TD3.1 finds the CDA; the signature document is stored (and retrievable) but is not a
+    // clinical document: as in the official TD3.1 answer, FindDocuments leaves it out.
     let resp = post(
         &sim,
         &f.cert,
@@ -162,7 +163,12 @@ fn the_official_example_requests_pass() {
     let text = String::from_utf8_lossy(resp.body()).to_string();
     assert!(text.contains("ResponseStatusType:Success"), "{text}");
     assert!(text.contains("1.2.250.1.999.1.1.7898.3.1622814651504"));
-    assert!(text.contains("1.2.250.1.999.1.1.7898.4.1622814651504"));
+    assert_eq!(text.matches("ExtrinsicObject ").count(), 1, "TD3.1: {text}");
+    assert!(!text.contains("E1762"), "TD3.1: {text}");
+    assert!(
+        !text.contains("1.2.250.1.999.1.1.7898.4.1622814651504"),
+        "TD3.1: {text}"
+    );
     let env = soap::parse_envelope(resp.body()).expect("env");
     let list = env
         .payload
@@ -259,6 +265,7 @@ fn the_official_example_requests_pass_unmodified() {
     let text = String::from_utf8_lossy(resp.body()).to_string();
     assert!(text.contains("ResponseStatusType:Success"), "TD3.1: {text}");
     assert!(text.contains("1.2.250.1.999.1.1.7898.3.1622814651504"));
+    assert_eq!(text.matches("ExtrinsicObject ").count(), 1, "TD3.1: {text}");
 
     let resp = send(paths::PATIENTS, SOAP12, "TD0.2_-_Test_d_existence_requete.xml");
     let text = String::from_utf8_lossy(resp.body()).to_string();

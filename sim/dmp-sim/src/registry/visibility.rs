@@ -3,7 +3,7 @@
 //! GetDocuments, GetAssociations and RetrieveDocument alike (a masked document is answered as
 //! an unknown one).
 
-use dmp_protocol::ebrim::{ExtrinsicObject, RegistryErrorEntry};
+use dmp_protocol::ebrim::{ExtrinsicObject, RegistryErrorEntry, RegistryObject};
 use dmp_protocol::xades;
 use dmp_protocol::xds::scheme;
 use dmp_protocol::xds::visibility::{self, Restriction};
@@ -16,11 +16,7 @@ use crate::Call;
 /// is written masked and invisible to the patient on purpose.
 pub(super) fn check_submitted(e: &ExtrinsicObject, errors: &mut Vec<RegistryErrorEntry>) {
     let o = &e.object;
-    let has = |sch: &str, value: &str| {
-        o.classifications_by_scheme(sch)
-            .any(|c| c.node_representation.as_deref() == Some(value))
-    };
-    if has(scheme::DOC_TYPE, xades::TYPE_CODE.0) && has(scheme::DOC_FORMAT, xades::FORMAT_CODE.0) {
+    if is_signature_document(o) {
         return;
     }
     let restrictions: Vec<Restriction> = o
@@ -35,6 +31,17 @@ pub(super) fn check_submitted(e: &ExtrinsicObject, errors: &mut Vec<RegistryErro
     if let Err(rule) = visibility::check(&restrictions) {
         errors.push(err(codes::METADATA, format!("{}: {rule}", o.id), &o.id));
     }
+}
+
+/// A submission's signature document (typeCode E1762, XML-DSig formatCode): stored and
+/// retrievable, but not a clinical document — FindDocuments leaves it out, as the official TD3.1
+/// answer (21 entries, none a signature) shows.
+pub(super) fn is_signature_document(o: &RegistryObject) -> bool {
+    let has = |sch: &str, value: &str| {
+        o.classifications_by_scheme(sch)
+            .any(|c| c.node_representation.as_deref() == Some(value))
+    };
+    has(scheme::DOC_TYPE, xades::TYPE_CODE.0) && has(scheme::DOC_FORMAT, xades::FORMAT_CODE.0)
 }
 
 impl Stored {
