@@ -671,10 +671,10 @@ fn a_masked_document_is_typed_in_results_and_hidden_from_other_professionals() {
         ),
         (
             vec![
-                pb::Visibility::HiddenFromPatient,
+                pb::Visibility::HiddenFromLegalRepresentatives,
                 pb::Visibility::HiddenFromLegalRepresentatives,
             ],
-            "rule RepresentativesFollowThePatient",
+            "rule Repeated",
         ),
     ] {
         let e =

@@ -1,18 +1,24 @@
 //! Who may see a document in the DMP, written as confidentialityCodes of the DMP's own coding
 //! scheme (`1.2.250.1.213.1.1.4.13`, next to the HL7 `N`): masked to professionals
 //! (`MASQUE_PS`), not visible to the patient (`INVISIBLE_PATIENT`), not visible to the
-//! patient's legal representatives (`INVISIBLE_REP_LEGAUX`).
+//! patient's legal representatives (`INVISIBLE_REPRESENTANTS_LEGAUX`, the code the DMP
+//! integration guide's requirements EX_2.1-1050 and EX_3.2-1025 and DevBox-Santé's
+//! `CONFIDENTIALITY_CODE` value set name).
 //!
-//! **Decision — the combination rules** the gateway checks before sending, as the DMP applies
-//! them to clinical documents:
-//! - [`Rule::NoOneButTheAuthor`]: masked to professionals *and* hidden from the patient would
-//!   leave the document to its author alone (only the submission's technical signature document
-//!   is written so);
-//! - [`Rule::RepresentativesFollowThePatient`]: a document hidden from the patient is hidden
-//!   from their legal representatives already; saying both is refused rather than guessed;
-//! - [`Rule::PatientVisibilityIsFinal`]: once a document is visible to the patient it cannot be
-//!   hidden from them afterwards (TD3.3b only makes documents visible);
+//! **The combination rules** the gateway checks before sending, from the DMP integration guide
+//! (SEL-MP-037) requirements as DevBox-Santé's homologation checklist quotes them:
+//! - [`Rule::NoOneButTheAuthor`] (EX_2.1-1050): a document cannot be both hidden from the
+//!   patient and masked to professionals while the DMP's parameter
+//!   `cumul-invisible_patient-masque_ps` is false, as it is (only the submission's technical
+//!   signature document is written so);
+//! - [`Rule::PatientVisibilityIsFinal`] and [`Rule::RepresentativesVisibilityIsFinal`]
+//!   (EX_3.3-1045, TD3.3b): making a document visible to the patient, or to their legal
+//!   representatives, cannot be undone;
 //! - [`Rule::Repeated`]: a restriction named twice.
+//!
+//! Hidden from the patient *and* from the legal representatives is allowed: the guide forbids
+//! no such combination, and in a secret connection for a minor (EX_0.1-1100) every document
+//! must be hidden from the legal representatives, whatever its visibility to the patient.
 
 use super::Code;
 
@@ -26,7 +32,7 @@ pub enum Restriction {
     MaskedToProfessionals,
     /// `INVISIBLE_PATIENT`: the patient does not see it (until a professional makes it visible).
     HiddenFromPatient,
-    /// `INVISIBLE_REP_LEGAUX`: the patient's legal representatives do not see it.
+    /// `INVISIBLE_REPRESENTANTS_LEGAUX`: the patient's legal representatives do not see it.
     HiddenFromLegalRepresentatives,
 }
 
@@ -43,7 +49,7 @@ impl Restriction {
         match self {
             Restriction::MaskedToProfessionals => "MASQUE_PS",
             Restriction::HiddenFromPatient => "INVISIBLE_PATIENT",
-            Restriction::HiddenFromLegalRepresentatives => "INVISIBLE_REP_LEGAUX",
+            Restriction::HiddenFromLegalRepresentatives => "INVISIBLE_REPRESENTANTS_LEGAUX",
         }
     }
 
@@ -80,16 +86,16 @@ pub enum Rule {
         "rule NoOneButTheAuthor: a document cannot be both masked to professionals and hidden from the patient"
     )]
     NoOneButTheAuthor,
-    /// Hidden from the patient and from the legal representatives.
-    #[error(
-        "rule RepresentativesFollowThePatient: a document hidden from the patient is hidden from their legal representatives already; name only HIDDEN_FROM_PATIENT"
-    )]
-    RepresentativesFollowThePatient,
     /// Hiding from the patient a document they could see.
     #[error(
         "rule PatientVisibilityIsFinal: a document visible to the patient cannot be hidden from them afterwards"
     )]
     PatientVisibilityIsFinal,
+    /// Hiding from the legal representatives a document they could see.
+    #[error(
+        "rule RepresentativesVisibilityIsFinal: a document visible to the patient's legal representatives cannot be hidden from them afterwards"
+    )]
+    RepresentativesVisibilityIsFinal,
     /// A restriction named twice.
     #[error("rule Repeated: each restriction may be named once")]
     Repeated,
@@ -106,17 +112,18 @@ pub fn check(restrictions: &[Restriction]) -> Result<(), Rule> {
     if has(Restriction::MaskedToProfessionals) && has(Restriction::HiddenFromPatient) {
         return Err(Rule::NoOneButTheAuthor);
     }
-    if has(Restriction::HiddenFromPatient) && has(Restriction::HiddenFromLegalRepresentatives) {
-        return Err(Rule::RepresentativesFollowThePatient);
-    }
     Ok(())
 }
 
 /// Checks a change of a document's restrictions after submission (TD3.3a/b).
 pub fn check_change(current: &[Restriction], new: &[Restriction]) -> Result<(), Rule> {
     check(new)?;
-    if new.contains(&Restriction::HiddenFromPatient) && !current.contains(&Restriction::HiddenFromPatient) {
+    let hides = |r| new.contains(&r) && !current.contains(&r);
+    if hides(Restriction::HiddenFromPatient) {
         return Err(Rule::PatientVisibilityIsFinal);
+    }
+    if hides(Restriction::HiddenFromLegalRepresentatives) {
+        return Err(Rule::RepresentativesVisibilityIsFinal);
     }
     Ok(())
 }
@@ -151,7 +158,7 @@ mod tests {
         );
         assert_eq!(
             check(&[HiddenFromPatient, HiddenFromLegalRepresentatives]),
-            Err(Rule::RepresentativesFollowThePatient)
+            Ok(())
         );
         assert_eq!(
             check(&[HiddenFromPatient, HiddenFromPatient]),
@@ -162,6 +169,21 @@ mod tests {
         assert_eq!(
             check_change(&[], &[HiddenFromPatient]),
             Err(Rule::PatientVisibilityIsFinal)
+        );
+        assert_eq!(
+            check_change(&[MaskedToProfessionals], &[HiddenFromLegalRepresentatives]),
+            Err(Rule::RepresentativesVisibilityIsFinal)
+        );
+        assert_eq!(
+            check_change(
+                &[HiddenFromLegalRepresentatives],
+                &[HiddenFromLegalRepresentatives]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            Restriction::HiddenFromLegalRepresentatives.code_value(),
+            "INVISIBLE_REPRESENTANTS_LEGAUX"
         );
         assert!(
             Rule::NoOneButTheAuthor
