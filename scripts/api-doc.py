@@ -27,6 +27,11 @@ PROTOS = ["cps/v1/cps.proto", "dmp/v1/dmp.proto", "twiin/v1/twiin.proto"]
 OUT = ROOT / "docs" / "api.md"
 
 # How each service is reached with `make run` (README "Calling the services with grpcurl").
+DOMAINS = {
+    "cps.v1.CpsRelay": "cps-relay",
+    "dmp.v1.DmpGateway": "dmp-gateway",
+    "twiin.v1.TwiinAuthz": "twiin-authz",
+}
 ADDRESS = {
     "cps.v1.CpsRelay": "127.0.0.1:50051",
     "dmp.v1.DmpGateway": "127.0.0.1:50052",
@@ -69,6 +74,84 @@ EXAMPLES = {
     "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
     "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
 }
+
+# The google.rpc ErrorInfo reasons of each service (crates/service-kit/src/error.rs; each
+# service's `ServiceError::reason`): reason, gRPC code, RPCs, when. tests/tests/error_details.rs
+# checks that every reason the services' code can answer is listed here.
+ALL = "all"
+ERRORS = {
+    "cps.v1.CpsRelay": [
+        ("NO_TOKEN", "FAILED_PRECONDITION", ALL, "no card in the reader, or the module or token is unusable"),
+        ("TOKEN_NOT_FOUND", "NOT_FOUND", ALL, "the configured token is not present"),
+        ("OBJECT_NOT_FOUND", "NOT_FOUND", ALL, "the key or certificate is not on the token"),
+        ("NOT_LOGGED_IN", "FAILED_PRECONDITION", "SignForAuthentication, IssueSessionGrant", "the card holder has not logged in"),
+        ("WRONG_PIN", "UNAUTHENTICATED", "Login", "wrong PIN; metadata `triesLeft` when the card tells"),
+        ("PIN_BLOCKED", "PERMISSION_DENIED", "Login, SignForAuthentication", "the PIN is blocked"),
+        ("PIN_FORMAT", "INVALID_ARGUMENT", "Login", "a PIN that cannot be a CPS PIN; field `pin`"),
+        ("NO_PIN", "FAILED_PRECONDITION", "Login, Logout", "the backend (software key) has no PIN"),
+        ("UNSUPPORTED_SCHEME", "INVALID_ARGUMENT", "SignForAuthentication", "a scheme the key cannot sign with; field `scheme`"),
+        ("NOT_HANDSHAKE_DATA", "INVALID_ARGUMENT", "SignForAuthentication", "the data is not TLS handshake signing input; field `data`"),
+        ("SERVER_NOT_ALLOWED", "INVALID_ARGUMENT", "SignForAuthentication", "the handshake is not with an allowed server (or TLS 1.3 while refused); field `data`"),
+        ("NO_SESSION_GRANT", "FAILED_PRECONDITION", "SignForAuthentication", "no unexpired, unrevoked grant of the current card session"),
+        ("FINAL_TRY_UNCONFIRMED", "FAILED_PRECONDITION", "Login", "one PIN try left and `confirm_final_try` not set"),
+        ("PIN_THROTTLED", "RESOURCE_EXHAUSTED", "Login", "too soon after wrong PINs; RetryInfo and metadata `retry-after` say how long to wait"),
+        ("UNKNOWN_GRANTEE", "INVALID_ARGUMENT", "IssueSessionGrant, Login", "the grantee is not in `access.grant_callers`; metadata `grantee`"),
+        ("GRANT_LIMIT", "RESOURCE_EXHAUSTED", "IssueSessionGrant, Login", "too many live session grants"),
+        ("CARD_BUSY", "DEADLINE_EXCEEDED", ALL, "the card stayed busy for `access.card_wait`"),
+        ("RATE_LIMITED", "RESOURCE_EXHAUSTED", "SignForAuthentication", "too many signatures from this caller"),
+        ("CALLER_NOT_ALLOWED", "PERMISSION_DENIED", ALL, "the caller's role may not call this RPC, or act for this professional"),
+        ("DEVICE_ERROR", "UNAVAILABLE", ALL, "the card or the PKCS#11 module failed"),
+        ("AUDIT_UNAVAILABLE", "UNAVAILABLE", ALL, "the audit log cannot record the call; nothing was done"),
+        ("INTERNAL", "INTERNAL", ALL, "a bug"),
+    ],
+    "dmp.v1.DmpGateway": [
+        ("INVALID_FIELD", "INVALID_ARGUMENT", ALL, "a request field is invalid; BadRequest names it (`documents[0].metadata.class_code`)"),
+        ("MALFORMED_CDA", "INVALID_ARGUMENT", "SubmitDocuments", "a document's CDA cannot be read; field `documents[i].content`"),
+        ("CDA_CONTRADICTION", "INVALID_ARGUMENT", "SubmitDocuments", "given metadata contradicts the CDA header; field `documents[i].metadata.<field>`"),
+        ("UNKNOWN_RELAY", "INVALID_ARGUMENT", ALL, "`auth_context.relay_id` is not in the gateway's `relays`; metadata `relayId`"),
+        ("NO_SESSION_GRANT", "PERMISSION_DENIED", ALL, "no `dmp-session-grant` metadata"),
+        ("SESSION_GRANT_REFUSED", "PERMISSION_DENIED", ALL, "the grant does not authorise this call; metadata `claim`"),
+        ("CARD_SESSION_ENDED", "FAILED_PRECONDITION", ALL, "the professional's card session ended: ask for a new grant"),
+        ("CARD_SESSION_UNKNOWN", "UNAVAILABLE", ALL, "the relay's session state cannot be known now; metadata `relayId`"),
+        ("WRONG_PROFESSIONAL", "PERMISSION_DENIED", ALL, "the card is another professional's; metadata `relayId`"),
+        ("RELAY_UNREACHABLE", "UNAVAILABLE", ALL, "the relay cannot be reached; metadata `relayId`"),
+        ("RELAY_REFUSED", "the relay's", ALL, "the relay refused (its code passed on); metadata `relayCode`"),
+        ("SIGNATURE_DEADLINE", "DEADLINE_EXCEEDED", ALL, "the relay did not sign the TLS handshake in time"),
+        ("DMP_CERTIFICATE_INVALID", "UNAVAILABLE", ALL, "the DMP's server certificate was rejected"),
+        ("CARD_REFUSED_BY_DMP", "PERMISSION_DENIED", ALL, "the DMP refused the card certificate (TLS alert)"),
+        ("DMP_TLS_FAILURE", "UNAVAILABLE", ALL, "another TLS failure with the DMP"),
+        ("DMP_UNREACHABLE", "UNAVAILABLE", ALL, "no TCP connection to the DMP"),
+        ("DMP_CONNECTION_LOST", "UNAVAILABLE", ALL, "the connection broke after the request may have been sent"),
+        ("DMP_TIMEOUT", "DEADLINE_EXCEEDED", ALL, "the DMP did not answer in time"),
+        ("DMP_RESPONSE_TOO_LARGE", "RESOURCE_EXHAUSTED", ALL, "the DMP's answer is larger than `dmp.max_response_bytes`"),
+        ("DMP_REQUEST_INVALID", "INVALID_ARGUMENT", ALL, "the HTTP request to the DMP could not be made"),
+        ("DMP_SOAP_FAULT", "FAILED_PRECONDITION (Sender), UNAVAILABLE (Receiver)", ALL, "the DMP answered a SOAP fault; metadata `soapCode`, `soapSubcode`"),
+        ("DMP_HTTP_ERROR", "by HTTP status", ALL, "the DMP answered an HTTP error without a SOAP fault; metadata `httpStatus`"),
+        ("DMP_MALFORMED_RESPONSE", "INTERNAL", ALL, "the DMP's answer is not the expected message"),
+        ("SIGNATURE_FAILED", "FAILED_PRECONDITION", "SubmitDocuments", "the submission's XAdES signature could not be made"),
+        ("SUBMISSION_INTERRUPTED", "UNAVAILABLE", "SubmitDocuments", "the connection failed after the submission may have reached the DMP (resubmitting is safe); metadata `documentUniqueIds`"),
+        ("AUDIT_UNAVAILABLE", "UNAVAILABLE", ALL, "the audit log cannot record the call; nothing was sent"),
+    ],
+    "twiin.v1.TwiinAuthz": [
+        ("INVALID_REQUEST_FIELD", "INVALID_ARGUMENT", ALL, "step 2: a request field is missing or invalid; BadRequest names it (`grant_type`, `audience`, ...)"),
+        ("INVALID_REQUEST", "INVALID_ARGUMENT", ALL, "the request is invalid otherwise (`aorta-id`, client_id, scope translation, BSN)"),
+        ("MISSING_AUTHORIZATION_BASE", "INVALID_ARGUMENT", "IssueTwiinAssertions", "3.1 step 5: the AORTA access_token lacks the required authorization_base"),
+        ("INVALID_SOURCE_TOKEN", "UNAUTHENTICATED", "IssueTwiinAssertions", "3.1 step 3: the source token is not valid"),
+        ("INVALID_CLIENT", "UNAUTHENTICATED", "IssueAortaAccessToken", "3.2 step 3: the client assertion is not valid"),
+        ("INVALID_GRANT", "INVALID_ARGUMENT", "IssueAortaAccessToken", "3.2 step 4: the authorization grant assertion is not valid"),
+        ("INITIATOR_NOT_QUALIFIED", "PERMISSION_DENIED", "IssueAortaAccessToken", "3.2 step 6: the initiating application lacks the capabilities"),
+        ("DESTINATION_REFUSES_TWIIN", "PERMISSION_DENIED", "IssueAortaAccessToken", "3.2 step 7: the AORTA participant will not receive the interaction via Twiin"),
+        ("ACCESS_DENIED", "PERMISSION_DENIED", "IssueAortaAccessToken", "access denied otherwise"),
+        ("AS_ZA_ERROR", "by HTTP status", "IssueAortaAccessToken", "3.2 step 11: the Autorisatie Server ZA's error, passed on; metadata `httpStatus`"),
+        ("DEPENDENCY_UNAVAILABLE", "UNAVAILABLE", ALL, "Stelseltoken, ZORG-AB, AS ZA or the audit log cannot be used; nothing was issued"),
+        ("DEPENDENCY_TIMEOUT", "DEADLINE_EXCEEDED", ALL, "a dependency did not answer in time"),
+        ("INTERNAL", "INTERNAL", ALL, "a fault of this service (a key that cannot sign)"),
+    ],
+}
+ERRORS_INTRO = {
+    "twiin.v1.TwiinAuthz": "Every ErrorInfo of twiin-authz also carries metadata `oauthError`, the OAuth error the HTTP face answers.",
+}
+
 
 TYPE_NAMES = {
     descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE: "double",
@@ -190,6 +273,23 @@ class Api:
             return "0"
         return 0
 
+    def errors(self, service):
+        out = [
+            "#### Errors\n",
+            "Each error's `google.rpc.ErrorInfo` (domain "
+            f"`{DOMAINS[service]}`) has one of these reasons (see \"Errors\" above); the RPCs "
+            "below name the ones specific to them.",
+        ]
+        if service in ERRORS_INTRO:
+            out.append(ERRORS_INTRO[service])
+        out.append("")
+        out.append("| reason | gRPC code | RPCs | when |")
+        out.append("|---|---|---|---|")
+        for reason, code, rpcs, when in ERRORS[service]:
+            out.append(f"| `{reason}` | {code} | {rpcs} | {cell(when)} |")
+        out.append("")
+        return out
+
     def render(self):
         out = [HEADER]
         for f in self.files:
@@ -200,6 +300,7 @@ class Api:
                 out.append(f"Proto: `proto/{f.name}`. Address with `make run`: `{ADDRESS[full]}`.\n")
                 if docs.get((6, si)):
                     out.append(docs[(6, si)] + "\n")
+                out.extend(self.errors(full))
                 for mi, m in enumerate(svc.method):
                     out.append(f"### `{m.name}`\n")
                     stream = "stream " if m.server_streaming else ""
@@ -211,6 +312,13 @@ class Api:
                     )
                     if docs.get((6, si, 2, mi)):
                         out.append(docs[(6, si, 2, mi)] + "\n")
+                    specific = [r for r, _, rpcs, _ in ERRORS[full] if m.name in rpcs.split(", ")]
+                    if specific:
+                        out.append(
+                            "Errors besides the service's common ones: "
+                            + ", ".join(f"`{r}`" for r in specific)
+                            + ".\n"
+                        )
                     flags = " ".join(
                         x
                         for x in (
@@ -285,6 +393,22 @@ Each recipe's JSON body names every field of the request (proto3 JSON names): va
 development set-up where there is one (relay `local`, professional `810100000001`, the test
 patient `207058575627097`), typed placeholders (`"…"`, `"<base64>"`, `0`) elsewhere; leave out
 what you do not need. `bytes` travel as base64 in JSON.
+
+**Errors.** Besides its code and a message for people, every error status carries
+`google.rpc` details in the standard `grpc-status-details-bin` trailer (a `google.rpc.Status`
+that grpcurl prints and every gRPC library decodes: `tonic_types::StatusExt` in Rust,
+`grpc_status.rpc_status.from_call` in Python):
+
+- `google.rpc.ErrorInfo`, always: `reason`, a stable code of the outcome (the tables
+  "Errors" of each service below; a program branches on it, never on the message, which may be
+  reworded), `domain`, the service that answered (`cps-relay`, `dmp-gateway`, `twiin-authz`),
+  and `metadata` with values of the outcome (`relayId`, `triesLeft`, `oauthError`, ...);
+- `google.rpc.BadRequest` on `INVALID_ARGUMENT` when the invalid field is known: one field
+  violation per field, its path in the request in proto field names
+  (`documents[0].metadata.class_code`) and what is wrong with it;
+- `google.rpc.RetryInfo` when the service knows how long to wait (a throttled Login).
+
+A released reason keeps its meaning and is never reused.
 
 **Message sizes.** grpcurl (like most gRPC clients) accepts answers of at most 4 MiB by
 default. `RetrieveDocument` answers with the whole document, up to the gateway's

@@ -190,3 +190,58 @@ async fn twiin_authz_errors_carry_their_reason_and_fields() {
     assert_eq!(d.violations.len(), 1);
     assert_eq!(d.violations[0].0, "audience");
 }
+
+/// The reasons each service's code can answer (the string literals of its `reason` methods)
+/// are exactly those docs/api.md lists in the service's "Errors" table.
+#[test]
+fn every_reason_is_documented_and_every_documented_reason_exists() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let api = read("docs/api.md");
+    for (service, sources) in [
+        ("cps.v1.CpsRelay", &["services/cps-relay/src/error.rs"][..]),
+        (
+            "dmp.v1.DmpGateway",
+            &[
+                "services/dmp-gateway/src/error.rs",
+                "services/dmp-gateway/src/grant.rs",
+            ][..],
+        ),
+        ("twiin.v1.TwiinAuthz", &["services/twiin-authz/src/error.rs"][..]),
+    ] {
+        let mut in_code = std::collections::BTreeSet::new();
+        for source in sources {
+            let text = read(source);
+            let mut found = false;
+            for (at, _) in text.match_indices("fn reason(&self)") {
+                found = true;
+                let body = &text[at..];
+                let body = &body[..body[1..].find("\n    fn ").map_or(body.len(), |i| i + 1)];
+                for literal in body.split('"').skip(1).step_by(2) {
+                    if !literal.is_empty()
+                        && literal
+                            .chars()
+                            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    {
+                        in_code.insert(literal.to_owned());
+                    }
+                }
+            }
+            assert!(found, "{source}: no reason()");
+        }
+        let section = &api[api.find(&format!("## `{service}`")).expect("service section")..];
+        let table = &section[section.find("#### Errors").expect("Errors table")..];
+        let table = &table[..table.find("\n### ").expect("the table ends")];
+        let documented: std::collections::BTreeSet<String> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .map(str::to_owned)
+            .collect();
+        assert!(
+            in_code.len() >= 10,
+            "{service}: reasons not found in {sources:?}: {in_code:?}"
+        );
+        assert_eq!(in_code, documented, "{service}: reasons in code vs docs/api.md");
+    }
+}
