@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A client of the suite in another language than Rust: Python grpcio, with stubs generated from
-proto/ at run time (grpcio-tools' bundled protoc, into a temporary folder), nothing of the
-workspace's Rust code. Driven by tests/tests/python_client.rs (dmp-gateway through cps-relay) and
+proto/ at run time (scripts/python/grpc_stubs.py: grpcio-tools' bundled protoc, into a temporary
+folder), nothing of the workspace's Rust code. Driven by tests/tests/python_client.rs (dmp-gateway through cps-relay) and
 services/twiin-authz/tests/python_grpc_client.rs (twiin-authz).
 
     grpc_client.py dmp   < args.json   # session grant, SubmitDocuments, FindDocuments, RetrieveDocument
@@ -20,28 +20,10 @@ import tempfile
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from grpc_tools import protoc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PROTOS = ["cps/v1/cps.proto", "dmp/v1/dmp.proto", "twiin/v1/twiin.proto"]
-
-
-def generate(out):
-    """Compiles proto/ into Python modules under `out` and makes them importable."""
-    import importlib.resources
-
-    well_known = importlib.resources.files("grpc_tools") / "_proto"
-    args = [
-        "protoc",
-        f"-I{ROOT / 'proto'}",
-        f"-I{well_known}",
-        f"--python_out={out}",
-        f"--grpc_python_out={out}",
-        *PROTOS,
-    ]
-    if protoc.main(args) != 0:
-        sys.exit("protoc could not compile proto/")
-    sys.path.insert(0, str(out))
+sys.path.insert(0, str(ROOT / "scripts" / "python"))
+from grpc_stubs import generate  # noqa: E402  (the shared generator of scripts/python)
 
 
 def fail(msg):
