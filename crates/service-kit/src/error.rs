@@ -3,8 +3,28 @@
 //! HTTP status (the pairs of Google's API design guide), so that no service keeps its own table
 //! of either.
 //!
-//! A service turns its error into a [`tonic::Status`] with [`ServiceError::to_status`] (message:
-//! the error's text), in its one `impl From<ServiceErr> for tonic::Status`.
+//! A service turns its error into a [`tonic::Status`] with [`ServiceError::to_status`], in its
+//! one `impl From<ServiceErr> for tonic::Status`. Besides the code and the message (the error's
+//! text, for people), the status carries `google.rpc` details for programs, in the standard
+//! `grpc-status-details-bin` trailer (a `google.rpc.Status`; any gRPC library decodes it):
+//!
+//! - always a `google.rpc.ErrorInfo`: `reason`, a stable UPPER_SNAKE_CASE code per outcome
+//!   ([`ServiceError::reason`]: a program branches on it, never on the message, which may be
+//!   reworded), `domain`, the service that answered (`cps-relay`, `dmp-gateway`, `twiin-authz`),
+//!   and `metadata` where an outcome has values worth reading ([`ServiceError::error_metadata`]);
+//! - a `google.rpc.BadRequest` whose field violations name each invalid request field by its
+//!   path in the request, proto field names (`documents[0].metadata.type_code`), for
+//!   `INVALID_ARGUMENT` outcomes that know the field ([`ServiceError::field_violations`]);
+//! - a `google.rpc.RetryInfo` when the service knows how long to wait
+//!   ([`ServiceError::retry_delay`]).
+//!
+//! **Decision** — `reason` values are part of the API: once released, a reason keeps its meaning
+//! and is never reused; docs/api.md ("Errors") lists every one per service.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 /// The kinds of outcome a service answers with, each with one gRPC code and one HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,20 +120,68 @@ impl ServiceErrorCode {
     }
 }
 
-/// A service's error: its outcome kind, and its text as the message callers read.
+/// A service's error: its outcome kind, its text as the message callers read, and the
+/// `google.rpc` details programs read (module documentation).
 pub trait ServiceError: std::fmt::Display {
     /// Which kind of outcome this is.
     fn error_code(&self) -> ServiceErrorCode;
+
+    /// The `google.rpc.ErrorInfo` reason: a stable UPPER_SNAKE_CASE code of this outcome
+    /// (`[A-Z][A-Z0-9_]+[A-Z0-9]`, at most 63 characters), one per variant of the service's error.
+    fn reason(&self) -> &'static str;
+
+    /// The `google.rpc.ErrorInfo` domain: the service that answered (`dmp-gateway`, ...).
+    fn domain(&self) -> &'static str;
+
+    /// The `google.rpc.ErrorInfo` metadata: values of this outcome a program may read (keys in
+    /// lowerCamelCase, as the google.rpc guidance asks). None unless the service says so.
+    fn error_metadata(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// The invalid request fields (`google.rpc.BadRequest`): each field's path in the request,
+    /// in proto field names, and what is wrong with it. None unless the service says so.
+    fn field_violations(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// How long the caller should wait before retrying (`google.rpc.RetryInfo`), when known.
+    fn retry_delay(&self) -> Option<Duration> {
+        None
+    }
 
     /// The message callers read; the error's text unless the service says otherwise.
     fn message(&self) -> String {
         self.to_string()
     }
 
-    /// This error as a gRPC status: the code's gRPC code and [`ServiceError::message`].
+    /// This error as a gRPC status: the code's gRPC code, [`ServiceError::message`], and the
+    /// `google.rpc` details of the module documentation.
     fn to_status(&self) -> tonic::Status {
-        tonic::Status::new(self.error_code().grpc_code(), self.message())
+        let metadata: HashMap<String, String> = self
+            .error_metadata()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let mut details = ErrorDetails::with_error_info(self.reason(), self.domain(), metadata);
+        let violations: Vec<FieldViolation> = self
+            .field_violations()
+            .into_iter()
+            .map(|(field, description)| FieldViolation::new(field, description))
+            .collect();
+        if !violations.is_empty() {
+            details.set_bad_request(violations);
+        }
+        if let Some(delay) = self.retry_delay() {
+            details.set_retry_info(Some(delay));
+        }
+        tonic::Status::with_error_details(self.error_code().grpc_code(), self.message(), details)
     }
+}
+
+/// The `google.rpc` details of a status, as a caller decodes them (tests, clients in Rust).
+pub fn error_details(status: &tonic::Status) -> ErrorDetails {
+    status.get_error_details()
 }
 
 #[cfg(test)]
@@ -133,6 +201,88 @@ mod tests {
         fn error_code(&self) -> ServiceErrorCode {
             ServiceErrorCode::Timeout
         }
+
+        fn reason(&self) -> &'static str {
+            "CARD_BUSY"
+        }
+
+        fn domain(&self) -> &'static str {
+            "cps-relay"
+        }
+    }
+
+    /// An invalid request naming two fields, with a value and a delay.
+    #[derive(Debug)]
+    struct BadDates;
+
+    impl std::fmt::Display for BadDates {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("from is after to")
+        }
+    }
+
+    impl ServiceError for BadDates {
+        fn error_code(&self) -> ServiceErrorCode {
+            ServiceErrorCode::BadRequest
+        }
+
+        fn reason(&self) -> &'static str {
+            "INVALID_DATE_RANGE"
+        }
+
+        fn domain(&self) -> &'static str {
+            "dmp-gateway"
+        }
+
+        fn error_metadata(&self) -> Vec<(&'static str, String)> {
+            vec![("relayId", "local".into())]
+        }
+
+        fn field_violations(&self) -> Vec<(String, String)> {
+            vec![
+                ("query.from".into(), "after query.to".into()),
+                ("query.to".into(), "before query.from".into()),
+            ]
+        }
+
+        fn retry_delay(&self) -> Option<Duration> {
+            Some(Duration::from_secs(3))
+        }
+    }
+
+    #[test]
+    fn a_status_carries_the_google_rpc_details() {
+        // Through the bytes of the trailer, as a caller reads them.
+        let response: http::Response<()> = BadDates.to_status().into_http();
+        let status = tonic::Status::from_header_map(response.headers()).expect("a status");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.message(), "from is after to");
+        let details = error_details(&status);
+        let info = details.error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "INVALID_DATE_RANGE");
+        assert_eq!(info.domain, "dmp-gateway");
+        assert_eq!(info.metadata.get("relayId").map(String::as_str), Some("local"));
+        let bad = details.bad_request().expect("BadRequest");
+        let fields: Vec<(&str, &str)> = bad
+            .field_violations
+            .iter()
+            .map(|v| (v.field.as_str(), v.description.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("query.from", "after query.to"),
+                ("query.to", "before query.from")
+            ]
+        );
+        let retry = details.retry_info().expect("RetryInfo");
+        assert_eq!(retry.retry_delay, Some(Duration::from_secs(3)));
+
+        // Without violations or a delay, only ErrorInfo.
+        let details = error_details(&Busy.to_status());
+        assert_eq!(details.error_info().map(|i| i.reason.as_str()), Some("CARD_BUSY"));
+        assert!(details.bad_request().is_none());
+        assert!(details.retry_info().is_none());
     }
 
     #[test]

@@ -178,6 +178,67 @@ impl ServiceError for RelayError {
             RelayError::Internal(_) => ServiceErrorCode::Internal,
         }
     }
+
+    /// [`RelayError::kind`] in capitals: one stable reason per outcome (docs/api.md, "Errors").
+    fn reason(&self) -> &'static str {
+        match self {
+            RelayError::NoToken { .. } => "NO_TOKEN",
+            RelayError::TokenNotFound { .. } => "TOKEN_NOT_FOUND",
+            RelayError::ObjectNotFound { .. } => "OBJECT_NOT_FOUND",
+            RelayError::NotLoggedIn => "NOT_LOGGED_IN",
+            RelayError::WrongPin { .. } => "WRONG_PIN",
+            RelayError::PinBlocked => "PIN_BLOCKED",
+            RelayError::PinFormat(_) => "PIN_FORMAT",
+            RelayError::NoPin(_) => "NO_PIN",
+            RelayError::UnsupportedScheme { .. } => "UNSUPPORTED_SCHEME",
+            RelayError::NotHandshakeData(_) => "NOT_HANDSHAKE_DATA",
+            RelayError::ServerNotAllowed(_) => "SERVER_NOT_ALLOWED",
+            RelayError::NoSessionGrant(_) => "NO_SESSION_GRANT",
+            RelayError::FinalTryUnconfirmed => "FINAL_TRY_UNCONFIRMED",
+            RelayError::PinThrottled { .. } => "PIN_THROTTLED",
+            RelayError::UnknownGrantee(_) => "UNKNOWN_GRANTEE",
+            RelayError::GrantLimit => "GRANT_LIMIT",
+            RelayError::CardBusy(_) => "CARD_BUSY",
+            RelayError::RateLimited => "RATE_LIMITED",
+            RelayError::CallerNotAllowed(_) => "CALLER_NOT_ALLOWED",
+            RelayError::Device(_) => "DEVICE_ERROR",
+            RelayError::Audit(_) => "AUDIT_UNAVAILABLE",
+            RelayError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    fn domain(&self) -> &'static str {
+        "cps-relay"
+    }
+
+    fn error_metadata(&self) -> Vec<(&'static str, String)> {
+        match self {
+            RelayError::WrongPin { tries_left: Some(t) } => vec![("triesLeft", t.to_string())],
+            RelayError::UnknownGrantee(grantee) => vec![("grantee", grantee.clone())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The request field of each INVALID_ARGUMENT outcome that has one (the grantee is named in
+    /// the metadata instead: it comes from `grantee` or from Login's `grant_to`).
+    fn field_violations(&self) -> Vec<(String, String)> {
+        let field = match self {
+            RelayError::PinFormat(_) => "pin",
+            RelayError::UnsupportedScheme { .. } => "scheme",
+            RelayError::NotHandshakeData(_) | RelayError::ServerNotAllowed(_) => "data",
+            _ => return Vec::new(),
+        };
+        vec![(field.to_owned(), self.to_string())]
+    }
+
+    fn retry_delay(&self) -> Option<Duration> {
+        match self {
+            RelayError::PinThrottled { retry_after, .. } => {
+                Some(Duration::from_secs(retry_seconds(*retry_after)))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl From<RelayError> for tonic::Status {

@@ -17,6 +17,9 @@ use tonic::Status;
 
 use crate::grant::AccessError;
 
+/// The `google.rpc.ErrorInfo` domain of the gateway's errors.
+pub(crate) const DOMAIN: &str = "dmp-gateway";
+
 /// Why a DMP call did not get the DMP's answer.
 #[derive(Debug, thiserror::Error)]
 pub enum DmpError {
@@ -120,6 +123,67 @@ impl ServiceError for DmpError {
             DmpError::Signature(_) => C::FailedPrecondition,
             DmpError::Transport(t) => t.error_code(),
             DmpError::SubmissionInterrupted { .. } | DmpError::Audit(_) => C::Unavailable,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            DmpError::InvalidArgument(_) => "INVALID_FIELD",
+            DmpError::MalformedCda { .. } => "MALFORMED_CDA",
+            DmpError::CdaContradiction { .. } => "CDA_CONTRADICTION",
+            DmpError::SoapFault { .. } => "DMP_SOAP_FAULT",
+            DmpError::MalformedResponse(_) => "DMP_MALFORMED_RESPONSE",
+            DmpError::HttpStatus { .. } => "DMP_HTTP_ERROR",
+            DmpError::Signature(_) => "SIGNATURE_FAILED",
+            DmpError::SubmissionInterrupted { .. } => "SUBMISSION_INTERRUPTED",
+            DmpError::Transport(t) => t.reason(),
+            DmpError::Audit(_) => "AUDIT_UNAVAILABLE",
+        }
+    }
+
+    fn domain(&self) -> &'static str {
+        DOMAIN
+    }
+
+    fn error_metadata(&self) -> Vec<(&'static str, String)> {
+        match self {
+            DmpError::SoapFault { code, subcode, .. } => {
+                let mut md = vec![("soapCode", code.clone())];
+                if let Some(s) = subcode {
+                    md.push(("soapSubcode", s.clone()));
+                }
+                md
+            }
+            DmpError::HttpStatus { status, .. } => vec![("httpStatus", status.to_string())],
+            DmpError::SubmissionInterrupted {
+                document_unique_ids, ..
+            } => vec![("documentUniqueIds", document_unique_ids.clone())],
+            DmpError::Transport(t) => t.error_metadata(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every refusal before sending names its field, as the message does.
+    fn field_violations(&self) -> Vec<(String, String)> {
+        match self {
+            DmpError::InvalidArgument(e) => vec![(e.field.clone(), e.reason.clone())],
+            DmpError::MalformedCda { index, reason } => {
+                vec![(
+                    format!("documents[{index}].content"),
+                    format!("malformed CDA: {reason}"),
+                )]
+            }
+            DmpError::CdaContradiction {
+                index,
+                field,
+                given,
+                cda,
+            } => vec![(
+                format!("documents[{index}].metadata.{field}"),
+                format!("`{given}` contradicts the CDA header, which says `{cda}`"),
+            )],
+            DmpError::Transport(t) => t.field_violations(),
+            _ => Vec::new(),
         }
     }
 }
@@ -240,6 +304,75 @@ impl ServiceError for TransportError {
             | TransportError::DmpUnreachable { .. }
             | TransportError::ConnectionLost(_) => C::Unavailable,
         }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            TransportError::UnknownRelay { .. } => "UNKNOWN_RELAY",
+            TransportError::RelayUnreachable { .. } => "RELAY_UNREACHABLE",
+            TransportError::RelayRefused { .. } => "RELAY_REFUSED",
+            TransportError::SignatureDeadline(_) => "SIGNATURE_DEADLINE",
+            TransportError::WrongProfessional { .. } => "WRONG_PROFESSIONAL",
+            TransportError::DmpCertificateInvalid(_) => "DMP_CERTIFICATE_INVALID",
+            TransportError::CardRefusedByDmp(_) => "CARD_REFUSED_BY_DMP",
+            TransportError::Tls(_) => "DMP_TLS_FAILURE",
+            TransportError::DmpUnreachable { .. } => "DMP_UNREACHABLE",
+            TransportError::ConnectionLost(_) => "DMP_CONNECTION_LOST",
+            TransportError::DmpTimeout(_) => "DMP_TIMEOUT",
+            TransportError::ResponseTooLarge(_) => "DMP_RESPONSE_TOO_LARGE",
+            TransportError::Request(_) => "DMP_REQUEST_INVALID",
+            TransportError::Access(a) => a.reason(),
+        }
+    }
+
+    fn domain(&self) -> &'static str {
+        DOMAIN
+    }
+
+    fn error_metadata(&self) -> Vec<(&'static str, String)> {
+        match self {
+            TransportError::UnknownRelay { relay_id, .. }
+            | TransportError::RelayUnreachable { relay_id, .. }
+            | TransportError::WrongProfessional { relay_id, .. } => vec![("relayId", relay_id.clone())],
+            // The relay's own gRPC code, by its canonical name (e.g. `FAILED_PRECONDITION`).
+            TransportError::RelayRefused { code, .. } => vec![("relayCode", code_name(*code).to_owned())],
+            TransportError::Access(a) => a.error_metadata(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn field_violations(&self) -> Vec<(String, String)> {
+        match self {
+            TransportError::UnknownRelay { known, .. } => vec![(
+                "auth_context.relay_id".to_owned(),
+                format!("not a relay of the gateway's configuration ({known})"),
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A gRPC code's canonical name, as `google.rpc.Code` spells it.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "OK",
+        C::Cancelled => "CANCELLED",
+        C::Unknown => "UNKNOWN",
+        C::InvalidArgument => "INVALID_ARGUMENT",
+        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        C::NotFound => "NOT_FOUND",
+        C::AlreadyExists => "ALREADY_EXISTS",
+        C::PermissionDenied => "PERMISSION_DENIED",
+        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        C::FailedPrecondition => "FAILED_PRECONDITION",
+        C::Aborted => "ABORTED",
+        C::OutOfRange => "OUT_OF_RANGE",
+        C::Unimplemented => "UNIMPLEMENTED",
+        C::Internal => "INTERNAL",
+        C::Unavailable => "UNAVAILABLE",
+        C::DataLoss => "DATA_LOSS",
+        C::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

@@ -90,6 +90,27 @@ impl service_kit::error::ServiceError for AccessError {
             AccessError::SessionUnknown { .. } => C::Unavailable,
         }
     }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            AccessError::NoGrant { .. } => "NO_SESSION_GRANT",
+            AccessError::Refused { .. } => "SESSION_GRANT_REFUSED",
+            AccessError::SessionEnded { .. } => "CARD_SESSION_ENDED",
+            AccessError::SessionUnknown { .. } => "CARD_SESSION_UNKNOWN",
+        }
+    }
+
+    fn domain(&self) -> &'static str {
+        crate::error::DOMAIN
+    }
+
+    fn error_metadata(&self) -> Vec<(&'static str, String)> {
+        match self {
+            AccessError::Refused { claim, .. } => vec![("claim", (*claim).to_owned())],
+            AccessError::SessionUnknown { relay_id, .. } => vec![("relayId", relay_id.clone())],
+            _ => Vec::new(),
+        }
+    }
 }
 
 fn refused(claim: &'static str, reason: impl Into<String>) -> AccessError {

@@ -38,6 +38,16 @@ pub enum AuthzError {
     /// 3.2 steps 2, 5, 8, 9: 400 `invalid_request`.
     #[error("{0}")]
     InvalidRequest(String),
+    /// 3.1 and 3.2 step 2, about one field of the request: 400 `invalid_request` /
+    /// INVALID_ARGUMENT, with the field (its proto name, the form parameter's too) in the
+    /// `google.rpc.BadRequest` details.
+    #[error("{message}")]
+    InvalidField {
+        /// The request field, e.g. `client_assertion`.
+        field: &'static str,
+        /// The text, e.g. "Ongeldig verzoek: client_assertion ontbreekt".
+        message: String,
+    },
     /// 3.2 step 3: 400 `invalid_client` (the seed says 400, not RFC 6749's 401).
     #[error("Ongeldige client: {0}")]
     InvalidClient(String),
@@ -80,15 +90,55 @@ impl From<audit_log::AuditError> for AuthzError {
 impl ServiceError for AuthzError {
     fn error_code(&self) -> ServiceErrorCode {
         match self {
-            AuthzError::BadRequest(_) | AuthzError::InvalidRequest(_) | AuthzError::InvalidGrant(_) => {
-                ServiceErrorCode::BadRequest
-            }
+            AuthzError::BadRequest(_)
+            | AuthzError::InvalidRequest(_)
+            | AuthzError::InvalidField { .. }
+            | AuthzError::InvalidGrant(_) => ServiceErrorCode::BadRequest,
             AuthzError::InvalidToken(_) | AuthzError::InvalidClient(_) => ServiceErrorCode::Unauthenticated,
             AuthzError::AccessDenied(_) => ServiceErrorCode::PermissionDenied,
             AuthzError::Upstream { status, .. } => ServiceErrorCode::from_peer_http_status(*status),
             AuthzError::Unavailable(_) => ServiceErrorCode::Unavailable,
             AuthzError::Timeout(_) => ServiceErrorCode::Timeout,
             AuthzError::Internal(_) => ServiceErrorCode::Internal,
+        }
+    }
+
+    /// Stable per outcome; 3.2's follow its OAuth error (docs/api.md, "Errors").
+    fn reason(&self) -> &'static str {
+        match self {
+            AuthzError::BadRequest(m) if m == MISSING_AUTHZ_BASE => "MISSING_AUTHORIZATION_BASE",
+            AuthzError::BadRequest(_) | AuthzError::InvalidRequest(_) => "INVALID_REQUEST",
+            AuthzError::InvalidField { .. } => "INVALID_REQUEST_FIELD",
+            AuthzError::InvalidToken(_) => "INVALID_SOURCE_TOKEN",
+            AuthzError::InvalidClient(_) => "INVALID_CLIENT",
+            AuthzError::InvalidGrant(_) => "INVALID_GRANT",
+            AuthzError::AccessDenied(m) if *m == NOT_QUALIFIED => "INITIATOR_NOT_QUALIFIED",
+            AuthzError::AccessDenied(m) if *m == DESTINATION_REFUSES => "DESTINATION_REFUSES_TWIIN",
+            AuthzError::AccessDenied(_) => "ACCESS_DENIED",
+            AuthzError::Upstream { .. } => "AS_ZA_ERROR",
+            AuthzError::Unavailable(_) => "DEPENDENCY_UNAVAILABLE",
+            AuthzError::Timeout(_) => "DEPENDENCY_TIMEOUT",
+            AuthzError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    fn domain(&self) -> &'static str {
+        "twiin-authz"
+    }
+
+    /// The OAuth error the HTTP face would answer, and an AS ZA error's own status.
+    fn error_metadata(&self) -> Vec<(&'static str, String)> {
+        let mut md = vec![("oauthError", self.oauth_error().to_owned())];
+        if let AuthzError::Upstream { status, .. } = self {
+            md.push(("httpStatus", status.to_string()));
+        }
+        md
+    }
+
+    fn field_violations(&self) -> Vec<(String, String)> {
+        match self {
+            AuthzError::InvalidField { field, message } => vec![((*field).to_owned(), message.clone())],
+            _ => Vec::new(),
         }
     }
 
@@ -113,7 +163,9 @@ impl AuthzError {
     /// The OAuth `error` code.
     pub fn oauth_error(&self) -> &str {
         match self {
-            AuthzError::BadRequest(_) | AuthzError::InvalidRequest(_) => "invalid_request",
+            AuthzError::BadRequest(_) | AuthzError::InvalidRequest(_) | AuthzError::InvalidField { .. } => {
+                "invalid_request"
+            }
             AuthzError::InvalidToken(_) => "invalid_token",
             AuthzError::InvalidClient(_) => "invalid_client",
             AuthzError::InvalidGrant(_) => "invalid_grant",

@@ -94,20 +94,24 @@ impl Authz {
         trail: &mut Trail,
     ) -> Result<AssertionsResponse, AuthzError> {
         // Step 2: the request conforms to the interface.
-        let bad = |m: &str| AuthzError::BadRequest(format!("Ongeldig verzoek: {m}"));
+        let bad = |field: &'static str, m: &str| AuthzError::InvalidField {
+            field,
+            message: format!("Ongeldig verzoek: {m}"),
+        };
         if req.source_token.is_empty() {
-            return Err(bad("sourceToken ontbreekt"));
+            return Err(bad("source_token", "sourceToken ontbreekt"));
         }
         if req.source_token.len() > self.limits.max_token_bytes {
-            return Err(bad("sourceToken is te groot"));
+            return Err(bad("source_token", "sourceToken is te groot"));
         }
         if req.audience.is_empty() {
-            return Err(bad("audience ontbreekt"));
+            return Err(bad("audience", "audience ontbreekt"));
         }
         match url::Url::parse(&req.audience) {
             Ok(u) if u.scheme() == "https" || (self.development && u.scheme() == "http") => {}
             _ => {
                 return Err(bad(
+                    "audience",
                     "audience moet de https-URL van de autorisatieserver van het externe GtK zijn",
                 ));
             }
@@ -117,13 +121,14 @@ impl Authz {
             || audience == crate::zorg_ab::normalize(&self.as_za.audience)
         {
             return Err(bad(
+                "audience",
                 "audience moet de autorisatieserver van een extern GtK zijn (niet deze, niet de Autorisatie Server ZA)",
             ));
         }
         if let Some(b) = &req.authz_base
             && (b.len() > self.limits.max_token_bytes || b.chars().any(char::is_control))
         {
-            return Err(bad("authzBase is ongeldig"));
+            return Err(bad("authz_base", "authzBase is ongeldig"));
         }
         // Precondition: a sufficiently current Stelseltoken.
         let now = unix_now();
@@ -155,9 +160,10 @@ impl Authz {
             .authorization_server(audience, &id, trail.exchanges())
             .await
             .map_err(|e| match e {
-                ZorgAbError::UnknownAuthorizationServer(_) => {
-                    bad("audience is geen in ZORG-AB geregistreerde autorisatieserver")
-                }
+                ZorgAbError::UnknownAuthorizationServer(_) => bad(
+                    "audience",
+                    "audience is geen in ZORG-AB geregistreerde autorisatieserver",
+                ),
                 other => registry_error(Step::ClientAssertion, other),
             })?;
         trail.subject.client_id = Some(peer.client_id.clone());

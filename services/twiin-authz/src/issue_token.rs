@@ -108,33 +108,38 @@ impl Authz {
 
     /// Step 2.
     fn check_request(&self, req: TokenRequest) -> Result<Checked, AuthzError> {
-        let bad = |m: &str| AuthzError::InvalidRequest(format!("Ongeldig verzoek: {m}"));
-        let present = |v: Option<String>, name: &str| {
+        let bad = |field: &'static str, m: &str| AuthzError::InvalidField {
+            field,
+            message: format!("Ongeldig verzoek: {m}"),
+        };
+        let present = |v: Option<String>, name: &'static str| {
             v.filter(|s| !s.is_empty())
-                .ok_or_else(|| bad(&format!("{name} ontbreekt")))
+                .ok_or_else(|| bad(name, &format!("{name} ontbreekt")))
         };
         let grant_type = present(req.grant_type, "grant_type")?;
         if grant_type != JWT_BEARER {
-            return Err(bad(&format!("grant_type moet {JWT_BEARER} zijn")));
+            return Err(bad("grant_type", &format!("grant_type moet {JWT_BEARER} zijn")));
         }
         let assertion = present(req.assertion, "assertion")?;
         let cat = present(req.client_assertion_type, "client_assertion_type")?;
         if cat != CLIENT_ASSERTION_TYPE {
-            return Err(bad(&format!(
-                "client_assertion_type moet {CLIENT_ASSERTION_TYPE} zijn"
-            )));
+            return Err(bad(
+                "client_assertion_type",
+                &format!("client_assertion_type moet {CLIENT_ASSERTION_TYPE} zijn"),
+            ));
         }
         let client_assertion = present(req.client_assertion, "client_assertion")?;
         for (name, t) in [("assertion", &assertion), ("client_assertion", &client_assertion)] {
             if t.len() > self.limits.max_token_bytes {
-                return Err(bad(&format!(
-                    "{name} is groter dan {} bytes",
-                    self.limits.max_token_bytes
-                )));
+                return Err(bad(
+                    name,
+                    &format!("{name} is groter dan {} bytes", self.limits.max_token_bytes),
+                ));
             }
         }
-        let parsed = crate::jws::parse(&assertion).map_err(|_| bad("assertion is geen JWT"))?;
-        crate::jws::parse(&client_assertion).map_err(|_| bad("client_assertion is geen JWT"))?;
+        let parsed = crate::jws::parse(&assertion).map_err(|_| bad("assertion", "assertion is geen JWT"))?;
+        crate::jws::parse(&client_assertion)
+            .map_err(|_| bad("client_assertion", "client_assertion is geen JWT"))?;
         let base = parsed
             .unverified_claims
             .get("authorization_base")
@@ -143,18 +148,21 @@ impl Authz {
         let consent_contextcode = match base {
             Some(b) => Some(
                 grant::consent_contextcode(b)
-                    .ok_or_else(|| bad("authorization_base is geen SAML AORTA consent_token"))?,
+                    .ok_or_else(|| bad("assertion", "authorization_base is geen SAML AORTA consent_token"))?,
             ),
             None => None,
         };
         let scope = req.scope.filter(|s| !s.trim().is_empty());
         if scope.is_none() && consent_contextcode.is_none() {
-            return Err(bad("scope ontbreekt (verplicht zonder authorization_base)"));
+            return Err(bad(
+                "scope",
+                "scope ontbreekt (verplicht zonder authorization_base)",
+            ));
         }
         if let Some(s) = &scope
             && (s.len() > 2048 || s.chars().any(|c| c.is_control()))
         {
-            return Err(bad("scope is ongeldig"));
+            return Err(bad("scope", "scope is ongeldig"));
         }
         Ok(Checked {
             assertion,
