@@ -494,7 +494,7 @@ pub async fn start_card_relay_with(
         files::HOLDER_UI_CLIENT_KEY,
     );
     holder.login(CARD_PIN.into()).await.expect("card login");
-    (svc, r.service)
+    (svc, r.service.metrics)
 }
 
 /// The card holder's UI of the relay at `addr` grants the integrator's backend a session:
