@@ -85,6 +85,7 @@ async fn run() {
                 id: "ws-1".into(),
                 endpoint: format!("https://{}", relay.grpc_addr),
                 server_name: "localhost".into(),
+                api: dmp_gateway::RelayApi::Grpc,
             },
         )]
         .into_iter()

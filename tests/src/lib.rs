@@ -494,6 +494,18 @@ pub async fn start_card_relay_with(
     listen: SocketAddr,
     edit: impl FnOnce(&mut cps_relay::Config),
 ) -> (Service, cps_relay::RelayMetrics) {
+    let (svc, started) = start_card_relay_started(relay_id, token, listen, edit).await;
+    (svc, started.metrics)
+}
+
+/// As [`start_card_relay_with`], returning what the relay hands back beside its server (its
+/// metrics, the address of its CPS agent HTTP API).
+pub async fn start_card_relay_started(
+    relay_id: &str,
+    token: &str,
+    listen: SocketAddr,
+    edit: impl FnOnce(&mut cps_relay::Config),
+) -> (Service, cps_relay::Started) {
     let hsm = hsm();
     let pki = pki();
     let mut c = cps_relay_config();
@@ -611,6 +623,7 @@ pub fn gateway_transport_config(dmp: SocketAddr, relays: &[(&str, SocketAddr)]) 
                 dmp_gateway::RelaySettings {
                     endpoint: format!("https://{addr}"),
                     server_name: Some("localhost".into()),
+                    api: dmp_gateway::RelayApi::Grpc,
                     grant_key: pki.path(files::RELAY_GRANT_PUBLIC_KEY),
                 },
             )

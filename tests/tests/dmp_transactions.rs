@@ -123,4 +123,28 @@ async fn submit_find_retrieve_archive_through_relay_and_tls() {
         e.message()
     );
     assert_eq!(sim.document_count(), 2);
+
+    // Issue 16: a CDA header that breaks a CI-SIS rule the DMP enforces is refused over gRPC,
+    // naming the element, and nothing reaches the DMP.
+    let requests = sim.requests();
+    let mut bad = samples::submit_request(DOCTOR, "1.2.250.1.999.1.1.7898.77.3", 0);
+    bad.auth_context = Some(auth());
+    let cda = String::from_utf8(bad.documents[0].content.to_vec()).expect("utf8");
+    let without = cda.replace(r#"<templateId root="1.2.250.1.213.1.1.1.1"/>"#, "");
+    assert_ne!(without, cda, "the sample declares the CI-SIS template");
+    bad.documents[0].content = without.into();
+    let e = client
+        .submit_documents(bad)
+        .await
+        .expect_err("no CI-SIS template");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().starts_with(
+            "documents[0].content: malformed CDA: ClinicalDocument/templateId: 1.2.250.1.213.1.1.1.1"
+        ),
+        "{}",
+        e.message()
+    );
+    assert_eq!(sim.requests(), requests, "nothing was sent");
+    assert_eq!(sim.document_count(), 2);
 }

@@ -6,6 +6,8 @@
 //! **Decision** — a CDA time without a UTC offset is taken as UTC (the CI-SIS requires an offset
 //! whenever the time of day is given, so this only concerns non-conforming documents).
 
+mod header_rules;
+
 use crate::xds::{Author, Code, Dtm, FieldError, Ins, InsAuthority, RPPS_OID};
 use crate::xml::{self, Element, XmlError, ns};
 
@@ -48,6 +50,14 @@ pub enum CdaError {
     /// A code or an INS that breaks the XDS rules.
     #[error("{}", .0.reason)]
     Field(FieldError),
+    /// A CI-SIS header rule the DMP enforces is broken (`element` is the header path).
+    #[error("{element}: {rule}")]
+    Rule {
+        /// The header element, e.g. `ClinicalDocument/templateId`.
+        element: String,
+        /// What the rule asks and what the document has.
+        rule: String,
+    },
     /// Where in the header the inner error is.
     #[error("{at}: {source}")]
     In {
@@ -178,8 +188,9 @@ fn person(entity: &Element, person_element: &str, what: &str) -> Result<Option<A
     }))
 }
 
-/// Reads the header of a CDA R2 document.
-pub fn read_header(bytes: &[u8]) -> Result<CdaHeader, CdaError> {
+/// Parses a CDA R2 document down to its header: the root `ClinicalDocument`, whose body
+/// (`component`) is checked for well-formedness but not kept.
+fn parse(bytes: &[u8]) -> Result<Element, CdaError> {
     if bytes.is_empty() {
         return Err(CdaError::Empty);
     }
@@ -202,6 +213,28 @@ pub fn read_header(bytes: &[u8]) -> Result<CdaHeader, CdaError> {
             ns: root.ns,
         });
     }
+    Ok(root)
+}
+
+/// Reads the header of a CDA R2 document.
+pub fn read_header(bytes: &[u8]) -> Result<CdaHeader, CdaError> {
+    header_of(&parse(bytes)?)
+}
+
+/// Reads the header of a CDA R2 document that the DMP would accept: besides being readable, it
+/// follows the CI-SIS header rules the DMP enforces (`header_rules`: templateIds, typeId,
+/// effectiveTime to the second with its offset, confidentiality code system, one patient with
+/// an INS, authors and custodian under the national identifier OIDs); a broken rule is
+/// [`CdaError::Rule`] naming the element.
+pub fn read_conforming_header(bytes: &[u8]) -> Result<CdaHeader, CdaError> {
+    let root = parse(bytes)?;
+    // What cannot be read is reported as such first; then the rules.
+    let header = header_of(&root)?;
+    header_rules::check(&root)?;
+    Ok(header)
+}
+
+fn header_of(root: &Element) -> Result<CdaHeader, CdaError> {
     let mut h = CdaHeader::default();
     let id = root
         .child(ns::HL7, "id")
@@ -254,10 +287,10 @@ pub fn read_header(bytes: &[u8]) -> Result<CdaHeader, CdaError> {
             h.authors.push(p);
         }
     }
-    if let Some(aa) = hl7(&root, &["legalAuthenticator", "assignedEntity"]) {
+    if let Some(aa) = hl7(root, &["legalAuthenticator", "assignedEntity"]) {
         h.legal_authenticator = person(aa, "assignedPerson", "legalAuthenticator/assignedEntity")?;
     }
-    if let Some(t) = hl7(&root, &["documentationOf", "serviceEvent", "effectiveTime"]) {
+    if let Some(t) = hl7(root, &["documentationOf", "serviceEvent", "effectiveTime"]) {
         if let Some(v) = t.child(ns::HL7, "low").and_then(|l| l.attr("value")) {
             h.service_start_time = Some(parse_ts(v).map_err(|e| e.at("serviceEvent/effectiveTime/low"))?);
         }

@@ -1,13 +1,19 @@
 //! The client side of cps-relay (`cps.v1.CpsRelay`, SPEC.md §1): [`CpsRelayClient`] is what the
 //! DMP gateway (and the tests) use to reach a workstation's relay over mutual TLS, passing the
-//! trace context on; [`Scheme`] names the signatures a relay makes.
+//! trace context on; [`Scheme`] names the signatures a relay makes; [`describe_certificate`]
+//! reads a card certificate the way both sides present it; [`agent`] is the seed's CPS agent
+//! HTTP API (paths, bodies) and [`CpsAgentClient`], its client.
 //!
 //! A crate of its own so that the gateway links the relay's protocol, not the relay (its card
 //! backends and PKCS#11). Depends on `ehealth-proto` and `service-kit`; dmp-gateway and cps-relay
 //! depend on it.
 
+pub mod agent;
+mod certificate;
 mod scheme;
 
+pub use agent::CpsAgentClient;
+pub use certificate::{KeyKind, describe_certificate, key_kind};
 pub use scheme::Scheme;
 
 /// gRPC metadata of SignForAuthentication naming the session grant (its `jti`) the signature is

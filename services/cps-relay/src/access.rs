@@ -23,9 +23,15 @@ pub(crate) fn caller<T>(req: &tonic::Request<T>) -> Result<Caller, RelayError> {
     let certs = req.peer_certs().ok_or_else(|| {
         RelayError::CallerNotAllowed("no client certificate (the relay requires mutual TLS)".into())
     })?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| RelayError::CallerNotAllowed("empty client certificate chain".into()))?;
+    caller_of(&certs)
+}
+
+/// The caller named by the client certificate chain the TLS layer verified (leaf first): both
+/// faces, gRPC and the CPS agent HTTP API, name their callers with it.
+pub(crate) fn caller_of(certs: &[rustls_pki_types::CertificateDer<'_>]) -> Result<Caller, RelayError> {
+    let leaf = certs.first().ok_or_else(|| {
+        RelayError::CallerNotAllowed("no client certificate (the relay requires mutual TLS)".into())
+    })?;
     let subject = x509_parser::parse_x509_certificate(leaf)
         .map(|(_, c)| c.subject().to_string())
         .unwrap_or_else(|_| "<unparsable subject>".into());

@@ -1,20 +1,14 @@
 //! The card's authentication certificate: the DER the TLS client presents, and the parsed
 //! fields callers need (professional id, names, profession, validity, key). CPS subjects have a
 //! multi-valued, non-DER-sorted last RDN (`CN=<id>+SN=<surname>+GN=<given name>`); x509-parser
-//! reads it as written.
+//! reads it as written. The description itself is `relay_client::describe_certificate`, which
+//! the gateway also applies to a CPS agent's certificate.
 
-use ehealth_proto::cps::v1::{GetAuthenticationCertificateResponse, KeyType};
-use x509_parser::prelude::*;
+use ehealth_proto::cps::v1::GetAuthenticationCertificateResponse;
+pub(crate) use relay_client::KeyKind;
 
 use crate::error::RelayError;
 use crate::scheme::Scheme;
-
-/// The public key kind of the authentication certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeyKind {
-    Rsa { bits: u32 },
-    EcP256,
-}
 
 /// Leaf and issuing chain (DER), as the card (plus configuration) provides them.
 #[derive(Debug, Clone)]
@@ -23,77 +17,18 @@ pub(crate) struct CardCertificate {
     pub(crate) chain: Vec<Vec<u8>>,
 }
 
-const P256_OID: &str = "1.2.840.10045.3.1.7";
-
 impl CardCertificate {
     pub(crate) fn key_kind(&self) -> Result<KeyKind, RelayError> {
-        let (_, cert) = parse_x509_certificate(&self.leaf)
-            .map_err(|e| RelayError::Device(format!("the card's certificate does not parse: {e}")))?;
-        let spki = cert.public_key();
-        match spki.parsed() {
-            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Ok(KeyKind::Rsa {
-                bits: rsa.key_size() as u32,
-            }),
-            Ok(x509_parser::public_key::PublicKey::EC(_)) => {
-                let curve = spki
-                    .algorithm
-                    .parameters
-                    .as_ref()
-                    .and_then(|p| p.as_oid().ok())
-                    .map(|o| o.to_id_string());
-                if curve.as_deref() == Some(P256_OID) {
-                    Ok(KeyKind::EcP256)
-                } else {
-                    Err(RelayError::Device(format!(
-                        "unsupported EC curve {curve:?} (P-256 only)"
-                    )))
-                }
-            }
-            _ => Err(RelayError::Device(
-                "the card's certificate has neither an RSA nor a P-256 key".into(),
-            )),
-        }
+        relay_client::key_kind(&self.leaf).map_err(RelayError::Device)
     }
 
-    /// The gRPC answer, with the schemes the backend can sign with.
+    /// The gRPC answer (and the CPS agent API's), with the schemes the backend can sign with.
     pub(crate) fn describe(
         &self,
         schemes: &[Scheme],
     ) -> Result<GetAuthenticationCertificateResponse, RelayError> {
-        let (_, cert) = parse_x509_certificate(&self.leaf)
-            .map_err(|e| RelayError::Device(format!("the card's certificate does not parse: {e}")))?;
-        let attr = |oid: &str| -> String {
-            cert.subject()
-                .iter_attributes()
-                .find(|a| a.attr_type().to_id_string() == oid)
-                .and_then(|a| a.as_str().ok())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let (key_type, key_bits) = match self.key_kind()? {
-            KeyKind::Rsa { bits } => (KeyType::Rsa, bits),
-            KeyKind::EcP256 => (KeyType::EcP256, 256),
-        };
-        let ts = |t: ASN1Time| prost_types::Timestamp {
-            seconds: t.timestamp(),
-            nanos: 0,
-        };
-        Ok(GetAuthenticationCertificateResponse {
-            leaf_der: self.leaf.clone(),
-            chain_der: self.chain.clone(),
-            subject: cert.subject().to_string(),
-            issuer: cert.issuer().to_string(),
-            professional_id: attr("2.5.4.3"),
-            surname: attr("2.5.4.4"),
-            given_name: attr("2.5.4.42"),
-            profession: attr("2.5.4.11"),
-            not_before: Some(ts(cert.validity().not_before)),
-            not_after: Some(ts(cert.validity().not_after)),
-            key_type: key_type as i32,
-            key_bits,
-            supported_schemes: schemes.iter().map(|s| s.to_proto() as i32).collect(),
-            serial_number: cert.raw_serial_as_string().replace(':', ""),
-        })
+        relay_client::describe_certificate(self.leaf.clone(), self.chain.clone(), schemes)
+            .map_err(RelayError::Device)
     }
 }
 

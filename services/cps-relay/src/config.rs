@@ -27,6 +27,8 @@ service_kit::service_config! {
         pub signing: SigningSettings,
         /// Watching the token for removal and swap.
         pub card: CardSettings,
+        /// The seed's CPS agent HTTP API beside the gRPC face; off unless `listen` is set.
+        pub agent_http: AgentHttpSettings,
         /// Where every signature is recorded (SQLite file by default, PostgreSQL with DATABASE_URL).
         pub audit: audit_log::AuditSettings,
     }
@@ -178,6 +180,18 @@ pub struct CardSettings {
     pub poll_interval: Duration,
 }
 
+/// The seed's CPS agent HTTP API (`GET /cps/authenticationCertificate`,
+/// `POST /cps/sign/for/authentication/SHA256WithRSA`), served with the gRPC face's mutual TLS
+/// (`server.tls`) and policy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentHttpSettings {
+    /// Where it listens (HTTPS with client certificates); off unless set. Loopback only unless
+    /// `access.allow_non_loopback = true`, as the gRPC listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// Caller identities of the development PKI's client certificates (their DNS SANs), the roles'
 /// defaults with `development = true`.
 pub(crate) mod dev_identities {
@@ -211,6 +225,7 @@ impl Default for Config {
             grants: GrantSettings::default(),
             signing: SigningSettings::default(),
             card: CardSettings::default(),
+            agent_http: AgentHttpSettings::default(),
             audit: audit_log::AuditSettings::default(),
         }
     }
@@ -462,6 +477,15 @@ impl ServiceConfig for Config {
         if !self.server.listen.ip().is_loopback() && !self.access.allow_non_loopback {
             return Err(ConfigError::invalid(
                 "server.listen",
+                "cps-relay listens on loopback only unless access.allow_non_loopback = true",
+            ));
+        }
+        if let Some(listen) = self.agent_http.listen
+            && !listen.ip().is_loopback()
+            && !self.access.allow_non_loopback
+        {
+            return Err(ConfigError::invalid(
+                "agent_http.listen",
                 "cps-relay listens on loopback only unless access.allow_non_loopback = true",
             ));
         }

@@ -2,7 +2,8 @@
 //! answers, for callers authenticated by mutual TLS, the two questions of a TLS handshake: the
 //! authentication certificate, and a signature over handshake data.
 //!
-//! `rpc` is the `cps.v1.CpsRelay` surface; the domain lives in private modules: `card` (the
+//! `rpc` is the relay service, its use cases and its `cps.v1.CpsRelay` face; `agent_http` serves
+//! the seed's CPS agent HTTP API with the same use cases; the domain lives in private modules: `card` (the
 //! backends, PKCS#11 and software, and the card threads), `access` (which certificates may
 //! call, how often), `roles` (what each caller identity may call, for which professionals),
 //! `session` (card sessions and their watchers), `grant` (session grants), `pin` (the PIN
@@ -11,6 +12,7 @@
 //! never this one.
 
 mod access;
+mod agent_http;
 mod card;
 mod certificate;
 mod config;
@@ -37,8 +39,8 @@ use service_kit::{CancellationToken, StartError};
 
 pub use card::pkcs11::context as pkcs11_context;
 pub use config::{
-    AccessSettings, BackendKind, BackendSettings, CardSettings, Config, GatewayAccess, GrantSettings,
-    Pkcs11Settings, SigningSettings, SoftwareSettings,
+    AccessSettings, AgentHttpSettings, BackendKind, BackendSettings, CardSettings, Config, GatewayAccess,
+    GrantSettings, Pkcs11Settings, SigningSettings, SoftwareSettings,
 };
 pub use error::RelayError;
 pub use handshake::sample_tls12_transcript;
@@ -47,8 +49,16 @@ pub use scheme::{sha256, sha256_digest_info};
 
 use crate::card::Card;
 
-/// A started relay; beside the server, its signature counters.
-pub type Running = service_kit::Running<RelayMetrics>;
+/// A started relay; beside the server, its signature counters and the CPS agent HTTP address.
+pub type Running = service_kit::Running<Started>;
+
+/// What a started relay hands its caller beside the gRPC server.
+pub struct Started {
+    /// Signature counters.
+    pub metrics: RelayMetrics,
+    /// The bound address of the CPS agent HTTP API, when `agent_http.listen` is set.
+    pub agent_http_addr: Option<std::net::SocketAddr>,
+}
 
 /// Opens the configured card backend.
 fn open_card(config: &Config) -> Result<Arc<dyn Card>, StartError> {
@@ -117,11 +127,66 @@ pub async fn start_with(
         poll_interval: config.card.poll_interval,
         shutdown: shutdown.clone(),
     };
-    let relay = rpc::RelayService::new(card, policy, audit, sessions, a.card_wait, relay_metrics.clone())?;
+    let relay = Arc::new(rpc::RelayService::new(
+        card,
+        policy,
+        audit,
+        sessions,
+        a.card_wait,
+        relay_metrics.clone(),
+    )?);
+    let agent_http_addr = match config.agent_http.listen {
+        Some(listen) => Some(start_agent_http(&config, listen, relay.clone(), shutdown.clone()).await?),
+        None => None,
+    };
     let grpc = GrpcServer::new(config.server.clone(), metrics)
-        .add_service(CpsRelayServer::new(relay))
+        .add_service(CpsRelayServer::from_arc(relay))
         .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
-    service_kit::start("cps-relay", grpc, &config.metrics, relay_metrics, shutdown).await
+    let started = Started {
+        metrics: relay_metrics,
+        agent_http_addr,
+    };
+    service_kit::start("cps-relay", grpc, &config.metrics, started, shutdown).await
+}
+
+/// Binds the CPS agent HTTP API on `listen` with the gRPC face's mutual TLS and serves it until
+/// `shutdown`; returns the bound address.
+async fn start_agent_http(
+    config: &Config,
+    listen: std::net::SocketAddr,
+    relay: Arc<rpc::RelayService>,
+    shutdown: CancellationToken,
+) -> Result<std::net::SocketAddr, StartError> {
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .ok_or_else(|| StartError::Unusable("agent_http needs server.tls (mutual TLS)".into()))?;
+    let client_ca = tls
+        .client_ca
+        .as_ref()
+        .ok_or_else(|| StartError::Unusable("agent_http needs server.tls.client_ca".into()))?;
+    let unusable = |key: &str, e: service_kit::tls::TlsError| StartError::Unusable(format!("{key}: {e}"));
+    let chain = service_kit::tls::load_certs(&tls.cert).map_err(|e| unusable("server.tls.cert", e))?;
+    let key = service_kit::tls::load_private_key(&tls.key).map_err(|e| unusable("server.tls.key", e))?;
+    let roots = service_kit::tls::load_roots(client_ca).map_err(|e| unusable("server.tls.client_ca", e))?;
+    let mut server_config =
+        service_kit::tls::server_config(chain, key, Some(roots), rustls::DEFAULT_VERSIONS)
+            .map_err(|e| unusable("server.tls", e))?;
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let app = agent_http::router(relay).layer(tower::limit::ConcurrencyLimitLayer::new(
+        config.server.concurrency_limit,
+    ));
+    tokio::spawn(service_kit::https::serve(
+        listener,
+        Arc::new(server_config),
+        app,
+        shutdown,
+    ));
+    tracing::info!(agent_http = %addr, "cps-relay CPS agent HTTP API listening");
+    Ok(addr)
 }
 
 /// Starts the relay with the audit log of its configuration (`[audit]`).

@@ -1,4 +1,7 @@
-//! The `cps.v1.CpsRelay` gRPC service: authorises the caller by role ([`Roles`]), checks the
+//! The relay service and its `cps.v1.CpsRelay` gRPC face. The two use cases a gateway calls,
+//! `authentication_certificate` and `sign_for_authentication` (one child module each), are
+//! shared with the seed's CPS agent HTTP face (`crate::agent_http`): same roles, purpose limits
+//! and audit, whichever face is asked. The service authorises the caller by role ([`Roles`]), checks the
 //! request, runs the card operation on one of `sessions` card threads ([`CardQueue`], waiting
 //! at most `card_wait` for the card), and records every signature and every PIN attempt
 //! (caller, professional and certificate from the card, scheme, SHA-256 of the data, outcome —
@@ -26,10 +29,9 @@ use crate::card::queue::CardQueue;
 use crate::card::{Card, Pin, check_pin_format};
 use crate::error::RelayError;
 use crate::grant::{GrantSigner, IssuedGrant};
-use crate::handshake;
 use crate::pin::PinThrottle;
 use crate::roles::{Role, Roles, Rpc};
-use crate::scheme::{Scheme, sha256};
+use crate::scheme::Scheme;
 use crate::session::{CardSession, CardSessions, Observation, start_polling};
 use crate::transcript::ServerPolicy;
 
@@ -125,6 +127,29 @@ enum Signed {
     CardChanged,
 }
 
+/// Which face of the relay a request came through, recorded in the audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Face {
+    /// `cps.v1.CpsRelay`.
+    Grpc,
+    /// The seed's CPS agent HTTP API (`crate::agent_http`).
+    AgentHttp,
+}
+
+impl Face {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Face::Grpc => "grpc",
+            Face::AgentHttp => "cps-agent-http",
+        }
+    }
+}
+
+/// A grant id as a caller sent it (metadata or header), bounded.
+pub(crate) fn grant_id_of(raw: &str) -> String {
+    raw.chars().take(64).collect()
+}
+
 fn ended_by(e: &RelayError) -> Option<SessionReason> {
     match e {
         RelayError::NoToken { .. } | RelayError::TokenNotFound { .. } | RelayError::ObjectNotFound { .. } => {
@@ -203,9 +228,14 @@ impl RelayService {
 
     fn authorise<T>(&self, req: &Request<T>, rpc: Rpc) -> Result<(Caller, Role), RelayError> {
         let c = caller(req)?;
-        self.access.check(&c)?;
-        let role = self.roles.authorise(&c, rpc)?;
+        let role = self.admit(&c, rpc)?;
         Ok((c, role))
+    }
+
+    /// The caller's certificate is allowed (pinned set) and its identity holds a role for `rpc`.
+    fn admit(&self, caller: &Caller, rpc: Rpc) -> Result<Role, RelayError> {
+        self.access.check(caller)?;
+        self.roles.authorise(caller, rpc)
     }
 
     /// The professional on the card as last read (no card access).
@@ -260,91 +290,6 @@ impl RelayService {
             ))),
             None => self.sessions.current().ok_or(RelayError::NotLoggedIn),
         }
-    }
-
-    async fn sign(
-        &self,
-        caller: &Caller,
-        role: Role,
-        grant_id: Option<String>,
-        req: SignForAuthenticationRequest,
-    ) -> Result<Vec<u8>, RelayError> {
-        let scheme = Scheme::from_proto(req.scheme).ok_or_else(|| RelayError::UnsupportedScheme {
-            requested: format!("{} (unknown or unspecified)", req.scheme),
-            supported: "rsa_pkcs1_sha256, rsa_pss_rsae_sha256, ecdsa_secp256r1_sha256".into(),
-        })?;
-        let input = handshake::classify(scheme, &req.data)?;
-        let server = self.servers.check(input, &req.data)?;
-        let session = self.signing_session(grant_id.as_deref())?;
-        self.roles
-            .check_professional(caller, role, &session.professional_id)?;
-        self.access.take_signature_token(caller)?;
-        let digest = hex::encode(sha256(&req.data));
-        let data = req.data;
-        let expected = session.certificate_der.clone();
-        let start = Instant::now();
-        // The card in the reader must still be the session's: a card read again since (another
-        // token) is never asked to sign for the old session.
-        let signed = self
-            .on_card(move |card| {
-                if card.certificate()?.leaf != expected {
-                    return Ok(Signed::CardChanged);
-                }
-                card.sign(scheme, &data).map(Signed::Signature)
-            })
-            .await;
-        let result = match signed {
-            Ok(Signed::Signature(s)) => Ok(s),
-            Ok(Signed::CardChanged) => {
-                self.sessions.end_if(&session.id, SessionReason::CardChanged);
-                Err(RelayError::NoToken {
-                    reason: "another card is in the reader; the holder must log in again".into(),
-                })
-            }
-            Err(e) => {
-                if let Some(reason) = ended_by(&e) {
-                    self.sessions.end_if(&session.id, reason);
-                }
-                Err(e)
-            }
-        };
-        self.metrics.card_seconds.observe(start.elapsed().as_secs_f64());
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        self.metrics
-            .signatures
-            .get_or_create(&SignLabels {
-                scheme: scheme.name(),
-                outcome,
-            })
-            .inc();
-        tracing::info!(
-            caller = %caller.identity,
-            professional = %session.professional_id,
-            scheme = scheme.name(),
-            handshake = input.name(),
-            server = server.as_deref().unwrap_or("-"),
-            data_sha256 = %digest,
-            outcome = result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.kind()),
-            "signature for authentication"
-        );
-        let attrs = serde_json::json!({
-            "scheme": scheme.name(),
-            "handshake": input.name(),
-            "data_sha256": digest,
-            "server": server,
-            "certificate_sha256": session.certificate_sha256,
-            "grant_id": grant_id,
-        });
-        // Fail closed: a signature that cannot be audited is not handed out.
-        self.audit(
-            "sign_for_authentication",
-            caller,
-            Some(session.professional_id.clone()),
-            &result.as_ref().map(|_| ()),
-            attrs,
-        )
-        .await?;
-        result
     }
 
     /// One PIN attempt that passed the caller check: grantees, PIN format, throttle, then the
@@ -416,40 +361,25 @@ impl CpsRelay for RelayService {
         &self,
         request: Request<GetAuthenticationCertificateRequest>,
     ) -> Result<Response<GetAuthenticationCertificateResponse>, Status> {
-        let (caller, role) = self.authorise(&request, Rpc::GetAuthenticationCertificate)?;
-        // Read from the card now: a swapped card is seen here even when nobody watches.
-        let read = self
-            .on_card(|card| Ok((card.current_identity(), card.schemes())))
-            .await?;
-        let identity = match read.0 {
-            Ok(identity) => identity,
-            Err(e) => {
-                if let Some(SessionReason::CardRemoved) = ended_by(&e) {
-                    self.sessions.end(SessionReason::CardRemoved);
-                }
-                return Err(e.into());
-            }
-        };
-        self.sessions.observe(&Observation::Identity(identity.clone()));
-        let described = identity.certificate.describe(&read.1?)?;
-        self.roles
-            .check_professional(&caller, role, &described.professional_id)?;
-        Ok(Response::new(described))
+        let caller = caller(&request)?;
+        Ok(Response::new(self.authentication_certificate(&caller).await?))
     }
 
     async fn sign_for_authentication(
         &self,
         request: Request<SignForAuthenticationRequest>,
     ) -> Result<Response<SignForAuthenticationResponse>, Status> {
-        let (caller, role) = self.authorise(&request, Rpc::SignForAuthentication)?;
+        let caller = caller(&request)?;
         let grant_id = request
             .metadata()
             .get(GRANT_ID_METADATA)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(64).collect::<String>());
+            .map(grant_id_of);
         let req = request.into_inner();
         let scheme = req.scheme;
-        let signature = self.sign(&caller, role, grant_id, req).await?;
+        let signature = self
+            .sign_for_authentication(&caller, Face::Grpc, grant_id, req.scheme, req.data)
+            .await?;
         Ok(Response::new(SignForAuthenticationResponse { signature, scheme }))
     }
 
@@ -598,5 +528,7 @@ impl CpsRelay for RelayService {
     }
 }
 
+mod authentication_certificate;
+mod sign_for_authentication;
 #[cfg(test)]
 mod tests;

@@ -157,12 +157,32 @@ pub struct RelayClientSettings {
     pub call_timeout: Duration,
 }
 
+/// The API a relay speaks (`relays.<id>.api`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayApi {
+    /// cps-relay's `cps.v1.CpsRelay` over gRPC with mutual TLS: certificate, signatures and the
+    /// card session's state (WatchSession).
+    #[default]
+    Grpc,
+    /// The seed's DevBox-Santé CPS agent HTTP API (`GET /cps/authenticationCertificate`,
+    /// `POST /cps/sign/for/authentication/SHA256WithRSA`; bodies in `relay_client::agent`):
+    /// cps-relay's `agent_http` face, or another agent speaking it. It reports no card session:
+    /// the agent itself refuses signatures outside the grant's card session, and the gateway's
+    /// pools towards it close after `dmp.certificate_ttl`.
+    CpsAgent,
+}
+
 /// One relay calls may name (section `relays.<id>`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RelaySettings {
-    /// `https://host:port`
+    /// `https://host:port` (a CPS agent: its base URL, `https://host:port[/path]`; `http://`
+    /// only in development mode).
     pub endpoint: String,
+    /// The API the relay speaks: `grpc` (default) or `cps_agent`.
+    #[serde(default)]
+    pub api: RelayApi,
     /// Name in the relay's server certificate (defaults to the endpoint's host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
@@ -184,6 +204,7 @@ impl Default for Config {
             RelaySettings {
                 endpoint: "https://127.0.0.1:50051".into(),
                 server_name: Some("localhost".into()),
+                api: RelayApi::Grpc,
                 grant_key: default_grant_key(),
             },
         );
@@ -343,10 +364,24 @@ impl ServiceConfig for Config {
                 .endpoint
                 .parse()
                 .map_err(|e| ConfigError::invalid(format!("relays.{id}.endpoint"), format!("{e}")))?;
-            if uri.scheme_str() != Some("https") || uri.host().is_none() {
+            let plain_agent =
+                r.api == RelayApi::CpsAgent && self.development && uri.scheme_str() == Some("http");
+            if (uri.scheme_str() != Some("https") && !plain_agent) || uri.host().is_none() {
                 return Err(ConfigError::invalid(
                     format!("relays.{id}.endpoint"),
-                    "must be https://host:port (the relay requires mutual TLS)",
+                    match r.api {
+                        RelayApi::Grpc => "must be https://host:port (the relay requires mutual TLS)",
+                        RelayApi::CpsAgent => {
+                            "must be https://host:port[/path] (mutual TLS with relay_client's certificate; \
+                             http:// only with development = true)"
+                        }
+                    },
+                ));
+            }
+            if r.api == RelayApi::Grpc && !matches!(uri.path(), "" | "/") {
+                return Err(ConfigError::invalid(
+                    format!("relays.{id}.endpoint"),
+                    "a gRPC relay's endpoint has no path: https://host:port",
                 ));
             }
             check_file(&format!("relays.{id}.grant_key"), &r.grant_key)?;

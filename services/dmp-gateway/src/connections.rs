@@ -11,6 +11,13 @@
 //! swapped, PIN locked) or grants revoked, the relay's pools are closed at once, with their
 //! `Arc<ClientConfig>` and so their TLS resumption state, and their signer refuses to ask the
 //! card for anything more.
+//!
+//! **Decision — a CPS agent (`relays.<id>.api = "cps_agent"`) reports no card session:** the
+//! gateway still verifies the grant (signature, `iss`, `aud`, `sub`, `azp`, times, and `cnf`
+//! against the certificate the agent gives) and sends its `jti` with each signature, so the
+//! agent (cps-relay's HTTP face) refuses to sign outside the grant's live card session; the
+//! pool is the grant's card session's (`sid`), and it closes `dmp.certificate_ttl` after it
+//! opened (the next call asks the card again) since no stream says when the session ends.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
@@ -27,6 +34,7 @@ use relay_client::Scheme;
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, ServerName};
 
+use crate::config::RelayApi;
 use crate::connector::DmpConnector;
 use crate::dmp_tls::{TlsVersion, client_config};
 use crate::error::TransportError;
@@ -130,6 +138,8 @@ pub struct ProfessionalSession {
     ledger: Arc<SignatureLedger>,
     consent: Arc<Consent>,
     opened: Instant,
+    /// How long the pool may live: `dmp.max_pool_lifetime`, or less towards a CPS agent.
+    lifetime: Duration,
     last_used: Mutex<Instant>,
 }
 
@@ -205,8 +215,10 @@ impl DmpConnections {
     ) -> Arc<Self> {
         let stop = service_kit::CancellationToken::new();
         Arc::new_cyclic(|me: &Weak<DmpConnections>| {
+            // A CPS agent has no WatchSession: only gRPC relays are watched.
             let watches = relays
                 .endpoints()
+                .filter(|relay| relay.api == RelayApi::Grpc)
                 .map(|relay| {
                     let me = me.clone();
                     let id = relay.id.clone();
@@ -237,11 +249,10 @@ impl DmpConnections {
     /// `max_pool_lifetime` (their signer threads end with them).
     pub fn expire_idle(&self) {
         let idle = self.endpoint.idle_timeout;
-        let lifetime = self.endpoint.max_pool_lifetime;
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.retain(|_, s| {
             let keep = s.last_used.lock().unwrap_or_else(|e| e.into_inner()).elapsed() < idle
-                && s.opened.elapsed() < lifetime;
+                && s.opened.elapsed() < s.lifetime;
             if !keep {
                 s.consent.close();
             }
@@ -254,8 +265,13 @@ impl DmpConnections {
     /// the relay watchers.
     pub fn spawn_expiry(self: &Arc<Self>, shutdown: service_kit::CancellationToken) {
         let me = Arc::downgrade(self);
-        let every = (self.endpoint.idle_timeout.min(self.endpoint.max_pool_lifetime) / 4)
-            .max(Duration::from_millis(100));
+        let every = (self
+            .endpoint
+            .idle_timeout
+            .min(self.endpoint.max_pool_lifetime)
+            .min(self.endpoint.certificate_ttl)
+            / 4)
+        .max(Duration::from_millis(100));
         let stop = self.stop.clone();
         tokio::spawn(async move {
             loop {
@@ -318,26 +334,22 @@ impl DmpConnections {
         }
     }
 
+    /// The card's certificate from `relay_id`, from the cache while it is younger than
+    /// `certificate_ttl` and, when the relay reports a card session, still that session's.
     async fn certificate(
         &self,
         relay_id: &str,
-        session: &CardSession,
+        session_certificate: Option<&str>,
     ) -> Result<Arc<GetAuthenticationCertificateResponse>, TransportError> {
         let relay = self.relays.get(relay_id)?;
         let mut cache = self.certificates.lock().await;
         if let Some(c) = cache.get(relay_id)
             && c.fetched.elapsed() < self.endpoint.certificate_ttl
-            && c.fingerprint.eq_ignore_ascii_case(&session.certificate_sha256)
+            && session_certificate.is_none_or(|f| c.fingerprint.eq_ignore_ascii_case(f))
         {
             return Ok(c.certificate.clone());
         }
-        let mut client = self.relays.client(relay)?;
-        let certificate = Arc::new(
-            client
-                .certificate()
-                .await
-                .map_err(|s| relay_status(relay_id, s))?,
-        );
+        let certificate = Arc::new(self.relays.certificate(relay).await?);
         cache.insert(
             relay_id.to_owned(),
             CachedCertificate {
@@ -365,16 +377,36 @@ impl DmpConnections {
             professional_id: who.professional_id,
             caller: who.caller,
         };
-        // The relay's state first: a relay that cannot say whether the card session is on
-        // answers UNAVAILABLE whatever the grant.
-        let watch = self
-            .watches
-            .get(who.relay_id)
-            .ok_or_else(|| TransportError::Request(format!("relay {} is not watched", who.relay_id)))?;
-        let card_session = watch.current(self.relays.call_timeout()).await?;
-        let grant = self.grants.verify(grant, &expected, unix_now())?;
-        grant.check_session(&card_session)?;
-        let certificate = self.certificate(who.relay_id, &card_session).await?;
+        let (grant, certificate, card_session_id, session_certificate, lifetime) = match relay.api {
+            RelayApi::Grpc => {
+                // The relay's state first: a relay that cannot say whether the card session is
+                // on answers UNAVAILABLE whatever the grant.
+                let watch = self.watches.get(who.relay_id).ok_or_else(|| {
+                    TransportError::Request(format!("relay {} is not watched", who.relay_id))
+                })?;
+                let card_session = watch.current(self.relays.call_timeout()).await?;
+                let grant = self.grants.verify(grant, &expected, unix_now())?;
+                grant.check_session(&card_session)?;
+                let certificate = self
+                    .certificate(who.relay_id, Some(&card_session.certificate_sha256))
+                    .await?;
+                let lifetime = self.endpoint.max_pool_lifetime;
+                (
+                    grant,
+                    certificate,
+                    card_session.id,
+                    Some(card_session.certificate_sha256),
+                    lifetime,
+                )
+            }
+            RelayApi::CpsAgent => {
+                let grant = self.grants.verify(grant, &expected, unix_now())?;
+                let certificate = self.certificate(who.relay_id, None).await?;
+                let sid = grant.sid.clone();
+                let lifetime = self.endpoint.max_pool_lifetime.min(self.endpoint.certificate_ttl);
+                (grant, certificate, sid, None, lifetime)
+            }
+        };
         if certificate.professional_id != who.professional_id {
             return Err(TransportError::WrongProfessional {
                 relay_id: who.relay_id.to_owned(),
@@ -383,14 +415,20 @@ impl DmpConnections {
             });
         }
         let fingerprint = service_kit::tls::sha256_fingerprint(&certificate.leaf_der);
-        if !fingerprint.eq_ignore_ascii_case(&card_session.certificate_sha256) {
+        if session_certificate.is_some_and(|f| !fingerprint.eq_ignore_ascii_case(&f)) {
             return Err(AccessError::SessionEnded {
                 reason: "another card is in the reader".into(),
             }
             .into());
         }
         grant.check_certificate(&certificate.leaf_der)?;
-        let session = self.pool(relay.id.clone(), certificate, fingerprint, card_session.id)?;
+        let session = self.pool(
+            relay.id.clone(),
+            certificate,
+            fingerprint,
+            card_session_id,
+            lifetime,
+        )?;
         session.consent.act_under(&grant.jti);
         Ok(Authorized {
             session,
@@ -409,12 +447,13 @@ impl DmpConnections {
         certificate: Arc<GetAuthenticationCertificateResponse>,
         fingerprint: String,
         card_session_id: String,
+        lifetime: Duration,
     ) -> Result<Arc<ProfessionalSession>, TransportError> {
         let key: PoolKey = (relay_id.clone(), fingerprint.clone(), card_session_id.clone());
         {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(s) = sessions.get(&key) {
-                if s.opened.elapsed() < self.endpoint.max_pool_lifetime {
+                if s.opened.elapsed() < s.lifetime {
                     *s.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                     return Ok(s.clone());
                 }
@@ -471,6 +510,7 @@ impl DmpConnections {
             ledger,
             consent,
             opened: Instant::now(),
+            lifetime,
             last_used: Mutex::new(Instant::now()),
         });
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
@@ -556,23 +596,6 @@ impl DmpConnections {
             headers: parts.headers,
             body,
         })
-    }
-}
-
-fn relay_status(relay_id: &str, s: tonic::Status) -> TransportError {
-    match s.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown => TransportError::RelayUnreachable {
-            relay_id: relay_id.to_owned(),
-            reason: s.message().to_owned(),
-        },
-        tonic::Code::DeadlineExceeded => TransportError::RelayUnreachable {
-            relay_id: relay_id.to_owned(),
-            reason: format!("no answer in time ({})", s.message()),
-        },
-        code => TransportError::RelayRefused {
-            code,
-            message: s.message().to_owned(),
-        },
     }
 }
 

@@ -46,7 +46,7 @@ use service_kit::{CancellationToken, StartError};
 use connections::DmpEndpoint;
 
 pub use caller::CallerIdentity;
-pub use config::{AuthSettings, Config, JwtSettings, RelaySettings, XdsSettings};
+pub use config::{AuthSettings, Config, JwtSettings, RelayApi, RelaySettings, XdsSettings};
 pub use connections::{Authorized, DmpConnections, Professional, TransportMetrics};
 pub use dmp_tls::{TlsVersion, client_config};
 pub use error::{DmpError, TransportError};
@@ -141,6 +141,7 @@ pub fn connections(config: &Config, metrics: TransportMetrics) -> Result<Arc<Dmp
                 id: id.clone(),
                 endpoint: r.endpoint.clone(),
                 server_name,
+                api: r.api,
             },
         );
     }

@@ -51,7 +51,7 @@ pub(crate) fn entry_from_request(
             index,
             field: "patient",
             given: patient.to_cx(),
-            cda: header.patient_ins[0].to_cx(),
+            cda: format!("{} (recordTarget/patientRole/id)", header.patient_ins[0].to_cx()),
         });
     }
 

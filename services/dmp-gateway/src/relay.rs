@@ -8,14 +8,21 @@
 //! sends it a job and waits on a std channel with a deadline. This works on current-thread and
 //! multi-thread runtimes alike, never blocks the relay call on the caller's runtime, and cannot
 //! deadlock (shared/TECH-NOTES.md "rustls client certificates signed elsewhere").
+//!
+//! A relay speaks gRPC (`cps.v1.CpsRelay`) or the seed's CPS agent HTTP API
+//! (`relays.<id>.api = "cps_agent"`, [`CpsAgentClient`]); both give the card's certificate and
+//! sign handshake data under the call's session grant, the rest of the gateway does not care
+//! which. A CPS agent answers SHA256WithRSA (`rsa_pkcs1_sha256`) only.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use relay_client::{CpsRelayClient, RelayTls, Scheme};
+use ehealth_proto::cps::v1::GetAuthenticationCertificateResponse;
+use relay_client::{CpsAgentClient, CpsRelayClient, KeyKind, RelayTls, Scheme};
 use tracing::Instrument;
 
+use crate::config::RelayApi;
 use crate::error::TransportError;
 
 /// One configured relay.
@@ -27,6 +34,8 @@ pub struct RelayEndpoint {
     pub endpoint: String,
     /// The name verified in the relay's server certificate.
     pub server_name: String,
+    /// The API it speaks.
+    pub api: RelayApi,
 }
 
 /// The relay table and the gateway's client identity towards relays.
@@ -83,9 +92,104 @@ impl RelayDirectory {
         })
     }
 
+    /// A CPS agent client of `relay` (mutual TLS, or none on a development `http://` agent).
+    fn agent(&self, relay: &RelayEndpoint) -> Result<CpsAgentClient, TransportError> {
+        agent_client(relay, &self.tls_for(relay), self.call_timeout)
+    }
+
+    /// The card's certificate as `relay` gives it now, described.
+    pub(crate) async fn certificate(
+        &self,
+        relay: &RelayEndpoint,
+    ) -> Result<GetAuthenticationCertificateResponse, TransportError> {
+        match relay.api {
+            RelayApi::Grpc => self
+                .client(relay)?
+                .certificate()
+                .await
+                .map_err(|s| relay_status(&relay.id, s)),
+            RelayApi::CpsAgent => {
+                let got = self
+                    .agent(relay)?
+                    .certificate()
+                    .await
+                    .map_err(|s| relay_status(&relay.id, s))?;
+                let refused = |message: String| TransportError::RelayRefused {
+                    code: tonic::Code::FailedPrecondition,
+                    message: format!("CPS agent `{}`: {message}", relay.id),
+                };
+                match relay_client::key_kind(&got.leaf).map_err(refused)? {
+                    KeyKind::Rsa { .. } => {}
+                    KeyKind::EcP256 => {
+                        return Err(refused(
+                            "the card's key is ECDSA, and the CPS agent API signs SHA256WithRSA only".into(),
+                        ));
+                    }
+                }
+                relay_client::describe_certificate(got.leaf, got.chain, &[Scheme::RsaPkcs1Sha256])
+                    .map_err(refused)
+            }
+        }
+    }
+
     /// A signer thread towards `relay` (its own runtime and channel).
     pub fn signer_thread(&self, relay: &RelayEndpoint) -> Result<SignerThread, TransportError> {
         SignerThread::spawn(relay, &self.tls_for(relay), self.call_timeout)
+    }
+}
+
+fn agent_client(
+    relay: &RelayEndpoint,
+    tls: &RelayTls,
+    timeout: Duration,
+) -> Result<CpsAgentClient, TransportError> {
+    // Configuration allows http:// only for a development agent.
+    let tls = relay.endpoint.starts_with("https://").then_some(tls);
+    CpsAgentClient::new(&relay.endpoint, tls, timeout).map_err(|e| TransportError::RelayUnreachable {
+        relay_id: relay.id.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// A relay's error status as the gateway reports it: unreachable, or refused with its code.
+pub(crate) fn relay_status(relay_id: &str, s: tonic::Status) -> TransportError {
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown => TransportError::RelayUnreachable {
+            relay_id: relay_id.to_owned(),
+            reason: s.message().to_owned(),
+        },
+        tonic::Code::DeadlineExceeded => TransportError::RelayUnreachable {
+            relay_id: relay_id.to_owned(),
+            reason: format!("no answer in time ({})", s.message()),
+        },
+        code => TransportError::RelayRefused {
+            code,
+            message: s.message().to_owned(),
+        },
+    }
+}
+
+/// One relay's signing client, whichever API it speaks.
+#[derive(Clone)]
+enum SigningClient {
+    Grpc(CpsRelayClient),
+    CpsAgent(CpsAgentClient),
+}
+
+impl SigningClient {
+    async fn sign(&self, scheme: Scheme, data: Vec<u8>, grant_id: &str) -> Result<Vec<u8>, tonic::Status> {
+        match self {
+            SigningClient::Grpc(c) => c.clone().sign_under_grant(scheme, data, grant_id).await,
+            SigningClient::CpsAgent(c) => {
+                if scheme != Scheme::RsaPkcs1Sha256 {
+                    return Err(tonic::Status::invalid_argument(format!(
+                        "a CPS agent signs SHA256WithRSA (rsa_pkcs1_sha256) only, not {}",
+                        scheme.name()
+                    )));
+                }
+                c.sign(data, Some(grant_id).filter(|g| !g.is_empty())).await
+            }
+        }
     }
 }
 
@@ -131,7 +235,7 @@ impl std::fmt::Debug for SignerThread {
 impl SignerThread {
     fn spawn(relay: &RelayEndpoint, tls: &RelayTls, timeout: Duration) -> Result<Self, TransportError> {
         let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel::<SignJob>();
-        let endpoint = relay.endpoint.clone();
+        let endpoint = relay.clone();
         let tls = tls.clone();
         let relay_id = relay.id.clone();
         let unreachable = |reason: String| TransportError::RelayUnreachable {
@@ -147,21 +251,29 @@ impl SignerThread {
             .spawn(move || {
                 runtime.block_on(async move {
                     // Created inside this runtime, so its connection tasks live here.
-                    let client = match CpsRelayClient::connect_lazy(&endpoint, &tls, timeout) {
+                    let client = match endpoint.api {
+                        RelayApi::Grpc => CpsRelayClient::connect_lazy(&endpoint.endpoint, &tls, timeout)
+                            .map(SigningClient::Grpc)
+                            .map_err(|e| e.to_string()),
+                        RelayApi::CpsAgent => agent_client(&endpoint, &tls, timeout)
+                            .map(SigningClient::CpsAgent)
+                            .map_err(|e| e.to_string()),
+                    };
+                    let client = match client {
                         Ok(c) => c,
                         Err(e) => {
                             while let Some(job) = rx.recv().await {
-                                let _ = job.reply.send(Err(SignFailure::Unreachable(e.to_string())));
+                                let _ = job.reply.send(Err(SignFailure::Unreachable(e.clone())));
                             }
                             return;
                         }
                     };
                     while let Some(job) = rx.recv().await {
-                        let mut c = client.clone();
+                        let c = client.clone();
                         let span = tracing::info_span!(parent: &job.parent, "cps_relay.sign", scheme = job.scheme.name());
                         tokio::spawn(
                             async move {
-                                let result = c.sign_under_grant(job.scheme, job.data, &job.grant_id).await.map_err(|s| match s.code() {
+                                let result = c.sign(job.scheme, job.data, &job.grant_id).await.map_err(|s| match s.code() {
                                     tonic::Code::Unavailable | tonic::Code::Unknown => {
                                         SignFailure::Unreachable(s.message().to_owned())
                                     }

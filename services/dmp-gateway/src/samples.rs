@@ -27,6 +27,7 @@ pub fn cda(unique_id: &str, ins: &str, author_id: &str, padding: usize) -> Bytes
 <ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
   <realmCode code="FR"/>
   <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
+  <templateId root="2.16.840.1.113883.2.8.2.1"/>
   <templateId root="1.2.250.1.213.1.1.1.1"/>
   <id root="{unique_id}"/>
   <code code="11488-4" displayName="Note de consultation" codeSystem="2.16.840.1.113883.6.1"/>

@@ -90,7 +90,9 @@ impl Transaction for Submit {
             .iter()
             .enumerate()
             .map(|(i, d)| {
-                cda::read_header(&d.content).map_err(|reason| DmpError::MalformedCda { index: i, reason })
+                // Readable, and following the CI-SIS header rules the DMP enforces.
+                cda::read_conforming_header(&d.content)
+                    .map_err(|reason| DmpError::MalformedCda { index: i, reason })
             })
             .collect::<Result<Vec<_>, _>>()?;
 

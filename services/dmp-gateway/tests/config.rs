@@ -80,3 +80,35 @@ fn every_relay_has_a_grant_key_and_jwt_keys_come_over_https() {
     let err = refused_key(&c);
     assert!(err.contains("auth.jwt.jwks") && err.contains("https"), "{err}");
 }
+
+/// Issue 16: a CPS agent relay speaks https with mutual TLS outside development mode; a gRPC
+/// relay's endpoint has no path.
+#[test]
+fn a_cps_agent_relay_is_https_outside_development() {
+    let pki = pki();
+    let mut c = valid(&pki);
+    let relay = c.relays.get_mut("local").expect("the default relay");
+    relay.api = dmp_gateway::RelayApi::CpsAgent;
+    relay.endpoint = "https://127.0.0.1:8700/agent".into();
+    c.validate().expect("an https agent with a base path");
+
+    let set = |c: &mut Config, endpoint: &str| {
+        c.relays.get_mut("local").expect("relay").endpoint = endpoint.into();
+    };
+    set(&mut c, "http://127.0.0.1:8700");
+    let err = refused_key(&c);
+    assert!(
+        err.contains("`relays.local.endpoint`") && err.contains("http:// only with development = true"),
+        "{err}"
+    );
+    c.development = true;
+    c.validate().expect("a plain-http agent in development mode");
+
+    // A gRPC relay never goes plain, development or not, and names no path.
+    c.relays.get_mut("local").expect("relay").api = dmp_gateway::RelayApi::Grpc;
+    let err = refused_key(&c);
+    assert!(err.contains("the relay requires mutual TLS"), "{err}");
+    set(&mut c, "https://127.0.0.1:50051/cps");
+    let err = refused_key(&c);
+    assert!(err.contains("has no path"), "{err}");
+}

@@ -706,6 +706,37 @@ fn bad_inputs_are_refused_naming_the_field() {
             "documents[0].content: malformed CDA: ClinicalDocument/effectiveTime: `2024-01-15` is not an HL7 TS date",
         ),
         (
+            "CDA header without the CI-SIS template",
+            Box::new(|r| {
+                let cda = String::from_utf8(r.documents[0].content.to_vec()).expect("utf8");
+                r.documents[0].content =
+                    Bytes::from(cda.replace("<templateId root=\"1.2.250.1.213.1.1.1.1\"/>", ""));
+            }),
+            "documents[0].content: malformed CDA: ClinicalDocument/templateId: 1.2.250.1.213.1.1.1.1 (the CI-SIS header",
+        ),
+        (
+            "CDA creation time without seconds",
+            Box::new(|r| {
+                let cda = String::from_utf8(r.documents[0].content.to_vec()).expect("utf8");
+                r.documents[0].content = Bytes::from(cda.replace(
+                    "20240115103000+0100\"/>\n  <conf",
+                    "202401151030+0100\"/>\n  <conf",
+                ));
+            }),
+            "documents[0].content: malformed CDA: ClinicalDocument/effectiveTime: `202401151030+0100` must be YYYYMMDDHHMMSS±HHMM",
+        ),
+        (
+            "CDA custodian not a structure",
+            Box::new(|r| {
+                let cda = String::from_utf8(r.documents[0].content.to_vec()).expect("utf8");
+                r.documents[0].content = Bytes::from(cda.replace(
+                    "<id root=\"1.2.250.1.71.4.2.2\" extension=\"10B0152872\"/>",
+                    "<id root=\"1.2.250.1.71.4.2.1\" extension=\"10B0152872\"/>",
+                ));
+            }),
+            "documents[0].content: malformed CDA: custodian/assignedCustodian/representedCustodianOrganization/id: the custodian is identified under 1.2.250.1.71.4.2.2",
+        ),
+        (
             "empty document",
             Box::new(|r| r.documents[0].content = Bytes::new()),
             "documents[0].content: the document is empty",
@@ -735,7 +766,7 @@ fn bad_inputs_are_refused_naming_the_field() {
                     p.ins = "185057512345673".into();
                 }
             }),
-            "documents[0].metadata.patient: `185057512345673^^^&1.2.250.1.213.1.4.10&ISO^NH` contradicts the CDA header",
+            "documents[0].metadata.patient: `185057512345673^^^&1.2.250.1.213.1.4.10&ISO^NH` contradicts the CDA header, which says `207058575627097^^^&1.2.250.1.213.1.4.10&ISO^NH (recordTarget/patientRole/id)`",
         ),
         (
             "unique id contradicts the CDA",

@@ -2,6 +2,7 @@ use super::*;
 use crate::card::CardStatus;
 use crate::certificate::CardCertificate;
 use crate::config::{AccessSettings, GatewayAccess, SigningSettings};
+use crate::handshake;
 
 /// A card that takes 300 ms per signature, like a slow physical card.
 struct SlowCard {
@@ -100,13 +101,12 @@ async fn busy_card_answers_deadline_exceeded() {
         subject: "CN=test".into(),
         identity: "test".into(),
     };
-    let req = || SignForAuthenticationRequest {
-        scheme: Scheme::RsaPkcs1Sha256.to_proto() as i32,
-        data: handshake::sample_tls12_transcript(Some("dmp.test"), &server_chain),
-    };
-    let (first, second) = tokio::join!(svc.sign(&caller, Role::Gateway, None, req()), async {
+    let scheme = Scheme::RsaPkcs1Sha256.to_proto() as i32;
+    let data = || handshake::sample_tls12_transcript(Some("dmp.test"), &server_chain);
+    let sign = || svc.sign_for_authentication(&caller, Face::Grpc, None, scheme, data());
+    let (first, second) = tokio::join!(sign(), async {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        svc.sign(&caller, Role::Gateway, None, req()).await
+        sign().await
     });
     assert!(first.is_ok(), "{first:?}");
     let err = second.expect_err("the card is busy with the first signature");

@@ -121,6 +121,8 @@ pub(crate) fn config(token: &str) -> Config {
 
 pub(crate) struct Relay {
     pub addr: std::net::SocketAddr,
+    /// The CPS agent HTTP API, when `agent_http.listen` was set.
+    pub agent_http: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
 }
 
@@ -139,6 +141,7 @@ pub(crate) async fn start(config: Config, audit: AuditLog) -> Relay {
         .expect("relay starts");
     Relay {
         addr: running.grpc_addr,
+        agent_http: running.service.agent_http_addr,
         shutdown,
     }
 }
@@ -155,6 +158,22 @@ pub(crate) fn client_as(relay: &Relay, cert: &str, key: &str) -> CpsRelayClient 
     .expect("tls files");
     CpsRelayClient::connect_lazy(&format!("https://{}", relay.addr), &tls, Duration::from_secs(10))
         .expect("client")
+}
+
+/// A CPS agent HTTP client of the relay's agent face presenting one of the dev PKI's client
+/// certificates.
+pub(crate) fn agent_as(relay: &Relay, cert: &str, key: &str) -> relay_client::CpsAgentClient {
+    let pki = &f().pki;
+    let tls = RelayTls::from_files(
+        &pki.path(files::SUITE_CA),
+        &pki.path(cert),
+        &pki.path(key),
+        "localhost",
+    )
+    .expect("tls files");
+    let addr = relay.agent_http.expect("the relay serves the CPS agent API");
+    relay_client::CpsAgentClient::new(&format!("https://{addr}"), Some(&tls), Duration::from_secs(10))
+        .expect("agent client")
 }
 
 pub(crate) fn gateway(relay: &Relay) -> Client {
