@@ -24,6 +24,7 @@ use relay_client::GRANT_ID_METADATA;
 use crate::access::{Access, Caller, caller};
 use crate::card::queue::CardQueue;
 use crate::card::{Card, Pin, check_pin_format};
+use crate::certificate::KeyPurpose;
 use crate::error::RelayError;
 use crate::grant::{GrantSigner, IssuedGrant};
 use crate::handshake;
@@ -31,6 +32,7 @@ use crate::pin::PinThrottle;
 use crate::roles::{Role, Roles, Rpc};
 use crate::scheme::{Scheme, sha256};
 use crate::session::{CardSession, CardSessions, Observation, start_polling};
+use crate::signed_info;
 use crate::transcript::ServerPolicy;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -251,11 +253,11 @@ impl RelayService {
 
     /// The card session a signature is made in: the grant's, or (development, no grant) the
     /// open one.
-    fn signing_session(&self, grant_id: Option<&str>) -> Result<CardSession, RelayError> {
+    fn signing_session(&self, grant_id: Option<&str>, rpc: &str) -> Result<CardSession, RelayError> {
         match grant_id {
             Some(id) => self.sessions.check_grant(id),
             None if self.grants_required => Err(RelayError::NoSessionGrant(format!(
-                "no session grant: SignForAuthentication needs metadata {GRANT_ID_METADATA} naming a live \
+                "no session grant: {rpc} needs metadata {GRANT_ID_METADATA} naming a live \
                  grant of the card session (the card holder issues it with IssueSessionGrant)"
             ))),
             None => self.sessions.current().ok_or(RelayError::NotLoggedIn),
@@ -275,7 +277,7 @@ impl RelayService {
         })?;
         let input = handshake::classify(scheme, &req.data)?;
         let server = self.servers.check(input, &req.data)?;
-        let session = self.signing_session(grant_id.as_deref())?;
+        let session = self.signing_session(grant_id.as_deref(), "SignForAuthentication")?;
         self.roles
             .check_professional(caller, role, &session.professional_id)?;
         self.access.take_signature_token(caller)?;
@@ -284,12 +286,15 @@ impl RelayService {
         let expected = session.certificate_der.clone();
         let start = Instant::now();
         // The card in the reader must still be the session's: a card read again since (another
-        // token) is never asked to sign for the old session.
+        // token) is never asked to sign for the old session. A signature (nonRepudiation) key
+        // never signs a TLS handshake.
         let signed = self
             .on_card(move |card| {
-                if card.certificate()?.leaf != expected {
+                let certificate = card.certificate()?;
+                if certificate.leaf != expected {
                     return Ok(Signed::CardChanged);
                 }
+                certificate.check_purpose(KeyPurpose::Authentication)?;
                 card.sign(scheme, &data).map(Signed::Signature)
             })
             .await;
@@ -345,6 +350,109 @@ impl RelayService {
         )
         .await?;
         result
+    }
+
+    /// A XAdES signature with the card's signature key (issue 16): the same session, grant,
+    /// professional and rate checks as a TLS signature, then the SignedInfo's exact shape, then
+    /// the key's purpose; audited like every signature (digests, never the data).
+    async fn sign_xades(
+        &self,
+        caller: &Caller,
+        role: Role,
+        grant_id: Option<String>,
+        signed_info: Vec<u8>,
+    ) -> Result<(Vec<u8>, Vec<u8>), RelayError> {
+        let digest = hex::encode(sha256(&signed_info));
+        let (shape, result) = match signed_info::check(&signed_info) {
+            Ok(shape) => {
+                let r = self
+                    .sign_xades_checked(caller, role, grant_id.as_deref(), signed_info)
+                    .await;
+                (Some(shape), r)
+            }
+            Err(e) => (None, Err(e)),
+        };
+        let (professional, certificate_sha256) = match &result {
+            Ok((_, cert, professional)) => (Some(professional.clone()), Some(hex::encode(sha256(cert)))),
+            Err(_) => (self.card_professional(), None),
+        };
+        let outcome = result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.kind());
+        self.metrics
+            .signatures
+            .get_or_create(&SignLabels {
+                scheme: "xades_rsa_pkcs1_sha256",
+                outcome: if result.is_ok() { "ok" } else { "error" },
+            })
+            .inc();
+        tracing::info!(
+            caller = %caller.identity,
+            professional = professional.as_deref().unwrap_or("-"),
+            data_sha256 = %digest,
+            outcome,
+            "XAdES signature"
+        );
+        let attrs = serde_json::json!({
+            "scheme": "rsa_pkcs1_sha256",
+            "key": "signature",
+            "purpose": "xades_signed_info",
+            "data_sha256": digest,
+            "manifest_sha256": shape.as_ref().map(|s| s.manifest_sha256.clone()),
+            "signed_properties_sha256": shape.as_ref().map(|s| s.signed_properties_sha256.clone()),
+            "certificate_sha256": certificate_sha256,
+            "grant_id": grant_id,
+        });
+        // Fail closed, as for TLS signatures.
+        self.audit(
+            "sign_xades_signed_info",
+            caller,
+            professional,
+            &result.as_ref().map(|_| ()),
+            attrs,
+        )
+        .await?;
+        result.map(|(signature, certificate, _)| (signature, certificate))
+    }
+
+    async fn sign_xades_checked(
+        &self,
+        caller: &Caller,
+        role: Role,
+        grant_id: Option<&str>,
+        signed_info: Vec<u8>,
+    ) -> Result<(Vec<u8>, Vec<u8>, String), RelayError> {
+        let session = self.signing_session(grant_id, "SignXadesSignedInfo")?;
+        self.roles
+            .check_professional(caller, role, &session.professional_id)?;
+        self.access.take_signature_token(caller)?;
+        let expected = session.certificate_der.clone();
+        let start = Instant::now();
+        let signed = self
+            .on_card(move |card| {
+                if card.certificate()?.leaf != expected {
+                    return Ok(None);
+                }
+                let certificate = card.signature_certificate()?;
+                certificate.check_purpose(KeyPurpose::Signature)?;
+                let signature = card.sign_with_signature_key(&signed_info)?;
+                Ok(Some((signature, certificate.leaf)))
+            })
+            .await;
+        self.metrics.card_seconds.observe(start.elapsed().as_secs_f64());
+        match signed {
+            Ok(Some((signature, certificate))) => Ok((signature, certificate, session.professional_id)),
+            Ok(None) => {
+                self.sessions.end_if(&session.id, SessionReason::CardChanged);
+                Err(RelayError::NoToken {
+                    reason: "another card is in the reader; the holder must log in again".into(),
+                })
+            }
+            Err(e) => {
+                if let Some(reason) = ended_by(&e) {
+                    self.sessions.end_if(&session.id, reason);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// One PIN attempt that passed the caller check: grantees, PIN format, throttle, then the
@@ -451,6 +559,37 @@ impl CpsRelay for RelayService {
         let scheme = req.scheme;
         let signature = self.sign(&caller, role, grant_id, req).await?;
         Ok(Response::new(SignForAuthenticationResponse { signature, scheme }))
+    }
+
+    async fn get_signature_certificate(
+        &self,
+        request: Request<GetSignatureCertificateRequest>,
+    ) -> Result<Response<GetSignatureCertificateResponse>, Status> {
+        let (caller, role) = self.authorise(&request, Rpc::GetSignatureCertificate)?;
+        self.check_card_professional(&caller, role)?;
+        let certificate = self.on_card(|card| card.signature_certificate()).await?;
+        Ok(Response::new(GetSignatureCertificateResponse {
+            leaf_der: certificate.leaf,
+            chain_der: certificate.chain,
+        }))
+    }
+
+    async fn sign_xades_signed_info(
+        &self,
+        request: Request<SignXadesSignedInfoRequest>,
+    ) -> Result<Response<SignXadesSignedInfoResponse>, Status> {
+        let (caller, role) = self.authorise(&request, Rpc::SignXadesSignedInfo)?;
+        let grant_id = request
+            .metadata()
+            .get(GRANT_ID_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(64).collect::<String>());
+        let signed_info = request.into_inner().signed_info;
+        let (signature, certificate_der) = self.sign_xades(&caller, role, grant_id, signed_info).await?;
+        Ok(Response::new(SignXadesSignedInfoResponse {
+            signature,
+            certificate_der,
+        }))
     }
 
     async fn get_status(

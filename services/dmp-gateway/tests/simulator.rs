@@ -555,6 +555,7 @@ fn nurse() -> &'static (Vec<u8>, ProfessionalIdentity) {
                     surname: "INFIRMIERE".into(),
                     given_name: "CLAIRE".into(),
                     profession: "60".into(),
+                    specialty: None,
                     organization: "CABINET INFIRMIER".into(),
                 },
             )

@@ -33,6 +33,7 @@ fn fixture() -> &'static Fixture {
             surname: "INFIRMIER".into(),
             given_name: "PAUL".into(),
             profession: "60".into(),
+            specialty: None,
             organization: "CABINET".into(),
         };
         let (other_chain, _) = pki
@@ -44,6 +45,7 @@ fn fixture() -> &'static Fixture {
             surname: "DOCTEUR".into(),
             given_name: "KIT".into(),
             profession: "10".into(),
+            specialty: None,
             organization: "TEST".into(),
         };
         let (examples_chain, _) = pki
