@@ -68,6 +68,9 @@ fi
 # "Configuration"), so the ports above reach every process that listens on or calls them.
 export CPS_RELAY_SERVER__LISTEN="127.0.0.1:$RELAY_PORT"
 export CPS_RELAY_METRICS__LISTEN="127.0.0.1:$RELAY_METRICS_PORT"
+# The dev card's signature key (nonRepudiation), which signs submissions' XAdES (issue 16).
+export CPS_RELAY_BACKEND__SOFTWARE__SIGNATURE_CERTIFICATE_CHAIN=.dev-pki/cps-sign-chain.pem
+export CPS_RELAY_BACKEND__SOFTWARE__SIGNATURE_PRIVATE_KEY=.dev-pki/cps-sign.key.pem
 export DMP_SIM_LISTEN="127.0.0.1:$DMP_PORT"
 export DMP_GATEWAY_SERVER__LISTEN="127.0.0.1:$GATEWAY_PORT"
 export DMP_GATEWAY_METRICS__LISTEN="127.0.0.1:$GATEWAY_METRICS_PORT"

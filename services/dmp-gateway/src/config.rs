@@ -39,10 +39,6 @@ service_kit::service_config! {
         pub lps: LpsIdentity,
         /// XDS metadata and document limits of the DMP transactions.
         pub xds: XdsSettings,
-        /// The key that signs each submission's XAdES signature document (RSA, PKCS#8 PEM) and
-        /// its certificate: in production the structure's organisation certificate; the default
-        /// is the dev PKI's card key, for the local suite only.
-        pub signature: SignatureSettings,
     }
 }
 
@@ -199,26 +195,6 @@ impl Default for Config {
             audit: audit_log::AuditSettings::default(),
             lps: Default::default(),
             xds: Default::default(),
-            signature: SignatureSettings::default(),
-        }
-    }
-}
-
-/// The key that signs submissions (section `signature`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct SignatureSettings {
-    /// RSA key, PKCS#8 PEM.
-    pub key: PathBuf,
-    /// Its certificate (PEM, first of the file).
-    pub cert: PathBuf,
-}
-
-impl Default for SignatureSettings {
-    fn default() -> Self {
-        SignatureSettings {
-            key: ".dev-pki/cps-auth.key.pem".into(),
-            cert: ".dev-pki/cps-auth.pem".into(),
         }
     }
 }
@@ -333,8 +309,6 @@ impl ServiceConfig for Config {
         self.dmp.uri()?;
         self.dmp.versions()?;
         check_file("dmp.ca_bundle", &self.dmp.ca_bundle)?;
-        check_file("signature.key", &self.signature.key)?;
-        check_file("signature.cert", &self.signature.cert)?;
         check_file("relay_client.ca", &self.relay_client.ca)?;
         check_file("relay_client.cert", &self.relay_client.cert)?;
         check_file("relay_client.key", &self.relay_client.key)?;

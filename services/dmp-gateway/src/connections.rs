@@ -131,6 +131,8 @@ pub struct ProfessionalSession {
     consent: Arc<Consent>,
     opened: Instant,
     last_used: Mutex<Instant>,
+    /// The card's signature certificate (XAdES), fetched on the first submission.
+    signature_certificate: tokio::sync::OnceCell<Vec<u8>>,
 }
 
 impl ProfessionalSession {
@@ -472,12 +474,72 @@ impl DmpConnections {
             consent,
             opened: Instant::now(),
             last_used: Mutex::new(Instant::now()),
+            signature_certificate: tokio::sync::OnceCell::new(),
         });
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         // Two first calls may race: keep the one stored first.
         let session = sessions.entry(key).or_insert(session).clone();
         self.metrics.professional_sessions.set(sessions.len() as i64);
         Ok(session)
+    }
+
+    /// The card's signature certificate (DER), from the professional's relay: it must name
+    /// the professional of the authentication certificate.
+    pub async fn signature_certificate(
+        &self,
+        session: &ProfessionalSession,
+    ) -> Result<Vec<u8>, TransportError> {
+        let relay = self.relays.get(&session.relay_id)?;
+        let certificate = session
+            .signature_certificate
+            .get_or_try_init(|| async {
+                let mut client = self.relays.client(relay)?;
+                let answer = client
+                    .signature_certificate()
+                    .await
+                    .map_err(|s| relay_status(&relay.id, s))?;
+                let owner = dmp_protocol::vihf::ProfessionalIdentity::from_certificate(&answer.leaf_der)
+                    .map_err(|e| TransportError::RelayRefused {
+                        code: tonic::Code::FailedPrecondition,
+                        message: format!("the card's signature certificate: {e}"),
+                    })?;
+                if owner.id != session.certificate.professional_id {
+                    return Err(TransportError::WrongProfessional {
+                        relay_id: relay.id.clone(),
+                        expected: session.certificate.professional_id.clone(),
+                        card: owner.id,
+                    });
+                }
+                Ok::<_, TransportError>(answer.leaf_der)
+            })
+            .await?;
+        Ok(certificate.clone())
+    }
+
+    /// The card's signature-key signature of a canonical XAdES SignedInfo, made by the
+    /// professional's relay under the session grant `grant_id`; the relay must have signed with
+    /// `certificate_der`, the certificate the SignedInfo names.
+    pub async fn sign_xades(
+        &self,
+        session: &ProfessionalSession,
+        grant_id: &str,
+        signed_info: Vec<u8>,
+        certificate_der: &[u8],
+    ) -> Result<Vec<u8>, TransportError> {
+        let relay = self.relays.get(&session.relay_id)?;
+        let mut client = self.relays.client(relay)?;
+        let answer = client
+            .sign_xades_signed_info(signed_info, Some(grant_id).filter(|g| !g.is_empty()))
+            .await
+            .map_err(|s| relay_status(&relay.id, s))?;
+        self.metrics.remote_signatures.inc();
+        if answer.certificate_der != certificate_der {
+            return Err(AccessError::SessionEnded {
+                reason: "the card's signature certificate changed while signing".into(),
+            }
+            .into());
+        }
+        Ok(answer.signature)
     }
 
     fn url(&self, path: &str) -> String {

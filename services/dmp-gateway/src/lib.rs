@@ -37,7 +37,6 @@ mod update_status;
 
 use std::sync::Arc;
 
-use dmp_protocol::xades::SoftwareSigner;
 use ehealth_proto::dmp::v1::dmp_gateway_server::DmpGatewayServer;
 use service_kit::metrics::Metrics;
 use service_kit::server::GrpcServer;
@@ -72,15 +71,11 @@ pub fn gateway(
     connections: Arc<DmpConnections>,
     audit: audit_log::AuditLog,
 ) -> Result<Gateway, StartError> {
-    let s = &config.signature;
-    let signer = SoftwareSigner::from_pem_files(&s.key, &s.cert)
-        .map_err(|e| StartError::Unusable(format!("signature.key / signature.cert: {e}")))?;
     Ok(Gateway::new(
         connections,
         audit,
         config.lps.clone(),
         config.xds.clone(),
-        Arc::new(signer),
         ServicePaths {
             base_url: config.dmp.url.clone(),
             repository: config.xds.repository_path.clone(),

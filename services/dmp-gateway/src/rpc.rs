@@ -75,6 +75,17 @@ pub trait DmpTransport: Send + Sync + 'static {
     async fn open(&self, access: &CallAccess<'_>) -> Result<Opened<Self::Session>, DmpError>;
     /// POSTs `body` to `path` on the professional's connection.
     async fn post(&self, session: &Self::Session, path: &str, body: &HttpBody) -> Result<Incoming, DmpError>;
+    /// The professional's *signature* certificate (DER, nonRepudiation): the signer of a
+    /// submission's XAdES signature document.
+    async fn signature_certificate(&self, opened: &Opened<Self::Session>) -> Result<Vec<u8>, DmpError>;
+    /// The signature of a canonical XAdES `SignedInfo` by the professional's signature key,
+    /// under the call's grant; `certificate_der` is the certificate the SignedInfo names.
+    async fn sign_xades(
+        &self,
+        opened: &Opened<Self::Session>,
+        signed_info: Vec<u8>,
+        certificate_der: &[u8],
+    ) -> Result<Vec<u8>, DmpError>;
 }
 
 #[tonic::async_trait]
@@ -94,6 +105,22 @@ impl DmpTransport for DmpConnections {
             grant_id: Some(authorized.grant_id),
             session: authorized.session,
         })
+    }
+
+    async fn signature_certificate(&self, opened: &Opened<Self::Session>) -> Result<Vec<u8>, DmpError> {
+        Ok(self.signature_certificate(&opened.session).await?)
+    }
+
+    async fn sign_xades(
+        &self,
+        opened: &Opened<Self::Session>,
+        signed_info: Vec<u8>,
+        certificate_der: &[u8],
+    ) -> Result<Vec<u8>, DmpError> {
+        let grant_id = opened.grant_id.as_deref().unwrap_or_default();
+        Ok(self
+            .sign_xades(&opened.session, grant_id, signed_info, certificate_der)
+            .await?)
     }
 
     async fn post(&self, session: &Self::Session, path: &str, body: &HttpBody) -> Result<Incoming, DmpError> {
@@ -172,18 +199,17 @@ pub struct Gateway<T = DmpConnections> {
     audit: AuditLog,
     lps: LpsIdentity,
     settings: XdsSettings,
-    signer: Arc<dyn xades::Signer>,
     paths: ServicePaths,
 }
 
 impl<T: DmpTransport> Gateway<T> {
-    /// The service: `lps` and `settings` go into every message, `signer` signs submissions.
+    /// The service: `lps` and `settings` go into every message; submissions are signed by the
+    /// professional's card through the transport ([`DmpTransport::sign_xades`]).
     pub fn new(
         transport: Arc<T>,
         audit: AuditLog,
         lps: LpsIdentity,
         settings: XdsSettings,
-        signer: Arc<dyn xades::Signer>,
         paths: ServicePaths,
     ) -> Self {
         Gateway {
@@ -191,9 +217,25 @@ impl<T: DmpTransport> Gateway<T> {
             audit,
             lps,
             settings,
-            signer,
             paths,
         }
+    }
+
+    /// The XAdES signature document over `documents`, signed by the professional's card:
+    /// its signature certificate, the canonical SignedInfo, the relay's signature.
+    async fn signature_document(
+        &self,
+        opened: &Opened<T::Session>,
+        documents: &[(&dmp_protocol::xds::UniqueId, &bytes::Bytes)],
+        now: time::OffsetDateTime,
+    ) -> Result<String, DmpError> {
+        let certificate = self.transport.signature_certificate(opened).await?;
+        let unsigned = xades::prepare(documents, &certificate, now)?;
+        let signature = self
+            .transport
+            .sign_xades(opened, unsigned.signed_info().to_vec(), &certificate)
+            .await?;
+        Ok(unsigned.finish(&signature))
     }
 
     fn path(&self, s: WebService) -> &str {
@@ -261,13 +303,19 @@ impl<T: DmpTransport> Gateway<T> {
             self.paths.base_url.trim_end_matches('/'),
             self.path(X::WEB_SERVICE)
         );
+        let now = time::OffsetDateTime::now_utc();
+        let signature_document = match X::signed_documents(&valid) {
+            Some(documents) => Some(self.signature_document(opened, &documents, now).await?),
+            None => None,
+        };
         let ctx = CallContext {
             professional: &professional,
             lps: &self.lps,
             settings: &self.settings,
-            signer: self.signer.as_ref(),
+            signature_document: signature_document.as_deref(),
+            signer: None,
             endpoint: &endpoint,
-            now: time::OffsetDateTime::now_utc(),
+            now,
         };
         let message = X::build(&valid, &ctx)?;
         let path = self.path(X::WEB_SERVICE);

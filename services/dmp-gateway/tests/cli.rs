@@ -31,8 +31,6 @@ fn with_pki(cmd: &mut Command, dir: &std::path::Path) {
             "DMP_GATEWAY_RELAY_CLIENT__KEY",
             pki.path(files::GATEWAY_CLIENT_KEY),
         )
-        .env("DMP_GATEWAY_SIGNATURE__KEY", pki.path(files::CPS_AUTH_KEY))
-        .env("DMP_GATEWAY_SIGNATURE__CERT", pki.path(files::CPS_AUTH_CERT))
         .env(
             "DMP_GATEWAY_SERVER__TLS__CERT",
             pki.path(files::SERVICE_SERVER_CERT),

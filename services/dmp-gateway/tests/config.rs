@@ -15,8 +15,6 @@ fn valid(pki: &DevPki) -> Config {
     c.relay_client.ca = pki.path(files::SUITE_CA);
     c.relay_client.cert = pki.path(files::GATEWAY_CLIENT_CERT);
     c.relay_client.key = pki.path(files::GATEWAY_CLIENT_KEY);
-    c.signature.key = pki.path(files::CPS_AUTH_KEY);
-    c.signature.cert = pki.path(files::CPS_AUTH_CERT);
     c.server.tls = Some(ServerTlsSettings {
         cert: pki.path(files::SERVICE_SERVER_CERT),
         key: pki.path(files::SERVICE_SERVER_KEY),

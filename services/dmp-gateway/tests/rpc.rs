@@ -23,6 +23,8 @@ use ehealth_proto::dmp::v1 as pb;
 struct SimTransport {
     sim: DmpSimulator,
     cert: Vec<u8>,
+    /// The card's signature key, as the relay would use it.
+    signer: SoftwareSigner,
     failures: Mutex<Vec<TransportError>>,
     forward_before_failing: bool,
     posts: AtomicUsize,
@@ -42,6 +44,23 @@ impl DmpTransport for SimTransport {
             grant_id: None,
             session: (),
         })
+    }
+
+    async fn signature_certificate(&self, _opened: &Opened<()>) -> Result<Vec<u8>, DmpError> {
+        Ok(dmp_protocol::xades::Signer::certificate(&self.signer).to_vec())
+    }
+
+    async fn sign_xades(
+        &self,
+        _opened: &Opened<()>,
+        signed_info: Vec<u8>,
+        certificate_der: &[u8],
+    ) -> Result<Vec<u8>, DmpError> {
+        assert_eq!(
+            certificate_der,
+            dmp_protocol::xades::Signer::certificate(&self.signer)
+        );
+        Ok(dmp_protocol::xades::Signer::sign(&self.signer, &signed_info)?)
     }
 
     async fn post(&self, _session: &(), path: &str, body: &HttpBody) -> Result<Incoming, DmpError> {
@@ -76,11 +95,12 @@ fn service(
     let pki = DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-service-pki")).expect("pki");
     let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
     let signer =
-        SoftwareSigner::from_pem_files(&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT))
+        SoftwareSigner::from_pem_files(&pki.path(files::CPS_SIGN_KEY), &pki.path(files::CPS_SIGN_CERT))
             .expect("signer");
     let transport = Arc::new(SimTransport {
         sim: DmpSimulator::new(SimConfig::default()),
         cert,
+        signer,
         failures: Mutex::new(failures),
         forward_before_failing,
         posts: AtomicUsize::new(0),
@@ -91,7 +111,6 @@ fn service(
         audit_log::AuditLog::disabled(),
         Default::default(),
         XdsSettings::default(),
-        Arc::new(signer),
         ServicePaths {
             base_url: "https://localhost:8443".into(),
             repository: default_paths::REPOSITORY.into(),

@@ -39,7 +39,7 @@ fn fixture() -> &'static Fixture {
         let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert");
         let professional = ProfessionalIdentity::from_certificate(&cert[0]).expect("identity");
         let signer =
-            SoftwareSigner::from_pem_files(&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT))
+            SoftwareSigner::from_pem_files(&pki.path(files::CPS_SIGN_KEY), &pki.path(files::CPS_SIGN_CERT))
                 .expect("signer");
         Fixture {
             pki,
@@ -56,7 +56,8 @@ fn ctx(f: &Fixture) -> CallContext<'_> {
         professional: &f.professional,
         lps: &f.lps,
         settings: &f.settings,
-        signer: &f.signer,
+        signature_document: None,
+        signer: Some(&f.signer),
         endpoint: "https://dmp.test/si-dmp-server/v2/services",
         now: time::OffsetDateTime::now_utc(),
     }
