@@ -705,7 +705,9 @@ mod tests {
             "two keys, as on a CPS card"
         );
 
-        let ku = |c: &X509Certificate<'_>| c.key_usage().expect("ku").expect("key usage present").value;
+        fn ku(c: &X509Certificate<'_>) -> KeyUsage {
+            *c.key_usage().expect("ku").expect("key usage present").value
+        }
         let (a, s) = (ku(&auth), ku(&sign_leaf));
         assert!(a.digital_signature() && !a.non_repudiation());
         assert!(s.non_repudiation() && !s.digital_signature() && !s.key_encipherment());
