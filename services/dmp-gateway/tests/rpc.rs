@@ -488,3 +488,60 @@ async fn visibility_changes_after_submission_keep_to_the_dmp_rules() {
         "one lookup, no update"
     );
 }
+
+#[tokio::test]
+async fn the_card_decides_profession_and_specialty() {
+    let (svc, transport) = service(vec![], false);
+    let code = |code: &str, system: &str| {
+        Some(pb::Code {
+            code: code.into(),
+            code_system: system.into(),
+            display_name: String::new(),
+        })
+    };
+    // The card says profession 10, specialty SM26: a caller saying otherwise is refused,
+    // before anything reaches the DMP.
+    let mut req = find();
+    if let Some(a) = req.auth_context.as_mut() {
+        a.profession = code("60", "1.2.250.1.71.1.2.7");
+    }
+    let e = svc
+        .exchange::<Find>(&caller(), req)
+        .await
+        .expect_err("another profession");
+    assert!(
+        e.to_string()
+            .starts_with("auth_context.profession: `60^1.2.250.1.71.1.2.7` contradicts the card"),
+        "{e}"
+    );
+    assert_eq!(tonic::Status::from(e).code(), tonic::Code::InvalidArgument);
+    let mut req = find();
+    if let Some(a) = req.auth_context.as_mut() {
+        a.specialty = code("SM04", "1.2.250.1.71.4.2.5");
+    }
+    let e = svc
+        .exchange::<Find>(&caller(), req)
+        .await
+        .expect_err("another specialty");
+    assert!(e.to_string().starts_with("auth_context.specialty:"), "{e}");
+    assert_eq!(transport.posts.load(Ordering::SeqCst), 0);
+
+    // Silent or repeating the card, the VIHF carries the card's codes.
+    let mut req = find();
+    if let Some(a) = req.auth_context.as_mut() {
+        a.profession = code("10", "1.2.250.1.71.1.2.7");
+    }
+    svc.exchange::<Find>(&caller(), req)
+        .await
+        .expect("the card's profession");
+    let sent = transport
+        .sent
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("a message");
+    let envelope = soap::parse_envelope(&sent).expect("envelope");
+    let v = dmp_protocol::vihf::parse(envelope.security_assertion().expect("VIHF")).expect("vihf");
+    assert_eq!(v.attributes[dmp_protocol::vihf::attr::ROLE], ["10", "SM26"]);
+}
