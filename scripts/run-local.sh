@@ -80,6 +80,9 @@ export DMP_GATEWAY_RELAYS__LOCAL__ENDPOINT="https://127.0.0.1:$RELAY_PORT"
 export DMP_GATEWAY_SERVER__TLS__CERT=.dev-pki/services-server.pem
 export DMP_GATEWAY_SERVER__TLS__KEY=.dev-pki/services-server.key.pem
 export DMP_GATEWAY_SERVER__TLS__CLIENT_CA=.dev-pki/suite-ca.pem
+# Development mode: the LPS identity, source OID and HL7 sender OID keep the official examples'
+# test values, which production refuses (issue 16).
+export DMP_GATEWAY_DEVELOPMENT=true
 export TWIIN_AUTHZ_SERVER__LISTEN="127.0.0.1:$TWIIN_PORT"
 export TWIIN_AUTHZ_HTTP__LISTEN="127.0.0.1:$OAUTH_PORT"
 export TWIIN_AUTHZ_METRICS__LISTEN="127.0.0.1:$TWIIN_METRICS_PORT"

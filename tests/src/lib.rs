@@ -167,6 +167,12 @@ pub fn dmp_gateway_config() -> dmp_gateway::Config {
         relay.grant_key = pki.path(files::RELAY_GRANT_PUBLIC_KEY);
     }
     c.audit = audit_settings();
+    // Production mode refuses the official examples' identifiers: an installation's own
+    // (made up).
+    c.lps.id = "12.34.56.78".into();
+    c.lps.homologation_id = "DMP-HOMOLOG-4242".into();
+    c.xds.source_id = "1.2.250.1.4242.1".into();
+    c.xds.hl7_sender_oid = "1.2.250.1.4242.2".into();
     c
 }
 

@@ -268,6 +268,46 @@ impl DmpSettings {
     }
 }
 
+/// The identifiers of the official DMP examples and of this suite's development defaults,
+/// by configuration key: fine for `make run` and tests, never towards a real DMP.
+pub const EXAMPLE_IDENTIFIERS: [(&str, &[&str]); 5] = [
+    ("lps.id", &["00.00.00.00", "01.01.01.01"]),
+    ("lps.name", &["LPS GIE-SV"]),
+    ("lps.homologation_id", &["TEST-HOMOLOGATION", "NumAutorisation"]),
+    ("xds.source_id", &["1.2.250.1.999.1.1.7898"]),
+    (
+        "xds.hl7_sender_oid",
+        &["1.2.250.1.999.1.1.7898", "1.3.6.1.4.1.48364"],
+    ),
+];
+
+impl Config {
+    /// Outside development, the identifiers the DMP registers an installation under must be
+    /// the integrator's own (README "Identifiers of the installation").
+    fn refuse_example_identifiers(&self) -> Result<(), ConfigError> {
+        for (key, examples) in EXAMPLE_IDENTIFIERS {
+            let value = match key {
+                "lps.id" => &self.lps.id,
+                "lps.name" => &self.lps.name,
+                "lps.homologation_id" => &self.lps.homologation_id,
+                "xds.source_id" => &self.xds.source_id,
+                _ => &self.xds.hl7_sender_oid,
+            };
+            if examples.contains(&value.trim()) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "`{value}` is a test value of the official DMP examples, accepted only with \
+                         development = true: set your installation's own (dmp-gateway README, \
+                         \"Identifiers of the installation\")"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ServiceConfig for Config {
     const ENV_PREFIX: &'static str = "DMP_GATEWAY_";
 
@@ -304,6 +344,9 @@ impl ServiceConfig for Config {
             if value.trim().is_empty() {
                 return Err(ConfigError::invalid(key, "must not be empty"));
             }
+        }
+        if !self.development {
+            self.refuse_example_identifiers()?;
         }
         self.xds.validate("xds")?;
         self.dmp.uri()?;

@@ -45,7 +45,7 @@ use service_kit::{CancellationToken, StartError};
 use connections::DmpEndpoint;
 
 pub use caller::CallerIdentity;
-pub use config::{AuthSettings, Config, JwtSettings, RelaySettings, XdsSettings};
+pub use config::{AuthSettings, Config, EXAMPLE_IDENTIFIERS, JwtSettings, RelaySettings, XdsSettings};
 pub use connections::{Authorized, DmpConnections, Professional, TransportMetrics};
 pub use dmp_tls::{TlsVersion, client_config};
 pub use error::{DmpError, TransportError};
