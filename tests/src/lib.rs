@@ -173,6 +173,15 @@ pub fn dmp_gateway_config() -> dmp_gateway::Config {
     c.lps.homologation_id = "DMP-HOMOLOG-4242".into();
     c.xds.source_id = "1.2.250.1.4242.1".into();
     c.xds.hl7_sender_oid = "1.2.250.1.4242.2".into();
+    // The structure the integrator's backend acts for (VIHF Identifiant_Structure and
+    // Secteur_Activite come from the caller's configuration, issue 16).
+    c.callers.insert(
+        "integrator".into(),
+        dmp_gateway::CallerStructure {
+            structure_id: "10B0152872".into(),
+            activity_sector: "SA07^1.2.250.1.71.4.2.4".into(),
+        },
+    );
     c
 }
 

@@ -32,6 +32,9 @@ service_kit::service_config! {
         pub relay_client: RelayClientSettings,
         /// The relays calls may name in `auth_context.relay_id`.
         pub relays: BTreeMap<String, RelaySettings>,
+        /// The structure each caller identity acts for (VIHF Identifiant_Structure and
+        /// Secteur_Activite), by caller identity; required for every caller outside development.
+        pub callers: BTreeMap<String, CallerStructure>,
         /// Where every DMP transaction is recorded (SQLite file by default, PostgreSQL with
         /// DATABASE_URL).
         pub audit: audit_log::AuditSettings,
@@ -192,6 +195,7 @@ impl Default for Config {
             dmp: DmpSettings::default(),
             relay_client: RelayClientSettings::default(),
             relays,
+            callers: BTreeMap::new(),
             audit: audit_log::AuditSettings::default(),
             lps: Default::default(),
             xds: Default::default(),
@@ -368,8 +372,36 @@ impl ServiceConfig for Config {
             }
             check_file(&format!("relays.{id}.grant_key"), &r.grant_key)?;
         }
+        for (caller, c) in &self.callers {
+            if c.structure_id.is_empty() || !c.structure_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(ConfigError::invalid(
+                    format!("callers.{caller}.structure_id"),
+                    "letters and digits (Identifiant_Structure)",
+                ));
+            }
+            if !c
+                .activity_sector
+                .split_once('^')
+                .is_some_and(|(code, oid)| !code.is_empty() && is_oid(oid))
+            {
+                return Err(ConfigError::invalid(
+                    format!("callers.{caller}.activity_sector"),
+                    "a Secteur_Activite like SA07^1.2.250.1.71.4.2.4",
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// The structure a caller identity acts for (section `callers.<identity>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerStructure {
+    /// `Identifiant_Structure` (e.g. the FINESS or SIRET-based id, `10B0152872`).
+    pub structure_id: String,
+    /// `Secteur_Activite`, `code^OID` (e.g. `SA07^1.2.250.1.71.4.2.4`).
+    pub activity_sector: String,
 }
 
 /// Settings of the transactions (configuration section `xds`).

@@ -27,6 +27,8 @@ use crate::error::{DmpError, TransportError};
 pub trait DmpRequest {
     /// The authentication context (relay, professional, VIHF attributes).
     fn auth_context(&self) -> Option<&pb::AuthenticationContext>;
+    /// The same, to complete it (the caller's configured structure).
+    fn auth_context_mut(&mut self) -> Option<&mut pb::AuthenticationContext>;
     /// The patient the request is about.
     fn patient(&self) -> Option<&pb::PatientId>;
 }
@@ -36,6 +38,9 @@ macro_rules! dmp_requests {
         impl DmpRequest for $request {
             fn auth_context(&self) -> Option<&pb::AuthenticationContext> {
                 self.auth_context.as_ref()
+            }
+            fn auth_context_mut(&mut self) -> Option<&mut pb::AuthenticationContext> {
+                self.auth_context.as_mut()
             }
             fn patient(&self) -> Option<&pb::PatientId> {
                 self.patient.as_ref()

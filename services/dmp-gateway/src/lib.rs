@@ -31,6 +31,7 @@ mod rpc;
 pub mod samples;
 mod session_watch;
 mod set_visibility;
+mod structure;
 mod submit;
 mod test_patient;
 mod update_status;
@@ -45,7 +46,9 @@ use service_kit::{CancellationToken, StartError};
 use connections::DmpEndpoint;
 
 pub use caller::CallerIdentity;
-pub use config::{AuthSettings, Config, EXAMPLE_IDENTIFIERS, JwtSettings, RelaySettings, XdsSettings};
+pub use config::{
+    AuthSettings, CallerStructure, Config, EXAMPLE_IDENTIFIERS, JwtSettings, RelaySettings, XdsSettings,
+};
 pub use connections::{Authorized, DmpConnections, Professional, TransportMetrics};
 pub use dmp_tls::{TlsVersion, client_config};
 pub use error::{DmpError, TransportError};
@@ -61,6 +64,7 @@ pub use remote_key::{CardResolver, Consent, RemoteKey};
 pub use retrieve::Retrieve;
 pub use rpc::{CallAccess, Caller, DmpTransport, Gateway, Opened, ServicePaths};
 pub use set_visibility::SetVisibility;
+pub use structure::CallerStructures;
 pub use submit::Submit;
 pub use test_patient::TestPatient;
 pub use update_status::UpdateStatus;
@@ -83,7 +87,8 @@ pub fn gateway(
             patients: config.xds.patients_path.clone(),
             habilitations: config.xds.habilitations_path.clone(),
         },
-    ))
+    )
+    .with_caller_structures(CallerStructures::new(config.callers.clone(), !config.development)))
 }
 
 /// Builds the DMP transport from configuration.

@@ -37,6 +37,7 @@ use crate::habilitations::{ListAuthorizations, SetAuthorization};
 use crate::list_patients::ListPatients;
 use crate::retrieve::Retrieve;
 use crate::set_visibility::SetVisibility;
+use crate::structure::CallerStructures;
 use crate::submit::Submit;
 use crate::test_patient::TestPatient;
 use crate::update_status::UpdateStatus;
@@ -200,6 +201,7 @@ pub struct Gateway<T = DmpConnections> {
     lps: LpsIdentity,
     settings: XdsSettings,
     paths: ServicePaths,
+    structures: CallerStructures,
 }
 
 impl<T: DmpTransport> Gateway<T> {
@@ -218,7 +220,15 @@ impl<T: DmpTransport> Gateway<T> {
             lps,
             settings,
             paths,
+            structures: CallerStructures::default(),
         }
+    }
+
+    /// The structure each caller acts for ([`CallerStructures`]); without it, a request's own
+    /// structure and sector are used (development).
+    pub fn with_caller_structures(mut self, structures: CallerStructures) -> Self {
+        self.structures = structures;
+        self
     }
 
     /// The XAdES signature document over `documents`, signed by the professional's card:
@@ -267,9 +277,10 @@ impl<T: DmpTransport> Gateway<T> {
     pub async fn exchange<X: Transaction>(
         &self,
         caller: &Caller,
-        req: X::Request,
+        mut req: X::Request,
     ) -> Result<X::Response, DmpError> {
         let opened = self.open(caller, &req).await?;
+        self.structures.apply(&caller.identity, req.auth_context_mut())?;
         self.exchange_opened::<X>(req, &opened).await
     }
 
@@ -351,7 +362,8 @@ impl<T: DmpTransport> Gateway<T> {
         request: Request<X::Request>,
     ) -> Result<Response<X::Response>, Status> {
         let caller = Caller::of(&request)?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        let structure = self.structures.apply(&caller.identity, req.auth_context_mut());
         let (auth, patient) = (req.auth_context().cloned(), req.patient().cloned());
         let attributes = X::audit_request(&req);
         // Who may act is settled before the request is recorded: the record then names the
@@ -390,9 +402,10 @@ impl<T: DmpTransport> Gateway<T> {
             .record(event(Direction::ReceivedRequest))
             .await
             .map_err(DmpError::from)?;
-        let result = match opened {
-            Ok(opened) => self.exchange_opened::<X>(req, &opened).await,
-            Err(e) => Err(e),
+        // Who may act is answered first; then which structure the caller acts for.
+        let result = match (opened, structure) {
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            (Ok(opened), Ok(())) => self.exchange_opened::<X>(req, &opened).await,
         }
         .map_err(Status::from);
         let mut outcome = event(Direction::ReturnedResponse);

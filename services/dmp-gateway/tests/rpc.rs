@@ -545,3 +545,66 @@ async fn the_card_decides_profession_and_specialty() {
     let v = dmp_protocol::vihf::parse(envelope.security_assertion().expect("VIHF")).expect("vihf");
     assert_eq!(v.attributes[dmp_protocol::vihf::attr::ROLE], ["10", "SM26"]);
 }
+
+#[tokio::test]
+async fn the_structure_and_sector_come_from_the_callers_configuration() {
+    let (svc, transport) = service(vec![], false);
+    let structures = [(
+        "integrator".to_owned(),
+        dmp_gateway::CallerStructure {
+            structure_id: "10B0999999".into(),
+            activity_sector: "SA01^1.2.250.1.71.4.2.4".into(),
+        },
+    )];
+    let svc = svc.with_caller_structures(dmp_gateway::CallerStructures::new(
+        structures.into_iter().collect(),
+        true,
+    ));
+    // The request's structure contradicts the caller's: refused, naming the field.
+    let e = svc
+        .exchange::<Find>(&caller(), find())
+        .await
+        .expect_err("another structure");
+    assert!(
+        e.to_string().starts_with(
+            "auth_context.structure_id: `10B0152872` contradicts the structure configured for caller integrator"
+        ),
+        "{e}"
+    );
+    assert_eq!(tonic::Status::from(e).code(), tonic::Code::InvalidArgument);
+    // A caller without a configured structure is refused outside development.
+    let stranger = Caller {
+        identity: "stranger".into(),
+        grant: None,
+    };
+    let e = svc
+        .exchange::<Find>(&stranger, find())
+        .await
+        .expect_err("no structure");
+    assert_eq!(tonic::Status::from(e).code(), tonic::Code::PermissionDenied);
+    assert_eq!(transport.posts.load(Ordering::SeqCst), 0);
+
+    // Silent, the VIHF carries the configured structure and sector.
+    let mut req = find();
+    if let Some(a) = req.auth_context.as_mut() {
+        a.structure_id.clear();
+        a.activity_sector.clear();
+    }
+    svc.exchange::<Find>(&caller(), req)
+        .await
+        .expect("the caller's structure");
+    let sent = transport
+        .sent
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("a message");
+    let envelope = soap::parse_envelope(&sent).expect("envelope");
+    let v = dmp_protocol::vihf::parse(envelope.security_assertion().expect("VIHF")).expect("vihf");
+    assert_eq!(v.first(dmp_protocol::vihf::attr::STRUCTURE), Some("10B0999999"));
+    assert_eq!(
+        v.first(dmp_protocol::vihf::attr::SECTOR),
+        Some("SA01^1.2.250.1.71.4.2.4")
+    );
+}
