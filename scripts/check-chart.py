@@ -62,6 +62,14 @@ TWIIN_OAUTH_KEY_IN_BINARY = True
 
 # The files the chart's defaults point to (mounted TLS Secret, /etc/ehealth/secrets) and the dev
 # PKI file (`dev-pki`) that stands in for each when the binaries check the rendered configuration.
+# Made-up installation identifiers for dmp-gateway's configuration check.
+GATEWAY_IDENTIFIERS = {
+    "DMP_GATEWAY_LPS__ID": "12.34.56.78",
+    "DMP_GATEWAY_LPS__HOMOLOGATION_ID": "DMP-HOMOLOG-4242",
+    "DMP_GATEWAY_XDS__SOURCE_ID": "1.2.250.1.4242.1",
+    "DMP_GATEWAY_XDS__HL7_SENDER_OID": "1.2.250.1.4242.2",
+}
+
 CHART_FILES_FROM_DEV_PKI = {
     "/etc/ehealth/tls/tls.crt": "services-server.pem",
     "/etc/ehealth/tls/tls.key": "services-server.key.pem",
@@ -70,13 +78,13 @@ CHART_FILES_FROM_DEV_PKI = {
     "/etc/ehealth/secrets/relay-ca.pem": "suite-ca.pem",
     "/etc/ehealth/secrets/relay-client.pem": "dmp-gateway-client.pem",
     "/etc/ehealth/secrets/relay-client.key.pem": "dmp-gateway-client.key.pem",
-    "/etc/ehealth/secrets/signature.pem": "cps-auth.pem",
-    "/etc/ehealth/secrets/signature.key.pem": "cps-auth.key.pem",
     "/etc/ehealth/secrets/relay-grant.pub.pem": "cps-relay-grant.pub.pem",
     "/etc/ehealth/secrets/assertion-signing.key.pem": "twiin-assertion-signing.key.pem",
     "/etc/ehealth/secrets/stelsel-ca.pem": "suite-ca.pem",
     "/etc/ehealth/secrets/cps-auth-chain.pem": "cps-auth-chain.pem",
     "/etc/ehealth/secrets/cps-auth.key.pem": "cps-auth.key.pem",
+    "/etc/ehealth/secrets/cps-sign-chain.pem": "cps-sign-chain.pem",
+    "/etc/ehealth/secrets/cps-sign.key.pem": "cps-sign.key.pem",
     "/etc/ehealth/secrets/uzi-client.pem": "dmp-gateway-client.pem",
     "/etc/ehealth/secrets/uzi-client.key.pem": "dmp-gateway-client.key.pem",
     "/etc/ehealth/secrets/zorg-ab-ca.pem": "suite-ca.pem",
@@ -293,6 +301,10 @@ class Binaries:
             # The pod gets DATABASE_URL from a Secret: stand in for it exactly when it is set.
             if any(e.get("name") == "DATABASE_URL" for e in c.get("env", [])):
                 env["DATABASE_URL"] = PLACEHOLDER_DATABASE_URL
+            # The chart leaves the installation's DMP identifiers to the integrator (start-up
+            # refuses the official examples' values): stand in for them.
+            if binary == "dmp-gateway":
+                env.update(GATEWAY_IDENTIFIERS)
             proc = subprocess.run([str(self.bin / binary), "--config", str(f), "--check-config"],
                                   capture_output=True, text=True, env=env, cwd=self.workdir)
             if proc.returncode != 0:

@@ -71,6 +71,9 @@ fi
 # "Configuration"), so the ports above reach every process that listens on or calls them.
 export CPS_RELAY_SERVER__LISTEN="127.0.0.1:$RELAY_PORT"
 export CPS_RELAY_METRICS__LISTEN="127.0.0.1:$RELAY_METRICS_PORT"
+# The dev card's signature key (nonRepudiation), which signs submissions' XAdES (issue 16).
+export CPS_RELAY_BACKEND__SOFTWARE__SIGNATURE_CERTIFICATE_CHAIN=.dev-pki/cps-sign-chain.pem
+export CPS_RELAY_BACKEND__SOFTWARE__SIGNATURE_PRIVATE_KEY=.dev-pki/cps-sign.key.pem
 export DMP_SIM_LISTEN="127.0.0.1:$DMP_PORT"
 export DMP_GATEWAY_SERVER__LISTEN="127.0.0.1:$GATEWAY_PORT"
 export DMP_GATEWAY_METRICS__LISTEN="127.0.0.1:$GATEWAY_METRICS_PORT"
@@ -80,6 +83,9 @@ export DMP_GATEWAY_RELAYS__LOCAL__ENDPOINT="https://127.0.0.1:$RELAY_PORT"
 export DMP_GATEWAY_SERVER__TLS__CERT=.dev-pki/services-server.pem
 export DMP_GATEWAY_SERVER__TLS__KEY=.dev-pki/services-server.key.pem
 export DMP_GATEWAY_SERVER__TLS__CLIENT_CA=.dev-pki/suite-ca.pem
+# Development mode: the LPS identity, source OID and HL7 sender OID keep the official examples'
+# test values, which production refuses (issue 16).
+export DMP_GATEWAY_DEVELOPMENT=true
 export TWIIN_AUTHZ_SERVER__LISTEN="127.0.0.1:$TWIIN_PORT"
 export TWIIN_AUTHZ_HTTP__LISTEN="127.0.0.1:$OAUTH_PORT"
 export TWIIN_AUTHZ_METRICS__LISTEN="127.0.0.1:$TWIIN_METRICS_PORT"

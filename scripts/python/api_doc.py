@@ -39,7 +39,13 @@ ADDRESS = {
 }
 # The caller's TLS flags (shell variables defined at the top of the reference), per RPC where
 # the service has roles.
-GATEWAY_ROLE = {"GetAuthenticationCertificate", "SignForAuthentication", "WatchSession"}
+GATEWAY_ROLE = {
+    "GetAuthenticationCertificate",
+    "SignForAuthentication",
+    "GetSignatureCertificate",
+    "SignXadesSignedInfo",
+    "WatchSession",
+}
 
 
 def tls_flags(service, method):
@@ -52,6 +58,7 @@ def tls_flags(service, method):
 
 EXTRA_HEADERS = {
     ("cps.v1.CpsRelay", "SignForAuthentication"): '-H "cps-session-grant-id: $GRANT_ID"',
+    ("cps.v1.CpsRelay", "SignXadesSignedInfo"): '-H "cps-session-grant-id: $GRANT_ID"',
 }
 EXTRA_FLAGS = {
     # Documents of up to dmp.max_response_bytes (64 MiB): grpcurl accepts 4 MiB by default.
@@ -92,7 +99,10 @@ ERRORS = {
         ("UNSUPPORTED_SCHEME", "INVALID_ARGUMENT", "SignForAuthentication", "a scheme the key cannot sign with; field `scheme`"),
         ("NOT_HANDSHAKE_DATA", "INVALID_ARGUMENT", "SignForAuthentication", "the data is not TLS handshake signing input; field `data`"),
         ("SERVER_NOT_ALLOWED", "INVALID_ARGUMENT", "SignForAuthentication", "the handshake is not with an allowed server (or TLS 1.3 while refused); field `data`"),
-        ("NO_SESSION_GRANT", "FAILED_PRECONDITION", "SignForAuthentication", "no unexpired, unrevoked grant of the current card session"),
+        ("NOT_XADES_SIGNED_INFO", "INVALID_ARGUMENT", "SignXadesSignedInfo", "the data is not the canonical XAdES SignedInfo of a DMP submission; field `signed_info`"),
+        ("NO_SIGNATURE_KEY", "FAILED_PRECONDITION", "GetSignatureCertificate, SignXadesSignedInfo", "the relay has no signature key configured"),
+        ("WRONG_KEY_PURPOSE", "FAILED_PRECONDITION", "SignForAuthentication, SignXadesSignedInfo", "the configured key's certificate is not for this purpose (authentication vs nonRepudiation)"),
+        ("NO_SESSION_GRANT", "FAILED_PRECONDITION", "SignForAuthentication, SignXadesSignedInfo", "no unexpired, unrevoked grant of the current card session"),
         ("FINAL_TRY_UNCONFIRMED", "FAILED_PRECONDITION", "Login", "one PIN try left and `confirm_final_try` not set"),
         ("PIN_THROTTLED", "RESOURCE_EXHAUSTED", "Login", "too soon after wrong PINs; RetryInfo and metadata `retry-after` say how long to wait"),
         ("UNKNOWN_GRANTEE", "INVALID_ARGUMENT", "IssueSessionGrant, Login", "the grantee is not in `access.grant_callers`; metadata `grantee`"),
@@ -129,6 +139,7 @@ ERRORS = {
         ("DMP_HTTP_ERROR", "by HTTP status", ALL, "the DMP answered an HTTP error without a SOAP fault; metadata `httpStatus`"),
         ("DMP_MALFORMED_RESPONSE", "INTERNAL", ALL, "the DMP's answer is not the expected message"),
         ("SIGNATURE_FAILED", "FAILED_PRECONDITION", "SubmitDocuments", "the submission's XAdES signature could not be made"),
+        ("CALLER_NOT_CONFIGURED", "PERMISSION_DENIED", ALL, "outside development, the caller has no `callers.<identity>` entry (structure and sector of the VIHF)"),
         ("SUBMISSION_INTERRUPTED", "UNAVAILABLE", "SubmitDocuments", "the connection failed after the submission may have reached the DMP (resubmitting is safe); metadata `documentUniqueIds`"),
         ("AUDIT_UNAVAILABLE", "UNAVAILABLE", ALL, "the audit log cannot record the call; nothing was sent"),
     ],

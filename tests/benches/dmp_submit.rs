@@ -87,7 +87,7 @@ async fn run() {
     let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert");
     let professional = ProfessionalIdentity::from_certificate(&cert[0]).expect("identity");
     let signer =
-        SoftwareSigner::from_pem_files(&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT))
+        SoftwareSigner::from_pem_files(&pki.path(files::CPS_SIGN_KEY), &pki.path(files::CPS_SIGN_CERT))
             .expect("signer");
     let lps = LpsIdentity::default();
     let settings = XdsSettings::default();
@@ -161,7 +161,8 @@ async fn run() {
             professional: &professional,
             lps: &lps,
             settings: &settings,
-            signer: &signer,
+            signature_document: None,
+            signer: Some(&signer),
             endpoint: "https://localhost/si-dmp-server/v2/services/repository",
             now: time::OffsetDateTime::now_utc(),
         };

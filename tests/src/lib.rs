@@ -108,6 +108,8 @@ pub fn cps_relay_config() -> cps_relay::Config {
     c.audit = audit_settings();
     c.backend.software.certificate_chain = pki.path(files::CPS_AUTH_CHAIN);
     c.backend.software.private_key = pki.path(files::CPS_AUTH_KEY);
+    c.backend.software.signature_certificate_chain = Some(pki.path(files::CPS_SIGN_CHAIN));
+    c.backend.software.signature_private_key = Some(pki.path(files::CPS_SIGN_KEY));
     // Development mode: roles from the dev PKI's identities (holder-ui, dmp-gateway,
     // integrator). Session grants are required, as by default: the gateway signs only under the
     // professional's grant. The card signs only for the DMP simulator's certificate, which the
@@ -155,8 +157,6 @@ pub fn dmp_gateway_config() -> dmp_gateway::Config {
     c.relay_client.ca = pki.path(files::SUITE_CA);
     c.relay_client.cert = pki.path(files::GATEWAY_CLIENT_CERT);
     c.relay_client.key = pki.path(files::GATEWAY_CLIENT_KEY);
-    c.signature.key = pki.path(files::CPS_AUTH_KEY);
-    c.signature.cert = pki.path(files::CPS_AUTH_CERT);
     // Callers authenticate with a client certificate of the suite CA, as in production.
     c.server.tls = Some(ServerTlsSettings {
         cert: pki.path(files::SERVICE_SERVER_CERT),
@@ -167,6 +167,21 @@ pub fn dmp_gateway_config() -> dmp_gateway::Config {
         relay.grant_key = pki.path(files::RELAY_GRANT_PUBLIC_KEY);
     }
     c.audit = audit_settings();
+    // Production mode refuses the official examples' identifiers: an installation's own
+    // (made up).
+    c.lps.id = "12.34.56.78".into();
+    c.lps.homologation_id = "DMP-HOMOLOG-4242".into();
+    c.xds.source_id = "1.2.250.1.4242.1".into();
+    c.xds.hl7_sender_oid = "1.2.250.1.4242.2".into();
+    // The structure the integrator's backend acts for (VIHF Identifiant_Structure and
+    // Secteur_Activite come from the caller's configuration, issue 16).
+    c.callers.insert(
+        "integrator".into(),
+        dmp_gateway::CallerStructure {
+            structure_id: "10B0152872".into(),
+            activity_sector: "SA07^1.2.250.1.71.4.2.4".into(),
+        },
+    );
     c
 }
 
@@ -436,14 +451,14 @@ pub fn hsm() -> &'static Hsm {
             SoftHsm::prepare().expect("SoftHSM2 installed and SOFTHSM2_CONF set (run through cargo)");
         for token in DOCTOR_TOKENS.into_iter().chain(SESSION_TOKENS) {
             softhsm.init_token(token, SO_PIN, CARD_PIN).expect("token");
+            // A CPS card: authentication key 01, signature key 02 (issue 16).
             softhsm
-                .import_identity(
+                .import_cps_card(
                     token,
                     CARD_PIN,
-                    &pki.path(files::CPS_AUTH_KEY),
-                    &pki.path(files::CPS_AUTH_CERT),
-                    "01",
-                    "auth",
+                    (&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT)),
+                    (&pki.path(files::CPS_SIGN_KEY), &pki.path(files::CPS_SIGN_CERT)),
+                    false,
                 )
                 .expect("import");
         }
@@ -452,6 +467,7 @@ pub fn hsm() -> &'static Hsm {
             surname: "INFIRMIERE".into(),
             given_name: "CLAIRE".into(),
             profession: "60".into(),
+            specialty: None,
             organization: "CABINET INFIRMIER".into(),
         };
         let (nurse_chain, nurse_key) = pki
@@ -459,13 +475,12 @@ pub fn hsm() -> &'static Hsm {
             .expect("nurse certificate");
         softhsm.init_token("nurse", SO_PIN, CARD_PIN).expect("token");
         softhsm
-            .import_identity(
+            .import_cps_card(
                 "nurse",
                 CARD_PIN,
-                &nurse_key,
-                &pki.path("nurse.pem"),
-                "01",
-                "auth",
+                (&nurse_key, &pki.path("nurse.pem")),
+                (&pki.path("nurse-sign.key.pem"), &pki.path("nurse-sign.pem")),
+                false,
             )
             .expect("import");
         Hsm { softhsm, nurse_chain }
@@ -514,7 +529,8 @@ pub async fn start_card_relay_started(
     c.backend.kind = cps_relay::BackendKind::Pkcs11;
     c.backend.pkcs11.module = hsm.softhsm.module();
     c.backend.pkcs11.token_label = Some(token.into());
-    c.backend.pkcs11.key_id = Some("01".into());
+    c.backend.pkcs11.key_id = Some(dev_support::softhsm::AUTH_ID.into());
+    c.backend.pkcs11.signature_key_id = Some(dev_support::softhsm::SIGN_ID.into());
     c.backend.pkcs11.chain = Some(pki.path(files::IGC_PERSONNES_CA));
     c.access.rate_per_second = 0;
     edit(&mut c);

@@ -463,6 +463,14 @@ async fn bearer_jwts_name_the_caller() {
             jwks_ca: None,
             jwks_refresh: Duration::from_secs(600),
         });
+        // The JWT caller's structure (issue 16).
+        c.callers.insert(
+            format!("jwt:{ISSUER}#backend-7"),
+            dmp_gateway::CallerStructure {
+                structure_id: "10B0152872".into(),
+                activity_sector: "SA07^1.2.250.1.71.4.2.4".into(),
+            },
+        );
     })
     .await;
     let token = |key: &jsonwebtoken::EncodingKey, aud: &str, exp: u64| {

@@ -4,10 +4,16 @@
 //! - an IGC-Santé-style test hierarchy: root "TEST AC RACINE IGC-SANTE", intermediates "TEST AC
 //!   IGC-SANTE FORTE PERSONNES" (issues CPS authentication certificates) and "TEST AC IGC-SANTE
 //!   ELEMENTAIRE ORGANISATIONS" (issues the DMP server certificate), all RSA-2048;
-//! - a health professional's authentication certificate with a realistic CPS subject
-//!   `C=FR, O=<structure>, OU=<profession>, CN=<8+RPPS>+SN=<surname>+GN=<given name>`. The last
-//!   RDN is multi-valued and, like on real test cards, kept in card order rather than DER-sorted
-//!   (rcgen cannot write multi-valued RDNs, so the subject is spliced in and the TBS re-signed);
+//! - a health professional's CPS card: an *authentication* certificate (keyUsage
+//!   digitalSignature, EKU clientAuth: TLS) and a *signature* certificate (keyUsage
+//!   nonRepudiation only, EKU emailProtection: XAdES), each with its own RSA key, as on real
+//!   CPS cards. Both carry a realistic CPS subject `C=FR, O=<structure>, OU=<profession code>,
+//!   title=<profession>, CN=<8+RPPS>+SN=<surname>+GN=<given name>` and the IGC-Santé profession
+//!   extensions of the official TD2.1 example's signature certificate: `1.2.250.1.71.1.2.7`
+//!   (the profession code, an INTEGER) and `1.2.250.1.71.4.2.5` (the specialty, a SEQUENCE of
+//!   one UTF8String). The last RDN is multi-valued and, like on real test cards, kept in card
+//!   order rather than DER-sorted (rcgen cannot write multi-valued RDNs, so the subject is
+//!   spliced in and the TBS re-signed);
 //! - the DMP server certificate (SAN `localhost`, `dmp-sim`, `127.0.0.1`);
 //! - an internal "suite" CA (ECDSA P-256) for gateway↔relay mutual TLS and service listeners,
 //!   with the client certificates of the card holder's UI (`holder-ui`) and of an integrator
@@ -42,6 +48,13 @@ pub mod files {
     pub const CPS_AUTH_KEY: &str = "cps-auth.key.pem";
     /// See [`CPS_AUTH_CERT`].
     pub const CPS_AUTH_CHAIN: &str = "cps-auth-chain.pem";
+    /// The professional's *signature* certificate (nonRepudiation: XAdES), its own key and
+    /// its chain.
+    pub const CPS_SIGN_CERT: &str = "cps-sign.pem";
+    /// See [`CPS_SIGN_CERT`].
+    pub const CPS_SIGN_KEY: &str = "cps-sign.key.pem";
+    /// See [`CPS_SIGN_CERT`].
+    pub const CPS_SIGN_CHAIN: &str = "cps-sign-chain.pem";
     /// The DMP simulator's server certificate and its issuer.
     pub const DMP_SERVER_CHAIN: &str = "dmp-server.pem";
     /// Its key.
@@ -107,7 +120,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
     }
 }
 
-/// The identity written into a CPS authentication certificate.
+/// The identity written into a CPS card's certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Professional {
     /// Professional identifier of the CN: "8" + RPPS number (e.g. "810100000001").
@@ -116,8 +129,12 @@ pub struct Professional {
     pub surname: String,
     /// GN.
     pub given_name: String,
-    /// Profession code written as OU (e.g. "10", médecin).
+    /// Profession code (TRE_G15 / `1.2.250.1.71.1.2.7`, e.g. "10", médecin), written as OU, as
+    /// the INTEGER of extension `1.2.250.1.71.1.2.7`, and by name in `title`.
     pub profession: String,
+    /// Specialty code (TRE_R38 / `1.2.250.1.71.4.2.5`, e.g. "SM26", médecine générale),
+    /// written in extension `1.2.250.1.71.4.2.5`; none for professions without one.
+    pub specialty: Option<String>,
     /// O: the practice.
     pub organization: String,
 }
@@ -130,9 +147,35 @@ impl Professional {
             surname: "MEDECIN".into(),
             given_name: "JEAN".into(),
             profession: "10".into(),
+            specialty: Some("SM26".into()),
             organization: "CABINET DR MEDECIN JEAN".into(),
         }
     }
+
+    /// The profession's name as IGC-Santé writes it in `title` (the official example:
+    /// "Médecin"); the code itself for professions this table does not know.
+    pub fn profession_title(&self) -> String {
+        match self.profession.as_str() {
+            "10" => "Médecin",
+            "21" => "Pharmacien",
+            "40" => "Chirurgien-Dentiste",
+            "50" => "Sage-Femme",
+            "60" => "Infirmier",
+            "70" => "Masseur-Kinésithérapeute",
+            other => other,
+        }
+        .to_owned()
+    }
+}
+
+/// Which key of a CPS card a certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardKey {
+    /// TLS client authentication: keyUsage digitalSignature, EKU clientAuth.
+    Authentication,
+    /// Signatures of documents (XAdES): keyUsage nonRepudiation only, EKU emailProtection,
+    /// as the official TD2.1 example's certificate.
+    Signature,
 }
 
 /// A development PKI folder.
@@ -150,6 +193,14 @@ impl DevPki {
             // the grant key: add them, so `make run` keeps working on an existing `.dev-pki/`.
             if !dir.join(files::RELAY_GRANT_PUBLIC_KEY).exists() {
                 add_session_identities(dir)?;
+            }
+            // A PKI made before issue 16 has no signature certificate and no profession
+            // extensions: issue the dev card's two certificates again.
+            if !dir.join(files::CPS_SIGN_CHAIN).exists() {
+                DevPki {
+                    dir: dir.to_path_buf(),
+                }
+                .write_default_card()?;
             }
             return Ok(DevPki {
                 dir: dir.to_path_buf(),
@@ -197,20 +248,42 @@ impl DevPki {
         self.dir.join(name)
     }
 
-    /// Issues another professional's authentication certificate (RSA-2048) from the test
-    /// "FORTE PERSONNES" CA, writing `<name>.pem` (leaf), `<name>.key.pem` and
-    /// `<name>-chain.pem`. Returns (chain path, key path).
+    /// Issues another professional's card from the test "FORTE PERSONNES" CA (RSA-2048
+    /// keys): the authentication certificate `<name>.pem`, `<name>.key.pem`,
+    /// `<name>-chain.pem`, and the signature certificate `<name>-sign.pem`,
+    /// `<name>-sign.key.pem`, `<name>-sign-chain.pem`. Returns the authentication (chain
+    /// path, key path).
     pub fn issue_professional(&self, name: &str, who: &Professional) -> Result<(PathBuf, PathBuf), PkiError> {
+        self.issue_card_certificate(&format!("{name}-sign"), who, CardKey::Signature)?;
+        self.issue_card_certificate(name, who, CardKey::Authentication)
+    }
+
+    /// Issues one certificate of a card: `<name>.pem` (leaf), `<name>.key.pem`,
+    /// `<name>-chain.pem`. Returns (chain path, key path).
+    pub fn issue_card_certificate(
+        &self,
+        name: &str,
+        who: &Professional,
+        usage: CardKey,
+    ) -> Result<(PathBuf, PathBuf), PkiError> {
         let ca_pem = read(&self.path(files::IGC_PERSONNES_CA))?;
         let ca_key = KeyPair::from_pem(&read(&self.path(files::IGC_PERSONNES_CA_KEY))?)?;
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key)?;
-        let (leaf_pem, key_pem) = cps_certificate(who, &issuer, &ca_key)?;
+        let (leaf_pem, key_pem) = cps_certificate(who, usage, &issuer, &ca_key)?;
         let chain = self.dir.join(format!("{name}-chain.pem"));
         let key = self.dir.join(format!("{name}.key.pem"));
         write(&self.dir.join(format!("{name}.pem")), &leaf_pem)?;
         write(&chain, &format!("{leaf_pem}{ca_pem}"))?;
         write(&key, &key_pem)?;
         Ok((chain, key))
+    }
+
+    /// The default doctor's card: `cps-auth*` and `cps-sign*`.
+    fn write_default_card(&self) -> Result<(), PkiError> {
+        let who = Professional::default_doctor();
+        self.issue_card_certificate("cps-sign", &who, CardKey::Signature)?;
+        self.issue_card_certificate("cps-auth", &who, CardKey::Authentication)?;
+        Ok(())
     }
 }
 
@@ -294,7 +367,6 @@ fn generate(dir: &Path) -> Result<(), PkiError> {
     let pers_key = rsa_key()?;
     let pers_params = ca_params("TEST AC IGC-SANTE FORTE PERSONNES");
     let pers_cert = pers_params.signed_by(&pers_key, &root)?;
-    let pers = Issuer::new(pers_params, &pers_key);
 
     let org_key = rsa_key()?;
     let org_params = ca_params("TEST AC IGC-SANTE ELEMENTAIRE ORGANISATIONS");
@@ -310,13 +382,10 @@ fn generate(dir: &Path) -> Result<(), PkiError> {
         &format!("{}{}{}", root_cert.pem(), pers_cert.pem(), org_cert.pem()),
     )?;
 
-    let (cps_pem, cps_key) = cps_certificate(&Professional::default_doctor(), &pers, &pers_key)?;
-    write(&dir.join(files::CPS_AUTH_CERT), &cps_pem)?;
-    write(&dir.join(files::CPS_AUTH_KEY), &cps_key)?;
-    write(
-        &dir.join(files::CPS_AUTH_CHAIN),
-        &format!("{cps_pem}{}", pers_cert.pem()),
-    )?;
+    DevPki {
+        dir: dir.to_path_buf(),
+    }
+    .write_default_card()?;
 
     let dmp_key = rsa_key()?;
     let mut dmp_params = leaf_params(
@@ -401,10 +470,16 @@ fn add_session_identities(dir: &Path) -> Result<(), PkiError> {
     session_identities(dir, &suite)
 }
 
-/// Makes a CPS authentication certificate (leaf PEM, key PEM) for `who`, signed by `issuer`
-/// whose RSA key is `issuer_key`.
+/// IGC-Santé extension: the profession code (TRE_G15), an INTEGER.
+pub const PROFESSION_EXTENSION: &[u64] = &[1, 2, 250, 1, 71, 1, 2, 7];
+/// IGC-Santé extension: the specialties (TRE_R38), a SEQUENCE of UTF8String.
+pub const SPECIALTY_EXTENSION: &[u64] = &[1, 2, 250, 1, 71, 4, 2, 5];
+
+/// Makes a CPS card certificate (leaf PEM, key PEM) for `who` and `usage`, signed by
+/// `issuer` whose RSA key is `issuer_key`.
 fn cps_certificate(
     who: &Professional,
+    usage: CardKey,
     issuer: &Issuer<'_, impl rcgen::SigningKey>,
     issuer_key: &KeyPair,
 ) -> Result<(String, String), PkiError> {
@@ -412,8 +487,42 @@ fn cps_certificate(
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(&[(DnType::CommonName, &who.id)]);
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    match usage {
+        CardKey::Authentication => {
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        CardKey::Signature => {
+            params.key_usages = vec![KeyUsagePurpose::ContentCommitment];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::EmailProtection];
+        }
+    }
+    // The profession code as a DER INTEGER (the official example: 02 01 0A for "10").
+    let code: u64 = who.profession.parse().map_err(|_| {
+        PkiError::Resign(format!(
+            "profession {:?} is not a numeric TRE_G15 code",
+            who.profession
+        ))
+    })?;
+    let mut int = code.to_be_bytes().to_vec();
+    while int.len() > 1 && int[0] == 0 && int[1] < 0x80 {
+        int.remove(0);
+    }
+    if int[0] >= 0x80 {
+        int.insert(0, 0);
+    }
+    params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+        PROFESSION_EXTENSION,
+        tlv(0x02, &int),
+    )];
+    if let Some(specialty) = &who.specialty {
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                SPECIALTY_EXTENSION,
+                tlv(0x30, &tlv(0x0c, specialty.as_bytes())),
+            ));
+    }
     params.use_authority_key_identifier_extension = true;
     validity(&mut params, 3);
     let draft = params.signed_by(&key, issuer)?;
@@ -422,12 +531,13 @@ fn cps_certificate(
     Ok((pem, key.serialize_pem()))
 }
 
-/// `C=FR, O=.., OU=<profession>, CN=<id>+SN=<surname>+GN=<given name>` with the last RDN in
-/// card order (CN, SN, GN), not DER-sorted.
+/// `C=FR, O=.., OU=<profession code>, title=<profession>, CN=<id>+SN=<surname>+GN=<given
+/// name>` with the last RDN in card order (CN, SN, GN), not DER-sorted.
 pub fn cps_subject(who: &Professional) -> Vec<u8> {
     const C: &[u8] = &[0x55, 0x04, 0x06];
     const O: &[u8] = &[0x55, 0x04, 0x0a];
     const OU: &[u8] = &[0x55, 0x04, 0x0b];
+    const TITLE: &[u8] = &[0x55, 0x04, 0x0c];
     const CN: &[u8] = &[0x55, 0x04, 0x03];
     const SN: &[u8] = &[0x55, 0x04, 0x04];
     const GN: &[u8] = &[0x55, 0x04, 0x2a];
@@ -440,6 +550,7 @@ pub fn cps_subject(who: &Professional) -> Vec<u8> {
             rdn(vec![atv(C, 0x13, "FR")]),
             rdn(vec![atv(O, 0x0c, &who.organization)]),
             rdn(vec![atv(OU, 0x0c, &who.profession)]),
+            rdn(vec![atv(TITLE, 0x0c, &who.profession_title())]),
             rdn(vec![
                 atv(CN, 0x0c, &who.id),
                 atv(SN, 0x0c, &who.surname),
@@ -565,6 +676,67 @@ mod tests {
         verifier
             .verify_client_cert(&chain[0], &chain[1..], rustls::pki_types::UnixTime::now())
             .expect("webpki accepts the CPS certificate");
+    }
+
+    fn extension<'a>(cert: &'a X509Certificate<'_>, oid: &[u64]) -> &'a [u8] {
+        let oid = x509_parser::der_parser::oid::Oid::from(oid).expect("oid");
+        cert.extensions()
+            .iter()
+            .find(|e| e.oid == oid)
+            .map(|e| e.value)
+            .expect("extension present")
+    }
+
+    #[test]
+    fn the_card_has_an_authentication_and_a_signature_certificate_with_the_profession() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let pki = DevPki::ensure(tmp.path()).expect("generate");
+        let auth = certs(&pki.path(files::CPS_AUTH_CHAIN));
+        let sign = certs(&pki.path(files::CPS_SIGN_CHAIN));
+        let (_, auth) = parse_x509_certificate(&auth[0]).expect("auth parses");
+        let (_, sign_leaf) = parse_x509_certificate(&sign[0]).expect("sign parses");
+        let (_, ca) = parse_x509_certificate(&sign[1]).expect("ca parses");
+        sign_leaf
+            .verify_signature(Some(ca.public_key()))
+            .expect("the signature certificate verifies with the CA key");
+        assert_ne!(
+            auth.public_key().raw,
+            sign_leaf.public_key().raw,
+            "two keys, as on a CPS card"
+        );
+
+        fn ku(c: &X509Certificate<'_>) -> KeyUsage {
+            *c.key_usage().expect("ku").expect("key usage present").value
+        }
+        let (a, s) = (ku(&auth), ku(&sign_leaf));
+        assert!(a.digital_signature() && !a.non_repudiation());
+        assert!(s.non_repudiation() && !s.digital_signature() && !s.key_encipherment());
+        assert!(sign_leaf.key_usage().expect("ku").expect("ku").critical);
+
+        for c in [&auth, &sign_leaf] {
+            // As the official example: 02 01 0A, and SEQUENCE { UTF8String "SM26" }.
+            assert_eq!(extension(c, PROFESSION_EXTENSION), [0x02, 0x01, 0x0a]);
+            assert_eq!(
+                extension(c, SPECIALTY_EXTENSION),
+                [0x30, 0x06, 0x0c, 0x04, b'S', b'M', b'2', b'6']
+            );
+            let title: Vec<_> = c
+                .subject()
+                .iter_by_oid(&x509_parser::oid_registry::OID_X509_TITLE)
+                .collect();
+            assert_eq!(title.len(), 1);
+            assert_eq!(title[0].as_str().expect("utf8"), "Médecin");
+        }
+        rustls::pki_types::PrivateKeyDer::from_pem_file(pki.path(files::CPS_SIGN_KEY)).expect("sign key");
+    }
+
+    #[test]
+    fn an_older_pki_gets_the_signature_certificate() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let pki = DevPki::ensure(tmp.path()).expect("generate");
+        std::fs::remove_file(pki.path(files::CPS_SIGN_CHAIN)).expect("remove");
+        let again = DevPki::ensure(tmp.path()).expect("upgrade");
+        assert_eq!(certs(&again.path(files::CPS_SIGN_CHAIN)).len(), 2);
     }
 
     #[test]

@@ -17,6 +17,11 @@ use std::process::Command;
 
 use rustls_pki_types::pem::PemObject;
 
+/// CKA_ID of a CPS card's authentication key and certificate ([`SoftHsm::import_cps_card`]).
+pub const AUTH_ID: &str = "01";
+/// CKA_ID of a CPS card's signature key and certificate.
+pub const SIGN_ID: &str = "02";
+
 /// The SoftHSM2 PKCS#11 module of Debian's `softhsm2` package.
 pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const CKF_USER_PIN_FINAL_TRY: u64 = 0x0002_0000;
@@ -140,6 +145,17 @@ impl SoftHsm {
             ]),
             "softhsm2-util --import",
         )?;
+        self.write_certificate(token, user_pin, cert_pem, id_hex, label)
+    }
+
+    fn write_certificate(
+        &self,
+        token: &str,
+        user_pin: &str,
+        cert_pem: &Path,
+        id_hex: &str,
+        label: &str,
+    ) -> Result<(), String> {
         let cert = rustls_pki_types::CertificateDer::from_pem_file(cert_pem)
             .map_err(|e| format!("{}: {e}", cert_pem.display()))?;
         let der = self.tokens.join(format!("{label}-{id_hex}.der"));
@@ -166,6 +182,65 @@ impl SoftHsm {
         );
         let _ = std::fs::remove_file(&der);
         result
+    }
+
+    /// Loads a CPS card as IGC-Santé issues it onto `token`: the authentication key and
+    /// certificate under CKA_ID [`AUTH_ID`] ("Authentification CPS") and the signature key and
+    /// certificate under [`SIGN_ID`] ("Signature CPS"); `(key PEM, certificate PEM)` each. With
+    /// `signature_always_authenticate` the signature key carries CKA_ALWAYS_AUTHENTICATE (a PIN
+    /// for each signature, C_Login CKU_CONTEXT_SPECIFIC).
+    pub fn import_cps_card(
+        &self,
+        token: &str,
+        user_pin: &str,
+        authentication: (&Path, &Path),
+        signature: (&Path, &Path),
+        signature_always_authenticate: bool,
+    ) -> Result<(), String> {
+        self.import_identity(
+            token,
+            user_pin,
+            authentication.0,
+            authentication.1,
+            AUTH_ID,
+            "Authentification CPS",
+        )?;
+        if !signature_always_authenticate {
+            return self.import_identity(
+                token,
+                user_pin,
+                signature.0,
+                signature.1,
+                SIGN_ID,
+                "Signature CPS",
+            );
+        }
+        // softhsm2-util cannot set CKA_ALWAYS_AUTHENTICATE; pkcs11-tool writes the key with it.
+        run(
+            self.tool("pkcs11-tool").args([
+                "--module",
+                MODULE,
+                "--token-label",
+                token,
+                "--login",
+                "--pin",
+                user_pin,
+                "--write-object",
+                &signature.0.display().to_string(),
+                "--type",
+                "privkey",
+                "--id",
+                SIGN_ID,
+                "--label",
+                "Signature CPS",
+                "--usage-sign",
+                "--sensitive",
+                "--private",
+                "--always-auth",
+            ]),
+            "pkcs11-tool --write-object (signature key)",
+        )?;
+        self.write_certificate(token, user_pin, signature.1, SIGN_ID, "Signature CPS")
     }
 
     /// Marks the token's user PIN as locked, as a card blocked after too many wrong PINs.

@@ -6,6 +6,7 @@
 //! and are never copied (MTOM parts are slices of the received body).
 
 pub mod cda;
+pub mod dn;
 pub mod ebrim;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -130,31 +130,64 @@ impl Default for LpsIdentity {
 pub struct ProfessionalIdentity {
     /// The CN: `8` + RPPS, e.g. "810100000001".
     pub id: String,
-    /// The subject DN in RFC 4514 order (most specific RDN first), e.g.
-    /// `CN=810100000001+SN=MEDECIN+GN=JEAN,OU=10,O=…,C=FR`.
+    /// The subject DN as an RFC 4514 string ([`crate::dn::rfc4514`]: most specific RDN first,
+    /// the multi-valued RDN in card order, SN and GN as `2.5.4.4=#…`), the form of the
+    /// official VIHF examples' Issuer, e.g.
+    /// `CN=810100000001+2.5.4.4=#0c074d45444543494e+2.5.4.42=#0c044a45414e,2.5.4.12=#…,OU=10,O=…,C=FR`.
     pub subject_dn: String,
     /// The SN (family name).
     pub family: String,
     /// The GN (given name).
     pub given: String,
-    /// The OU (profession code on CPS certificates), if any.
+    /// The profession code (TRE_G15): the IGC-Santé extension `1.2.250.1.71.1.2.7` when the
+    /// certificate has it, else the OU.
     pub profession: Option<String>,
+    /// The specialty code (TRE_R38) of the IGC-Santé extension `1.2.250.1.71.4.2.5`.
+    pub specialty: Option<String>,
+    /// The profession's name (`title`, e.g. "Médecin").
+    pub profession_title: Option<String>,
+    /// Whether the certificate carries the IGC-Santé profession extension: its profession and
+    /// specialty are then the only ones a VIHF may state.
+    pub roles_from_card: bool,
 }
 
-fn rfc4514_escape(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for (i, c) in v.chars().enumerate() {
-        let edge = i == 0 && (c == '#' || c == ' ');
-        if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
-            out.push('\\');
-        }
-        out.push(c);
+/// The IGC-Santé profession extension (an INTEGER).
+const PROFESSION_EXTENSION: &str = "1.2.250.1.71.1.2.7";
+/// The IGC-Santé specialty extension (a SEQUENCE of strings).
+const SPECIALTY_EXTENSION: &str = "1.2.250.1.71.4.2.5";
+
+/// A small non-negative DER INTEGER as decimal.
+fn der_integer(value: &[u8]) -> Option<String> {
+    let (&tag, rest) = value.split_first()?;
+    let (&len, content) = rest.split_first()?;
+    if tag != 0x02 || usize::from(len) != content.len() || content.is_empty() || content.len() > 8 {
+        return None;
     }
-    if out.ends_with(' ') {
-        out.pop();
-        out.push_str("\\ ");
+    if content[0] & 0x80 != 0 {
+        return None;
     }
-    out
+    Some(
+        content
+            .iter()
+            .fold(0u64, |n, b| (n << 8) | u64::from(*b))
+            .to_string(),
+    )
+}
+
+/// The first string of a DER SEQUENCE OF short strings (UTF8String, PrintableString, IA5String).
+fn der_first_string(value: &[u8]) -> Option<String> {
+    let (&tag, rest) = value.split_first()?;
+    let (&len, content) = rest.split_first()?;
+    if tag != 0x30 || len >= 0x80 || usize::from(len) != content.len() {
+        return None;
+    }
+    let (&stag, rest) = content.split_first()?;
+    let (&slen, rest) = rest.split_first()?;
+    if !matches!(stag, 0x0c | 0x13 | 0x16) || slen >= 0x80 {
+        return None;
+    }
+    let text = rest.get(..usize::from(slen))?;
+    String::from_utf8(text.to_vec()).ok()
 }
 
 impl ProfessionalIdentity {
@@ -164,68 +197,109 @@ impl ProfessionalIdentity {
         use x509_parser::prelude::FromDer;
         let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
             .map_err(|e| VihfError::Certificate(e.to_string()))?;
-        let mut rdns = Vec::new();
-        let (mut cn, mut sn, mut gn, mut ou) = (None, None, None, None);
-        for rdn in cert.subject().iter() {
-            let mut parts = Vec::new();
-            for atv in rdn.iter() {
-                let oid = atv.attr_type().to_id_string();
-                let value = atv
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|_| format!("#{}", hex_encode(atv.attr_value().as_bytes())));
-                let key = match oid.as_str() {
-                    "2.5.4.3" => {
-                        cn.get_or_insert(value.clone());
-                        "CN".to_string()
-                    }
-                    "2.5.4.4" => {
-                        sn.get_or_insert(value.clone());
-                        "SN".to_string()
-                    }
-                    "2.5.4.42" => {
-                        gn.get_or_insert(value.clone());
-                        "GN".to_string()
-                    }
-                    "2.5.4.11" => {
-                        ou.get_or_insert(value.clone());
-                        "OU".to_string()
-                    }
-                    "2.5.4.10" => "O".to_string(),
-                    "2.5.4.6" => "C".to_string(),
-                    "2.5.4.12" => "T".to_string(),
-                    other => other.to_string(),
-                };
-                let shown = if value.starts_with('#')
-                    && !matches!(key.as_str(), "CN" | "SN" | "GN" | "OU" | "O" | "C")
-                {
-                    value
-                } else {
-                    rfc4514_escape(&value)
-                };
-                parts.push(format!("{key}={shown}"));
-            }
-            rdns.push(parts.join("+"));
-        }
-        rdns.reverse();
-        let id = cn.ok_or(VihfError::NoProfessionalId)?;
+        let first = |oid: &str| {
+            cert.subject()
+                .iter_attributes()
+                .find(|a| a.attr_type().to_id_string() == oid)
+                .and_then(|a| a.as_str().ok())
+                .map(str::to_owned)
+        };
+        let id = first("2.5.4.3").ok_or(VihfError::NoProfessionalId)?;
         // A CPS CN may carry the id followed by other text ("810100000001/…"): keep the id.
         let id = id.split(['/', ' ']).next().unwrap_or_default().to_string();
+        let extension = |oid: &str| {
+            cert.extensions()
+                .iter()
+                .find(|e| e.oid.to_id_string() == oid)
+                .map(|e| e.value)
+        };
+        let profession_extension = extension(PROFESSION_EXTENSION).and_then(der_integer);
         Ok(ProfessionalIdentity {
             id,
-            subject_dn: rdns.join(","),
-            family: sn.unwrap_or_default(),
-            given: gn.unwrap_or_default(),
-            profession: ou,
+            subject_dn: crate::dn::rfc4514(cert.subject()),
+            family: first("2.5.4.4").unwrap_or_default(),
+            given: first("2.5.4.42").unwrap_or_default(),
+            roles_from_card: profession_extension.is_some(),
+            profession: profession_extension.or_else(|| first("2.5.4.11")),
+            specialty: extension(SPECIALTY_EXTENSION).and_then(der_first_string),
+            profession_title: first("2.5.4.12"),
         })
     }
-}
 
-fn hex_encode(b: &[u8]) -> String {
-    b.iter().fold(String::new(), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
+    /// The VIHF role codes: the card's profession and specialty, which the caller may repeat
+    /// but not contradict (`INVALID_ARGUMENT` naming the field); the caller's only where the
+    /// certificate carries no IGC-Santé profession extension.
+    pub fn roles(&self, asked: &VihfContext) -> Result<(Code, Option<Code>), FieldError> {
+        let display = |asked: Option<&Code>, fallback: &str| {
+            asked
+                .map(|c| c.display.clone())
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| fallback.to_owned())
+        };
+        let contradicts = |field: &str, asked: &Code, system: &str, card: Option<&str>| {
+            FieldError::new(
+                field,
+                format!(
+                    "`{}^{}` contradicts the card, whose certificate says {}",
+                    asked.code,
+                    asked.scheme,
+                    card.map_or("none".to_owned(), |c| format!("`{c}^{system}`"))
+                ),
+            )
+        };
+        if !self.roles_from_card {
+            let profession = match (&asked.profession, &self.profession) {
+                (Some(p), _) => p.clone(),
+                (None, Some(card)) => Code {
+                    code: card.clone(),
+                    scheme: PROFESSION_SYSTEM.into(),
+                    display: self.profession_title.clone().unwrap_or_else(|| card.clone()),
+                },
+                (None, None) => {
+                    return Err(FieldError::new(
+                        "auth_context.profession",
+                        "required: the card's certificate names no profession",
+                    ));
+                }
+            };
+            return Ok((profession, asked.specialty.clone()));
+        }
+        let card_profession = self.profession.clone().unwrap_or_default();
+        if let Some(p) = &asked.profession
+            && (p.code != card_profession || p.scheme != PROFESSION_SYSTEM)
+        {
+            return Err(contradicts(
+                "auth_context.profession",
+                p,
+                PROFESSION_SYSTEM,
+                Some(&card_profession),
+            ));
+        }
+        if let Some(s) = &asked.specialty
+            && (Some(&s.code) != self.specialty.as_ref() || s.scheme != SPECIALTY_SYSTEM)
+        {
+            return Err(contradicts(
+                "auth_context.specialty",
+                s,
+                SPECIALTY_SYSTEM,
+                self.specialty.as_deref(),
+            ));
+        }
+        let profession = Code {
+            display: display(
+                asked.profession.as_ref(),
+                self.profession_title.as_deref().unwrap_or(&card_profession),
+            ),
+            code: card_profession,
+            scheme: PROFESSION_SYSTEM.into(),
+        };
+        let specialty = self.specialty.as_ref().map(|card| Code {
+            code: card.clone(),
+            scheme: SPECIALTY_SYSTEM.into(),
+            display: display(asked.specialty.as_ref(), card),
+        });
+        Ok((profession, specialty))
+    }
 }
 
 /// What the caller says about the professional's context, checked (the professional id is
@@ -238,9 +312,9 @@ pub struct VihfContext {
     pub structure_id: String,
     /// `Secteur_Activite`.
     pub activity_sector: String,
-    /// The profession (TRE_G15).
-    pub profession: Code,
-    /// The specialty (TRE_R38).
+    /// The profession (TRE_G15) the caller states, if any: it may not contradict the card's.
+    pub profession: Option<Code>,
+    /// The specialty (TRE_R38) the caller states, if any: it may not contradict the card's.
     pub specialty: Option<Code>,
     /// One of [`PURPOSES_OF_USE`].
     pub purpose_of_use: String,
@@ -301,6 +375,7 @@ pub fn build(input: &VihfInput<'_>) -> Result<String, FieldError> {
             ),
         ));
     }
+    let (profession, specialty) = input.professional.roles(c)?;
     let now = xml::date_time(input.issue_instant);
     let mut out = String::with_capacity(4096);
     let _ = write!(
@@ -324,8 +399,8 @@ pub fn build(input: &VihfInput<'_>) -> Result<String, FieldError> {
     string_attr(&mut out, attr::STRUCTURE, &c.structure_id);
     string_attr(&mut out, attr::SECTOR, &c.activity_sector);
     let _ = write!(out, r#"<saml2:Attribute Name="{}">"#, attr::ROLE);
-    coded_value(&mut out, "Role", &c.profession, None);
-    if let Some(s) = &c.specialty {
+    coded_value(&mut out, "Role", &profession, None);
+    if let Some(s) = &specialty {
         coded_value(&mut out, "Role", s, None);
     }
     out.push_str("</saml2:Attribute>");
@@ -444,5 +519,86 @@ mod tests {
             v.first(attr::RESOURCE_ID),
             Some("207058575627097^^^&1.2.250.1.213.1.4.10&ISO^NH")
         );
+    }
+}
+
+#[cfg(test)]
+mod card_tests {
+    use super::*;
+    use base64::Engine as _;
+
+    /// The signature certificate of the official TD2.1 example (`TD2.1-SignatureXades.xml`):
+    /// an IGC-Santé test card of profession 10, specialty SM26.
+    fn official_certificate() -> Vec<u8> {
+        let xml = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/dmp-package/examples/TD2.1-SignatureXades.xml"
+        ))
+        .expect("the official example");
+        let start = xml.find("<X509Certificate>").expect("certificate") + "<X509Certificate>".len();
+        let end = xml[start..].find("</X509Certificate>").expect("end") + start;
+        base64::engine::general_purpose::STANDARD
+            .decode(xml[start..end].split_whitespace().collect::<String>())
+            .expect("base64")
+    }
+
+    fn asked(profession: Option<(&str, &str)>, specialty: Option<(&str, &str)>) -> VihfContext {
+        let code = |(c, s): (&str, &str)| Code {
+            code: c.into(),
+            scheme: s.into(),
+            display: String::new(),
+        };
+        VihfContext {
+            professional_id: "899900063480".into(),
+            structure_id: "10B0152872".into(),
+            activity_sector: "SA07^1.2.250.1.71.4.2.4".into(),
+            profession: profession.map(code),
+            specialty: specialty.map(code),
+            purpose_of_use: "normal".into(),
+        }
+    }
+
+    #[test]
+    fn reads_the_profession_of_the_official_example_card() {
+        let card = ProfessionalIdentity::from_certificate(&official_certificate()).expect("parses");
+        assert_eq!(card.id, "899900063480");
+        assert_eq!(card.profession.as_deref(), Some("10"));
+        assert_eq!(card.specialty.as_deref(), Some("SM26"));
+        assert_eq!(card.profession_title.as_deref(), Some("Médecin"));
+        assert!(card.roles_from_card);
+        // RFC 4514, last RDN first, the multi-valued RDN in card order (GN, SN, CN here), the
+        // attributes without an RFC 4514 short name as the hex of their DER.
+        assert_eq!(
+            card.subject_dn,
+            "2.5.4.42=#0c034d4158+2.5.4.4=#0c054c49425245+CN=899900063480,2.5.4.12=#0c084dc3a9646563696e,C=FR"
+        );
+    }
+
+    #[test]
+    fn the_card_decides_profession_and_specialty() {
+        let card = ProfessionalIdentity::from_certificate(&official_certificate()).expect("parses");
+        let (p, s) = card.roles(&asked(None, None)).expect("the card's roles");
+        assert_eq!(
+            (p.code.as_str(), p.scheme.as_str(), p.display.as_str()),
+            ("10", PROFESSION_SYSTEM, "Médecin")
+        );
+        let s = s.expect("specialty");
+        assert_eq!((s.code.as_str(), s.scheme.as_str()), ("SM26", SPECIALTY_SYSTEM));
+        // Repeating the card is fine.
+        card.roles(&asked(
+            Some(("10", PROFESSION_SYSTEM)),
+            Some(("SM26", SPECIALTY_SYSTEM)),
+        ))
+        .expect("the same roles");
+        // Contradicting it is refused, naming the field.
+        let e = card
+            .roles(&asked(Some(("60", PROFESSION_SYSTEM)), None))
+            .expect_err("another profession");
+        assert_eq!(e.field, "auth_context.profession");
+        assert!(e.reason.contains("`10^1.2.250.1.71.1.2.7`"), "{}", e.reason);
+        let e = card
+            .roles(&asked(None, Some(("SM04", SPECIALTY_SYSTEM))))
+            .expect_err("another specialty");
+        assert_eq!(e.field, "auth_context.specialty");
     }
 }

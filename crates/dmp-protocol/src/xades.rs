@@ -10,10 +10,12 @@
 //! - The document is written directly in canonical form (no whitespace between elements,
 //!   start/end tag pairs, sorted attributes, canonical escapes), so the digests are computed
 //!   over exactly the bytes Canonical XML produces, without a general canonicalizer.
-//! - **Decision** — the key is the gateway's *organisation* signing key ([`Signer`], e.g. a
-//!   software key with its IGC-Santé "personne morale" certificate), not the professional's
-//!   card: cps-relay is not a signing oracle and signs TLS handshake data only (SPEC.md §1).
-//!   The DMP accepts a submission-set signature by the sending structure.
+//! - Who signs (issue 16): in direct mode the professional's CPS card, with its *signature*
+//!   key (nonRepudiation) through cps-relay's purpose-limited SignXadesSignedInfo, which
+//!   accepts exactly the [`UnsignedSignature::signed_info`] this module writes; a local
+//!   [`Signer`] (software key) serves tests and tools. The signing certificate goes into
+//!   KeyInfo and, with its issuer as a full RFC 4514 name ([`crate::dn`]), into the XAdES
+//!   SigningCertificate.
 //!
 //! The result verifies with `xmlsec1 --verify` (see the tests).
 
@@ -189,42 +191,69 @@ fn decimal(bytes: &[u8]) -> String {
     digits.iter().rev().map(|d| char::from(b'0' + d)).collect()
 }
 
-/// The signed XAdES document over `documents` (unique id, content).
-pub fn signature_xml(
+/// A XAdES signature document built up to its signature: what a signer is asked to sign
+/// ([`UnsignedSignature::signed_info`]) and everything else around it. It lets a remote signer
+/// (the professional's card through cps-relay, issue 16) sign asynchronously.
+#[derive(Debug, Clone)]
+pub struct UnsignedSignature {
+    sig_id: String,
+    signed_info_inner: String,
+    signed_info_c14n: String,
+    manifest_inner: String,
+    signed_props_inner: String,
+    cert: Vec<u8>,
+}
+
+impl UnsignedSignature {
+    /// The canonical `SignedInfo` (inclusive C14N 1.0): the exact bytes the RSA PKCS#1 v1.5
+    /// SHA-256 signature covers, and the only shape cps-relay's SignXadesSignedInfo accepts.
+    pub fn signed_info(&self) -> &[u8] {
+        self.signed_info_c14n.as_bytes()
+    }
+
+    /// The signature document, with `signature` (the RSA signature of
+    /// [`UnsignedSignature::signed_info`]) as SignatureValue and the signing certificate in
+    /// KeyInfo.
+    pub fn finish(self, signature: &[u8]) -> String {
+        format!(
+            concat!(
+                r#"<Signature xmlns="{dsig}" Id="{sig_id}">"#,
+                "<SignedInfo>{si}</SignedInfo>",
+                "<SignatureValue>{sv}</SignatureValue>",
+                "<KeyInfo><X509Data><X509Certificate>{cert}</X509Certificate></X509Data></KeyInfo>",
+                r#"<Object><Manifest Id="IHEManifest">{mi}</Manifest></Object>"#,
+                r##"<Object><SignatureProperties><SignatureProperty Id="purposeOfSignature" Target="#{sig_id}">{pos}</SignatureProperty></SignatureProperties></Object>"##,
+                r##"<Object><xades:QualifyingProperties xmlns:xades="{xades}" Target="#{sig_id}"><xades:SignedProperties Id="S0-SignedProperties">{spi}</xades:SignedProperties></xades:QualifyingProperties></Object>"##,
+                "</Signature>"
+            ),
+            dsig = ns::DSIG,
+            sig_id = self.sig_id,
+            si = self.signed_info_inner,
+            sv = B64.encode(signature),
+            cert = B64.encode(&self.cert),
+            mi = self.manifest_inner,
+            pos = PURPOSE_OF_SIGNATURE,
+            xades = ns::XADES,
+            spi = self.signed_props_inner,
+        )
+    }
+}
+
+/// The signature document over `documents` (unique id, content), to be signed by the key of
+/// `certificate_der` (DER).
+pub fn prepare(
     documents: &[(&UniqueId, &Bytes)],
-    signer: &dyn Signer,
+    certificate_der: &[u8],
     now: time::OffsetDateTime,
-) -> Result<String, XadesError> {
+) -> Result<UnsignedSignature, XadesError> {
     let sig_id = format!("sig-{}", uuid::Uuid::new_v4());
-    let cert = signer.certificate();
+    let cert = certificate_der;
     let (issuer, serial) = {
         use x509_parser::prelude::FromDer;
         let (_, c) = x509_parser::certificate::X509Certificate::from_der(cert)
             .map_err(|e| XadesError::Certificate(e.to_string()))?;
-        let issuer = c
-            .issuer()
-            .iter()
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .map(|rdn| {
-                rdn.iter()
-                    .map(|a| {
-                        let k = match a.attr_type().to_id_string().as_str() {
-                            "2.5.4.3" => "CN".to_string(),
-                            "2.5.4.10" => "O".to_string(),
-                            "2.5.4.11" => "OU".to_string(),
-                            "2.5.4.6" => "C".to_string(),
-                            o => o.to_string(),
-                        };
-                        format!("{k}={}", a.as_str().unwrap_or_default().replace(',', "\\,"))
-                    })
-                    .collect::<Vec<_>>()
-                    .join("+")
-            })
-            .collect::<Vec<_>>()
-            .join(",");
-        (issuer, decimal(c.raw_serial()))
+        // Every RDN, RFC 4514 (XML-DSig's X509IssuerName is an RFC 4514 string).
+        (crate::dn::rfc4514(c.issuer()), decimal(c.raw_serial()))
     };
 
     // Manifest (inner content, then canonical apex for the digest).
@@ -282,29 +311,26 @@ pub fn signature_xml(
         r#"<SignedInfo xmlns="{}">{signed_info_inner}</SignedInfo>"#,
         ns::DSIG
     );
-    let signature = signer.sign(signed_info_c14n.as_bytes())?;
+    Ok(UnsignedSignature {
+        sig_id,
+        signed_info_inner,
+        signed_info_c14n,
+        manifest_inner,
+        signed_props_inner,
+        cert: cert.to_vec(),
+    })
+}
 
-    Ok(format!(
-        concat!(
-            r#"<Signature xmlns="{dsig}" Id="{sig_id}">"#,
-            "<SignedInfo>{si}</SignedInfo>",
-            "<SignatureValue>{sv}</SignatureValue>",
-            "<KeyInfo><X509Data><X509Certificate>{cert}</X509Certificate></X509Data></KeyInfo>",
-            r#"<Object><Manifest Id="IHEManifest">{mi}</Manifest></Object>"#,
-            r##"<Object><SignatureProperties><SignatureProperty Id="purposeOfSignature" Target="#{sig_id}">{pos}</SignatureProperty></SignatureProperties></Object>"##,
-            r##"<Object><xades:QualifyingProperties xmlns:xades="{xades}" Target="#{sig_id}"><xades:SignedProperties Id="S0-SignedProperties">{spi}</xades:SignedProperties></xades:QualifyingProperties></Object>"##,
-            "</Signature>"
-        ),
-        dsig = ns::DSIG,
-        sig_id = sig_id,
-        si = signed_info_inner,
-        sv = B64.encode(signature),
-        cert = B64.encode(cert),
-        mi = manifest_inner,
-        pos = PURPOSE_OF_SIGNATURE,
-        xades = ns::XADES,
-        spi = signed_props_inner,
-    ))
+/// The signed XAdES document over `documents` (unique id, content), signed by a local
+/// [`Signer`].
+pub fn signature_xml(
+    documents: &[(&UniqueId, &Bytes)],
+    signer: &dyn Signer,
+    now: time::OffsetDateTime,
+) -> Result<String, XadesError> {
+    let unsigned = prepare(documents, signer.certificate(), now)?;
+    let signature = signer.sign(unsigned.signed_info())?;
+    Ok(unsigned.finish(&signature))
 }
 
 /// The signature document's DocumentEntry (metadata of the official example's `Signature01`).

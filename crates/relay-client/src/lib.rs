@@ -145,6 +145,34 @@ impl CpsRelayClient {
         self.sign_request(scheme, data, Some(grant_id)).await
     }
 
+    /// The card's signature certificate (nonRepudiation) and its chain, for a XAdES
+    /// signature's SigningCertificate and KeyInfo.
+    pub async fn signature_certificate(&mut self) -> Result<GetSignatureCertificateResponse, tonic::Status> {
+        Ok(self
+            .inner
+            .get_signature_certificate(GetSignatureCertificateRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// The card's signature-key signature (RSA PKCS#1 v1.5 SHA-256) of a canonical XAdES
+    /// `SignedInfo`, under the session grant `grant_id` when given. The relay signs nothing
+    /// else with that key.
+    pub async fn sign_xades_signed_info(
+        &mut self,
+        signed_info: Vec<u8>,
+        grant_id: Option<&str>,
+    ) -> Result<SignXadesSignedInfoResponse, tonic::Status> {
+        let mut req = tonic::Request::new(SignXadesSignedInfoRequest { signed_info });
+        if let Some(id) = grant_id {
+            let value = id
+                .parse()
+                .map_err(|_| tonic::Status::invalid_argument("the session grant id is not valid metadata"))?;
+            req.metadata_mut().insert(GRANT_ID_METADATA, value);
+        }
+        Ok(self.inner.sign_xades_signed_info(req).await?.into_inner())
+    }
+
     async fn sign_request(
         &mut self,
         scheme: Scheme,

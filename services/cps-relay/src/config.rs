@@ -64,6 +64,13 @@ pub struct SoftwareSettings {
     pub certificate_chain: PathBuf,
     /// PKCS#8 or PKCS#1 PEM private key.
     pub private_key: PathBuf,
+    /// The card's *signature* certificate (nonRepudiation) then its issuers, PEM: what
+    /// SignXadesSignedInfo signs with. Unset: no XAdES signatures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_certificate_chain: Option<PathBuf>,
+    /// Its RSA private key, PEM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_private_key: Option<PathBuf>,
 }
 
 /// A PKCS#11 token (the CPS card through the Cryptolib CPS, or an HSM) and the objects on it.
@@ -96,6 +103,20 @@ pub struct Pkcs11Settings {
     /// Hex CKA_ID of the certificate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_id: Option<String>,
+    /// CKA_LABEL of the card's *signature* private key (nonRepudiation), the only key
+    /// SignXadesSignedInfo uses. Unset with `signature_key_id`: no XAdES signatures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_key_label: Option<String>,
+    /// Hex CKA_ID of the signature private key (and of its certificate unless
+    /// `signature_cert_id` is set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_key_id: Option<String>,
+    /// CKA_LABEL of the signature certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_cert_label: Option<String>,
+    /// Hex CKA_ID of the signature certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_cert_id: Option<String>,
     /// Issuing CA certificates (PEM) sent after the card's leaf; cards often hold only the leaf.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chain: Option<PathBuf>,
@@ -246,6 +267,8 @@ impl Default for SoftwareSettings {
         SoftwareSettings {
             certificate_chain: ".dev-pki/cps-auth-chain.pem".into(),
             private_key: ".dev-pki/cps-auth.key.pem".into(),
+            signature_certificate_chain: None,
+            signature_private_key: None,
         }
     }
 }
@@ -261,6 +284,10 @@ impl Default for Pkcs11Settings {
             key_id: None,
             cert_label: None,
             cert_id: None,
+            signature_key_label: None,
+            signature_key_id: None,
+            signature_cert_label: None,
+            signature_cert_id: None,
             chain: None,
             sessions: 1,
             pin_file: None,
@@ -450,6 +477,21 @@ impl Pkcs11Settings {
         if let Some(id) = hex_id("backend.pkcs11.cert_id", &self.cert_id)? {
             sel.cert_id = Some(id);
         }
+        let signature = crate::card::pkcs11::ObjectSelection {
+            key_label: self.signature_key_label.clone(),
+            key_id: hex_id("backend.pkcs11.signature_key_id", &self.signature_key_id)?,
+            cert_label: self.signature_cert_label.clone(),
+            cert_id: hex_id("backend.pkcs11.signature_cert_id", &self.signature_cert_id)?,
+        };
+        if signature != crate::card::pkcs11::ObjectSelection::default() {
+            if signature.key_label.is_none() && signature.key_id.is_none() {
+                return Err(ConfigError::invalid(
+                    "backend.pkcs11.signature_key_id",
+                    "set signature_key_id or signature_key_label to select the signature key",
+                ));
+            }
+            sel.signature = Some(signature);
+        }
         Ok(sel)
     }
 }
@@ -509,6 +551,26 @@ impl ServiceConfig for Config {
                     &self.backend.software.certificate_chain,
                 )?;
                 check_file("backend.software.private_key", &self.backend.software.private_key)?;
+                let sw = &self.backend.software;
+                match (&sw.signature_certificate_chain, &sw.signature_private_key) {
+                    (Some(chain), Some(key)) => {
+                        check_file("backend.software.signature_certificate_chain", chain)?;
+                        check_file("backend.software.signature_private_key", key)?;
+                    }
+                    (None, None) => {}
+                    (Some(_), None) => {
+                        return Err(ConfigError::invalid(
+                            "backend.software.signature_private_key",
+                            "required with backend.software.signature_certificate_chain",
+                        ));
+                    }
+                    (None, Some(_)) => {
+                        return Err(ConfigError::invalid(
+                            "backend.software.signature_certificate_chain",
+                            "required with backend.software.signature_private_key",
+                        ));
+                    }
+                }
             }
             BackendKind::Pkcs11 => {
                 let p = &self.backend.pkcs11;

@@ -58,6 +58,17 @@ pub enum RelayError {
     /// The data is not TLS handshake signing input (not a signing oracle): `INVALID_ARGUMENT`.
     #[error("refused: the data is not TLS handshake signing input: {0}")]
     NotHandshakeData(String),
+    /// Data for the signature key that is not a canonical XAdES SignedInfo of a DMP
+    /// submission: `INVALID_ARGUMENT`.
+    #[error("refused: the data is not the canonical XAdES SignedInfo of a DMP submission: {0}")]
+    NotXadesSignedInfo(String),
+    /// The relay has no signature key configured: `FAILED_PRECONDITION`.
+    #[error("this card has no signature key: {0}")]
+    NoSignatureKey(String),
+    /// A key asked for a use its certificate's key usage does not allow (the authentication
+    /// key for XAdES, the signature key for TLS): `FAILED_PRECONDITION`.
+    #[error("refused: {0}")]
+    WrongKeyPurpose(String),
     /// A TLS 1.2 transcript whose server is not an allowed one (or that names no verifiable
     /// server), or TLS 1.3 content while `signing.allow_tls13` is off: `INVALID_ARGUMENT`.
     #[error("refused: the handshake is not with an allowed server: {0}")]
@@ -137,6 +148,9 @@ impl RelayError {
             RelayError::UnsupportedScheme { .. } => "unsupported_scheme",
             RelayError::NotHandshakeData(_) => "not_handshake_data",
             RelayError::ServerNotAllowed(_) => "server_not_allowed",
+            RelayError::NotXadesSignedInfo(_) => "not_xades_signed_info",
+            RelayError::NoSignatureKey(_) => "no_signature_key",
+            RelayError::WrongKeyPurpose(_) => "wrong_key_purpose",
             RelayError::NoSessionGrant(_) => "no_session_grant",
             RelayError::FinalTryUnconfirmed => "final_try_unconfirmed",
             RelayError::PinThrottled { .. } => "pin_throttled",
@@ -159,6 +173,8 @@ impl ServiceError for RelayError {
             | RelayError::NotLoggedIn
             | RelayError::NoPin(_)
             | RelayError::NoSessionGrant(_)
+            | RelayError::NoSignatureKey(_)
+            | RelayError::WrongKeyPurpose(_)
             | RelayError::FinalTryUnconfirmed => ServiceErrorCode::FailedPrecondition,
             RelayError::TokenNotFound { .. } | RelayError::ObjectNotFound { .. } => {
                 ServiceErrorCode::NotFound
@@ -168,6 +184,7 @@ impl ServiceError for RelayError {
             RelayError::PinFormat(_)
             | RelayError::UnsupportedScheme { .. }
             | RelayError::NotHandshakeData(_)
+            | RelayError::NotXadesSignedInfo(_)
             | RelayError::ServerNotAllowed(_)
             | RelayError::UnknownGrantee(_) => ServiceErrorCode::BadRequest,
             RelayError::CardBusy(_) => ServiceErrorCode::Timeout,
@@ -193,6 +210,9 @@ impl ServiceError for RelayError {
             RelayError::UnsupportedScheme { .. } => "UNSUPPORTED_SCHEME",
             RelayError::NotHandshakeData(_) => "NOT_HANDSHAKE_DATA",
             RelayError::ServerNotAllowed(_) => "SERVER_NOT_ALLOWED",
+            RelayError::NotXadesSignedInfo(_) => "NOT_XADES_SIGNED_INFO",
+            RelayError::NoSignatureKey(_) => "NO_SIGNATURE_KEY",
+            RelayError::WrongKeyPurpose(_) => "WRONG_KEY_PURPOSE",
             RelayError::NoSessionGrant(_) => "NO_SESSION_GRANT",
             RelayError::FinalTryUnconfirmed => "FINAL_TRY_UNCONFIRMED",
             RelayError::PinThrottled { .. } => "PIN_THROTTLED",
@@ -226,6 +246,7 @@ impl ServiceError for RelayError {
             RelayError::PinFormat(_) => "pin",
             RelayError::UnsupportedScheme { .. } => "scheme",
             RelayError::NotHandshakeData(_) | RelayError::ServerNotAllowed(_) => "data",
+            RelayError::NotXadesSignedInfo(_) => "signed_info",
             _ => return Vec::new(),
         };
         vec![(field.to_owned(), self.to_string())]

@@ -27,6 +27,7 @@ mod roles;
 mod rpc;
 mod scheme;
 mod session;
+mod signed_info;
 mod transcript;
 
 use std::sync::Arc;
@@ -65,9 +66,14 @@ fn open_card(config: &Config) -> Result<Arc<dyn Card>, StartError> {
     Ok(match config.backend.kind {
         BackendKind::Software => {
             let s = &config.backend.software;
+            let signature = s
+                .signature_certificate_chain
+                .as_deref()
+                .zip(s.signature_private_key.as_deref());
             Arc::new(card::software::SoftwareCard::load(
                 &s.certificate_chain,
                 &s.private_key,
+                signature,
             )?)
         }
         BackendKind::Pkcs11 => {

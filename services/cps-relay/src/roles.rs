@@ -15,6 +15,8 @@ use crate::error::RelayError;
 pub(crate) enum Rpc {
     GetAuthenticationCertificate,
     SignForAuthentication,
+    GetSignatureCertificate,
+    SignXadesSignedInfo,
     WatchSession,
     GetStatus,
     Login,
@@ -28,6 +30,8 @@ impl Rpc {
         match self {
             Rpc::GetAuthenticationCertificate => "GetAuthenticationCertificate",
             Rpc::SignForAuthentication => "SignForAuthentication",
+            Rpc::GetSignatureCertificate => "GetSignatureCertificate",
+            Rpc::SignXadesSignedInfo => "SignXadesSignedInfo",
             Rpc::WatchSession => "WatchSession",
             Rpc::GetStatus => "GetStatus",
             Rpc::Login => "Login",
@@ -49,6 +53,8 @@ impl Rpc {
             self,
             Rpc::GetAuthenticationCertificate
                 | Rpc::SignForAuthentication
+                | Rpc::GetSignatureCertificate
+                | Rpc::SignXadesSignedInfo
                 | Rpc::WatchSession
                 | Rpc::GetStatus
         )

@@ -281,11 +281,11 @@ impl RelayService {
 
     /// The card session a signature is made in: the grant's, or (development, no grant) the
     /// open one.
-    fn signing_session(&self, grant_id: Option<&str>) -> Result<CardSession, RelayError> {
+    fn signing_session(&self, grant_id: Option<&str>, rpc: &str) -> Result<CardSession, RelayError> {
         match grant_id {
             Some(id) => self.sessions.check_grant(id),
             None if self.grants_required => Err(RelayError::NoSessionGrant(format!(
-                "no session grant: SignForAuthentication needs metadata {GRANT_ID_METADATA} naming a live \
+                "no session grant: {rpc} needs metadata {GRANT_ID_METADATA} naming a live \
                  grant of the card session (the card holder issues it with IssueSessionGrant)"
             ))),
             None => self.sessions.current().ok_or(RelayError::NotLoggedIn),
@@ -381,6 +381,37 @@ impl CpsRelay for RelayService {
             .sign_for_authentication(&caller, Face::Grpc, grant_id, req.scheme, req.data)
             .await?;
         Ok(Response::new(SignForAuthenticationResponse { signature, scheme }))
+    }
+
+    async fn get_signature_certificate(
+        &self,
+        request: Request<GetSignatureCertificateRequest>,
+    ) -> Result<Response<GetSignatureCertificateResponse>, Status> {
+        let (caller, role) = self.authorise(&request, Rpc::GetSignatureCertificate)?;
+        self.check_card_professional(&caller, role)?;
+        let certificate = self.on_card(|card| card.signature_certificate()).await?;
+        Ok(Response::new(GetSignatureCertificateResponse {
+            leaf_der: certificate.leaf,
+            chain_der: certificate.chain,
+        }))
+    }
+
+    async fn sign_xades_signed_info(
+        &self,
+        request: Request<SignXadesSignedInfoRequest>,
+    ) -> Result<Response<SignXadesSignedInfoResponse>, Status> {
+        let (caller, role) = self.authorise(&request, Rpc::SignXadesSignedInfo)?;
+        let grant_id = request
+            .metadata()
+            .get(GRANT_ID_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .map(grant_id_of);
+        let signed_info = request.into_inner().signed_info;
+        let (signature, certificate_der) = self.sign_xades(&caller, role, grant_id, signed_info).await?;
+        Ok(Response::new(SignXadesSignedInfoResponse {
+            signature,
+            certificate_der,
+        }))
     }
 
     async fn get_status(
@@ -530,5 +561,6 @@ impl CpsRelay for RelayService {
 
 mod authentication_certificate;
 mod sign_for_authentication;
+mod sign_xades_signed_info;
 #[cfg(test)]
 mod tests;

@@ -32,6 +32,9 @@ service_kit::service_config! {
         pub relay_client: RelayClientSettings,
         /// The relays calls may name in `auth_context.relay_id`.
         pub relays: BTreeMap<String, RelaySettings>,
+        /// The structure each caller identity acts for (VIHF Identifiant_Structure and
+        /// Secteur_Activite), by caller identity; required for every caller outside development.
+        pub callers: BTreeMap<String, CallerStructure>,
         /// Where every DMP transaction is recorded (SQLite file by default, PostgreSQL with
         /// DATABASE_URL).
         pub audit: audit_log::AuditSettings,
@@ -39,10 +42,6 @@ service_kit::service_config! {
         pub lps: LpsIdentity,
         /// XDS metadata and document limits of the DMP transactions.
         pub xds: XdsSettings,
-        /// The key that signs each submission's XAdES signature document (RSA, PKCS#8 PEM) and
-        /// its certificate: in production the structure's organisation certificate; the default
-        /// is the dev PKI's card key, for the local suite only.
-        pub signature: SignatureSettings,
     }
 }
 
@@ -217,29 +216,10 @@ impl Default for Config {
             dmp: DmpSettings::default(),
             relay_client: RelayClientSettings::default(),
             relays,
+            callers: BTreeMap::new(),
             audit: audit_log::AuditSettings::default(),
             lps: Default::default(),
             xds: Default::default(),
-            signature: SignatureSettings::default(),
-        }
-    }
-}
-
-/// The key that signs submissions (section `signature`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct SignatureSettings {
-    /// RSA key, PKCS#8 PEM.
-    pub key: PathBuf,
-    /// Its certificate (PEM, first of the file).
-    pub cert: PathBuf,
-}
-
-impl Default for SignatureSettings {
-    fn default() -> Self {
-        SignatureSettings {
-            key: ".dev-pki/cps-auth.key.pem".into(),
-            cert: ".dev-pki/cps-auth.pem".into(),
         }
     }
 }
@@ -313,6 +293,46 @@ impl DmpSettings {
     }
 }
 
+/// The identifiers of the official DMP examples and of this suite's development defaults,
+/// by configuration key: fine for `make run` and tests, never towards a real DMP.
+pub const EXAMPLE_IDENTIFIERS: [(&str, &[&str]); 5] = [
+    ("lps.id", &["00.00.00.00", "01.01.01.01"]),
+    ("lps.name", &["LPS GIE-SV"]),
+    ("lps.homologation_id", &["TEST-HOMOLOGATION", "NumAutorisation"]),
+    ("xds.source_id", &["1.2.250.1.999.1.1.7898"]),
+    (
+        "xds.hl7_sender_oid",
+        &["1.2.250.1.999.1.1.7898", "1.3.6.1.4.1.48364"],
+    ),
+];
+
+impl Config {
+    /// Outside development, the identifiers the DMP registers an installation under must be
+    /// the integrator's own (README "Identifiers of the installation").
+    fn refuse_example_identifiers(&self) -> Result<(), ConfigError> {
+        for (key, examples) in EXAMPLE_IDENTIFIERS {
+            let value = match key {
+                "lps.id" => &self.lps.id,
+                "lps.name" => &self.lps.name,
+                "lps.homologation_id" => &self.lps.homologation_id,
+                "xds.source_id" => &self.xds.source_id,
+                _ => &self.xds.hl7_sender_oid,
+            };
+            if examples.contains(&value.trim()) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "`{value}` is a test value of the official DMP examples, accepted only with \
+                         development = true: set your installation's own (dmp-gateway README, \
+                         \"Identifiers of the installation\")"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ServiceConfig for Config {
     const ENV_PREFIX: &'static str = "DMP_GATEWAY_";
 
@@ -350,12 +370,13 @@ impl ServiceConfig for Config {
                 return Err(ConfigError::invalid(key, "must not be empty"));
             }
         }
+        if !self.development {
+            self.refuse_example_identifiers()?;
+        }
         self.xds.validate("xds")?;
         self.dmp.uri()?;
         self.dmp.versions()?;
         check_file("dmp.ca_bundle", &self.dmp.ca_bundle)?;
-        check_file("signature.key", &self.signature.key)?;
-        check_file("signature.cert", &self.signature.cert)?;
         check_file("relay_client.ca", &self.relay_client.ca)?;
         check_file("relay_client.cert", &self.relay_client.cert)?;
         check_file("relay_client.key", &self.relay_client.key)?;
@@ -386,8 +407,36 @@ impl ServiceConfig for Config {
             }
             check_file(&format!("relays.{id}.grant_key"), &r.grant_key)?;
         }
+        for (caller, c) in &self.callers {
+            if c.structure_id.is_empty() || !c.structure_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(ConfigError::invalid(
+                    format!("callers.{caller}.structure_id"),
+                    "letters and digits (Identifiant_Structure)",
+                ));
+            }
+            if !c
+                .activity_sector
+                .split_once('^')
+                .is_some_and(|(code, oid)| !code.is_empty() && is_oid(oid))
+            {
+                return Err(ConfigError::invalid(
+                    format!("callers.{caller}.activity_sector"),
+                    "a Secteur_Activite like SA07^1.2.250.1.71.4.2.4",
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// The structure a caller identity acts for (section `callers.<identity>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerStructure {
+    /// `Identifiant_Structure` (e.g. the FINESS or SIRET-based id, `10B0152872`).
+    pub structure_id: String,
+    /// `Secteur_Activite`, `code^OID` (e.g. `SA07^1.2.250.1.71.4.2.4`).
+    pub activity_sector: String,
 }
 
 /// Settings of the transactions (configuration section `xds`).

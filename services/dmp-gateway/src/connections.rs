@@ -39,7 +39,7 @@ use crate::connector::DmpConnector;
 use crate::dmp_tls::{TlsVersion, client_config};
 use crate::error::TransportError;
 use crate::grant::{AccessError, Expected, GrantKeys};
-use crate::relay::{RelayDirectory, SignFailure};
+use crate::relay::{RelayDirectory, RelayEndpoint, SignFailure, relay_status};
 use crate::remote_key::{CardResolver, Consent, RemoteKey, SignatureLedger};
 use crate::session_watch::{CardSession, SessionWatch};
 
@@ -141,6 +141,8 @@ pub struct ProfessionalSession {
     /// How long the pool may live: `dmp.max_pool_lifetime`, or less towards a CPS agent.
     lifetime: Duration,
     last_used: Mutex<Instant>,
+    /// The card's signature certificate (XAdES), fetched on the first submission.
+    signature_certificate: tokio::sync::OnceCell<Vec<u8>>,
 }
 
 impl ProfessionalSession {
@@ -512,12 +514,74 @@ impl DmpConnections {
             opened: Instant::now(),
             lifetime,
             last_used: Mutex::new(Instant::now()),
+            signature_certificate: tokio::sync::OnceCell::new(),
         });
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         // Two first calls may race: keep the one stored first.
         let session = sessions.entry(key).or_insert(session).clone();
         self.metrics.professional_sessions.set(sessions.len() as i64);
         Ok(session)
+    }
+
+    /// The card's signature certificate (DER), from the professional's relay: it must name
+    /// the professional of the authentication certificate.
+    pub async fn signature_certificate(
+        &self,
+        session: &ProfessionalSession,
+    ) -> Result<Vec<u8>, TransportError> {
+        let relay = self.relays.get(&session.relay_id)?;
+        xades_capable(relay)?;
+        let certificate = session
+            .signature_certificate
+            .get_or_try_init(|| async {
+                let mut client = self.relays.client(relay)?;
+                let answer = client
+                    .signature_certificate()
+                    .await
+                    .map_err(|s| relay_status(&relay.id, s))?;
+                let owner = dmp_protocol::vihf::ProfessionalIdentity::from_certificate(&answer.leaf_der)
+                    .map_err(|e| TransportError::RelayRefused {
+                        code: tonic::Code::FailedPrecondition,
+                        message: format!("the card's signature certificate: {e}"),
+                    })?;
+                if owner.id != session.certificate.professional_id {
+                    return Err(TransportError::WrongProfessional {
+                        relay_id: relay.id.clone(),
+                        expected: session.certificate.professional_id.clone(),
+                        card: owner.id,
+                    });
+                }
+                Ok::<_, TransportError>(answer.leaf_der)
+            })
+            .await?;
+        Ok(certificate.clone())
+    }
+
+    /// The card's signature-key signature of a canonical XAdES SignedInfo, made by the
+    /// professional's relay under the session grant `grant_id`; the relay must have signed with
+    /// `certificate_der`, the certificate the SignedInfo names.
+    pub async fn sign_xades(
+        &self,
+        session: &ProfessionalSession,
+        grant_id: &str,
+        signed_info: Vec<u8>,
+        certificate_der: &[u8],
+    ) -> Result<Vec<u8>, TransportError> {
+        let relay = self.relays.get(&session.relay_id)?;
+        xades_capable(relay)?;
+        let mut client = self.relays.client(relay)?;
+        let answer = client
+            .sign_xades_signed_info(signed_info, Some(grant_id).filter(|g| !g.is_empty()))
+            .await
+            .map_err(|s| relay_status(&relay.id, s))?;
+        self.metrics.remote_signatures.inc();
+        if answer.certificate_der != certificate_der {
+            return Err(AccessError::SessionEnded {
+                reason: "the card's signature certificate changed while signing".into(),
+            }
+            .into());
+        }
+        Ok(answer.signature)
     }
 
     fn url(&self, path: &str) -> String {
@@ -640,5 +704,21 @@ fn classify_client_error(
         }
     } else {
         TransportError::ConnectionLost(format!("{e}"))
+    }
+}
+
+/// The card's signature key is reached through cps-relay's gRPC API only: the seed's CPS agent
+/// API signs TLS handshakes (SHA256WithRSA for authentication) and nothing else.
+fn xades_capable(relay: &RelayEndpoint) -> Result<(), TransportError> {
+    match relay.api {
+        RelayApi::Grpc => Ok(()),
+        RelayApi::CpsAgent => Err(TransportError::RelayRefused {
+            code: tonic::Code::FailedPrecondition,
+            message: format!(
+                "relay `{}` speaks the CPS agent API, which has no document signature: a submission's \
+                 XAdES needs the card's signature key through a cps-relay gRPC relay (relays.{}.api = \"grpc\")",
+                relay.id, relay.id
+            ),
+        }),
     }
 }

@@ -141,7 +141,9 @@ pub(crate) fn vihf_context(
             c
         })
     };
-    let profession = code(
+    // Profession and specialty come from the card (issue 16): what the caller states is
+    // checked against the certificate when the VIHF is built.
+    let profession = optional_code(
         "auth_context.profession",
         with_system(a.profession.as_ref(), PROFESSION_SYSTEM).as_ref(),
     )?;

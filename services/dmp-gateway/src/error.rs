@@ -26,6 +26,16 @@ pub enum DmpError {
     /// The request is invalid; nothing was sent.
     #[error("{0}")]
     InvalidArgument(#[from] FieldError),
+    /// The caller has no structure configured (`callers.<identity>`), outside development;
+    /// nothing was sent.
+    #[error(
+        "caller {caller} has no structure configured: set callers.\"{caller}\".structure_id and \
+         activity_sector (the VIHF's Identifiant_Structure and Secteur_Activite)"
+    )]
+    CallerNotConfigured {
+        /// The authenticated caller.
+        caller: String,
+    },
     /// A document's CDA cannot be read; nothing was sent.
     #[error("documents[{index}].content: malformed CDA: {reason}")]
     MalformedCda {
@@ -121,6 +131,7 @@ impl ServiceError for DmpError {
             DmpError::HttpStatus { .. } => C::FailedPrecondition,
             DmpError::MalformedResponse(_) => C::Internal,
             DmpError::Signature(_) => C::FailedPrecondition,
+            DmpError::CallerNotConfigured { .. } => C::PermissionDenied,
             DmpError::Transport(t) => t.error_code(),
             DmpError::SubmissionInterrupted { .. } | DmpError::Audit(_) => C::Unavailable,
         }
@@ -135,6 +146,7 @@ impl ServiceError for DmpError {
             DmpError::MalformedResponse(_) => "DMP_MALFORMED_RESPONSE",
             DmpError::HttpStatus { .. } => "DMP_HTTP_ERROR",
             DmpError::Signature(_) => "SIGNATURE_FAILED",
+            DmpError::CallerNotConfigured { .. } => "CALLER_NOT_CONFIGURED",
             DmpError::SubmissionInterrupted { .. } => "SUBMISSION_INTERRUPTED",
             DmpError::Transport(t) => t.reason(),
             DmpError::Audit(_) => "AUDIT_UNAVAILABLE",

@@ -15,6 +15,7 @@ use dmp_protocol::transactions::WebService;
 use dmp_protocol::vihf::{self, LpsIdentity, ProfessionalIdentity, VihfContext, VihfInput};
 use dmp_protocol::xades;
 use dmp_protocol::xds::Ins;
+use dmp_protocol::xds::UniqueId;
 use dmp_protocol::xml::Element;
 use ehealth_proto::dmp::v1 as pb;
 
@@ -26,6 +27,8 @@ use crate::error::{DmpError, TransportError};
 pub trait DmpRequest {
     /// The authentication context (relay, professional, VIHF attributes).
     fn auth_context(&self) -> Option<&pb::AuthenticationContext>;
+    /// The same, to complete it (the caller's configured structure).
+    fn auth_context_mut(&mut self) -> Option<&mut pb::AuthenticationContext>;
     /// The patient the request is about.
     fn patient(&self) -> Option<&pb::PatientId>;
 }
@@ -35,6 +38,9 @@ macro_rules! dmp_requests {
         impl DmpRequest for $request {
             fn auth_context(&self) -> Option<&pb::AuthenticationContext> {
                 self.auth_context.as_ref()
+            }
+            fn auth_context_mut(&mut self) -> Option<&mut pb::AuthenticationContext> {
+                self.auth_context.as_mut()
             }
             fn patient(&self) -> Option<&pb::PatientId> {
                 self.patient.as_ref()
@@ -90,6 +96,12 @@ pub trait Transaction {
     ) -> Result<Self::Valid, DmpError>;
     /// Builds the message for the card's professional.
     fn build(valid: &Self::Valid, ctx: &CallContext<'_>) -> Result<Message, DmpError>;
+    /// The documents a XAdES signature document covers (unique id, content), for a
+    /// transaction that carries one (TD2.1): the gateway has the card sign it before
+    /// [`Transaction::build`].
+    fn signed_documents(_valid: &Self::Valid) -> Option<Vec<(&UniqueId, &Bytes)>> {
+        None
+    }
     /// Reads the DMP's answer.
     fn parse(valid: &Self::Valid, reply: &Reply) -> Result<Self::Response, DmpError>;
 
@@ -150,8 +162,11 @@ pub struct CallContext<'a> {
     pub lps: &'a LpsIdentity,
     /// The `xds` configuration section.
     pub settings: &'a XdsSettings,
-    /// The key that signs a submission's XAdES signature document.
-    pub signer: &'a dyn xades::Signer,
+    /// The submission's XAdES signature document, made by the professional's card (signature
+    /// key, through the relay's SignXadesSignedInfo) before the message is built.
+    pub signature_document: Option<&'a str>,
+    /// Or, offline (tests and tools), a local key that signs it while the message is built.
+    pub signer: Option<&'a dyn xades::Signer>,
     /// The URL of the web service (WS-Addressing `To`).
     pub endpoint: &'a str,
     /// The time written into the message.

@@ -31,13 +31,13 @@ mod rpc;
 pub mod samples;
 mod session_watch;
 mod set_visibility;
+mod structure;
 mod submit;
 mod test_patient;
 mod update_status;
 
 use std::sync::Arc;
 
-use dmp_protocol::xades::SoftwareSigner;
 use ehealth_proto::dmp::v1::dmp_gateway_server::DmpGatewayServer;
 use service_kit::metrics::Metrics;
 use service_kit::server::GrpcServer;
@@ -46,7 +46,10 @@ use service_kit::{CancellationToken, StartError};
 use connections::DmpEndpoint;
 
 pub use caller::CallerIdentity;
-pub use config::{AuthSettings, Config, JwtSettings, RelayApi, RelaySettings, XdsSettings};
+pub use config::{
+    AuthSettings, CallerStructure, Config, EXAMPLE_IDENTIFIERS, JwtSettings, RelayApi, RelaySettings,
+    XdsSettings,
+};
 pub use connections::{Authorized, DmpConnections, Professional, TransportMetrics};
 pub use dmp_tls::{TlsVersion, client_config};
 pub use error::{DmpError, TransportError};
@@ -62,6 +65,7 @@ pub use remote_key::{CardResolver, Consent, RemoteKey};
 pub use retrieve::Retrieve;
 pub use rpc::{CallAccess, Caller, DmpTransport, Gateway, Opened, ServicePaths};
 pub use set_visibility::SetVisibility;
+pub use structure::CallerStructures;
 pub use submit::Submit;
 pub use test_patient::TestPatient;
 pub use update_status::UpdateStatus;
@@ -72,15 +76,11 @@ pub fn gateway(
     connections: Arc<DmpConnections>,
     audit: audit_log::AuditLog,
 ) -> Result<Gateway, StartError> {
-    let s = &config.signature;
-    let signer = SoftwareSigner::from_pem_files(&s.key, &s.cert)
-        .map_err(|e| StartError::Unusable(format!("signature.key / signature.cert: {e}")))?;
     Ok(Gateway::new(
         connections,
         audit,
         config.lps.clone(),
         config.xds.clone(),
-        Arc::new(signer),
         ServicePaths {
             base_url: config.dmp.url.clone(),
             repository: config.xds.repository_path.clone(),
@@ -88,7 +88,8 @@ pub fn gateway(
             patients: config.xds.patients_path.clone(),
             habilitations: config.xds.habilitations_path.clone(),
         },
-    ))
+    )
+    .with_caller_structures(CallerStructures::new(config.callers.clone(), !config.development)))
 }
 
 /// Builds the DMP transport from configuration.

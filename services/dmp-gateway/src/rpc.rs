@@ -37,6 +37,7 @@ use crate::habilitations::{ListAuthorizations, SetAuthorization};
 use crate::list_patients::ListPatients;
 use crate::retrieve::Retrieve;
 use crate::set_visibility::SetVisibility;
+use crate::structure::CallerStructures;
 use crate::submit::Submit;
 use crate::test_patient::TestPatient;
 use crate::update_status::UpdateStatus;
@@ -75,6 +76,17 @@ pub trait DmpTransport: Send + Sync + 'static {
     async fn open(&self, access: &CallAccess<'_>) -> Result<Opened<Self::Session>, DmpError>;
     /// POSTs `body` to `path` on the professional's connection.
     async fn post(&self, session: &Self::Session, path: &str, body: &HttpBody) -> Result<Incoming, DmpError>;
+    /// The professional's *signature* certificate (DER, nonRepudiation): the signer of a
+    /// submission's XAdES signature document.
+    async fn signature_certificate(&self, opened: &Opened<Self::Session>) -> Result<Vec<u8>, DmpError>;
+    /// The signature of a canonical XAdES `SignedInfo` by the professional's signature key,
+    /// under the call's grant; `certificate_der` is the certificate the SignedInfo names.
+    async fn sign_xades(
+        &self,
+        opened: &Opened<Self::Session>,
+        signed_info: Vec<u8>,
+        certificate_der: &[u8],
+    ) -> Result<Vec<u8>, DmpError>;
 }
 
 #[tonic::async_trait]
@@ -94,6 +106,22 @@ impl DmpTransport for DmpConnections {
             grant_id: Some(authorized.grant_id),
             session: authorized.session,
         })
+    }
+
+    async fn signature_certificate(&self, opened: &Opened<Self::Session>) -> Result<Vec<u8>, DmpError> {
+        Ok(self.signature_certificate(&opened.session).await?)
+    }
+
+    async fn sign_xades(
+        &self,
+        opened: &Opened<Self::Session>,
+        signed_info: Vec<u8>,
+        certificate_der: &[u8],
+    ) -> Result<Vec<u8>, DmpError> {
+        let grant_id = opened.grant_id.as_deref().unwrap_or_default();
+        Ok(self
+            .sign_xades(&opened.session, grant_id, signed_info, certificate_der)
+            .await?)
     }
 
     async fn post(&self, session: &Self::Session, path: &str, body: &HttpBody) -> Result<Incoming, DmpError> {
@@ -172,18 +200,18 @@ pub struct Gateway<T = DmpConnections> {
     audit: AuditLog,
     lps: LpsIdentity,
     settings: XdsSettings,
-    signer: Arc<dyn xades::Signer>,
     paths: ServicePaths,
+    structures: CallerStructures,
 }
 
 impl<T: DmpTransport> Gateway<T> {
-    /// The service: `lps` and `settings` go into every message, `signer` signs submissions.
+    /// The service: `lps` and `settings` go into every message; submissions are signed by the
+    /// professional's card through the transport ([`DmpTransport::sign_xades`]).
     pub fn new(
         transport: Arc<T>,
         audit: AuditLog,
         lps: LpsIdentity,
         settings: XdsSettings,
-        signer: Arc<dyn xades::Signer>,
         paths: ServicePaths,
     ) -> Self {
         Gateway {
@@ -191,9 +219,33 @@ impl<T: DmpTransport> Gateway<T> {
             audit,
             lps,
             settings,
-            signer,
             paths,
+            structures: CallerStructures::default(),
         }
+    }
+
+    /// The structure each caller acts for ([`CallerStructures`]); without it, a request's own
+    /// structure and sector are used (development).
+    pub fn with_caller_structures(mut self, structures: CallerStructures) -> Self {
+        self.structures = structures;
+        self
+    }
+
+    /// The XAdES signature document over `documents`, signed by the professional's card:
+    /// its signature certificate, the canonical SignedInfo, the relay's signature.
+    async fn signature_document(
+        &self,
+        opened: &Opened<T::Session>,
+        documents: &[(&dmp_protocol::xds::UniqueId, &bytes::Bytes)],
+        now: time::OffsetDateTime,
+    ) -> Result<String, DmpError> {
+        let certificate = self.transport.signature_certificate(opened).await?;
+        let unsigned = xades::prepare(documents, &certificate, now)?;
+        let signature = self
+            .transport
+            .sign_xades(opened, unsigned.signed_info().to_vec(), &certificate)
+            .await?;
+        Ok(unsigned.finish(&signature))
     }
 
     fn path(&self, s: WebService) -> &str {
@@ -225,9 +277,10 @@ impl<T: DmpTransport> Gateway<T> {
     pub async fn exchange<X: Transaction>(
         &self,
         caller: &Caller,
-        req: X::Request,
+        mut req: X::Request,
     ) -> Result<X::Response, DmpError> {
         let opened = self.open(caller, &req).await?;
+        self.structures.apply(&caller.identity, req.auth_context_mut())?;
         self.exchange_opened::<X>(req, &opened).await
     }
 
@@ -261,13 +314,19 @@ impl<T: DmpTransport> Gateway<T> {
             self.paths.base_url.trim_end_matches('/'),
             self.path(X::WEB_SERVICE)
         );
+        let now = time::OffsetDateTime::now_utc();
+        let signature_document = match X::signed_documents(&valid) {
+            Some(documents) => Some(self.signature_document(opened, &documents, now).await?),
+            None => None,
+        };
         let ctx = CallContext {
             professional: &professional,
             lps: &self.lps,
             settings: &self.settings,
-            signer: self.signer.as_ref(),
+            signature_document: signature_document.as_deref(),
+            signer: None,
             endpoint: &endpoint,
-            now: time::OffsetDateTime::now_utc(),
+            now,
         };
         let message = X::build(&valid, &ctx)?;
         let path = self.path(X::WEB_SERVICE);
@@ -314,7 +373,8 @@ impl<T: DmpTransport> Gateway<T> {
         request: Request<X::Request>,
     ) -> Result<Response<X::Response>, Status> {
         let caller = Caller::of(&request)?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        let structure = self.structures.apply(&caller.identity, req.auth_context_mut());
         let (auth, patient) = (req.auth_context().cloned(), req.patient().cloned());
         let attributes = X::audit_request(&req);
         // Who may act is settled before the request is recorded: the record then names the
@@ -353,9 +413,10 @@ impl<T: DmpTransport> Gateway<T> {
             .record(event(Direction::ReceivedRequest))
             .await
             .map_err(DmpError::from)?;
-        let result = match opened {
-            Ok(opened) => self.exchange_opened::<X>(req, &opened).await,
-            Err(e) => Err(e),
+        // Who may act is answered first; then which structure the caller acts for.
+        let result = match (opened, structure) {
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            (Ok(opened), Ok(())) => self.exchange_opened::<X>(req, &opened).await,
         }
         .map_err(Status::from);
         let mut outcome = event(Direction::ReturnedResponse);

@@ -77,8 +77,9 @@ pub fn auth_context(professional_id: &str) -> pb::AuthenticationContext {
         professional_id: professional_id.into(),
         structure_id: "10B0152872".into(),
         activity_sector: "SA07^1.2.250.1.71.4.2.4".into(),
-        profession: code("10", "1.2.250.1.71.1.2.7", "Médecin"),
-        specialty: code("SM26", "1.2.250.1.71.4.2.5", "Qualifié en Médecine Générale (SM)"),
+        // Profession and specialty come from the card's certificate (issue 16).
+        profession: None,
+        specialty: None,
         purpose_of_use: String::new(),
     }
 }

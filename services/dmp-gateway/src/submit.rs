@@ -195,9 +195,15 @@ impl Transaction for Submit {
     /// The VIHF, the signature document over every document, and the ITI-41 MTOM message.
     fn build(v: &ValidSubmission, ctx: &CallContext<'_>) -> Result<Message, DmpError> {
         let assertion = ctx.vihf(&v.vihf, &v.patient)?;
-        let signed: Vec<(&UniqueId, &Bytes)> =
-            v.entries.iter().map(|e| &e.unique_id).zip(&v.contents).collect();
-        let signature_xml = xades::signature_xml(&signed, ctx.signer, ctx.now)?;
+        let signature_xml = match (ctx.signature_document, ctx.signer) {
+            (Some(made), _) => made.to_owned(),
+            (None, Some(signer)) => xades::signature_xml(&Self::signed(v), signer, ctx.now)?,
+            (None, None) => {
+                return Err(DmpError::Signature(xades::XadesError::Sign(
+                    "no signer: the submission reached the message builder unsigned".into(),
+                )));
+            }
+        };
         let submission = Submission {
             set: v.set.clone(),
             entries: v.entries.clone(),
@@ -242,6 +248,10 @@ impl Transaction for Submit {
         Ok(Message::mtom(assertion, body, attachments))
     }
 
+    fn signed_documents(v: &ValidSubmission) -> Option<Vec<(&UniqueId, &Bytes)>> {
+        Some(Self::signed(v))
+    }
+
     fn audit_response(r: &pb::SubmitDocumentsResponse) -> (Option<String>, serde_json::Value) {
         (
             registry_verdict(r.status, &r.errors),
@@ -267,6 +277,13 @@ impl Transaction for Submit {
             reason: error.to_string(),
             document_unique_ids: v.document_unique_ids().join(", "),
         }
+    }
+}
+
+impl Submit {
+    /// Every document of the submission, by unique id: what the XAdES Manifest lists.
+    fn signed(v: &ValidSubmission) -> Vec<(&UniqueId, &Bytes)> {
+        v.entries.iter().map(|e| &e.unique_id).zip(&v.contents).collect()
     }
 }
 

@@ -31,8 +31,6 @@ fn with_pki(cmd: &mut Command, dir: &std::path::Path) {
             "DMP_GATEWAY_RELAY_CLIENT__KEY",
             pki.path(files::GATEWAY_CLIENT_KEY),
         )
-        .env("DMP_GATEWAY_SIGNATURE__KEY", pki.path(files::CPS_AUTH_KEY))
-        .env("DMP_GATEWAY_SIGNATURE__CERT", pki.path(files::CPS_AUTH_CERT))
         .env(
             "DMP_GATEWAY_SERVER__TLS__CERT",
             pki.path(files::SERVICE_SERVER_CERT),
@@ -45,7 +43,40 @@ fn with_pki(cmd: &mut Command, dir: &std::path::Path) {
         .env(
             "DMP_GATEWAY_RELAYS__LOCAL__GRANT_KEY",
             pki.path(files::RELAY_GRANT_PUBLIC_KEY),
-        );
+        )
+        // The installation's own identifiers (made up): production refuses the examples'.
+        .env("DMP_GATEWAY_LPS__ID", "12.34.56.78")
+        .env("DMP_GATEWAY_LPS__HOMOLOGATION_ID", "DMP-HOMOLOG-4242")
+        .env("DMP_GATEWAY_XDS__SOURCE_ID", "1.2.250.1.4242.1")
+        .env("DMP_GATEWAY_XDS__HL7_SENDER_OID", "1.2.250.1.4242.2");
+}
+
+#[test]
+fn production_start_up_refuses_the_examples_identifiers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dmp-gateway"));
+    with_pki(&mut cmd, dir.path());
+    let out = cmd
+        .arg("--check-config")
+        .env("DMP_GATEWAY_XDS__SOURCE_ID", "1.2.250.1.999.1.1.7898")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("xds.source_id") && err.contains("official DMP examples"),
+        "{err}"
+    );
+    // The same in development mode starts.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dmp-gateway"));
+    with_pki(&mut cmd, dir.path());
+    let out = cmd
+        .arg("--check-config")
+        .env("DMP_GATEWAY_XDS__SOURCE_ID", "1.2.250.1.999.1.1.7898")
+        .env("DMP_GATEWAY_DEVELOPMENT", "true")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
 }
 
 #[test]

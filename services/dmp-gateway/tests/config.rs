@@ -15,8 +15,6 @@ fn valid(pki: &DevPki) -> Config {
     c.relay_client.ca = pki.path(files::SUITE_CA);
     c.relay_client.cert = pki.path(files::GATEWAY_CLIENT_CERT);
     c.relay_client.key = pki.path(files::GATEWAY_CLIENT_KEY);
-    c.signature.key = pki.path(files::CPS_AUTH_KEY);
-    c.signature.cert = pki.path(files::CPS_AUTH_CERT);
     c.server.tls = Some(ServerTlsSettings {
         cert: pki.path(files::SERVICE_SERVER_CERT),
         key: pki.path(files::SERVICE_SERVER_KEY),
@@ -25,7 +23,51 @@ fn valid(pki: &DevPki) -> Config {
     for r in c.relays.values_mut() {
         r.grant_key = pki.path(files::RELAY_GRANT_PUBLIC_KEY);
     }
+    own_identifiers(&mut c);
     c
+}
+
+/// Identifiers of an installation (made up, none of the examples').
+fn own_identifiers(c: &mut Config) {
+    c.lps.id = "12.34.56.78".into();
+    c.lps.homologation_id = "DMP-HOMOLOG-4242".into();
+    c.xds.source_id = "1.2.250.1.4242.1".into();
+    c.xds.hl7_sender_oid = "1.2.250.1.4242.2".into();
+}
+
+#[test]
+fn outside_development_the_examples_identifiers_are_refused() {
+    let pki = pki();
+    for (key, examples) in dmp_gateway::EXAMPLE_IDENTIFIERS {
+        for example in examples {
+            let mut c = valid(&pki);
+            match key {
+                "lps.id" => c.lps.id = (*example).into(),
+                "lps.name" => c.lps.name = (*example).into(),
+                "lps.homologation_id" => c.lps.homologation_id = (*example).into(),
+                "xds.source_id" => c.xds.source_id = (*example).into(),
+                "xds.hl7_sender_oid" => c.xds.hl7_sender_oid = (*example).into(),
+                other => panic!("a key this test does not know: {other}"),
+            }
+            let err = refused_key(&c);
+            assert!(
+                err.contains(&format!("`{key}`")) && err.contains("official DMP examples"),
+                "{key} = {example}: {err}"
+            );
+            c.development = true;
+            c.validate()
+                .expect("the examples' values are fine in development");
+        }
+    }
+    // The defaults are the examples': a production configuration must set its own.
+    let mut c = valid(&pki);
+    c.lps = Default::default();
+    let err = refused_key(&c);
+    assert!(err.contains("`lps.id`"), "{err}");
+    let mut c = valid(&pki);
+    c.xds = Default::default();
+    let err = refused_key(&c);
+    assert!(err.contains("`xds.source_id`"), "{err}");
 }
 
 fn pki() -> DevPki {

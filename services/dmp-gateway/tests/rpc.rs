@@ -23,6 +23,8 @@ use ehealth_proto::dmp::v1 as pb;
 struct SimTransport {
     sim: DmpSimulator,
     cert: Vec<u8>,
+    /// The card's signature key, as the relay would use it.
+    signer: SoftwareSigner,
     failures: Mutex<Vec<TransportError>>,
     forward_before_failing: bool,
     posts: AtomicUsize,
@@ -42,6 +44,23 @@ impl DmpTransport for SimTransport {
             grant_id: None,
             session: (),
         })
+    }
+
+    async fn signature_certificate(&self, _opened: &Opened<()>) -> Result<Vec<u8>, DmpError> {
+        Ok(dmp_protocol::xades::Signer::certificate(&self.signer).to_vec())
+    }
+
+    async fn sign_xades(
+        &self,
+        _opened: &Opened<()>,
+        signed_info: Vec<u8>,
+        certificate_der: &[u8],
+    ) -> Result<Vec<u8>, DmpError> {
+        assert_eq!(
+            certificate_der,
+            dmp_protocol::xades::Signer::certificate(&self.signer)
+        );
+        Ok(dmp_protocol::xades::Signer::sign(&self.signer, &signed_info)?)
     }
 
     async fn post(&self, _session: &(), path: &str, body: &HttpBody) -> Result<Incoming, DmpError> {
@@ -76,11 +95,12 @@ fn service(
     let pki = DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-service-pki")).expect("pki");
     let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
     let signer =
-        SoftwareSigner::from_pem_files(&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT))
+        SoftwareSigner::from_pem_files(&pki.path(files::CPS_SIGN_KEY), &pki.path(files::CPS_SIGN_CERT))
             .expect("signer");
     let transport = Arc::new(SimTransport {
         sim: DmpSimulator::new(SimConfig::default()),
         cert,
+        signer,
         failures: Mutex::new(failures),
         forward_before_failing,
         posts: AtomicUsize::new(0),
@@ -91,7 +111,6 @@ fn service(
         audit_log::AuditLog::disabled(),
         Default::default(),
         XdsSettings::default(),
-        Arc::new(signer),
         ServicePaths {
             base_url: "https://localhost:8443".into(),
             repository: default_paths::REPOSITORY.into(),
@@ -467,5 +486,125 @@ async fn visibility_changes_after_submission_keep_to_the_dmp_rules() {
         transport.posts.load(Ordering::SeqCst),
         posts + 1,
         "one lookup, no update"
+    );
+}
+
+#[tokio::test]
+async fn the_card_decides_profession_and_specialty() {
+    let (svc, transport) = service(vec![], false);
+    let code = |code: &str, system: &str| {
+        Some(pb::Code {
+            code: code.into(),
+            code_system: system.into(),
+            display_name: String::new(),
+        })
+    };
+    // The card says profession 10, specialty SM26: a caller saying otherwise is refused,
+    // before anything reaches the DMP.
+    let mut req = find();
+    if let Some(a) = req.auth_context.as_mut() {
+        a.profession = code("60", "1.2.250.1.71.1.2.7");
+    }
+    let e = svc
+        .exchange::<Find>(&caller(), req)
+        .await
+        .expect_err("another profession");
+    assert!(
+        e.to_string()
+            .starts_with("auth_context.profession: `60^1.2.250.1.71.1.2.7` contradicts the card"),
+        "{e}"
+    );
+    assert_eq!(tonic::Status::from(e).code(), tonic::Code::InvalidArgument);
+    let mut req = find();
+    if let Some(a) = req.auth_context.as_mut() {
+        a.specialty = code("SM04", "1.2.250.1.71.4.2.5");
+    }
+    let e = svc
+        .exchange::<Find>(&caller(), req)
+        .await
+        .expect_err("another specialty");
+    assert!(e.to_string().starts_with("auth_context.specialty:"), "{e}");
+    assert_eq!(transport.posts.load(Ordering::SeqCst), 0);
+
+    // Silent or repeating the card, the VIHF carries the card's codes.
+    let mut req = find();
+    if let Some(a) = req.auth_context.as_mut() {
+        a.profession = code("10", "1.2.250.1.71.1.2.7");
+    }
+    svc.exchange::<Find>(&caller(), req)
+        .await
+        .expect("the card's profession");
+    let sent = transport
+        .sent
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("a message");
+    let envelope = soap::parse_envelope(&sent).expect("envelope");
+    let v = dmp_protocol::vihf::parse(envelope.security_assertion().expect("VIHF")).expect("vihf");
+    assert_eq!(v.attributes[dmp_protocol::vihf::attr::ROLE], ["10", "SM26"]);
+}
+
+#[tokio::test]
+async fn the_structure_and_sector_come_from_the_callers_configuration() {
+    let (svc, transport) = service(vec![], false);
+    let structures = [(
+        "integrator".to_owned(),
+        dmp_gateway::CallerStructure {
+            structure_id: "10B0999999".into(),
+            activity_sector: "SA01^1.2.250.1.71.4.2.4".into(),
+        },
+    )];
+    let svc = svc.with_caller_structures(dmp_gateway::CallerStructures::new(
+        structures.into_iter().collect(),
+        true,
+    ));
+    // The request's structure contradicts the caller's: refused, naming the field.
+    let e = svc
+        .exchange::<Find>(&caller(), find())
+        .await
+        .expect_err("another structure");
+    assert!(
+        e.to_string().starts_with(
+            "auth_context.structure_id: `10B0152872` contradicts the structure configured for caller integrator"
+        ),
+        "{e}"
+    );
+    assert_eq!(tonic::Status::from(e).code(), tonic::Code::InvalidArgument);
+    // A caller without a configured structure is refused outside development.
+    let stranger = Caller {
+        identity: "stranger".into(),
+        grant: None,
+    };
+    let e = svc
+        .exchange::<Find>(&stranger, find())
+        .await
+        .expect_err("no structure");
+    assert_eq!(tonic::Status::from(e).code(), tonic::Code::PermissionDenied);
+    assert_eq!(transport.posts.load(Ordering::SeqCst), 0);
+
+    // Silent, the VIHF carries the configured structure and sector.
+    let mut req = find();
+    if let Some(a) = req.auth_context.as_mut() {
+        a.structure_id.clear();
+        a.activity_sector.clear();
+    }
+    svc.exchange::<Find>(&caller(), req)
+        .await
+        .expect("the caller's structure");
+    let sent = transport
+        .sent
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("a message");
+    let envelope = soap::parse_envelope(&sent).expect("envelope");
+    let v = dmp_protocol::vihf::parse(envelope.security_assertion().expect("VIHF")).expect("vihf");
+    assert_eq!(v.first(dmp_protocol::vihf::attr::STRUCTURE), Some("10B0999999"));
+    assert_eq!(
+        v.first(dmp_protocol::vihf::attr::SECTOR),
+        Some("SA01^1.2.250.1.71.4.2.4")
     );
 }

@@ -36,8 +36,8 @@ fn fixture() -> &'static Fixture {
         Fixture {
             professional: ProfessionalIdentity::from_certificate(&cert).expect("identity"),
             signer: SoftwareSigner::from_pem_files(
-                &pki.path(files::CPS_AUTH_KEY),
-                &pki.path(files::CPS_AUTH_CERT),
+                &pki.path(files::CPS_SIGN_KEY),
+                &pki.path(files::CPS_SIGN_CERT),
             )
             .expect("signer"),
             cert,
@@ -52,7 +52,8 @@ fn ctx(f: &Fixture) -> CallContext<'_> {
         professional: &f.professional,
         lps: &f.lps,
         settings: &f.settings,
-        signer: &f.signer,
+        signature_document: None,
+        signer: Some(&f.signer),
         endpoint: "https://localhost/si-dmp-server/v2/services",
         now: time::OffsetDateTime::now_utc(),
     }
@@ -580,6 +581,7 @@ fn nurse() -> &'static (Vec<u8>, ProfessionalIdentity) {
                     surname: "INFIRMIERE".into(),
                     given_name: "CLAIRE".into(),
                     profession: "60".into(),
+                    specialty: None,
                     organization: "CABINET INFIRMIER".into(),
                 },
             )

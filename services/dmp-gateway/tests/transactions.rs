@@ -39,7 +39,7 @@ fn fixture() -> &'static Fixture {
         let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert");
         let professional = ProfessionalIdentity::from_certificate(&cert[0]).expect("identity");
         let signer =
-            SoftwareSigner::from_pem_files(&pki.path(files::CPS_AUTH_KEY), &pki.path(files::CPS_AUTH_CERT))
+            SoftwareSigner::from_pem_files(&pki.path(files::CPS_SIGN_KEY), &pki.path(files::CPS_SIGN_CERT))
                 .expect("signer");
         Fixture {
             pki,
@@ -56,7 +56,8 @@ fn ctx(f: &Fixture) -> CallContext<'_> {
         professional: &f.professional,
         lps: &f.lps,
         settings: &f.settings,
-        signer: &f.signer,
+        signature_document: None,
+        signer: Some(&f.signer),
         endpoint: "https://dmp.test/si-dmp-server/v2/services",
         now: time::OffsetDateTime::now_utc(),
     }
@@ -186,10 +187,12 @@ fn iti41_body_validates_against_the_official_xsd() {
     assert!(parsed.to().is_some_and(|t| t.starts_with("https://")));
     let v = vihf::parse(parsed.security_assertion().expect("VIHF")).expect("vihf");
     assert_eq!(v.name_id, "810100000001");
-    assert!(
-        v.issuer.starts_with("CN=810100000001+SN=MEDECIN+GN=JEAN"),
-        "{}",
-        v.issuer
+    // The official examples' form (RFC 4514, SN and GN as the hex of their DER), the whole
+    // subject of the card certificate.
+    assert_eq!(
+        v.issuer,
+        "CN=810100000001+2.5.4.4=#0c074d45444543494e+2.5.4.42=#0c044a45414e,\
+         2.5.4.12=#0c084dc3a9646563696e,OU=10,O=CABINET DR MEDECIN JEAN,C=FR"
     );
     for a in vihf::attr::REQUIRED {
         assert!(v.first(a).is_some_and(|x| !x.is_empty()), "attribute {a}");

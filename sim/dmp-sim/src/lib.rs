@@ -428,6 +428,26 @@ fn check_vihf(v: &ParsedVihf, card: &ProfessionalIdentity) -> Result<Ins, Fault>
             ),
         ));
     }
+    // The card's IGC-Santé profession and specialty are the only ones a direct-mode VIHF may
+    // state (issue 16). The Issuer is not compared: the official TD2.1 example's Issuer names
+    // another card (CN=899900038839) than its NameID (899900063480), and the DMP accepts it.
+    if card.roles_from_card {
+        let roles = v.attributes.get(vihf::attr::ROLE).cloned().unwrap_or_default();
+        let expected: Vec<String> = card
+            .profession
+            .iter()
+            .chain(card.specialty.iter())
+            .cloned()
+            .collect();
+        if roles != expected {
+            return Err(sender(
+                "DMPVIHFInvalide",
+                format!(
+                    "the VIHF roles {roles:?} are not the card's (profession and specialty {expected:?} in its certificate)"
+                ),
+            ));
+        }
+    }
     let rid = v.first(vihf::attr::RESOURCE_ID).unwrap_or_default();
     Ins::parse_cx("resource-id", rid)
         .map_err(|e| sender("DMPVIHFInvalide", format!("resource-id: {}", e.reason)))

@@ -28,11 +28,13 @@ fn fixture() -> &'static Fixture {
         let pki =
             DevPki::ensure(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmp-sim-pki")).expect("dev PKI");
         let cert = service_kit::tls::load_certs(&pki.path(files::CPS_AUTH_CERT)).expect("cert")[0].to_vec();
+        // Another general practitioner: the examples' VIHF roles (10, SM26) are theirs too.
         let other = Professional {
             id: "810100000002".into(),
-            surname: "INFIRMIER".into(),
+            surname: "GENERALISTE".into(),
             given_name: "PAUL".into(),
-            profession: "60".into(),
+            profession: "10".into(),
+            specialty: Some("SM26".into()),
             organization: "CABINET".into(),
         };
         let (other_chain, _) = pki
@@ -44,6 +46,8 @@ fn fixture() -> &'static Fixture {
             surname: "DOCTEUR".into(),
             given_name: "KIT".into(),
             profession: "10".into(),
+            // As the official TD2.1 example's certificate and VIHF.
+            specialty: Some("SM26".into()),
             organization: "TEST".into(),
         };
         let (examples_chain, _) = pki
@@ -430,6 +434,12 @@ fn broken_requests_are_refused_with_the_registry_codes() {
                 &format!("<Value>'{other_patient}^^^&amp;1.2.250.1.213.1.4.10&amp;ISO^NH'</Value>"),
             ),
             "DMPVIHFInvalide the VIHF resource-id",
+        ),
+        (
+            "a specialty that is not the card's",
+            f.cert.clone(),
+            td31.replace(r#"code="SM26""#, r#"code="SM04""#),
+            "DMPVIHFInvalide the VIHF roles [\"10\", \"SM04\"] are not the card's",
         ),
         (
             "indirect mode",

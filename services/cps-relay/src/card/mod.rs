@@ -79,7 +79,21 @@ pub(crate) trait Card: Send + Sync + 'static {
     fn login(&self, pin: &Pin, confirm_final_try: bool) -> Result<(), RelayError>;
     fn logout(&self) -> Result<(), RelayError>;
     /// Signs `data` (unhashed) with `scheme`; the card hashes or is given the hash as it needs.
+    /// Always the authentication key.
     fn sign(&self, scheme: Scheme, data: &[u8]) -> Result<Vec<u8>, RelayError>;
+    /// The signature key's certificate (issue 16), when the backend has one configured.
+    fn signature_certificate(&self) -> Result<CardCertificate, RelayError> {
+        Err(RelayError::NoSignatureKey(
+            "this backend has no signature key configured".into(),
+        ))
+    }
+    /// Signs `data` (unhashed) with the *signature* key, RSA PKCS#1 v1.5 SHA-256, doing the
+    /// context-specific login a CKA_ALWAYS_AUTHENTICATE key needs.
+    fn sign_with_signature_key(&self, _data: &[u8]) -> Result<Vec<u8>, RelayError> {
+        Err(RelayError::NoSignatureKey(
+            "this backend has no signature key configured".into(),
+        ))
+    }
 }
 
 /// Refuses PINs no card accepts before they cost a try: 4 to 64 printable ASCII characters.

@@ -30,6 +30,28 @@ pub(crate) struct Selection {
     pub(crate) key_id: Option<Vec<u8>>,
     pub(crate) cert_label: Option<String>,
     pub(crate) cert_id: Option<Vec<u8>>,
+    /// The card's signature key and certificate (issue 16), when configured.
+    pub(crate) signature: Option<ObjectSelection>,
+}
+
+/// A key and its certificate on the token, by CKA_ID and/or CKA_LABEL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ObjectSelection {
+    pub(crate) key_label: Option<String>,
+    pub(crate) key_id: Option<Vec<u8>>,
+    pub(crate) cert_label: Option<String>,
+    pub(crate) cert_id: Option<Vec<u8>>,
+}
+
+impl Selection {
+    fn authentication(&self) -> ObjectSelection {
+        ObjectSelection {
+            key_label: self.key_label.clone(),
+            key_id: self.key_id.clone(),
+            cert_label: self.cert_label.clone(),
+            cert_id: self.cert_id.clone(),
+        }
+    }
 }
 
 fn contexts() -> &'static Mutex<HashMap<PathBuf, Pkcs11>> {
@@ -63,6 +85,15 @@ pub(crate) struct Pkcs11Card {
     /// PKCS#11 sessions are Send but not Sync: each is used by one thread at a time.
     sessions: Mutex<Vec<Session>>,
     key: Mutex<Option<ObjectHandle>>,
+    /// The signature key's handle and whether it has CKA_ALWAYS_AUTHENTICATE.
+    signature_key: Mutex<Option<(ObjectHandle, bool)>>,
+    /// **Decision — per-signature PIN.** A signature key with CKA_ALWAYS_AUTHENTICATE needs
+    /// the PIN again right before each signature (C_Login CKU_CONTEXT_SPECIFIC). The holder
+    /// gave it at Login; the relay keeps it, in a zeroising secret, only when the token's
+    /// signature key has that attribute, only until Logout or the card changes, and uses it
+    /// for nothing else. (The alternative, asking the holder for every submission, would stop
+    /// unattended submissions the holder's session grant allows.)
+    context_pin: Mutex<Option<Pin>>,
 }
 
 /// What the relay read from the token in the reader.
@@ -73,6 +104,7 @@ struct Token {
     certificate: CardCertificate,
     schemes: Vec<Scheme>,
     has_rsa_pkcs: bool,
+    signature_certificate: Option<CardCertificate>,
 }
 
 fn map_ck(e: CkError) -> RelayError {
@@ -110,7 +142,36 @@ impl Pkcs11Card {
             token: Mutex::new(token),
             sessions: Mutex::new(vec![session]),
             key: Mutex::new(None),
+            signature_key: Mutex::new(None),
+            context_pin: Mutex::new(None),
         })
+    }
+
+    fn forget_keys(&self) {
+        self.key.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.signature_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+
+    /// The signature key's handle and its CKA_ALWAYS_AUTHENTICATE.
+    fn signature_key_handle(&self, session: &Session) -> Result<(ObjectHandle, bool), RelayError> {
+        if let Some(k) = *self.signature_key.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Ok(k);
+        }
+        let sel = self.selection.signature.as_ref().ok_or_else(no_signature_key)?;
+        if !Self::logged_in(session)? {
+            return Err(RelayError::NotLoggedIn);
+        }
+        let key = find_private_key(session, sel, "the signature private key")?;
+        let always = session
+            .get_attributes(key, &[AttributeType::AlwaysAuthenticate])
+            .map_err(map_ck)?
+            .into_iter()
+            .any(|a| matches!(a, Attribute::AlwaysAuthenticate(true)));
+        *self.signature_key.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, always));
+        Ok((key, always))
     }
 
     fn token(&self) -> Token {
@@ -135,7 +196,7 @@ impl Pkcs11Card {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(session);
         } else {
-            self.key.lock().unwrap_or_else(|e| e.into_inner()).take();
+            self.forget_keys();
         }
         result
     }
@@ -155,29 +216,42 @@ impl Pkcs11Card {
         if !Self::logged_in(session)? {
             return Err(RelayError::NotLoggedIn);
         }
-        let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
-        if let Some(id) = self.selection.key_id.as_ref().or(self.selection.cert_id.as_ref()) {
-            template.push(Attribute::Id(id.clone()));
-        }
-        if let Some(label) = &self.selection.key_label {
-            template.push(Attribute::Label(label.as_bytes().to_vec()));
-        }
-        let found = session.find_objects(&template).map_err(map_ck)?;
-        let key = match found.as_slice() {
-            [k] => *k,
-            [] => {
-                return Err(RelayError::ObjectNotFound {
-                    what: "the authentication private key".into(),
-                });
-            }
-            _ => {
-                return Err(RelayError::ObjectNotFound {
-                    what: "a unique private key (several match: set key_id or key_label)".into(),
-                });
-            }
-        };
+        let key = find_private_key(
+            session,
+            &self.selection.authentication(),
+            "the authentication private key",
+        )?;
         *self.key.lock().unwrap_or_else(|e| e.into_inner()) = Some(key);
         Ok(key)
+    }
+}
+
+fn no_signature_key() -> RelayError {
+    RelayError::NoSignatureKey(
+        "set backend.pkcs11.signature_key_id or signature_key_label to the card's signature key".into(),
+    )
+}
+
+/// The one private key `sel` names.
+fn find_private_key(
+    session: &Session,
+    sel: &ObjectSelection,
+    what: &str,
+) -> Result<ObjectHandle, RelayError> {
+    let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
+    if let Some(id) = sel.key_id.as_ref().or(sel.cert_id.as_ref()) {
+        template.push(Attribute::Id(id.clone()));
+    }
+    if let Some(label) = &sel.key_label {
+        template.push(Attribute::Label(label.as_bytes().to_vec()));
+    }
+    let found = session.find_objects(&template).map_err(map_ck)?;
+    match found.as_slice() {
+        [k] => Ok(*k),
+        [] => Err(RelayError::ObjectNotFound { what: what.into() }),
+        _ => Err(RelayError::ObjectNotFound {
+            what: format!("a unique key for {what} (several match: set its key id or label)"),
+        }),
     }
 }
 
@@ -190,7 +264,21 @@ fn read_token(
 ) -> Result<(Token, Session), RelayError> {
     let (slot, serial) = find_slot(ctx, selection)?;
     let session = ctx.open_ro_session(slot).map_err(map_ck)?;
-    let leaf = find_certificate(&session, selection)?;
+    let leaf = find_certificate(
+        &session,
+        &selection.authentication(),
+        "the authentication certificate",
+    )?;
+    let signature_certificate = selection
+        .signature
+        .as_ref()
+        .map(|sig| {
+            find_certificate(&session, sig, "the signature certificate").map(|leaf| CardCertificate {
+                leaf,
+                chain: chain.to_vec(),
+            })
+        })
+        .transpose()?;
     let certificate = CardCertificate {
         leaf,
         chain: chain.to_vec(),
@@ -211,6 +299,7 @@ fn read_token(
         certificate,
         schemes,
         has_rsa_pkcs,
+        signature_certificate,
     };
     Ok((token, session))
 }
@@ -256,7 +345,7 @@ fn find_slot(ctx: &Pkcs11, sel: &Selection) -> Result<(Slot, String), RelayError
     }
 }
 
-fn find_certificate(session: &Session, sel: &Selection) -> Result<Vec<u8>, RelayError> {
+fn find_certificate(session: &Session, sel: &ObjectSelection, what: &str) -> Result<Vec<u8>, RelayError> {
     let mut template = vec![Attribute::Class(ObjectClass::CERTIFICATE)];
     if let Some(id) = sel.cert_id.as_ref().or(sel.key_id.as_ref()) {
         template.push(Attribute::Id(id.clone()));
@@ -268,13 +357,11 @@ fn find_certificate(session: &Session, sel: &Selection) -> Result<Vec<u8>, Relay
     let handle = match found.as_slice() {
         [h] => *h,
         [] => {
-            return Err(RelayError::ObjectNotFound {
-                what: "the authentication certificate".into(),
-            });
+            return Err(RelayError::ObjectNotFound { what: what.into() });
         }
         _ => {
             return Err(RelayError::ObjectNotFound {
-                what: "a unique certificate (several match: set cert_id or cert_label)".into(),
+                what: format!("a unique certificate for {what} (several match: set its cert id or label)"),
             });
         }
     };
@@ -305,8 +392,9 @@ impl Card for Pkcs11Card {
             || current.certificate.leaf != token.certificate.leaf
         {
             tracing::info!(serial = %token.serial, "another card is in the reader: certificate read again");
-            // Sessions and the key handle belong to the old token.
-            self.key.lock().unwrap_or_else(|e| e.into_inner()).take();
+            // Sessions, key handles and the per-signature PIN belong to the old token.
+            self.forget_keys();
+            self.context_pin.lock().unwrap_or_else(|e| e.into_inner()).take();
             let mut pool = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             pool.clear();
             pool.push(session);
@@ -379,7 +467,14 @@ impl Card for Pkcs11Card {
                 }
             }
             match s.login(UserType::User, Some(pin)) {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    self.forget_keys();
+                    let keep = self.selection.signature.is_some()
+                        && self.signature_key_handle(s).is_ok_and(|(_, always)| always);
+                    *self.context_pin.lock().unwrap_or_else(|e| e.into_inner()) =
+                        keep.then(|| pin.clone());
+                    Ok(())
+                }
                 Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Err(RelayError::Device(
                     "the card stayed logged in after C_Logout, so the PIN could not be checked; remove and reinsert the card"
                         .into(),
@@ -400,7 +495,8 @@ impl Card for Pkcs11Card {
     }
 
     fn logout(&self) -> Result<(), RelayError> {
-        self.key.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.forget_keys();
+        self.context_pin.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.with_session(|s| match s.logout() {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => Ok(()),
             Err(e) => Err(map_ck(e)),
@@ -442,6 +538,45 @@ impl Card for Pkcs11Card {
             result.map_err(|e| {
                 if matches!(e, CkError::Pkcs11(RvError::KeyHandleInvalid, _)) {
                     self.key.lock().unwrap_or_else(|e| e.into_inner()).take();
+                }
+                map_ck(e)
+            })
+        })
+    }
+
+    fn signature_certificate(&self) -> Result<CardCertificate, RelayError> {
+        self.token().signature_certificate.ok_or_else(no_signature_key)
+    }
+
+    fn sign_with_signature_key(&self, data: &[u8]) -> Result<Vec<u8>, RelayError> {
+        let token = self.token();
+        self.with_session(|session| {
+            let (key, always_authenticate) = self.signature_key_handle(session)?;
+            let result = if always_authenticate {
+                // C_SignInit, then the context-specific login, then the signature: multi-part
+                // CKM_SHA256_RSA_PKCS, the one way cryptoki lets a login sit in between.
+                let pin = self
+                    .context_pin
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+                    .ok_or(RelayError::NotLoggedIn)?;
+                session
+                    .sign_init(&Mechanism::Sha256RsaPkcs, key)
+                    .and_then(|()| session.login(UserType::ContextSpecific, Some(&pin)))
+                    .and_then(|()| session.sign_update(data))
+                    .and_then(|()| session.sign_final())
+            } else if token.has_rsa_pkcs {
+                session.sign(&Mechanism::RsaPkcs, key, &sha256_digest_info(&sha256(data)))
+            } else {
+                session.sign(&Mechanism::Sha256RsaPkcs, key, data)
+            };
+            result.map_err(|e| {
+                if matches!(e, CkError::Pkcs11(RvError::KeyHandleInvalid, _)) {
+                    self.signature_key
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
                 }
                 map_ck(e)
             })

@@ -1,5 +1,6 @@
 //! Software key backend for development and `make run`: a PEM private key (PKCS#8 or PKCS#1)
-//! and the certificate chain. It has no PIN and is always "logged in".
+//! and the certificate chain, and optionally a second pair for the card's signature key
+//! (issue 16: XAdES). It has no PIN and is always "logged in".
 
 use std::path::Path;
 
@@ -22,10 +23,31 @@ pub(crate) struct SoftwareCard {
     certificate: CardCertificate,
     kind: KeyKind,
     rng: SystemRandom,
+    /// The signature key (RSA) and its certificate.
+    signature: Option<(RsaKeyPair, CardCertificate)>,
 }
 
 impl SoftwareCard {
-    pub(crate) fn load(chain: &Path, key: &Path) -> Result<SoftwareCard, RelayError> {
+    /// The authentication pair, and the signature pair when given (chain, key).
+    pub(crate) fn load(
+        chain: &Path,
+        key: &Path,
+        signature: Option<(&Path, &Path)>,
+    ) -> Result<SoftwareCard, RelayError> {
+        let mut card = Self::load_pair(chain, key)?;
+        if let Some((chain, key)) = signature {
+            let pair = Self::load_pair(chain, key)?;
+            let Key::Rsa(rsa) = pair.key else {
+                return Err(RelayError::NoToken {
+                    reason: format!("{}: the signature key must be RSA", key.display()),
+                });
+            };
+            card.signature = Some((rsa, pair.certificate));
+        }
+        Ok(card)
+    }
+
+    fn load_pair(chain: &Path, key: &Path) -> Result<SoftwareCard, RelayError> {
         let certs = service_kit::tls::load_certs(chain).map_err(|e| RelayError::NoToken {
             reason: e.to_string(),
         })?;
@@ -65,6 +87,7 @@ impl SoftwareCard {
             certificate,
             kind,
             rng: SystemRandom::new(),
+            signature: None,
         };
         // The key must be the certificate's: sign and verify once.
         card.check_pair()?;
@@ -134,4 +157,25 @@ impl Card for SoftwareCard {
             _ => Err(RelayError::unsupported(scheme, &self.schemes()?)),
         }
     }
+
+    fn signature_certificate(&self) -> Result<CardCertificate, RelayError> {
+        match &self.signature {
+            Some((_, c)) => Ok(c.clone()),
+            None => Err(no_signature_key()),
+        }
+    }
+
+    fn sign_with_signature_key(&self, data: &[u8]) -> Result<Vec<u8>, RelayError> {
+        let (k, _) = self.signature.as_ref().ok_or_else(no_signature_key)?;
+        let mut sig = vec![0u8; k.public_modulus_len()];
+        k.sign(&signature::RSA_PKCS1_SHA256, &self.rng, data, &mut sig)
+            .map_err(|_| RelayError::Device("software signature failed".into()))?;
+        Ok(sig)
+    }
+}
+
+fn no_signature_key() -> RelayError {
+    RelayError::NoSignatureKey(
+        "set backend.software.signature_certificate_chain and backend.software.signature_private_key".into(),
+    )
 }

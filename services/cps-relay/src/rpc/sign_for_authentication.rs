@@ -12,6 +12,7 @@ use ehealth_proto::cps::v1::SessionReason;
 
 use super::{Face, RelayService, SignLabels, Signed, ended_by};
 use crate::access::Caller;
+use crate::certificate::KeyPurpose;
 use crate::error::RelayError;
 use crate::handshake;
 use crate::roles::Rpc;
@@ -35,7 +36,7 @@ impl RelayService {
         })?;
         let input = handshake::classify(scheme, &data)?;
         let server = self.servers.check(input, &data)?;
-        let session = self.signing_session(grant_id.as_deref())?;
+        let session = self.signing_session(grant_id.as_deref(), "SignForAuthentication")?;
         self.roles
             .check_professional(caller, role, &session.professional_id)?;
         self.access.take_signature_token(caller)?;
@@ -46,9 +47,12 @@ impl RelayService {
         // token) is never asked to sign for the old session.
         let signed = self
             .on_card(move |card| {
-                if card.certificate()?.leaf != expected {
+                let certificate = card.certificate()?;
+                if certificate.leaf != expected {
                     return Ok(Signed::CardChanged);
                 }
+                // A signature (nonRepudiation) key never signs a TLS handshake.
+                certificate.check_purpose(KeyPurpose::Authentication)?;
                 card.sign(scheme, &data).map(Signed::Signature)
             })
             .await;

@@ -69,6 +69,7 @@ pub(crate) fn fixture(tokens: &[&str], final_try: &[&str]) -> &'static Fixture {
             surname: "INFIRMIERE".into(),
             given_name: "CLAIRE".into(),
             profession: "60".into(),
+            specialty: None,
             organization: "CABINET INFIRMIER".into(),
         };
         pki.issue_professional("nurse", &nurse).expect("nurse");
