@@ -397,8 +397,9 @@ what you do not need. `bytes` travel as base64 in JSON.
 
 **Errors.** Besides its code and a message for people, every error status carries
 `google.rpc` details in the standard `grpc-status-details-bin` trailer (a `google.rpc.Status`
-that grpcurl prints and every gRPC library decodes: `tonic_types::StatusExt` in Rust,
-`grpc_status.rpc_status.from_call` in Python):
+that every gRPC library decodes: `tonic_types::StatusExt` in Rust,
+`grpc_status.rpc_status.from_call` in Python; grpcurl prints them as JSON under `Details:`, the
+services' reflection serving the `google.rpc` types):
 
 - `google.rpc.ErrorInfo`, always: `reason`, a stable code of the outcome (the tables
   "Errors" of each service below; a program branches on it, never on the message, which may be
