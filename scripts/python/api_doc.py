@@ -277,7 +277,8 @@ class Api:
         if t == F.TYPE_STRING:
             return "…"
         if t == F.TYPE_BYTES:
-            return "<base64>"
+            # Valid base64 (of the text "<base64>"), so that the recipe runs as written.
+            return "PGJhc2U2ND4="
         if t in (F.TYPE_DOUBLE, F.TYPE_FLOAT):
             return 0.0
         if t in (F.TYPE_INT64, F.TYPE_UINT64, F.TYPE_SINT64, F.TYPE_FIXED64, F.TYPE_SFIXED64):
@@ -402,13 +403,14 @@ GRANT_ID=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["grantId"])'
 
 Each recipe's JSON body names every field of the request (proto3 JSON names): values of the
 development set-up where there is one (relay `local`, professional `810100000001`, the test
-patient `207058575627097`), typed placeholders (`"…"`, `"<base64>"`, `0`) elsewhere; leave out
+patient `207058575627097`), typed placeholders (`"…"`, `0`, `"PGJhc2U2ND4="`: base64 of `<base64>`) elsewhere; leave out
 what you do not need. `bytes` travel as base64 in JSON.
 
 **Errors.** Besides its code and a message for people, every error status carries
 `google.rpc` details in the standard `grpc-status-details-bin` trailer (a `google.rpc.Status`
-that grpcurl prints and every gRPC library decodes: `tonic_types::StatusExt` in Rust,
-`grpc_status.rpc_status.from_call` in Python):
+that every gRPC library decodes: `tonic_types::StatusExt` in Rust,
+`grpc_status.rpc_status.from_call` in Python; grpcurl prints them as JSON under `Details:`, the
+services' reflection serving the `google.rpc` types):
 
 - `google.rpc.ErrorInfo`, always: `reason`, a stable code of the outcome (the tables
   "Errors" of each service below; a program branches on it, never on the message, which may be

@@ -138,10 +138,14 @@ impl GrpcServer {
         let health_only = settings.health_listen.map(|addr| (addr, health_service.clone()));
         routes.add_service(health_service);
 
+        // google.rpc's error details too: every error status carries them (crate::error), and a
+        // reflection client such as grpcurl can then print them instead of raw bytes.
         let mut reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET);
         let mut reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET);
         for fds in &descriptor_sets {
             reflection_v1 = reflection_v1.register_encoded_file_descriptor_set(fds);
             reflection_v1alpha = reflection_v1alpha.register_encoded_file_descriptor_set(fds);
