@@ -126,7 +126,7 @@ pub async fn start_with(
 
 /// Starts the relay with the audit log of its configuration (`[audit]`).
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
-    let audit = AuditLog::connect(&config.audit)
+    let audit = AuditLog::connect_for("cps-relay", &config.audit, audit_log::AuditMetrics::default())
         .await
         .map_err(|e| StartError::Audit(e.to_string()))?;
     start_with(config, audit, shutdown).await

@@ -262,7 +262,7 @@ pub struct Started {
 /// Starts the service with the durable audit log of its configuration (`[audit]`: PostgreSQL,
 /// or the SQLite file of the embedded default). Tests and embedders may use [`start_with`].
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
-    let audit = AuditLog::connect(&config.audit)
+    let audit = AuditLog::connect_for("twiin-authz", &config.audit, audit_log::AuditMetrics::default())
         .await
         .map_err(|e| StartError::Audit(e.to_string()))?;
     start_with(config, Deps { audit }, shutdown).await
