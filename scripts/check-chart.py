@@ -60,7 +60,63 @@ RELEASE, NAMESPACE = "ehealth", "ehealth"
 CUSTOM = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring.coreos.com-v1.json",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproute-gateway.networking.k8s.io-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring.coreos.com-v1.json",
 }
+
+# The metrics the services expose (crates/service-kit/src/metrics.rs, crates/audit-log/src/writer.rs;
+# asserted by their tests): alerts and the dashboard may use these names only.
+EXPOSED_METRICS = {
+    "up",  # Prometheus' own, per scrape target
+    "grpc_server_handled_total", "grpc_server_handling_seconds_bucket", "grpc_server_handling_seconds_count",
+    "grpc_server_handling_seconds_sum", "grpc_server_unknown_method_total", "build_info",
+    "process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_max_fds",
+    "process_start_time_seconds", "audit_events_committed_total", "audit_events_failed_total",
+    "audit_transactions_total",
+}
+PROMQL_WORDS = {"sum", "by", "rate", "increase", "histogram_quantile", "max", "count", "le", "job", "namespace",
+                "grpc_code", "grpc_service", "grpc_method", "pod", "service", "version", "label_values"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names an expression selects (identifiers outside label matchers and strings)."""
+    import re
+    no_strings = re.sub(r'"[^"]*"', '""', expr)
+    no_matchers = re.sub(r"\{[^}]*\}", "{}", no_strings)
+    no_ranges = re.sub(r"\[[^\]]*\]", "[]", no_matchers)
+    no_ranges = re.sub(r"(?<![a-zA-Z_])[0-9][0-9.]*(e[+-]?[0-9]+)?", "0", no_ranges)
+    words = set(re.findall(r"[a-zA-Z_][a-zA-Z0-9_]*", no_ranges))
+    return {w for w in words if w not in PROMQL_WORDS and not w.startswith("__")}
+
+
+def observability(docs: list[dict], name: str) -> None:
+    """Alerts and dashboard: every expression selects this release's jobs and known metrics."""
+    checked = 0
+    for rule_doc in (d for d in docs if d["kind"] == "PrometheusRule"):
+        for group in rule_doc["spec"]["groups"]:
+            for rule in group["rules"]:
+                expr = rule["expr"]
+                unknown = metric_names(expr) - EXPOSED_METRICS
+                if unknown:
+                    raise CheckFailed(f"({name}) alert {rule['alert']}: metrics the services do not expose: {unknown}")
+                if f'job=~"{RELEASE}-ehealth-suite-(cps-relay|dmp-gateway|twiin-authz)"' not in expr or f'namespace="{NAMESPACE}"' not in expr:
+                    raise CheckFailed(f"({name}) alert {rule['alert']}: must select this release's jobs: {expr}")
+                if expr.count("{") != expr.count("}") or expr.count("(") != expr.count(")"):
+                    raise CheckFailed(f"({name}) alert {rule['alert']}: unbalanced expression {expr}")
+                if rule.get("labels", {}).get("severity") not in ("critical", "warning"):
+                    raise CheckFailed(f"({name}) alert {rule['alert']}: severity critical or warning")
+                checked += 1
+    for cm in (d for d in docs if d["kind"] == "ConfigMap" and "ehealth-suite.json" in d.get("data", {})):
+        dash = json.loads(cm["data"]["ehealth-suite.json"])
+        for panel in dash["panels"]:
+            if not panel.get("targets"):
+                raise CheckFailed(f"({name}) dashboard panel {panel.get('title')}: no query")
+            for t in panel["targets"]:
+                unknown = metric_names(t["expr"]) - EXPOSED_METRICS
+                if unknown:
+                    raise CheckFailed(f"({name}) dashboard panel {panel['title']}: metrics the services do not expose: {unknown}")
+                checked += 1
+    if checked:
+        print(f"ok   alerts and dashboard ({name}): {checked} expressions on this release's jobs and exposed metrics")
 
 MIB = 1024 * 1024
 # The memory rule of the chart (values.yaml, deploy/helm/ehealth-suite/README.md "Memory"):
@@ -507,6 +563,7 @@ def check(chart: pathlib.Path, workdir: pathlib.Path, binaries: Binaries | None 
         docs = render(chart, values)
         validate(docs, name, workdir)
         invariants(docs, name)
+        observability(docs, name)
         if name == "defaults":
             secure_defaults(docs)
         if binaries is not None:
@@ -522,6 +579,7 @@ def selftest(workdir: pathlib.Path, binaries: Binaries | None) -> None:
         "unknown field": ("deployment.yaml", "containerPort: {{ $v.ports.grpc }}", "containerPorts: {{ $v.ports.grpc }}"),
         "wrong type": ("poddisruptionbudget.yaml", "maxUnavailable: {{ $v.podDisruptionBudget.maxUnavailable }}", "maxUnavailable: [1]"),
         "bad ServiceMonitor": ("servicemonitor.yaml", "path: /metrics", "path: metrics"),
+        "alert on a metric nobody exposes": ("prometheusrule.yaml", "audit_events_failed_total{", "audit_events_lost_total{"),
         "weak security context": ("deployment.yaml", "{{- toYaml $.Values.containerSecurityContext | nindent 12 }}", "{}"),
         "configuration key the services do not know": ("_helpers.tpl", '"log_format"', '"logformat"'),
         "memory limit below the rule": ("deployment.yaml", "{{- toYaml $v.resources | nindent 12 }}",

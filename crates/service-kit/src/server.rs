@@ -163,6 +163,20 @@ impl GrpcServer {
                 .map_err(|e| ServerError::Reflection(e.to_string()))?,
         );
 
+        // The methods the call metrics may name: this server's services, health and reflection.
+        let mut known = crate::metrics::KnownMethods::from_descriptor_sets(
+            descriptor_sets.iter().copied(),
+            &service_names,
+        );
+        for path in [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.health.v1.Health/Watch",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            known.insert(path);
+        }
+
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|source| ServerError::Bind {
@@ -196,7 +210,7 @@ impl GrpcServer {
             .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(
                 |req: &http::Request<tonic::body::Body>| crate::telemetry::grpc_server_span(req),
             ))
-            .layer(metrics.grpc_layer())
+            .layer(metrics.grpc_layer(known))
             .load_shed()
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
                 settings.concurrency_limit,
