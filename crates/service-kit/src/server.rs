@@ -207,9 +207,13 @@ impl GrpcServer {
         let layers = tower::ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(
-                |req: &http::Request<tonic::body::Body>| crate::telemetry::grpc_server_span(req),
-            ))
+            .layer(
+                tower_http::trace::TraceLayer::new_for_grpc()
+                    .make_span_with(|req: &http::Request<tonic::body::Body>| {
+                        crate::telemetry::grpc_server_span(req)
+                    })
+                    .on_failure(crate::telemetry::log_grpc_failure),
+            )
             .layer(metrics.grpc_layer(known))
             .load_shed()
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
