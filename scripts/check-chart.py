@@ -71,10 +71,11 @@ EXPOSED_METRICS = {
     "grpc_server_handling_seconds_sum", "grpc_server_unknown_method_total", "build_info",
     "process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_max_fds",
     "process_start_time_seconds", "audit_events_committed_total", "audit_events_failed_total",
-    "audit_transactions_total",
+    "audit_transactions_total", "certificate_expiry_timestamp_seconds",
 }
 PROMQL_WORDS = {"sum", "by", "rate", "increase", "histogram_quantile", "max", "count", "le", "job", "namespace",
-                "grpc_code", "grpc_service", "grpc_method", "pod", "service", "version", "label_values"}
+                "grpc_code", "grpc_service", "grpc_method", "pod", "service", "version", "label_values",
+                "min", "time", "certificate"}
 
 
 def metric_names(expr: str) -> set[str]:

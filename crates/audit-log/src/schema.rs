@@ -274,12 +274,23 @@ async fn verify_pg(pool: &PgPool, service_role: Option<&str>) -> Result<Vec<Chec
         let enabled: String = row.try_get("enabled")?;
         let body: String = row.try_get("body")?;
         let def: String = row.try_get("def")?;
+        let function: String = row.try_get("function")?;
         let expected = match name.as_str() {
-            "audit_events_append_only" => Some(("BEFORE UPDATE", REFUSE_UPDATE_BODY)),
-            "audit_events_no_truncate" => Some(("BEFORE TRUNCATE", REFUSE_TRUNCATE_BODY)),
+            "audit_events_append_only" => Some((
+                "BEFORE UPDATE ON",
+                "FOR EACH ROW",
+                "audit_events_refuse_update",
+                REFUSE_UPDATE_BODY,
+            )),
+            "audit_events_no_truncate" => Some((
+                "BEFORE TRUNCATE ON",
+                "FOR EACH STATEMENT",
+                "audit_events_refuse_truncate",
+                REFUSE_TRUNCATE_BODY,
+            )),
             _ => None,
         };
-        let Some((timing, expected_body)) = expected else {
+        let Some((timing, each, expected_function, expected_body)) = expected else {
             problems.push(format!(
                 "unexpected trigger {name} ({def}): it may change or drop rows"
             ));
@@ -289,11 +300,12 @@ async fn verify_pg(pool: &PgPool, service_role: Option<&str>) -> Result<Vec<Chec
         if !matches!(enabled.as_str(), "O" | "A") {
             problems.push(format!("trigger {name} is disabled (tgenabled = {enabled})"));
         }
-        if !def.contains(timing) {
+        if !def.contains(timing) || !def.contains(each) || function != expected_function {
             problems.push(format!("trigger {name} was redefined: {def}"));
         }
+        // The body as shipped, whitespace aside: nothing before or after the exception.
         let normalized: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-        if !normalized.contains(expected_body) || !normalized.starts_with("BEGIN") {
+        if normalized != format!("BEGIN {expected_body} END") {
             problems.push(format!("the function of trigger {name} was replaced"));
         }
     }

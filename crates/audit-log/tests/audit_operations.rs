@@ -281,7 +281,7 @@ async fn verify_fails_on_each_kind_of_tampering() {
     assert!(verify(&roles).status.success(), "{}", text(&verify(&roles)));
 
     // (tampering, undoing it, what the report must say)
-    let cases: [(String, String, &str); 7] = [
+    let cases: [(String, String, &str); 8] = [
         (
             format!("GRANT UPDATE ON audit_events TO {}", roles.service),
             format!("REVOKE UPDATE ON audit_events FROM {}", roles.service),
@@ -305,6 +305,16 @@ async fn verify_fails_on_each_kind_of_tampering() {
         (
             "CREATE OR REPLACE FUNCTION audit_events_refuse_update() RETURNS trigger LANGUAGE plpgsql AS \
              $$ BEGIN RETURN NEW; END $$"
+                .into(),
+            "CREATE OR REPLACE FUNCTION audit_events_refuse_update() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'audit_events is append-only: rows cannot be updated'; END $$"
+                .into(),
+            "the function of trigger audit_events_append_only was replaced",
+        ),
+        (
+            // Raises the same exception, but only after letting the update through.
+            "CREATE OR REPLACE FUNCTION audit_events_refuse_update() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RETURN NEW; RAISE EXCEPTION 'audit_events is append-only: rows cannot be updated'; END $$"
                 .into(),
             "CREATE OR REPLACE FUNCTION audit_events_refuse_update() RETURNS trigger LANGUAGE plpgsql AS \
              $$ BEGIN RAISE EXCEPTION 'audit_events is append-only: rows cannot be updated'; END $$"

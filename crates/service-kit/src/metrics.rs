@@ -52,6 +52,14 @@ struct Inner {
     handled: Family<RpcCodeLabels, Counter>,
     duration: Family<RpcLabels, Histogram, fn() -> Histogram>,
     unknown: Counter,
+    cert_expiry: Family<CertificateLabels, prometheus_client::metrics::gauge::Gauge>,
+}
+
+/// Labels of a certificate the process presents or signs with.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    /// What it is for, a fixed name: `grpc-server`, `dmp-client`, `card-authentication`, ...
+    pub certificate: &'static str,
 }
 
 /// The gRPC paths (`/package.Service/Method`) a server serves: the only values its call
@@ -134,12 +142,19 @@ impl Metrics {
             unknown.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector::new()));
+        let cert_expiry = Family::<CertificateLabels, prometheus_client::metrics::gauge::Gauge>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When a certificate the process presents or signs with expires (notAfter), seconds since the epoch",
+            cert_expiry.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
                 handled,
                 duration,
                 unknown,
+                cert_expiry,
             }),
         }
     }
@@ -173,6 +188,21 @@ impl Metrics {
                 grpc_code: code,
             })
             .get()
+    }
+
+    /// Records the end of validity of `cert` (DER) as `certificate_expiry_timestamp_seconds
+    /// {certificate}`; a certificate that does not parse is logged and not recorded (the TLS
+    /// stack refuses it anyway).
+    pub fn record_certificate_expiry(&self, certificate: &'static str, der: &[u8]) {
+        match x509_parser::parse_x509_certificate(der) {
+            Ok((_, cert)) => {
+                self.inner
+                    .cert_expiry
+                    .get_or_create(&CertificateLabels { certificate })
+                    .set(cert.validity().not_after.timestamp());
+            }
+            Err(e) => tracing::warn!(certificate, error = %e, "certificate does not parse; its expiry is not measured"),
+        }
     }
 
     /// `build_info{service, version} 1`: which build runs (the suite's crates share one version).

@@ -227,6 +227,13 @@ impl GrpcServer {
             // Large messages (DMP documents of several MiB) would otherwise crawl through the
             // default 64 KiB HTTP/2 windows; BDP-based windows grow as the link allows.
             .http2_adaptive_window(Some(true));
+        if let Some(tls) = &settings.tls
+            && let Ok(chain) = crate::tls::load_certs(&tls.cert)
+            && let Some(leaf) = chain.first()
+        {
+            // Unreadable files fail in tonic_tls below, with their name.
+            metrics.record_certificate_expiry("grpc-server", leaf);
+        }
         if let Some(tls) = &settings.tls {
             builder = builder
                 .tls_config(tonic_tls(tls)?)

@@ -170,3 +170,40 @@ async fn unknown_paths_create_no_series() {
     shutdown.cancel();
     server.wait().await.expect("server drains");
 }
+
+/// The server certificate's end of validity is a gauge (alerts warn before it expires).
+#[tokio::test]
+async fn the_server_certificate_expiry_is_a_gauge() {
+    use dev_support::devpki::{DevPki, files};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = DevPki::ensure(&dir.path().join("pki")).expect("dev PKI");
+    let mut settings = ServerSettings::loopback(0);
+    settings.drain_grace = Duration::from_millis(50);
+    settings.tls = Some(service_kit::config::ServerTlsSettings {
+        cert: pki.path(files::SERVICE_SERVER_CERT),
+        key: pki.path(files::SERVICE_SERVER_KEY),
+        client_ca: None,
+    });
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let server = GrpcServer::new(settings, metrics.clone())
+        .start(shutdown.clone())
+        .await
+        .expect("server starts");
+    // The expected value, read independently of the code under test.
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-enddate", "-dateopt", "iso_8601", "-in"])
+        .arg(pki.path(files::SERVICE_SERVER_CERT))
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let end = text.trim().trim_start_matches("notAfter=");
+    let expected = time::OffsetDateTime::parse(&end.replace(' ', "T"), &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("`{end}`: {e}"))
+        .unix_timestamp();
+    let line = format!(r#"certificate_expiry_timestamp_seconds{{certificate="grpc-server"}} {expected}"#);
+    let rendered = metrics.render();
+    assert!(rendered.lines().any(|l| l == line), "missing `{line}` in:\n{rendered}");
+    shutdown.cancel();
+    server.wait().await.expect("drains");
+}
