@@ -201,7 +201,9 @@ impl Metrics {
                     .get_or_create(&CertificateLabels { certificate })
                     .set(cert.validity().not_after.timestamp());
             }
-            Err(e) => tracing::warn!(certificate, error = %e, "certificate does not parse; its expiry is not measured"),
+            Err(e) => {
+                tracing::warn!(certificate, error = %e, "certificate does not parse; its expiry is not measured")
+            }
         }
     }
 

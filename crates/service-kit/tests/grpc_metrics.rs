@@ -198,12 +198,18 @@ async fn the_server_certificate_expiry_is_a_gauge() {
         .expect("openssl");
     let text = String::from_utf8_lossy(&out.stdout);
     let end = text.trim().trim_start_matches("notAfter=");
-    let expected = time::OffsetDateTime::parse(&end.replace(' ', "T"), &time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|e| panic!("`{end}`: {e}"))
-        .unix_timestamp();
+    let expected = time::OffsetDateTime::parse(
+        &end.replace(' ', "T"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap_or_else(|e| panic!("`{end}`: {e}"))
+    .unix_timestamp();
     let line = format!(r#"certificate_expiry_timestamp_seconds{{certificate="grpc-server"}} {expected}"#);
     let rendered = metrics.render();
-    assert!(rendered.lines().any(|l| l == line), "missing `{line}` in:\n{rendered}");
+    assert!(
+        rendered.lines().any(|l| l == line),
+        "missing `{line}` in:\n{rendered}"
+    );
     shutdown.cancel();
     server.wait().await.expect("drains");
 }
