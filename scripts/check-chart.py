@@ -12,7 +12,12 @@
    written for this chart.
 4. Checks what schemas cannot: every pod runs with the security settings the suite promises,
    probes are native gRPC on the health port, every rendered service configuration parses as
-   TOML and listens where the Service points.
+   TOML and listens where the Service points, memory limits hold base + concurrency x largest
+   message (deploy/helm/ehealth-suite/README.md "Memory"), pods carry checksums of their
+   configuration and Secrets, the migration Job is a hook running `ehealth-audit migrate`, the
+   OAuth2 Ingress/HTTPRoute route only the OAuth2 paths; and the options behave (anti-affinity
+   modes, a Secret change changes the checksum and nothing else does, inconsistent memory values
+   and incomplete migration/route values are refused).
 5. The workspace's binaries need no shared library beyond those of the distroless runtime image
    (ldd), and accept every rendered configuration file (`<service> --config FILE
    --check-config`, with the chart's TLS paths pointed at a development PKI): the chart writes
@@ -52,7 +57,99 @@ SCHEMAS = ROOT / "deploy" / "helm" / "schemas"
 KUBE_VERSION = "1.33.0"
 RELEASE, NAMESPACE = "ehealth", "ehealth"
 # Custom resources validated against our own schema files, by apiVersion and kind.
-CUSTOM = {("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring.coreos.com-v1.json"}
+CUSTOM = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring.coreos.com-v1.json",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproute-gateway.networking.k8s.io-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring.coreos.com-v1.json",
+}
+
+# The metrics the services expose (crates/service-kit/src/metrics.rs, crates/audit-log/src/writer.rs;
+# asserted by their tests): alerts and the dashboard may use these names only.
+EXPOSED_METRICS = {
+    "up",  # Prometheus' own, per scrape target
+    "grpc_server_handled_total", "grpc_server_handling_seconds_bucket", "grpc_server_handling_seconds_count",
+    "grpc_server_handling_seconds_sum", "grpc_server_unknown_method_total", "build_info",
+    "process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_max_fds",
+    "process_start_time_seconds", "audit_events_committed_total", "audit_events_failed_total",
+    "audit_transactions_total", "certificate_expiry_timestamp_seconds",
+}
+PROMQL_WORDS = {"sum", "by", "rate", "increase", "histogram_quantile", "max", "count", "le", "job", "namespace",
+                "grpc_code", "grpc_service", "grpc_method", "pod", "service", "version", "label_values",
+                "min", "time", "certificate"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names an expression selects (identifiers outside label matchers and strings)."""
+    import re
+    no_strings = re.sub(r'"[^"]*"', '""', expr)
+    no_matchers = re.sub(r"\{[^}]*\}", "{}", no_strings)
+    no_ranges = re.sub(r"\[[^\]]*\]", "[]", no_matchers)
+    no_ranges = re.sub(r"(?<![a-zA-Z_])[0-9][0-9.]*(e[+-]?[0-9]+)?", "0", no_ranges)
+    words = set(re.findall(r"[a-zA-Z_][a-zA-Z0-9_]*", no_ranges))
+    return {w for w in words if w not in PROMQL_WORDS and not w.startswith("__")}
+
+
+def observability(docs: list[dict], name: str) -> None:
+    """Alerts and dashboard: every expression selects this release's jobs and known metrics."""
+    checked = 0
+    for rule_doc in (d for d in docs if d["kind"] == "PrometheusRule"):
+        for group in rule_doc["spec"]["groups"]:
+            for rule in group["rules"]:
+                expr = rule["expr"]
+                unknown = metric_names(expr) - EXPOSED_METRICS
+                if unknown:
+                    raise CheckFailed(f"({name}) alert {rule['alert']}: metrics the services do not expose: {unknown}")
+                if f'job=~"{RELEASE}-ehealth-suite-(cps-relay|dmp-gateway|twiin-authz)"' not in expr or f'namespace="{NAMESPACE}"' not in expr:
+                    raise CheckFailed(f"({name}) alert {rule['alert']}: must select this release's jobs: {expr}")
+                if expr.count("{") != expr.count("}") or expr.count("(") != expr.count(")"):
+                    raise CheckFailed(f"({name}) alert {rule['alert']}: unbalanced expression {expr}")
+                if rule.get("labels", {}).get("severity") not in ("critical", "warning"):
+                    raise CheckFailed(f"({name}) alert {rule['alert']}: severity critical or warning")
+                checked += 1
+    for cm in (d for d in docs if d["kind"] == "ConfigMap" and "ehealth-suite.json" in d.get("data", {})):
+        dash = json.loads(cm["data"]["ehealth-suite.json"])
+        for panel in dash["panels"]:
+            if not panel.get("targets"):
+                raise CheckFailed(f"({name}) dashboard panel {panel.get('title')}: no query")
+            for t in panel["targets"]:
+                unknown = metric_names(t["expr"]) - EXPOSED_METRICS
+                if unknown:
+                    raise CheckFailed(f"({name}) dashboard panel {panel['title']}: metrics the services do not expose: {unknown}")
+                checked += 1
+    if checked:
+        print(f"ok   alerts and dashboard ({name}): {checked} expressions on this release's jobs and exposed metrics")
+
+MIB = 1024 * 1024
+# The memory rule of the chart (values.yaml, deploy/helm/ehealth-suite/README.md "Memory"):
+#   limits.memory >= base + server.concurrency_limit x largest message of one call.
+# Defaults of the services where the rendered configuration does not set a key: server.concurrency_limit
+# (crates/service-config), xds.max_document_bytes and dmp.max_response_bytes (services/dmp-gateway/src/config.rs),
+# gRPC's 4 MiB decoding limit (tonic's default, which cps-relay and twiin-authz keep).
+MEMORY_BASE = {"dmp-gateway": 128 * MIB, "twiin-authz": 64 * MIB, "cps-relay": 64 * MIB}
+DEFAULT_CONCURRENCY = 1024
+DEFAULT_MAX_DOCUMENT = 20 * MIB
+DEFAULT_MAX_RESPONSE = 64 * MIB
+GRPC_DEFAULT_MAX_MESSAGE = 4 * MIB
+
+
+def largest_message(binary: str, cfg: dict) -> tuple[int, str]:
+    """The largest message one call of `binary` may hold in memory, and how it was found."""
+    if binary != "dmp-gateway":
+        return GRPC_DEFAULT_MAX_MESSAGE, "4 MiB (gRPC's default decoding limit)"
+    doc = cfg.get("xds", {}).get("max_document_bytes", DEFAULT_MAX_DOCUMENT)
+    request = 4 * doc + 4 * MIB  # services/dmp-gateway/src/lib.rs max_request_bytes
+    response = cfg.get("dmp", {}).get("max_response_bytes", DEFAULT_MAX_RESPONSE)
+    return max(request, response), f"max(4 x xds.max_document_bytes + 4 MiB = {request // MIB} MiB, dmp.max_response_bytes = {response // MIB} MiB)"
+
+
+def quantity_bytes(q: str) -> int:
+    """A Kubernetes memory quantity (`256Mi`, `1Gi`, `512M`, `1e9`) in bytes."""
+    units = {"Ki": 1024, "Mi": MIB, "Gi": 1024 * MIB, "Ti": 1024 ** 4, "k": 1000, "M": 1000 ** 2, "G": 1000 ** 3, "T": 1000 ** 4}
+    q = str(q)
+    for suffix in sorted(units, key=len, reverse=True):
+        if q.endswith(suffix):
+            return int(float(q[: -len(suffix)]) * units[suffix])
+    return int(float(q))
 
 
 # twiin-authz's OAuth2 HTTP listen address is `http.listen`, the chart's
@@ -193,6 +290,25 @@ def invariants(docs: list[dict], name: str) -> None:
     deployments = by_kind.get("Deployment", [])
     if not deployments:
         raise CheckFailed(f"({name}) no Deployment rendered")
+    jobs = by_kind.get("Job", [])
+    migrations_on = bool(jobs)
+    for job in jobs:
+        ann = job["metadata"].get("annotations", {})
+        if ann.get("helm.sh/hook") != "pre-install,pre-upgrade":
+            raise CheckFailed(f"({name}) Job/{job['metadata']['name']}: must be a pre-install,pre-upgrade hook")
+        c = job["spec"]["template"]["spec"]["containers"][0]
+        if c["command"] != ["/usr/local/bin/ehealth-audit"] or c["args"][:2] != ["migrate", "--grant-to"]:
+            raise CheckFailed(f"({name}) Job/{job['metadata']['name']}: must run ehealth-audit migrate --grant-to ROLE")
+        if c.get("securityContext", {}).get("readOnlyRootFilesystem") is not True:
+            raise CheckFailed(f"({name}) Job/{job['metadata']['name']}: weak security context")
+    for ing in by_kind.get("Ingress", []):
+        paths = [(p["path"], p["backend"]["service"]["port"].get("name")) for r in ing["spec"]["rules"] for p in r["http"]["paths"]]
+        if sorted({p for p, _ in paths}) != ["/.well-known/oauth-authorization-server", "/oauth2/token"] or {b for _, b in paths} != {"oauth"}:
+            raise CheckFailed(f"({name}) Ingress/{ing['metadata']['name']}: only the OAuth2 paths, to the oauth port: {paths}")
+    for route in by_kind.get("HTTPRoute", []):
+        values = sorted(m["path"]["value"] for r in route["spec"]["rules"] for m in r["matches"])
+        if values != ["/.well-known/oauth-authorization-server", "/oauth2/token"]:
+            raise CheckFailed(f"({name}) HTTPRoute/{route['metadata']['name']}: only the OAuth2 paths: {values}")
 
     def fail(dep: dict, msg: str) -> None:
         raise CheckFailed(f"({name}) Deployment/{dep['metadata']['name']}: {msg}")
@@ -236,13 +352,32 @@ def invariants(docs: list[dict], name: str) -> None:
                 fail(dep, "metrics.listen does not match the metrics port")
             if not isinstance(cfg["server"].get("concurrency_limit", 1), int):
                 fail(dep, "integers must be written as TOML integers")
+            binary = pathlib.PurePosixPath(c["command"][0]).name
+            limit = c.get("resources", {}).get("limits", {}).get("memory")
+            concurrency = cfg["server"].get("concurrency_limit", DEFAULT_CONCURRENCY)
+            message, how = largest_message(binary, cfg)
+            need = MEMORY_BASE[binary] + concurrency * message
+            if limit is None or quantity_bytes(limit) < need:
+                fail(dep, f"resources.limits.memory {limit} cannot hold its calls: {MEMORY_BASE[binary] // MIB} MiB + "
+                          f"server.concurrency_limit {concurrency} x {how} = {need // MIB} MiB; lower the "
+                          f"concurrency or the sizes, or raise the limit")
+            # Roll on changes of configuration and of the Secrets the chart renders.
+            annotations = dep["spec"]["template"]["metadata"].get("annotations", {})
+            for a in ("checksum/config", "checksum/secrets"):
+                if len(str(annotations.get(a, ""))) != 64:
+                    fail(dep, f"pod annotation {a} (a sha256) is missing")
+            if cfg.get("audit", {}).get("migrations") != ("check" if migrations_on else None):
+                fail(dep, "audit.migrations must be \"check\" exactly when the migration Job runs")
             svc = services.get(dep["metadata"]["name"])
             if svc is None:
                 fail(dep, "no Service of the same name")
             for sp in svc["spec"]["ports"]:
                 if sp["targetPort"] not in ports:
                     fail(dep, f"Service port {sp['name']} targets {sp['targetPort']}, not a container port")
-    print(f"ok   invariants ({name}): {len(deployments)} Deployments: security context, gRPC probes, TOML configuration, Service ports")
+    extra = [f"{len(by_kind[k])} {k}" for k in ("Job", "Ingress", "HTTPRoute") if by_kind.get(k)]
+    print(f"ok   invariants ({name}): {len(deployments)} Deployments: security context, gRPC probes, TOML configuration, "
+          f"Service ports, memory limit >= base + concurrency x largest message, checksums of config and secrets"
+          + (f"; {', '.join(extra)}" if extra else ""))
 
 
 class Binaries:
@@ -353,6 +488,71 @@ def secure_defaults(docs: list[dict]) -> None:
     print("ok   secure defaults: caller mTLS on dmp-gateway and twiin-authz, a NetworkPolicy per service")
 
 
+def pod_template(docs: list[dict], component: str) -> dict:
+    return next(d for d in docs if d["kind"] == "Deployment"
+                and d["metadata"]["name"].endswith(component))["spec"]["template"]
+
+
+def options(chart: pathlib.Path) -> None:
+    """The chart's operator options behave as documented (deploy/helm/ehealth-suite/README.md)."""
+    base = required()
+    # Soft anti-affinity by default; hard on request; a service's own affinity wins; none.
+    docs = render(chart, base)
+    aff = pod_template(docs, "dmp-gateway")["spec"].get("affinity", {}).get("podAntiAffinity", {})
+    term = (aff.get("preferredDuringSchedulingIgnoredDuringExecution") or [{}])[0].get("podAffinityTerm", {})
+    if term.get("topologyKey") != "kubernetes.io/hostname" or "app.kubernetes.io/component" not in term.get("labelSelector", {}).get("matchLabels", {}):
+        raise CheckFailed(f"(defaults) soft pod anti-affinity by host name expected, got {aff}")
+    aff = pod_template(render(chart, merged(base, {"podAntiAffinity": "hard"})), "dmp-gateway")["spec"]["affinity"]["podAntiAffinity"]
+    if "requiredDuringSchedulingIgnoredDuringExecution" not in aff:
+        raise CheckFailed(f"podAntiAffinity=hard must require it, got {aff}")
+    own = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}}
+    if pod_template(render(chart, merged(base, {"dmpGateway": {"affinity": own}})), "dmp-gateway")["spec"]["affinity"] != own:
+        raise CheckFailed("a service's own affinity must replace the default")
+    if "affinity" in pod_template(render(chart, merged(base, {"podAntiAffinity": "none"})), "dmp-gateway")["spec"]:
+        raise CheckFailed("podAntiAffinity=none must render no affinity")
+    print("ok   pod anti-affinity: soft by default, hard or none on request, a service's own affinity wins")
+
+    # A change of a Secret the chart renders rolls the pods; a change elsewhere does not.
+    def secrets_sum(values: dict, component: str = "dmp-gateway") -> str:
+        return pod_template(render(chart, merged(base, values)), component)["metadata"]["annotations"]["checksum/secrets"]
+    db = {"database": {"url": "postgres://a:one@db:5432/a?sslmode=verify-full"}}
+    db2 = {"database": {"url": "postgres://a:two@db:5432/a?sslmode=verify-full"}}
+    if secrets_sum(db) == secrets_sum(db2):
+        raise CheckFailed("checksum/secrets must change with the database URL")
+    files = {"dmpGateway": {"secretFiles": {"a.pem": "one"}}}
+    if secrets_sum(files) == secrets_sum({"dmpGateway": {"secretFiles": {"a.pem": "two"}}}):
+        raise CheckFailed("checksum/secrets must change with a secret file")
+    if secrets_sum(files) != secrets_sum(merged(files, {"dmpGateway": {"replicaCount": 3}})):
+        raise CheckFailed("checksum/secrets must not change with unrelated values")
+    for a in pod_template(render(chart, merged(base, db)), "dmp-gateway")["metadata"]["annotations"].values():
+        if "one" in str(a) and "postgres" in str(a):
+            raise CheckFailed("a pod annotation shows the database URL")
+    print("ok   checksum/secrets: changes with the database URL and the secret files, not with other values")
+
+    # The memory rule refuses inconsistent values.
+    try:
+        invariants(render(chart, merged(base, {"dmpGateway": {"config": {"server": {"concurrency_limit": 1024}}}})), "memory rule")
+    except CheckFailed as e:
+        if "resources.limits.memory" not in str(e):
+            raise
+        print(f"ok   memory rule: dmp-gateway with 1024 concurrent calls is refused ({str(e).split(': ', 1)[1][:90]}...)")
+    else:
+        raise CheckFailed("dmp-gateway with concurrency_limit 1024 and a 1280Mi limit passed the memory rule")
+    # Raising the limit with the concurrency satisfies it: the rule is arithmetic, not a veto.
+    invariants(render(chart, merged(base, {"twiinAuthz": {"config": {"server": {"concurrency_limit": 100}},
+                                                          "resources": {"limits": {"memory": "464Mi"}}}})), "memory rule, raised")
+
+    # The migration Job needs its owner Secret and the services' role.
+    expect_render_failure({"database": {"existingSecret": "db", "migrations": {"enabled": True, "serviceRole": "svc"}}},
+                          "database.migrations.ownerSecret", chart=chart)
+    expect_render_failure({"database": {"existingSecret": "db", "migrations": {"enabled": True, "ownerSecret": "own"}}},
+                          "database.migrations.serviceRole", chart=chart)
+    expect_render_failure({"database": {"migrations": {"enabled": True, "ownerSecret": "own", "serviceRole": "svc"}}},
+                          "database.migrations.enabled", chart=chart)
+    expect_render_failure({"twiinAuthz": {"oauth": {"ingress": {"enabled": True}}}}, "twiinAuthz.oauth.ingress.hosts", chart=chart)
+    expect_render_failure({"twiinAuthz": {"oauth": {"httpRoute": {"enabled": True}}}}, "twiinAuthz.oauth.httpRoute.parentRefs", chart=chart)
+
+
 def twiin_refusals(chart: pathlib.Path) -> None:
     """twiin-authz is safe by default: what it would refuse to start with does not render."""
     def refused(values: dict, must_mention: str, with_required: bool = True) -> None:
@@ -376,11 +576,13 @@ def check(chart: pathlib.Path, workdir: pathlib.Path, binaries: Binaries | None 
         docs = render(chart, values)
         validate(docs, name, workdir)
         invariants(docs, name)
+        observability(docs, name)
         if name == "defaults":
             secure_defaults(docs)
         if binaries is not None:
             binaries.check_config(render(chart, binary_values(values)), name)
     twiin_refusals(chart)
+    options(chart)
 
 
 def selftest(workdir: pathlib.Path, binaries: Binaries | None) -> None:
@@ -390,8 +592,12 @@ def selftest(workdir: pathlib.Path, binaries: Binaries | None) -> None:
         "unknown field": ("deployment.yaml", "containerPort: {{ $v.ports.grpc }}", "containerPorts: {{ $v.ports.grpc }}"),
         "wrong type": ("poddisruptionbudget.yaml", "maxUnavailable: {{ $v.podDisruptionBudget.maxUnavailable }}", "maxUnavailable: [1]"),
         "bad ServiceMonitor": ("servicemonitor.yaml", "path: /metrics", "path: metrics"),
+        "alert on a metric nobody exposes": ("prometheusrule.yaml", "audit_events_failed_total{", "audit_events_lost_total{"),
         "weak security context": ("deployment.yaml", "{{- toYaml $.Values.containerSecurityContext | nindent 12 }}", "{}"),
         "configuration key the services do not know": ("_helpers.tpl", '"log_format"', '"logformat"'),
+        "memory limit below the rule": ("deployment.yaml", "{{- toYaml $v.resources | nindent 12 }}",
+                                        "{{- toYaml (dict \"limits\" (dict \"memory\" \"64Mi\")) | nindent 12 }}"),
+        "database URL not in the pods' secrets checksum": ("_helpers.tpl", "{{ $root.Values.database.url }}{{ else }}", "{{ else }}"),
         "twiin-authz on SQLite with several replicas": (
             "_helpers.tpl",
             '{{- if and (gt $replicas 1) (not (include "ehealth.databaseSecret" .root)) -}}',

@@ -15,6 +15,7 @@
 mod postgres;
 mod query;
 mod redact;
+mod schema;
 mod settings;
 mod sqlite;
 pub mod time;
@@ -22,7 +23,8 @@ mod writer;
 
 pub use query::{AuditReader, EventFilter, StoredEvent};
 pub use redact::contains_token_like;
-pub use settings::{AuditBackend, AuditSettings, ValidAuditSettings, redact_url};
+pub use schema::{Check, migrate, verify};
+pub use settings::{AuditBackend, AuditSettings, Migrations, ValidAuditSettings, redact_url};
 pub use writer::AuditMetrics;
 
 use std::future::Future;
@@ -209,28 +211,54 @@ impl AuditLog {
     }
 
     /// Opens the durable log named by `settings` (PostgreSQL or SQLite, see
-    /// [`AuditSettings::backend`]), runs the schema migrations and starts the group-commit writer
-    /// and the purge task on the current tokio runtime. Fails when the database cannot be reached
-    /// now; once running, outages make writes fail closed and heal by themselves.
+    /// [`AuditSettings::backend`]), runs the schema migrations (or checks them, see
+    /// [`Migrations`]) and starts the group-commit writer on the current tokio runtime. Fails
+    /// when the database cannot be reached now; once running, outages make writes fail closed
+    /// and heal by themselves.
+    ///
+    /// For tools and tests: it belongs to no service, so it refuses `retention_days` (the
+    /// retention purge deletes the rows of one service, see [`AuditLog::connect_for`]).
     pub async fn connect(settings: &AuditSettings) -> Result<AuditLog, AuditError> {
-        Self::connect_with_metrics(settings, AuditMetrics::default()).await
+        if settings.retention_days.is_some() {
+            return Err(AuditError::Settings(service_config::ConfigError::invalid(
+                "audit.retention_days",
+                "retention is per service: open the log with AuditLog::connect_for(service, ..)",
+            )));
+        }
+        Self::open(None, settings, AuditMetrics::default()).await
     }
 
-    /// [`AuditLog::connect`], counting into `metrics` (see [`AuditMetrics::registered`]).
-    pub async fn connect_with_metrics(
+    /// [`AuditLog::connect`] for `service` (`cps-relay`, `dmp-gateway`, `twiin-authz`),
+    /// counting into `metrics` (see [`AuditMetrics::registered`]), with the retention purge of
+    /// `retention_days`.
+    ///
+    /// **Decision — retention per service:** the purge deletes only `service`'s own events
+    /// older than its `retention_days`; services sharing a database keep their own retention
+    /// (one without `retention_days` keeps its events forever).
+    pub async fn connect_for(
+        service: &str,
+        settings: &AuditSettings,
+        metrics: AuditMetrics,
+    ) -> Result<AuditLog, AuditError> {
+        Self::open(Some(service), settings, metrics).await
+    }
+
+    async fn open(
+        service: Option<&str>,
         settings: &AuditSettings,
         metrics: AuditMetrics,
     ) -> Result<AuditLog, AuditError> {
         let valid = settings.validate("audit")?;
         let backend = settings.backend().map_err(AuditError::Unavailable)?;
+        let owner = service.map(str::to_owned);
         let sink: Arc<dyn AuditSink> = match &backend {
             AuditBackend::Postgres { url } => Arc::new(writer::GroupCommitSink::start(
-                postgres::PgStore::connect(url, &valid).await?,
+                postgres::PgStore::connect(url, &valid, owner).await?,
                 &valid,
                 metrics,
             )),
             AuditBackend::Sqlite { path } => Arc::new(writer::GroupCommitSink::start(
-                sqlite::SqliteStore::open(path, &valid).await?,
+                sqlite::SqliteStore::open(path, &valid, owner).await?,
                 &valid,
                 metrics,
             )),

@@ -13,15 +13,17 @@ use std::time::{Duration, SystemTime};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Postgres, Row};
 
-use crate::settings::{ValidAuditSettings, redact_url, scrub};
+use crate::settings::{Migrations, ValidAuditSettings, redact_url, scrub};
 use crate::time::to_offset;
 use crate::writer::{JtiClaim, Store};
 use crate::{AuditError, AuditEvent, BoxFuture};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 pub(crate) struct PgStore {
     pool: PgPool,
+    /// The service whose events the retention purge deletes (none: the purge deletes nothing).
+    owner: Option<String>,
 }
 
 /// Connects, then runs the migrations (idempotent; concurrent start-ups serialise on the
@@ -53,7 +55,7 @@ pub(crate) async fn connect_pool(
     Ok(pool)
 }
 
-fn unavailable(url: &str, what: &str, e: &dyn std::fmt::Display) -> AuditError {
+pub(crate) fn unavailable(url: &str, what: &str, e: &dyn std::fmt::Display) -> AuditError {
     AuditError::Unavailable(format!(
         "{what} ({}): {}",
         redact_url(url),
@@ -62,10 +64,19 @@ fn unavailable(url: &str, what: &str, e: &dyn std::fmt::Display) -> AuditError {
 }
 
 impl PgStore {
-    pub(crate) async fn connect(url: &str, settings: &ValidAuditSettings) -> Result<PgStore, AuditError> {
-        Ok(PgStore {
-            pool: connect_pool(url, settings, true).await?,
-        })
+    pub(crate) async fn connect(
+        url: &str,
+        settings: &ValidAuditSettings,
+        owner: Option<String>,
+    ) -> Result<PgStore, AuditError> {
+        let apply = settings.settings().migrations == Migrations::Apply;
+        let pool = connect_pool(url, settings, apply).await?;
+        if !apply {
+            crate::schema::check_applied(&crate::schema::Db::Pg(pool.clone()))
+                .await
+                .map_err(|e| AuditError::Unavailable(scrub(&e, url)))?;
+        }
+        Ok(PgStore { pool, owner })
     }
 }
 
@@ -221,13 +232,19 @@ impl Store for PgStore {
 
     fn purge_events(&self, before: SystemTime) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
         Box::pin(async move {
-            // In slices, so a first purge of a large table does not hold one huge transaction.
+            let Some(owner) = self.owner.as_deref() else {
+                return Ok(0);
+            };
+            // Only the owner's rows; in slices, so a first purge of a large table does not hold
+            // one huge transaction. Served by the (service, time) index.
             let mut total = 0;
             loop {
                 let done = sqlx::query(
                     "DELETE FROM audit_events WHERE id IN
-                         (SELECT id FROM audit_events WHERE time < $1 ORDER BY time LIMIT 10000)",
+                         (SELECT id FROM audit_events WHERE service = $1 AND time < $2
+                          ORDER BY time LIMIT 10000)",
                 )
+                .bind(owner)
                 .bind(to_offset(before))
                 .execute(&self.pool)
                 .await?;

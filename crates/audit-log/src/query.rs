@@ -138,6 +138,44 @@ impl AuditReader {
         }
     }
 
+    /// Every event matching `filter` (its `limit` included), oldest first, handed to `each` one
+    /// at a time as the rows stream in: memory stays flat however many events match (the CLI's
+    /// `export`). Stops at the first error of `each`.
+    pub async fn export<E: std::fmt::Display>(
+        &self,
+        filter: &EventFilter,
+        mut each: impl FnMut(StoredEvent) -> Result<(), E>,
+    ) -> Result<u64, AuditError> {
+        use futures_util::TryStreamExt;
+        let stop = |e: E| AuditError::Unavailable(format!("export stopped: {e}"));
+        let mut count = 0;
+        match &self.pool {
+            Pool::Pg(pool) => {
+                let mut q = QueryBuilder::<Postgres>::new(format!(
+                    "SELECT {COLUMNS}, token_jtis, attributes::text AS attributes FROM audit_events WHERE TRUE"
+                ));
+                push_filter(&mut q, filter, to_offset);
+                let mut rows = q.build().fetch(pool);
+                while let Some(row) = rows.try_next().await.map_err(read_error)? {
+                    each(pg_row(&row)?).map_err(stop)?;
+                    count += 1;
+                }
+            }
+            Pool::Sqlite(pool) => {
+                let mut q = QueryBuilder::<Sqlite>::new(format!(
+                    "SELECT {COLUMNS}, token_jtis, attributes FROM audit_events WHERE TRUE"
+                ));
+                push_filter(&mut q, filter, to_text);
+                let mut rows = q.build().fetch(pool);
+                while let Some(row) = rows.try_next().await.map_err(read_error)? {
+                    each(sqlite_row(&row)?).map_err(stop)?;
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+
     /// Every stored event holding a string that looks like a compact JWS/JWE (`eyJ...`): should
     /// always be empty. Reads the whole table; meant for tests and spot checks.
     pub async fn find_token_like(&self) -> Result<Vec<StoredEvent>, AuditError> {
@@ -203,7 +241,9 @@ fn read_error(e: sqlx::Error) -> AuditError {
     };
     if missing_table {
         AuditError::Unavailable(
-            "this database has no audit tables: has a service run against it (it creates them)?".into(),
+            "this database has no audit tables: run `ehealth-audit migrate` (or start a service with \
+             audit.migrations = \"apply\")"
+                .into(),
         )
     } else {
         AuditError::Unavailable(format!("reading the audit log failed: {e}"))

@@ -21,7 +21,11 @@ pub struct AuditSettings {
     /// `postgres://user:password@host:port/db`, or `sqlite:PATH`. When unset, the
     /// `DATABASE_URL` environment variable is used if set, else SQLite at `sqlite_path`.
     /// Never logged with its password.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Serialized (`--check-config`) without its password.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_redacted"
+    )]
     pub database_url: Option<String>,
     /// The SQLite file used when no PostgreSQL URL is configured (created with its directory).
     pub sqlite_path: PathBuf,
@@ -62,6 +66,29 @@ pub struct AuditSettings {
     /// How often expired `jti`s (and, with `retention_days`, old events) are purged.
     #[serde(with = "duration")]
     pub jti_purge_interval: Duration,
+    /// What a service does with the schema at start-up: `apply` the migrations (the default:
+    /// `make run`, tests, a database the service owns) or only `check` that the schema is the
+    /// one this version expects (production: the migrations run as their own step,
+    /// `ehealth-audit migrate`, under an owner role; the services' role cannot change the schema).
+    pub migrations: Migrations,
+    /// Allows a PostgreSQL server that is neither on loopback nor on a Unix socket without
+    /// `sslmode=verify-full` (or `verify-ca`) in `database_url`. Off: such a URL stops start-up,
+    /// because the audit rows (patient and professional ids) and the password would cross the
+    /// network unprotected or to an unverified server. Turn on only behind a TLS sidecar or an
+    /// equivalent protection.
+    pub allow_unverified_transport: bool,
+}
+
+/// What a service does with the audit schema at start-up (`audit.migrations`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Migrations {
+    /// Runs the pending migrations (needs a role that may create tables).
+    #[default]
+    Apply,
+    /// Only checks that every migration of this version is applied, unaltered; start-up fails
+    /// otherwise, naming `ehealth-audit migrate`.
+    Check,
 }
 
 impl Default for AuditSettings {
@@ -77,6 +104,8 @@ impl Default for AuditSettings {
             max_connections: 8,
             retention_days: None,
             jti_purge_interval: Duration::from_secs(60),
+            migrations: Migrations::Apply,
+            allow_unverified_transport: false,
         }
     }
 }
@@ -94,6 +123,8 @@ impl std::fmt::Debug for AuditSettings {
             .field("max_connections", &self.max_connections)
             .field("retention_days", &self.retention_days)
             .field("jti_purge_interval", &self.jti_purge_interval)
+            .field("migrations", &self.migrations)
+            .field("allow_unverified_transport", &self.allow_unverified_transport)
             .finish()
     }
 }
@@ -170,6 +201,46 @@ impl AuditBackend {
     }
 }
 
+/// `database_url` as `--check-config` and every other serialization show it: without password.
+fn serialize_redacted<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&redact_url(url)),
+        None => s.serialize_none(),
+    }
+}
+
+impl AuditBackend {
+    /// **Decision — verified TLS off the machine:** a PostgreSQL server reached over the network
+    /// (not loopback, not a Unix socket) must be named with `sslmode=verify-full` or
+    /// `verify-ca`, unless `allow` (`audit.allow_unverified_transport`). `disable`, `allow` and
+    /// `prefer` may send everything in clear text, `require` accepts any certificate (sqlx's
+    /// `require` never checks the CA, even with `sslrootcert`).
+    pub fn check_transport(self, allow: bool) -> Result<AuditBackend, String> {
+        let AuditBackend::Postgres { url } = &self else {
+            return Ok(self);
+        };
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(|e| format!("not a valid PostgreSQL URL: {}", scrub(&e.to_string(), url)))?;
+        let host = options.get_host().trim_start_matches('[').trim_end_matches(']');
+        let local = options.get_socket().is_some()
+            || host.starts_with('/')
+            || host.eq_ignore_ascii_case("localhost")
+            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        let verified = matches!(
+            options.get_ssl_mode(),
+            sqlx::postgres::PgSslMode::VerifyFull | sqlx::postgres::PgSslMode::VerifyCa
+        );
+        if local || verified || allow {
+            return Ok(self);
+        }
+        Err(format!(
+            "the PostgreSQL server {host} is reached over the network without a verified TLS \
+             connection: add `sslmode=verify-full&sslrootcert=/path/to/ca.pem` to the URL (or set \
+             audit.allow_unverified_transport = true behind a TLS sidecar)"
+        ))
+    }
+}
+
 impl AuditSettings {
     /// Default settings with the log in the database at `url` (`postgres://...` or `sqlite:PATH`).
     pub fn for_url(url: &str) -> AuditSettings {
@@ -183,7 +254,9 @@ impl AuditSettings {
     pub fn validate(&self, prefix: &str) -> Result<ValidAuditSettings, ConfigError> {
         let key = |k: &str| format!("{prefix}.{k}");
         if let Some(url) = &self.database_url {
-            AuditBackend::from_url(url).map_err(|e| ConfigError::invalid(key("database_url"), e))?;
+            AuditBackend::from_url(url)
+                .and_then(|b| b.check_transport(self.allow_unverified_transport))
+                .map_err(|e| ConfigError::invalid(key("database_url"), e))?;
         }
         if self.sqlite_path.as_os_str().is_empty() {
             return Err(ConfigError::invalid(key("sqlite_path"), "must not be empty"));
@@ -240,7 +313,9 @@ impl AuditSettings {
             .ok()
             .filter(|u| !u.trim().is_empty());
         match self.database_url.as_deref().or(from_env.as_deref()) {
-            Some(url) => AuditBackend::from_url(url),
+            Some(url) => {
+                AuditBackend::from_url(url).and_then(|b| b.check_transport(self.allow_unverified_transport))
+            }
             None => Ok(AuditBackend::Sqlite {
                 path: self.sqlite_path.clone(),
             }),

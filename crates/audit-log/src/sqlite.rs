@@ -14,15 +14,17 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::settings::ValidAuditSettings;
+use crate::settings::{Migrations, ValidAuditSettings};
 use crate::time::to_text;
 use crate::writer::{JtiClaim, Store};
 use crate::{AuditError, AuditEvent, BoxFuture};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
+    /// The service whose events the retention purge deletes (none: the purge deletes nothing).
+    owner: Option<String>,
 }
 
 /// Opens the file. For writing it is created (with its directory) and migrated; for reading it
@@ -32,6 +34,7 @@ pub(crate) async fn open_pool(
     settings: &ValidAuditSettings,
     write: bool,
 ) -> Result<SqlitePool, AuditError> {
+    let migrate = settings.settings().migrations == Migrations::Apply;
     let settings = settings.settings();
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         AuditError::Unavailable(format!("{what} (SQLite at {}): {e}", path.display()))
@@ -73,6 +76,12 @@ pub(crate) async fn open_pool(
     let mut attempt = 1;
     loop {
         let opened = match connect().await {
+            Ok(pool) if !migrate => {
+                return match crate::schema::check_applied(&crate::schema::Db::Sqlite(pool.clone())).await {
+                    Ok(()) => Ok(pool),
+                    Err(e) => Err(fail("audit schema check failed", &e)),
+                };
+            }
             Ok(pool) => match MIGRATOR.run(&pool).await {
                 Ok(()) => return Ok(pool),
                 Err(e) => fail("audit schema migration failed", &e),
@@ -89,9 +98,14 @@ pub(crate) async fn open_pool(
 }
 
 impl SqliteStore {
-    pub(crate) async fn open(path: &Path, settings: &ValidAuditSettings) -> Result<SqliteStore, AuditError> {
+    pub(crate) async fn open(
+        path: &Path,
+        settings: &ValidAuditSettings,
+        owner: Option<String>,
+    ) -> Result<SqliteStore, AuditError> {
         Ok(SqliteStore {
             pool: open_pool(path, settings, true).await?,
+            owner,
         })
     }
 }
@@ -170,12 +184,17 @@ impl Store for SqliteStore {
 
     fn purge_events(&self, before: SystemTime) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
         Box::pin(async move {
+            let Some(owner) = self.owner.as_deref() else {
+                return Ok(0);
+            };
             let mut total = 0;
             loop {
                 let done = sqlx::query(
                     "DELETE FROM audit_events WHERE id IN
-                         (SELECT id FROM audit_events WHERE time < ? ORDER BY time LIMIT 10000)",
+                         (SELECT id FROM audit_events WHERE service = ? AND time < ?
+                          ORDER BY time LIMIT 10000)",
                 )
+                .bind(owner)
                 .bind(to_text(before))
                 .execute(&self.pool)
                 .await?;

@@ -48,7 +48,7 @@ pub(crate) trait Store: Send + Sync + 'static {
 
 /// Counters of the writer (`audit_events_committed_total`, `audit_events_failed_total`,
 /// `audit_transactions_total`), exposed on `/metrics` when the log is opened with
-/// [`AuditLog::connect_with_metrics`](crate::AuditLog::connect_with_metrics).
+/// [`AuditLog::connect_for`](crate::AuditLog::connect_for).
 #[derive(Clone, Default)]
 pub struct AuditMetrics {
     committed: Counter,

@@ -70,7 +70,7 @@ async fn the_writer_counts_on_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = audit_log::AuditMetrics::registered(&mut registry);
-    let log = audit_log::AuditLog::connect_with_metrics(&common::sqlite_settings(&dir), metrics)
+    let log = audit_log::AuditLog::connect_for("dmp-gateway", &common::sqlite_settings(&dir), metrics)
         .await
         .expect("connect");
     log.record_all(vec![common::tagged("a"), common::tagged("b")])

@@ -1,7 +1,14 @@
 //! Prometheus metrics (SPEC.md preamble): per-RPC counts by status code and latency histograms
-//! recorded by [`GrpcMetricsLayer`], plus the domain metrics each service registers, served in
-//! the OpenMetrics text format at `GET /metrics`.
+//! recorded by [`GrpcMetricsLayer`], `build_info`, the process's CPU, memory and file
+//! descriptors, plus the domain metrics each service registers, served in the OpenMetrics text
+//! format at `GET /metrics`.
+//!
+//! **Decision — bounded labels:** the `grpc_service`/`grpc_method` labels only ever take the
+//! names of methods the server serves (from its descriptor sets, plus health and reflection).
+//! A call to any other path — a scanner, a typo, a client of another API — is counted in the
+//! label-less `grpc_server_unknown_method_total`, so no request can create a series.
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -44,6 +51,60 @@ struct Inner {
     registry: Mutex<Registry>,
     handled: Family<RpcCodeLabels, Counter>,
     duration: Family<RpcLabels, Histogram, fn() -> Histogram>,
+    unknown: Counter,
+    cert_expiry: Family<CertificateLabels, prometheus_client::metrics::gauge::Gauge>,
+}
+
+/// Labels of a certificate the process presents or signs with.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    /// What it is for, a fixed name: `grpc-server`, `dmp-client`, `card-authentication`, ...
+    pub certificate: &'static str,
+}
+
+/// The gRPC paths (`/package.Service/Method`) a server serves: the only values its call
+/// metrics' labels take.
+#[derive(Debug, Clone, Default)]
+pub struct KnownMethods(HashSet<String>);
+
+impl KnownMethods {
+    /// The methods of `services` (full names) found in the encoded `FileDescriptorSet`s.
+    /// A set that does not decode adds nothing (its calls then count as unknown).
+    pub fn from_descriptor_sets<'a>(
+        sets: impl IntoIterator<Item = &'a [u8]>,
+        services: &[&str],
+    ) -> KnownMethods {
+        use prost::Message;
+        let mut known = HashSet::new();
+        for set in sets {
+            let Ok(fds) = prost_types::FileDescriptorSet::decode(set) else {
+                tracing::warn!("a descriptor set does not decode: its methods are not labelled in metrics");
+                continue;
+            };
+            for file in &fds.file {
+                for service in &file.service {
+                    let full = match file.package() {
+                        "" => service.name().to_owned(),
+                        package => format!("{package}.{}", service.name()),
+                    };
+                    if services.contains(&full.as_str()) {
+                        known.extend(service.method.iter().map(|m| format!("/{full}/{}", m.name())));
+                    }
+                }
+            }
+        }
+        KnownMethods(known)
+    }
+
+    /// Adds one path, `/package.Service/Method`.
+    pub fn insert(&mut self, path: &str) {
+        self.0.insert(path.to_owned());
+    }
+
+    /// Whether `path` is served.
+    pub fn contains(&self, path: &str) -> bool {
+        self.0.contains(path)
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -74,11 +135,26 @@ impl Metrics {
             "gRPC call latency in seconds",
             duration.clone(),
         );
+        let unknown = Counter::default();
+        registry.register(
+            "grpc_server_unknown_method",
+            "Calls to a path this server does not serve (no per-path series)",
+            unknown.clone(),
+        );
+        registry.register_collector(Box::new(ProcessCollector::new()));
+        let cert_expiry = Family::<CertificateLabels, prometheus_client::metrics::gauge::Gauge>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When a certificate the process presents or signs with expires (notAfter), seconds since the epoch",
+            cert_expiry.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
                 handled,
                 duration,
+                unknown,
+                cert_expiry,
             }),
         }
     }
@@ -114,10 +190,49 @@ impl Metrics {
             .get()
     }
 
-    /// The tower layer that records every gRPC call into these metrics.
-    pub fn grpc_layer(&self) -> GrpcMetricsLayer {
+    /// Records the end of validity of `cert` (DER) as `certificate_expiry_timestamp_seconds
+    /// {certificate}`; a certificate that does not parse is logged and not recorded (the TLS
+    /// stack refuses it anyway).
+    pub fn record_certificate_expiry(&self, certificate: &'static str, der: &[u8]) {
+        match x509_parser::parse_x509_certificate(der) {
+            Ok((_, cert)) => {
+                self.inner
+                    .cert_expiry
+                    .get_or_create(&CertificateLabels { certificate })
+                    .set(cert.validity().not_after.timestamp());
+            }
+            Err(e) => {
+                tracing::warn!(certificate, error = %e, "certificate does not parse; its expiry is not measured")
+            }
+        }
+    }
+
+    /// `build_info{service, version} 1`: which build runs (the suite's crates share one version).
+    pub fn register_build_info(&self, service: &str) {
+        #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+        struct BuildLabels {
+            service: String,
+            version: &'static str,
+        }
+        let info = Family::<BuildLabels, prometheus_client::metrics::gauge::Gauge>::default();
+        info.get_or_create(&BuildLabels {
+            service: service.to_owned(),
+            version: env!("CARGO_PKG_VERSION"),
+        })
+        .set(1);
+        self.register(
+            "build_info",
+            "The running build: always 1, labelled by service and version",
+            info,
+        );
+    }
+
+    /// The tower layer that records every gRPC call to one of `known` into these metrics (and
+    /// the others into `grpc_server_unknown_method_total`).
+    pub fn grpc_layer(&self, known: KnownMethods) -> GrpcMetricsLayer {
         GrpcMetricsLayer {
             metrics: self.clone(),
+            known: Arc::new(known),
         }
     }
 
@@ -161,6 +276,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<&'static str> {
 #[derive(Clone)]
 pub struct GrpcMetricsLayer {
     metrics: Metrics,
+    known: Arc<KnownMethods>,
 }
 
 impl<S> tower::Layer<S> for GrpcMetricsLayer {
@@ -169,6 +285,7 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
         GrpcMetricsService {
             inner,
             metrics: self.metrics.clone(),
+            known: self.known.clone(),
         }
     }
 }
@@ -178,6 +295,7 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
 pub struct GrpcMetricsService<S> {
     inner: S,
     metrics: Metrics,
+    known: Arc<KnownMethods>,
 }
 
 impl<S, ReqB, ResB> tower::Service<http::Request<ReqB>> for GrpcMetricsService<S>
@@ -193,11 +311,14 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
-        let (service, method) = crate::telemetry::split_grpc_path(req.uri().path());
+        let path = req.uri().path();
+        let labels = self.known.contains(path).then(|| {
+            let (service, method) = crate::telemetry::split_grpc_path(path);
+            (service.to_owned(), method.to_owned())
+        });
         let recorder = Recorder {
             metrics: self.metrics.clone(),
-            service: service.to_owned(),
-            method: method.to_owned(),
+            labels,
             start: Instant::now(),
             code: None,
         };
@@ -212,8 +333,8 @@ where
 /// before its end (the caller went away).
 struct Recorder {
     metrics: Metrics,
-    service: String,
-    method: String,
+    /// `(service, method)` of a served method; `None` for any other path.
+    labels: Option<(String, String)>,
     start: Instant,
     code: Option<&'static str>,
 }
@@ -221,9 +342,11 @@ struct Recorder {
 impl Drop for Recorder {
     fn drop(&mut self) {
         let code = self.code.unwrap_or("CANCELLED");
-        let service = std::mem::take(&mut self.service);
-        let method = std::mem::take(&mut self.method);
         let m = &self.metrics.inner;
+        let Some((service, method)) = self.labels.take() else {
+            m.unknown.inc();
+            return;
+        };
         m.duration
             .get_or_create(&RpcLabels {
                 grpc_service: service.clone(),
@@ -376,4 +499,94 @@ pub async fn start(
         }
     });
     Ok(Some(local))
+}
+
+/// `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
+/// `process_max_fds` and `process_start_time_seconds`, read from `/proc/self` at each scrape
+/// (Linux; elsewhere only the start time). CPU ticks are Linux's fixed `USER_HZ` of 100; the start
+/// time is when the metrics were created, at start-up.
+#[derive(Debug)]
+struct ProcessCollector {
+    started: f64,
+}
+
+impl ProcessCollector {
+    fn new() -> Self {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        ProcessCollector { started }
+    }
+}
+
+/// Fields 14 and 15 (user and system CPU ticks) of `/proc/self/stat`, and 24 (resident pages).
+fn proc_stat() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces: count from the closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
+    let cpu = (ticks(14)? + ticks(15)?) / 100.0;
+    let rss_pages = ticks(24)?;
+    Some((cpu, rss_pages * 4096.0))
+}
+
+fn max_fds() -> Option<f64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+impl prometheus_client::collector::Collector for ProcessCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let gauge = |encoder: &mut prometheus_client::encoding::DescriptorEncoder, name, help, value: f64| {
+            let g = ConstGauge::new(value);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+        };
+        gauge(
+            &mut encoder,
+            "process_start_time_seconds",
+            "Start time of the process, seconds since the epoch",
+            self.started,
+        )?;
+        if let Some((cpu, rss)) = proc_stat() {
+            let c = ConstCounter::new(cpu);
+            c.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "User and system CPU time of the process, in seconds",
+                None,
+                c.metric_type(),
+            )?)?;
+            gauge(
+                &mut encoder,
+                "process_resident_memory_bytes",
+                "Resident memory of the process, in bytes",
+                rss,
+            )?;
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            gauge(
+                &mut encoder,
+                "process_open_fds",
+                "Open file descriptors",
+                fds.count() as f64,
+            )?;
+        }
+        if let Some(max) = max_fds() {
+            gauge(
+                &mut encoder,
+                "process_max_fds",
+                "Most file descriptors the process may open",
+                max,
+            )?;
+        }
+        Ok(())
+    }
 }

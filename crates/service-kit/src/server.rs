@@ -167,6 +167,20 @@ impl GrpcServer {
                 .map_err(|e| ServerError::Reflection(e.to_string()))?,
         );
 
+        // The methods the call metrics may name: this server's services, health and reflection.
+        let mut known = crate::metrics::KnownMethods::from_descriptor_sets(
+            descriptor_sets.iter().copied(),
+            &service_names,
+        );
+        for path in [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.health.v1.Health/Watch",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            known.insert(path);
+        }
+
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|source| ServerError::Bind {
@@ -197,10 +211,14 @@ impl GrpcServer {
         let layers = tower::ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(
-                |req: &http::Request<tonic::body::Body>| crate::telemetry::grpc_server_span(req),
-            ))
-            .layer(metrics.grpc_layer())
+            .layer(
+                tower_http::trace::TraceLayer::new_for_grpc()
+                    .make_span_with(|req: &http::Request<tonic::body::Body>| {
+                        crate::telemetry::grpc_server_span(req)
+                    })
+                    .on_failure(crate::telemetry::log_grpc_failure),
+            )
+            .layer(metrics.grpc_layer(known))
             .load_shed()
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
                 settings.concurrency_limit,
@@ -213,6 +231,13 @@ impl GrpcServer {
             // Large messages (DMP documents of several MiB) would otherwise crawl through the
             // default 64 KiB HTTP/2 windows; BDP-based windows grow as the link allows.
             .http2_adaptive_window(Some(true));
+        if let Some(tls) = &settings.tls
+            && let Ok(chain) = crate::tls::load_certs(&tls.cert)
+            && let Some(leaf) = chain.first()
+        {
+            // Unreadable files fail in tonic_tls below, with their name.
+            metrics.record_certificate_expiry("grpc-server", leaf);
+        }
         if let Some(tls) = &settings.tls {
             builder = builder
                 .tls_config(tonic_tls(tls)?)

@@ -60,6 +60,7 @@ pub async fn start<S>(
     service: S,
     shutdown: CancellationToken,
 ) -> Result<Running<S>, StartError> {
+    grpc.metrics().register_build_info(name);
     let metrics_addr = crate::metrics::start(metrics, grpc.metrics().clone(), shutdown.clone()).await?;
     let server = grpc.start(shutdown).await?;
     tracing::info!(grpc = %server.local_addr, metrics = ?metrics_addr, "{name} listening");

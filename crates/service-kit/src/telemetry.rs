@@ -147,17 +147,78 @@ pub fn grpc_server_span<B>(req: &http::Request<B>) -> tracing::Span {
         "grpc.server",
         otel.name = %path,
         otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
         rpc.system = "grpc",
         rpc.service = %service,
         rpc.method = %method,
+        rpc.grpc.status_code = tracing::field::Empty,
         request_id = %request_id,
+        trace_id = tracing::field::Empty,
     );
     let parent = opentelemetry::global::get_text_map_propagator(|p| {
         p.extract(&opentelemetry_http::HeaderExtractor(req.headers()))
     });
     // Fails only when no OpenTelemetry layer is installed: nothing to link then.
-    let _ = span.set_parent(parent);
+    let _ = span.set_parent(parent.clone());
+    // The trace id in every log line of the call (JSON: the span's fields): the span's own
+    // when traces are on, else the caller's from `traceparent`.
+    {
+        use opentelemetry::trace::TraceContextExt;
+        let own = span.context().span().span_context().clone();
+        let caller = parent.span().span_context().clone();
+        if let Some(sc) = [own, caller].into_iter().find(|sc| sc.is_valid()) {
+            span.record("trace_id", tracing::field::display(sc.trace_id()));
+        }
+    }
     span
+}
+
+/// Whether a gRPC status code names the caller's mistake or choice (bad input, no permission,
+/// a missing record, the caller cancelling, the load limit) rather than a fault of the service
+/// or of its peers. Client-caused codes are logged at INFO, the others at ERROR.
+pub fn client_caused(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        Cancelled
+            | InvalidArgument
+            | NotFound
+            | AlreadyExists
+            | PermissionDenied
+            | ResourceExhausted
+            | FailedPrecondition
+            | Aborted
+            | OutOfRange
+            | Unauthenticated
+    )
+}
+
+/// `on_failure` of the servers' trace layer: logs a failed call with its code, at INFO when the
+/// caller caused it (so ERROR lines mean something to fix on this side), and marks the span with
+/// the RPC semantic conventions (`rpc.grpc.status_code`; `otel.status_code = ERROR` for server
+/// faults only, as the conventions ask of servers).
+pub fn log_grpc_failure(
+    class: tower_http::classify::GrpcFailureClass,
+    latency: std::time::Duration,
+    span: &tracing::Span,
+) {
+    let latency_ms = latency.as_millis() as u64;
+    match class {
+        tower_http::classify::GrpcFailureClass::Code(code) => {
+            let code = tonic::Code::from_i32(code.get());
+            span.record("rpc.grpc.status_code", code as i32);
+            if client_caused(code) {
+                tracing::info!(parent: span, grpc.code = ?code, latency_ms, "call refused");
+            } else {
+                span.record("otel.status_code", "ERROR");
+                tracing::error!(parent: span, grpc.code = ?code, latency_ms, "call failed");
+            }
+        }
+        tower_http::classify::GrpcFailureClass::Error(error) => {
+            span.record("otel.status_code", "ERROR");
+            tracing::error!(parent: span, %error, latency_ms, "call failed");
+        }
+    }
 }
 
 /// Splits `/pkg.Service/Method` into its two parts.

@@ -107,8 +107,17 @@ pub async fn start_with(
     audit: AuditLog,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
+    start_metered(config, audit, Metrics::new(), shutdown).await
+}
+
+/// [`start_with`] into `metrics` (which may already hold the audit log's counters).
+async fn start_metered(
+    config: Config,
+    audit: AuditLog,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
     let card = open_card(&config)?;
-    let metrics = Metrics::new();
     let relay_metrics = RelayMetrics::register(&metrics);
     let sessions = match config.backend.kind {
         BackendKind::Software => 4,
@@ -197,10 +206,15 @@ async fn start_agent_http(
 
 /// Starts the relay with the audit log of its configuration (`[audit]`).
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
-    let audit = AuditLog::connect(&config.audit)
-        .await
-        .map_err(|e| StartError::Audit(e.to_string()))?;
-    start_with(config, audit, shutdown).await
+    let metrics = Metrics::new();
+    let audit = AuditLog::connect_for(
+        "cps-relay",
+        &config.audit,
+        metrics.register_with(audit_log::AuditMetrics::registered),
+    )
+    .await
+    .map_err(|e| StartError::Audit(e.to_string()))?;
+    start_metered(config, audit, metrics, shutdown).await
 }
 
 /// Runs the relay until `shutdown` is cancelled and the calls in flight have drained.

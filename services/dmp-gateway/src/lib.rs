@@ -172,7 +172,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let metrics = Metrics::new();
     let connections = connections(&config, TransportMetrics::register(&metrics))?;
     connections.spawn_expiry(shutdown.clone());
-    let audit = audit_log::AuditLog::connect_with_metrics(
+    let audit = audit_log::AuditLog::connect_for(
+        "dmp-gateway",
         &config.audit,
         metrics.register_with(audit_log::AuditMetrics::registered),
     )

@@ -113,3 +113,36 @@ fn relay_must_be_https() {
         "{err}"
     );
 }
+
+/// The audit database URL carries the database password: `--check-config` shows the URL
+/// without it (the password may also sit in a `password=` parameter).
+#[test]
+fn check_config_never_prints_the_database_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (url, shown) in [
+        (
+            "postgres://audit:Top-Secret-81@127.0.0.1:5432/audit",
+            "postgres://audit:***@127.0.0.1:5432/audit",
+        ),
+        (
+            "postgres://127.0.0.1/audit?user=audit&password=Top-Secret-81",
+            "postgres://127.0.0.1/audit?user=audit&password=***",
+        ),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dmp-gateway"));
+        with_pki(&mut cmd, dir.path());
+        let out = cmd
+            .arg("--check-config")
+            .env("DMP_GATEWAY_AUDIT__DATABASE_URL", url)
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{out:?}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(shown), "the URL is shown, redacted: {text}");
+        assert!(!text.contains("Top-Secret-81"), "password printed: {text}");
+    }
+}

@@ -262,10 +262,15 @@ pub struct Started {
 /// Starts the service with the durable audit log of its configuration (`[audit]`: PostgreSQL,
 /// or the SQLite file of the embedded default). Tests and embedders may use [`start_with`].
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
-    let audit = AuditLog::connect(&config.audit)
-        .await
-        .map_err(|e| StartError::Audit(e.to_string()))?;
-    start_with(config, Deps { audit }, shutdown).await
+    let metrics = Metrics::new();
+    let audit = AuditLog::connect_for(
+        "twiin-authz",
+        &config.audit,
+        metrics.register_with(audit_log::AuditMetrics::registered),
+    )
+    .await
+    .map_err(|e| StartError::Audit(e.to_string()))?;
+    start_metered(config, Deps { audit }, metrics, shutdown).await
 }
 
 /// Starts gRPC, the OAuth2 HTTP listener and the Stelseltoken refresher; returns once both
@@ -274,6 +279,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 pub async fn start_with(
     config: Config,
     deps: Deps,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
+    start_metered(config, deps, Metrics::new(), shutdown).await
+}
+
+/// [`start_with`] into `metrics` (which may already hold the audit log's counters).
+async fn start_metered(
+    config: Config,
+    deps: Deps,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
     config.validate()?;
@@ -291,7 +306,6 @@ pub async fn start_with(
             "development mode: http URLs, plaintext listeners and an open use case 3.1 are allowed"
         );
     }
-    let metrics = Metrics::new();
     authz.metrics.register(&metrics);
 
     if let Err(e) = authz.refresh_stelsel().await {

@@ -1,5 +1,7 @@
 //! `ehealth-audit`: the operators' view of the audit log (SPEC.md §4 "Operators can read the log
-//! by correlation id or patient from a CLI"). Read-only: it never creates or migrates tables.
+//! by correlation id or patient from a CLI"): `list` and `export` read, `verify` checks the
+//! append-only guarantees, `migrate` (the one command that writes) installs or upgrades the schema
+//! and grants the services' role its privileges.
 //!
 //! The database is `--sqlite PATH`, else `--database-url URL`, else `DATABASE_URL`, else the
 //! embedded default `.local/audit.sqlite`. Prefer `DATABASE_URL` over `--database-url` for URLs
@@ -17,9 +19,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(
     name = "ehealth-audit",
     version,
-    about = "Read the eHealth gateway suite's audit log"
+    about = "Read, export, verify and migrate the eHealth gateway suite's audit log"
 )]
 struct Cli {
+    /// Accept a PostgreSQL server reached over the network without sslmode=verify-full or
+    /// verify-ca (e.g. behind a TLS sidecar).
+    #[arg(long, global = true)]
+    allow_unverified_transport: bool,
     /// PostgreSQL URL (default: the DATABASE_URL environment variable).
     #[arg(long, value_name = "URL", conflicts_with = "sqlite")]
     database_url: Option<String>,
@@ -34,6 +40,41 @@ struct Cli {
 enum Command {
     /// List events, oldest first.
     List(ListArgs),
+    /// Write every event of a time range (and service) as JSON lines, oldest first, to stdout.
+    Export(ExportArgs),
+    /// Check that the append-only guarantees hold (exit 1 when one does not).
+    Verify(VerifyArgs),
+    /// Apply the schema migrations (run as the role that owns the tables) and grant the
+    /// services' role its privileges.
+    Migrate(MigrateArgs),
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Only this service's events (cps-relay, dmp-gateway, twiin-authz).
+    #[arg(long)]
+    service: Option<String>,
+    /// Events at or after this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = time::parse_rfc3339)]
+    since: Option<SystemTime>,
+    /// Events before this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = time::parse_rfc3339)]
+    until: Option<SystemTime>,
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// Also check that this role (the services' login) has the services' privileges and no more.
+    #[arg(long, value_name = "ROLE")]
+    service_role: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct MigrateArgs {
+    /// Role the services connect with; gets SELECT, INSERT, DELETE on audit_events and SELECT,
+    /// INSERT, UPDATE, DELETE on audit_jti (earlier grants revoked). Repeatable.
+    #[arg(long, value_name = "ROLE")]
+    grant_to: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -89,17 +130,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// Err (exit code 1, the reason on stderr): the command could not run, or `verify` found a
+/// guarantee broken.
 async fn run(cli: Cli) -> Result<(), String> {
     let settings = AuditSettings::default();
     let backend = match (cli.sqlite, cli.database_url) {
         (Some(path), _) => AuditBackend::Sqlite { path },
-        (None, Some(url)) => AuditBackend::from_url(&url)?,
-        (None, None) => settings.backend()?,
+        (None, Some(url)) => AuditBackend::from_url(&url)?.check_transport(cli.allow_unverified_transport)?,
+        (None, None) => AuditSettings {
+            allow_unverified_transport: cli.allow_unverified_transport,
+            ..settings.clone()
+        }
+        .backend()?,
+    };
+    let args = match cli.command {
+        Command::List(args) => args,
+        Command::Export(args) => return export(&backend, &settings, args).await,
+        Command::Verify(args) => return verify(&backend, args).await,
+        Command::Migrate(args) => {
+            for line in audit_log::migrate(&backend, &args.grant_to)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!("{line}");
+            }
+            return Ok(());
+        }
     };
     let reader = AuditReader::open(&backend, &settings)
         .await
         .map_err(|e| e.to_string())?;
-    let Command::List(args) = cli.command;
     let filter = EventFilter {
         correlation_id: args.correlation_id,
         patient: args.patient,
@@ -127,6 +187,48 @@ async fn run(cli: Cli) -> Result<(), String> {
             args.limit
         );
     }
+    Ok(())
+}
+
+/// JSON lines, streamed: the whole range never sits in memory.
+async fn export(backend: &AuditBackend, settings: &AuditSettings, args: ExportArgs) -> Result<(), String> {
+    let reader = AuditReader::open(backend, settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let filter = EventFilter {
+        service: args.service,
+        since: args.since,
+        until: args.until,
+        ..EventFilter::default()
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let count = reader
+        .export(&filter, |e| writeln!(out, "{}", e.to_json()))
+        .await
+        .map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| format!("cannot write the output: {e}"))?;
+    eprintln!("ehealth-audit: exported {count} events");
+    Ok(())
+}
+
+async fn verify(backend: &AuditBackend, args: VerifyArgs) -> Result<(), String> {
+    let checks = audit_log::verify(backend, args.service_role.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut failed = 0;
+    for check in &checks {
+        match &check.outcome {
+            Ok(what) => println!("ok    {}: {what}", check.name),
+            Err(why) => {
+                failed += 1;
+                println!("FAIL  {}: {why}", check.name);
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} of {} checks failed ({backend})", checks.len()));
+    }
+    println!("all {} checks hold ({backend})", checks.len());
     Ok(())
 }
 

@@ -2,6 +2,8 @@
 //! and the test bodies run on both backends.
 #![allow(dead_code)]
 
+pub(crate) mod cluster;
+
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
@@ -265,35 +267,67 @@ pub(crate) async fn jti_shared(settings: AuditSettings) {
     assert!(!a.register_jti("iss", "old", exp).await.expect("ok"));
 }
 
-/// The purge task removes expired jtis and, with retention on, old events.
+/// The purge task removes expired jtis and, with retention on, the old events of its own
+/// service only: a service without retention sharing the database keeps all of its events.
 pub(crate) async fn purges(mut settings: AuditSettings) {
-    settings.retention_days = Some(1);
     settings.jti_purge_interval = Duration::from_millis(100);
-    let log = AuditLog::connect(&settings).await.expect("connect");
+    let keeper = AuditLog::connect_for("twiin-authz", &settings, Default::default())
+        .await
+        .expect("connect twiin-authz, no retention");
+    settings.retention_days = Some(1);
+    let log = AuditLog::connect_for("dmp-gateway", &settings, Default::default())
+        .await
+        .expect("connect dmp-gateway, 1 day");
+    let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 86_400);
     let mut old = tagged("old");
-    old.time = SystemTime::now() - Duration::from_secs(2 * 86_400);
-    log.record_all(vec![old, tagged("new")]).await.expect("recorded");
+    old.time = two_days_ago;
+    // Another service's old event, written through the purging service's own log: the purge
+    // goes by the row's service, not by who wrote it.
+    let mut others_old = AuditEvent::new(
+        "twiin-authz",
+        "uitgeven_aorta_access_token",
+        Direction::ReceivedRequest,
+    );
+    others_old.request_id = Some("others-old".into());
+    others_old.time = two_days_ago;
+    log.record_all(vec![old, tagged("new"), others_old.clone()])
+        .await
+        .expect("recorded");
+    others_old.request_id = Some("keeper-old".into());
+    keeper.record(others_old).await.expect("recorded");
     log.register_jti("iss", "expiring", SystemTime::now() + Duration::from_millis(200))
         .await
         .expect("ok");
     log.register_jti("iss", "lasting", SystemTime::now() + Duration::from_secs(600))
         .await
         .expect("ok");
-    let reader = AuditReader::connect(&settings).await.expect("reader");
+    let reader = AuditReader::connect(&AuditSettings {
+        retention_days: None,
+        ..settings.clone()
+    })
+    .await
+    .expect("reader");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let events = reader.list(&EventFilter::default()).await.expect("list");
         let jtis = reader.jtis().await.expect("jtis");
-        let ids: Vec<_> = events.iter().filter_map(|e| e.event.request_id.clone()).collect();
-        if ids == ["new"] && jtis == [("iss".to_string(), "lasting".to_string())] {
+        let mut ids: Vec<_> = events.iter().filter_map(|e| e.event.request_id.clone()).collect();
+        ids.sort();
+        if ids == ["keeper-old", "new", "others-old"] && jtis == [("iss".to_string(), "lasting".to_string())]
+        {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "not purged: events {ids:?}, jtis {jtis:?}"
+            "not purged as expected: events {ids:?}, jtis {jtis:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A log that belongs to no service has no retention purge to run: it refuses the setting.
+    let err = AuditLog::connect(&settings)
+        .await
+        .expect_err("retention without a service");
+    assert!(err.to_string().contains("audit.retention_days"), "{err}");
 }
 
 /// Tokens passed by mistake do not reach the table; a scan of every row finds none.

@@ -135,6 +135,10 @@ manages. Argument: (dict "root" $ "svc" $svc "v" $values).
 {{- end -}}
 {{- $_ := set $managed "replicas" (include "ehealth.twiin.replicas" . | int) -}}
 {{- end -}}
+{{- if .root.Values.database.migrations.enabled -}}
+{{- /* The hook Job migrates with the owner role; the services' role can only check. */ -}}
+{{- $_ := set $managed "audit" (dict "migrations" "check") -}}
+{{- end -}}
 {{- $config := mustMergeOverwrite (deepCopy ($v.config | default dict)) $managed -}}
 # {{ .svc.name }} configuration, rendered by the ehealth-suite chart.
 {{- include "ehealth.toml.table" (dict "table" $config "prefix" "") }}
@@ -218,3 +222,17 @@ services' integer keys reject; this one writes whole numbers as integers.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+What the Secrets the chart renders for one service hold (the database URL, the TLS Secret, the
+secret files), for the pods' checksum/secrets annotation: a change rolls the pods. Only a digest
+reaches the pod template. Argument: (dict "root" $ "svc" $svc "v" $values).
+*/}}
+{{- define "ehealth.secretsDigest" -}}
+{{- $v := .v -}}
+{{- $root := .root -}}
+database={{ if not $root.Values.database.existingSecret }}{{ $root.Values.database.url }}{{ else }}secret:{{ $root.Values.database.existingSecret }}{{ end }}
+tls={{ $v.tls.existingSecret }}|{{ $v.tls.cert }}|{{ $v.tls.key }}|{{ $v.tls.ca }}
+files={{ $v.existingSecretFiles }}|{{ toJson $v.secretFiles }}
+{{- end -}}
+

@@ -136,7 +136,8 @@ fn production_refuses_each_unsafe_setting_naming_its_key() {
     // Several replicas on PostgreSQL are fine.
     let (_d, mut c) = production();
     c.replicas = 3;
-    c.audit.database_url = Some("postgres://audit@db.example.nl/audit".into());
+    // (A remote server needs verified TLS: crates/audit-log/AUDIT.md "TLS to the database".)
+    c.audit.database_url = Some("postgres://audit@db.example.nl/audit?sslmode=verify-full".into());
     c.validate().expect("PostgreSQL is shared");
 }
 
