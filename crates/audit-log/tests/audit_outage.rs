@@ -1,184 +1,19 @@
 //! Fail closed and heal (SPEC.md §4 "Decision — fail closed"): a throwaway PostgreSQL cluster,
 //! started by the test with the installed binaries, is stopped in the middle of a write load and
-//! started again. While it is down every write answers `Unavailable`; no write is acknowledged
-//! that is not in the table; after the restart the same `AuditLog` writes again.
+//! started again. While it is down every write answers `Unavailable` (the turn that found it
+//! down) or `StoreDown` (refused at once by the open breaker) within 1 s; no write is
+//! acknowledged that is not in the table; within 1 s of the restart the breaker has closed and
+//! the same `AuditLog` writes again.
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use audit_log::{AuditError, AuditLog, AuditReader, AuditSettings, EventFilter};
+use dev_support::pg_cluster::{PgCluster, StopMode};
 use tokio::time::Instant;
-
-/// A PostgreSQL cluster in a temporary directory, on a free loopback port.
-struct Cluster {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-}
-
-fn postgres_bin() -> PathBuf {
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server binaries are needed in /usr/lib/postgresql/*/bin (scripts/install-test-deps.sh)")
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let version: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("pg_ctl").is_file().then_some((version, bin))
-        })
-        .collect();
-    found.sort();
-    found.pop().map(|(_, bin)| bin).expect(
-        "no /usr/lib/postgresql/*/bin/pg_ctl: install the PostgreSQL server (scripts/install-test-deps.sh)",
-    )
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-fn id_of(flag: &str) -> u32 {
-    let out = Command::new("id").args([flag, "postgres"]).output().expect("id");
-    assert!(
-        out.status.success(),
-        "running as root needs the `postgres` OS user to run PostgreSQL"
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("numeric id")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-impl Cluster {
-    fn init() -> Cluster {
-        let bin = postgres_bin();
-        let dir = tempfile::tempdir().expect("tempdir");
-        if is_root() {
-            // initdb refuses to run as root: the cluster belongs to the postgres user.
-            std::os::unix::fs::chown(dir.path(), Some(id_of("-u")), Some(id_of("-g"))).expect("chown");
-        }
-        let cluster = Cluster {
-            dir,
-            bin,
-            port: free_port(),
-        };
-        let data = cluster.data();
-        cluster.run(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().expect("utf-8 path"),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-            ],
-        );
-        cluster
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn run(&self, tool: &str, args: &[&str]) {
-        let exe = self.bin.join(tool);
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&exe);
-            c
-        } else {
-            Command::new(&exe)
-        };
-        let out = cmd
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run a PostgreSQL tool");
-        assert!(
-            out.status.success(),
-            "{tool} {args:?} failed: {}{}\nserver log:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(self.log()).unwrap_or_default()
-        );
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.path().join("server.log")
-    }
-
-    fn start(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
-            self.port,
-            self.dir.path().display()
-        );
-        let data = self.data();
-        let log = self.log();
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                path(&data),
-                "-l",
-                path(&log),
-                "-o",
-                &options,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
-    }
-
-    /// Like a crash: no checkpoint, clients cut off.
-    fn stop(&self) {
-        let data = self.data();
-        self.run("pg_ctl", &["-D", path(&data), "-m", "immediate", "-w", "stop"]);
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let data = self.data();
-        let exe = self.bin.join("pg_ctl");
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        };
-        let _ = cmd.args(["-D", path(&data), "-m", "immediate", "stop"]).output();
-    }
-}
 
 struct Outcome {
     started: Instant,
@@ -188,15 +23,14 @@ struct Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_fail_closed_while_postgres_is_down_and_resume_after() {
-    let cluster = Cluster::init();
-    cluster.start();
+    let cluster = PgCluster::start_new().expect("a throwaway PostgreSQL cluster");
     let settings = AuditSettings {
         database_url: Some(cluster.url()),
-        write_timeout: Duration::from_secs(1),
         max_connections: 4,
         ..AuditSettings::default()
     };
     let log = AuditLog::connect(&settings).await.expect("connect");
+    let mut available = log.availability();
 
     let stop = Arc::new(AtomicBool::new(false));
     let outcomes: Arc<Mutex<HashMap<String, Outcome>>> = Arc::default();
@@ -244,8 +78,12 @@ async fn writes_fail_closed_while_postgres_is_down_and_resume_after() {
     };
 
     wait_for("writes before the outage", Box::new(|o| o.result.is_ok()), 500).await;
-    cluster.stop();
+    cluster.stop(StopMode::Immediate).expect("crash PostgreSQL");
     let down = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), available.wait_for(|up| !*up))
+        .await
+        .expect("the breaker opens once a write finds the store down")
+        .expect("breaker state");
     // Writes started from now until the restart cannot commit.
     wait_for(
         "failed writes during the outage",
@@ -257,8 +95,13 @@ async fn writes_fail_closed_while_postgres_is_down_and_resume_after() {
     // A write still pending when the server comes back may rightly commit: the outage window
     // ends when the restart begins, not when `pg_ctl start` returns.
     let restart_begins = Instant::now();
-    cluster.start();
+    cluster.start().expect("restart PostgreSQL");
     let up = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), available.wait_for(|up| *up))
+        .await
+        .expect("the breaker closes once the probe reaches the store")
+        .expect("breaker state");
+    let closed_after = up.elapsed();
     wait_for(
         "writes after the restart",
         Box::new(move |o| o.started > up && o.result.is_ok()),
@@ -276,17 +119,39 @@ async fn writes_fail_closed_while_postgres_is_down_and_resume_after() {
         .filter(|o| o.started > down && o.finished < restart_begins)
         .collect();
     assert!(!during.is_empty());
+    let mut longest = Duration::ZERO;
     for o in &during {
-        let Err(AuditError::Unavailable(msg)) = &o.result else {
-            panic!("a write while PostgreSQL was down was acknowledged");
-        };
-        assert!(!msg.is_empty());
-        assert!(
-            o.finished - o.started < Duration::from_secs(4),
-            "a failing write took {:?}: callers must not hang",
-            o.finished - o.started
-        );
+        match &o.result {
+            Err(AuditError::Unavailable(msg)) => assert!(!msg.is_empty()),
+            Err(AuditError::StoreDown { .. }) => {}
+            other => panic!("a write while PostgreSQL was down answered {other:?}"),
+        }
+        longest = longest.max(o.finished - o.started);
     }
+    assert!(
+        longest < Duration::from_secs(1),
+        "a failing write took {longest:?}: callers must have their answer within 1 s"
+    );
+    let refused_at_once = during
+        .iter()
+        .filter(|o| matches!(o.result, Err(AuditError::StoreDown { .. })))
+        .count();
+    assert!(
+        refused_at_once > during.len() / 2,
+        "{refused_at_once} of {} writes during the outage refused by the open breaker",
+        during.len()
+    );
+    let first_ok = outcomes
+        .values()
+        .filter(|o| o.started > up && o.result.is_ok())
+        .map(|o| o.finished)
+        .min()
+        .expect("writes after the restart");
+    let recovered = first_ok - up;
+    assert!(
+        closed_after < Duration::from_secs(1) && recovered < Duration::from_secs(1),
+        "breaker closed {closed_after:?} and first write committed {recovered:?} after the restart: both must be within 1 s"
+    );
 
     // Nothing acknowledged is missing, nothing is stored twice, nothing unknown is stored.
     let reader = AuditReader::connect(&settings).await.expect("reader");
@@ -314,9 +179,12 @@ async fn writes_fail_closed_while_postgres_is_down_and_resume_after() {
     assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
     let failed = outcomes.values().filter(|o| o.result.is_err()).count();
     eprintln!(
-        "{} writes: {} acknowledged, {failed} failed closed, {} stored",
+        "{} writes: {} acknowledged, {failed} failed closed, {} stored; during the outage: {} \
+         answered (longest wait {longest:?}, {refused_at_once} refused at once); breaker closed \
+         {closed_after:?} and first commit {recovered:?} after the restart",
         outcomes.len(),
         acknowledged.len(),
-        stored.len()
+        stored.len(),
+        during.len()
     );
 }
