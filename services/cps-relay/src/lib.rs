@@ -117,8 +117,11 @@ pub async fn start_with(
         poll_interval: config.card.poll_interval,
         shutdown: shutdown.clone(),
     };
+    // Health NOT_SERVING while the audit store is down: every signature would be refused.
+    let audit_available = audit.availability();
     let relay = rpc::RelayService::new(card, policy, audit, sessions, a.card_wait, relay_metrics.clone())?;
     let grpc = GrpcServer::new(config.server.clone(), metrics)
+        .serving_while(audit_available)
         .add_service(CpsRelayServer::new(relay))
         .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
     service_kit::start("cps-relay", grpc, &config.metrics, relay_metrics, shutdown).await

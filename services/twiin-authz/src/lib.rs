@@ -359,7 +359,9 @@ pub async fn start_with(
         }
     }
 
+    // Health NOT_SERVING while the audit store is down: both use cases would answer 503.
     let grpc = GrpcServer::new(config.server.clone(), metrics)
+        .serving_while(authz.audit.availability())
         .add_service(TwiinAuthzServer::new(rpc::Grpc(authz.clone())))
         .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
     tracing::info!(http = %http_addr, "twiin-authz OAuth2 HTTP endpoint listening");
