@@ -22,6 +22,7 @@ mod get_associations;
 mod get_documents;
 mod grant;
 mod habilitations;
+mod in_flight;
 mod list_patients;
 mod reconcile;
 mod relay;
@@ -194,7 +195,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .max_decoding_message_size(max_request_bytes(&config.xds));
     let grpc = GrpcServer::new(config.server.clone(), metrics)
         .serving_while(audit_available)
-        .add_service(caller::Authenticated::new(service, caller::CallerAuth::new(jwt)))
+        .add_service(in_flight::BytesInFlight::new(
+            caller::Authenticated::new(service, caller::CallerAuth::new(jwt)),
+            config.xds.max_bytes_in_flight,
+        ))
         .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
     service_kit::start("dmp-gateway", grpc, &config.metrics, connections, shutdown).await
 }
