@@ -594,10 +594,11 @@ pub fn gateway_transport_config(dmp: SocketAddr, relays: &[(&str, SocketAddr)]) 
 // ---- fault injection ----
 
 /// A TCP proxy standing in front of a relay, so a test can kill "the relay" at a chosen moment:
-/// once [`kill_on_next_request`](Self::kill_on_next_request) is armed, the first bytes any
-/// client sends cut every connection with a TCP reset and close the port (further connects are
-/// refused), as when the relay's process dies; [`restart`](Self::restart) opens the same port
-/// again in front of a (new) relay.
+/// once [`kill_on_next_request`](Self::kill_on_next_request) is armed, the first bytes a client
+/// sends on a connection opened after that cut every connection with a TCP reset and close the
+/// port (further connects are refused), as when the relay's process dies; connections opened
+/// before (a WatchSession stream, a certificate fetch) cannot trigger it with their own traffic.
+/// [`restart`](Self::restart) opens the same port again in front of a (new) relay.
 pub struct RelayProxy {
     pub addr: SocketAddr,
     armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -647,12 +648,13 @@ impl RelayProxy {
                     _ = killed.cancelled() => return, // the listener closes: connects are refused
                     a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
                 };
-                let (armed, killed) = (armed.clone(), killed.clone());
+                let trigger = armed.load(std::sync::atomic::Ordering::SeqCst);
+                let killed = killed.clone();
                 tokio::spawn(async move {
                     let Ok(server) = tokio::net::TcpStream::connect(backend).await else {
                         return;
                     };
-                    pipe(client, server, armed, killed).await;
+                    pipe(client, server, trigger, killed).await;
                 });
             }
         });
@@ -660,11 +662,11 @@ impl RelayProxy {
 }
 
 /// Copies bytes both ways until either side closes or the relay is killed (then both sockets
-/// are reset).
+/// are reset); with `trigger`, the client's first bytes kill it.
 async fn pipe(
     client: tokio::net::TcpStream,
     server: tokio::net::TcpStream,
-    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    trigger: bool,
     killed: CancellationToken,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -687,7 +689,7 @@ async fn pipe(
             n = cr.read(&mut up) => match n {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    if armed.load(std::sync::atomic::Ordering::SeqCst) {
+                    if trigger {
                         killed.cancel();
                         return;
                     }

@@ -60,14 +60,14 @@ async fn a_relay_killed_mid_handshake_fails_the_call_unavailable_and_the_next_ca
     let failed_after = started.elapsed();
     assert!(
         proxy.is_killed().await,
-        "the relay was killed by the signature request"
+        "the relay was killed by the signer's connection"
     );
     assert_eq!(
         transport.handshakes.get(),
         handshakes_before + 1,
         "the kill fell inside a DMP handshake"
     );
-    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    assert_eq!(err.code(), Code::Unavailable, "{err} ({:?})", err.code());
     assert!(err.to_string().contains("cps-relay"), "names the relay: {err}");
     assert!(
         failed_after < deadline,

@@ -17,6 +17,9 @@ mod broker;
 mod client_auth;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod grant;
 mod http;
 mod issue_assertions;
