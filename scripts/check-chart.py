@@ -333,6 +333,11 @@ def invariants(docs: list[dict], name: str) -> None:
                 grpc = c.get(probe, {}).get("grpc")
                 if not grpc or grpc.get("port") != ports.get("health"):
                     fail(dep, f"{probe} must be a native gRPC probe on the health port")
+                # Readiness follows the dependencies (overall status); liveness must not, or a
+                # database outage would restart every pod (service-kit's `liveness`).
+                want = "liveness" if probe == "livenessProbe" else None
+                if grpc and grpc.get("service") != want:
+                    fail(dep, f"{probe} must ask the health service {want or 'overall (no service)'}")
             # The configuration file the container reads.
             args = c.get("args", [])
             if len(args) != 2 or args[0] != "--config":

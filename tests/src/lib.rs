@@ -647,3 +647,120 @@ pub fn gateway_transport_config(dmp: SocketAddr, relays: &[(&str, SocketAddr)]) 
         .collect();
     c
 }
+
+// ---- fault injection ----
+
+/// A TCP proxy standing in front of a relay, so a test can kill "the relay" at a chosen moment:
+/// once [`kill_on_next_request`](Self::kill_on_next_request) is armed, the first bytes a client
+/// sends on a connection opened after that cut every connection with a TCP reset and close the
+/// port (further connects are refused), as when the relay's process dies; connections opened
+/// before (a WatchSession stream, a certificate fetch) cannot trigger it with their own traffic.
+/// [`restart`](Self::restart) opens the same port again in front of a (new) relay.
+pub struct RelayProxy {
+    pub addr: SocketAddr,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    killed: std::sync::Arc<tokio::sync::Mutex<CancellationToken>>,
+}
+
+impl RelayProxy {
+    /// A proxy on a free loopback port in front of `backend`.
+    pub async fn start(backend: SocketAddr) -> RelayProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let proxy = RelayProxy {
+            addr,
+            armed: Default::default(),
+            killed: std::sync::Arc::new(tokio::sync::Mutex::new(CancellationToken::new())),
+        };
+        proxy.serve(listener, backend).await;
+        proxy
+    }
+
+    /// The next bytes a client sends kill the relay.
+    pub fn kill_on_next_request(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the kill happened.
+    pub async fn is_killed(&self) -> bool {
+        self.killed.lock().await.is_cancelled()
+    }
+
+    /// Opens the port again in front of `backend` (after a kill).
+    pub async fn restart(&self, backend: SocketAddr) {
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("the proxy's port is free again");
+        self.armed.store(false, std::sync::atomic::Ordering::SeqCst);
+        *self.killed.lock().await = CancellationToken::new();
+        self.serve(listener, backend).await;
+    }
+
+    async fn serve(&self, listener: tokio::net::TcpListener, backend: SocketAddr) {
+        let killed = self.killed.lock().await.clone();
+        let armed = self.armed.clone();
+        tokio::spawn(async move {
+            loop {
+                let (client, _) = tokio::select! {
+                    _ = killed.cancelled() => return, // the listener closes: connects are refused
+                    a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                };
+                let trigger = armed.load(std::sync::atomic::Ordering::SeqCst);
+                let killed = killed.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(backend).await else {
+                        return;
+                    };
+                    pipe(client, server, trigger, killed).await;
+                });
+            }
+        });
+    }
+}
+
+/// Copies bytes both ways until either side closes or the relay is killed (then both sockets
+/// are reset); with `trigger`, the client's first bytes kill it.
+async fn pipe(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    trigger: bool,
+    killed: CancellationToken,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    // Closing with a zero linger sends a reset, as the kernel does for a killed process' sockets
+    // (tokio deprecates SO_LINGER because a non-zero linger blocks the dropping thread; a zero
+    // one returns at once).
+    #[allow(deprecated)]
+    {
+        let _ = client.set_linger(Some(Duration::ZERO));
+        let _ = server.set_linger(Some(Duration::ZERO));
+    }
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let (mut up, mut down) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    loop {
+        tokio::select! {
+            _ = killed.cancelled() => return,
+            n = cr.read(&mut up) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if trigger {
+                        killed.cancel();
+                        return;
+                    }
+                    if sw.write_all(&up[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            n = sr.read(&mut down) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if cw.write_all(&down[..n]).await.is_err() {
+                    return;
+                },
+            },
+        }
+    }
+}

@@ -12,6 +12,7 @@
 //! Depends on `service-config` alone among the suite's crates, and on no gRPC crate: services
 //! turn [`AuditError`] into their own errors (and those into gRPC statuses).
 
+mod breaker;
 mod postgres;
 mod query;
 mod redact;
@@ -31,6 +32,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+use tokio::sync::watch;
 
 /// Which way a logged message went, seen from the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -150,6 +153,19 @@ pub enum AuditError {
     /// The database cannot be reached or refused the write: the caller must fail closed.
     #[error("audit log unavailable: {0}")]
     Unavailable(String),
+    /// The store is known to be down (a recent turn failed; the breaker is open): refused at
+    /// once, without waiting, until a background probe reaches the store again. The caller must
+    /// fail closed and may tell its own caller to retry after `retry_after`.
+    #[error(
+        "audit log unavailable: {what} refused at once, the audit store is down (retry after {}s)",
+        retry_after.as_secs()
+    )]
+    StoreDown {
+        /// The operation refused (`audit write`, `jti replay store`).
+        what: &'static str,
+        /// When a retry may succeed: the probe interval, in whole seconds.
+        retry_after: std::time::Duration,
+    },
     /// The settings the log was opened with are not valid (names the key).
     #[error(transparent)]
     Settings(#[from] service_config::ConfigError),
@@ -170,6 +186,12 @@ pub trait AuditSink: Send + Sync + 'static {
         &'a self,
         tokens: &'a [TokenUse<'a>],
     ) -> BoxFuture<'a, Result<Vec<bool>, AuditError>>;
+
+    /// Whether the store is usable now (`true`), changing as it goes down and comes back;
+    /// `None` for a sink that is always usable.
+    fn availability(&self) -> Option<watch::Receiver<bool>> {
+        None
+    }
 }
 
 /// A token presented to a service, for the `jti` replay store: `issuer` is the namespace of
@@ -273,6 +295,18 @@ impl AuditLog {
         (AuditLog::new(sink.clone()), sink)
     }
 
+    /// `true` while the store takes writes, `false` while it is known to be down (after a
+    /// failed turn, until a probe reaches it again: see `AUDIT.md`). A log that cannot go down
+    /// (disabled, or an in-memory sink not switched to failing) stays `true`. Services follow it
+    /// to answer gRPC health NOT_SERVING while writes would fail.
+    pub fn availability(&self) -> watch::Receiver<bool> {
+        match self.sink.as_ref().and_then(|s| s.availability()) {
+            Some(rx) => rx,
+            // The sender goes at once: the value stays `true` and `changed()` ends.
+            None => watch::channel(true).1,
+        }
+    }
+
     /// Records one event; resolves once it is committed.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         self.record_all(vec![event]).await
@@ -370,11 +404,23 @@ impl MemoryJtis {
 
 /// Keeps events in memory, redacted as the durable sinks redact them; can be switched to failing
 /// to test fail-closed paths.
-#[derive(Default)]
 pub struct MemorySink {
     events: Mutex<Vec<AuditEvent>>,
     jtis: MemoryJtis,
     failing: std::sync::atomic::AtomicBool,
+    /// `true` while not failing, like a durable sink's breaker.
+    available: watch::Sender<bool>,
+}
+
+impl Default for MemorySink {
+    fn default() -> Self {
+        MemorySink {
+            events: Mutex::default(),
+            jtis: MemoryJtis::default(),
+            failing: std::sync::atomic::AtomicBool::new(false),
+            available: watch::Sender::new(true),
+        }
+    }
 }
 
 impl MemorySink {
@@ -383,9 +429,11 @@ impl MemorySink {
         self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Makes every later write and registration fail (`true`) or succeed again.
+    /// Makes every later write and registration fail (`true`) or succeed again; the log's
+    /// [`AuditLog::availability`] follows, as a durable sink's breaker would.
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, std::sync::atomic::Ordering::SeqCst);
+        self.available.send_replace(!failing);
     }
 
     fn check(&self) -> Result<(), AuditError> {
@@ -424,6 +472,10 @@ impl AuditSink for MemorySink {
                 })
                 .collect())
         })
+    }
+
+    fn availability(&self) -> Option<watch::Receiver<bool>> {
+        Some(self.available.subscribe())
     }
 }
 
@@ -473,7 +525,10 @@ mod tests {
             .await
             .expect("recorded");
         assert_eq!(sink.events().len(), 1);
+        let available = log.availability();
+        assert!(*available.borrow());
         sink.set_failing(true);
+        assert!(!*available.borrow(), "availability follows the switch");
         assert!(
             log.record(AuditEvent::new("twiin-authz", "uc", Direction::ReturnedResponse))
                 .await

@@ -5,17 +5,25 @@
 //! 10,000 rows in ~60 ms this way against ~244 ms for single inserts in a transaction), the token
 //! ids as `INSERT ... ON CONFLICT ... RETURNING`, and a turn with both runs the events insert as a
 //! data-modifying `WITH` of the token ids' insert.
+//!
+//! **Decision — the writer's turns run on connections of their own**, not on the pool's: the
+//! pool retries a refused connection until its acquire time-out, so a stopped server would make
+//! every turn hang for `write_timeout` before failing. A writer connection is opened with one
+//! attempt (a refused one fails the turn at once, and the breaker opens), checked with a ping
+//! when it sat idle for more than a second, and dropped after any failure other than refused
+//! values; the probe's fresh connection replaces them when the server is back. The pool serves
+//! the migrations and the purges.
 
 use std::str::FromStr;
-use std::sync::LazyLock;
-use std::time::{Duration, SystemTime};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Postgres, Row};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Postgres, Row};
 
 use crate::settings::{Migrations, ValidAuditSettings, redact_url, scrub};
 use crate::time::to_offset;
-use crate::writer::{JtiClaim, Store};
+use crate::writer::{JtiClaim, Store, refuses_values};
 use crate::{AuditError, AuditEvent, BoxFuture};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -24,6 +32,25 @@ pub(crate) struct PgStore {
     pool: PgPool,
     /// The service whose events the retention purge deletes (none: the purge deletes nothing).
     owner: Option<String>,
+    options: PgConnectOptions,
+    /// Idle writer connections, with when they were last used.
+    writers: Mutex<Vec<(PgConnection, Instant)>>,
+    /// Most idle writer connections kept (`max_concurrent_commits`).
+    max_writers: usize,
+}
+
+/// A writer connection idle longer than this is pinged before a turn uses it.
+const RECHECK_IDLE: Duration = Duration::from_secs(1);
+
+/// How long the pool (start-up, migrations, purges, the reader) waits for a connection at least:
+/// a server still starting when a service starts is waited for.
+const MIN_POOL_WAIT: Duration = Duration::from_secs(5);
+
+fn connect_options(url: &str) -> Result<PgConnectOptions, AuditError> {
+    Ok(PgConnectOptions::from_str(url)
+        .map_err(|e| unavailable(url, "invalid PostgreSQL URL", &e))?
+        .application_name("ehealth-audit")
+        .disable_statement_logging())
 }
 
 /// Connects, then runs the migrations (idempotent; concurrent start-ups serialise on the
@@ -34,13 +61,10 @@ pub(crate) async fn connect_pool(
     migrate: bool,
 ) -> Result<PgPool, AuditError> {
     let settings = settings.settings();
-    let options = PgConnectOptions::from_str(url)
-        .map_err(|e| unavailable(url, "invalid PostgreSQL URL", &e))?
-        .application_name("ehealth-audit")
-        .disable_statement_logging();
+    let options = connect_options(url)?;
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
-        .acquire_timeout(settings.write_timeout)
+        .acquire_timeout(settings.write_timeout.max(MIN_POOL_WAIT))
         // A connection broken by a server restart is noticed here and replaced.
         .test_before_acquire(true)
         .connect_with(options)
@@ -76,7 +100,73 @@ impl PgStore {
                 .await
                 .map_err(|e| AuditError::Unavailable(scrub(&e, url)))?;
         }
-        Ok(PgStore { pool, owner })
+        Ok(PgStore {
+            pool,
+            owner,
+            options: connect_options(url)?,
+            writers: Mutex::new(Vec::new()),
+            max_writers: settings.settings().max_concurrent_commits,
+        })
+    }
+
+    fn idle_writers(&self) -> std::sync::MutexGuard<'_, Vec<(PgConnection, Instant)>> {
+        self.writers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An idle writer connection that still answers, else a new one (one attempt).
+    async fn writer(&self) -> Result<PgConnection, sqlx::Error> {
+        loop {
+            let idle = self.idle_writers().pop();
+            match idle {
+                Some((conn, since)) if since.elapsed() < RECHECK_IDLE => return Ok(conn),
+                Some((mut conn, _)) => {
+                    if conn.ping().await.is_ok() {
+                        return Ok(conn);
+                    }
+                }
+                None => return PgConnection::connect_with(&self.options).await,
+            }
+        }
+    }
+
+    /// Keeps `conn` for the next turn after `result`; after a failure other than refused
+    /// values, drops it and every idle one (they likely share its fate).
+    fn release<T>(&self, conn: PgConnection, result: &Result<T, sqlx::Error>) {
+        let mut idle = self.idle_writers();
+        match result {
+            Err(e) if !refuses_values(e) => idle.clear(),
+            _ if idle.len() < self.max_writers => idle.push((conn, Instant::now())),
+            _ => {}
+        }
+    }
+
+    async fn commit_on(
+        conn: &mut PgConnection,
+        events: &[&AuditEvent],
+        claims: &[JtiClaim],
+    ) -> Result<Vec<bool>, sqlx::Error> {
+        if claims.is_empty() {
+            if !events.is_empty() {
+                bind_events(sqlx::query(INSERT_EVENTS), events)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            return Ok(Vec::new());
+        }
+        let query = if events.is_empty() {
+            sqlx::query(INSERT_JTIS.as_str())
+        } else {
+            bind_events(sqlx::query(INSERT_BOTH.as_str()), events)
+        };
+        let rows = bind_claims(query, claims).fetch_all(&mut *conn).await?;
+        let mut accepted = std::collections::HashSet::with_capacity(rows.len());
+        for row in rows {
+            accepted.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
+        }
+        Ok(claims
+            .iter()
+            .map(|c| accepted.contains(&(c.issuer.clone(), c.jti.clone())))
+            .collect())
     }
 }
 
@@ -196,28 +286,24 @@ impl Store for PgStore {
         claims: &'a [JtiClaim],
     ) -> BoxFuture<'a, Result<Vec<bool>, sqlx::Error>> {
         Box::pin(async move {
-            if claims.is_empty() {
-                if !events.is_empty() {
-                    bind_events(sqlx::query(INSERT_EVENTS), events)
-                        .execute(&self.pool)
-                        .await?;
-                }
-                return Ok(Vec::new());
-            }
-            let query = if events.is_empty() {
-                sqlx::query(INSERT_JTIS.as_str())
-            } else {
-                bind_events(sqlx::query(INSERT_BOTH.as_str()), events)
-            };
-            let rows = bind_claims(query, claims).fetch_all(&self.pool).await?;
-            let mut accepted = std::collections::HashSet::with_capacity(rows.len());
-            for row in rows {
-                accepted.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
-            }
-            Ok(claims
-                .iter()
-                .map(|c| accepted.contains(&(c.issuer.clone(), c.jti.clone())))
-                .collect())
+            // A turn abandoned at its time-out drops the connection with it (the server rolls
+            // back whatever did not reach COMMIT).
+            let mut conn = self.writer().await?;
+            let result = Self::commit_on(&mut conn, events, claims).await;
+            self.release(conn, &result);
+            result
+        })
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            let mut conn = PgConnection::connect_with(&self.options).await?;
+            sqlx::query("SELECT 1").execute(&mut conn).await?;
+            // The server is back: start again from this fresh connection.
+            let mut idle = self.idle_writers();
+            idle.clear();
+            idle.push((conn, Instant::now()));
+            Ok(())
         })
     }
 

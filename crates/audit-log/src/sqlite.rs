@@ -172,6 +172,13 @@ impl Store for SqliteStore {
         })
     }
 
+    fn probe(&self) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+    }
+
     fn purge_jtis(&self) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
         Box::pin(async move {
             let done = sqlx::query("DELETE FROM audit_jti WHERE expires_at <= ?")

@@ -9,12 +9,15 @@
 //! server sharing its cores with the service the cost of a transaction (commit, WAL flush,
 //! wake-ups) outweighs that of its rows (see `make bench`).
 //!
-//! **Decision — fail closed, recover alone:** when a transaction fails or times out, every write
-//! and registration in it gets [`AuditError::Unavailable`]; nothing is retried behind the
-//! caller's back (the caller has already failed its use case). The writer keeps running and the
-//! pool reconnects, so the next turn succeeds as soon as the database answers again. When the
-//! database *rejected* a turn (as opposed to being unreachable), the registrations are retried
-//! together and each write alone, so one bad event cannot fail its neighbours.
+//! **Decision — fail closed, fail fast, recover alone:** when a transaction fails or times out,
+//! every write and registration in it gets [`AuditError::Unavailable`]; nothing is retried behind
+//! the caller's back (the caller has already failed its use case). The failure opens the
+//! [breaker](crate::breaker): while it is open, work waiting in the queue and new work fail at
+//! once ([`AuditError::StoreDown`]) and no turn touches the store; a background probe closes it
+//! as soon as the store answers again, and the writer goes on with the same handles. When the
+//! database *rejected* a turn (as opposed to being unusable), the registrations are retried
+//! together and each write alone, so one bad event cannot fail its neighbours; a rejection does
+//! not open the breaker.
 //!
 //! [`AuditLog`]: crate::AuditLog
 
@@ -22,11 +25,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::breaker::Breaker;
 use crate::settings::ValidAuditSettings;
 use crate::{AuditError, AuditEvent, AuditSink, BoxFuture, TokenUse};
 
@@ -40,6 +45,9 @@ pub(crate) trait Store: Send + Sync + 'static {
         events: &'a [&'a AuditEvent],
         claims: &'a [JtiClaim],
     ) -> BoxFuture<'a, Result<Vec<bool>, sqlx::Error>>;
+    /// Checks, with as little work as possible, that the store can be used again after a
+    /// failed turn (a fresh connection, not one a turn would wait for).
+    fn probe(&self) -> BoxFuture<'_, Result<(), sqlx::Error>>;
     /// Deletes expired jtis; returns how many.
     fn purge_jtis(&self) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
     /// Deletes events older than `before`; returns how many.
@@ -47,13 +55,16 @@ pub(crate) trait Store: Send + Sync + 'static {
 }
 
 /// Counters of the writer (`audit_events_committed_total`, `audit_events_failed_total`,
-/// `audit_transactions_total`), exposed on `/metrics` when the log is opened with
+/// `audit_transactions_total`, `audit_breaker_trips_total`) and the breaker's state
+/// (`audit_breaker_open`), exposed on `/metrics` when the log is opened with
 /// [`AuditLog::connect_for`](crate::AuditLog::connect_for).
 #[derive(Clone, Default)]
 pub struct AuditMetrics {
     committed: Counter,
     failed: Counter,
     transactions: Counter,
+    pub(crate) breaker_trips: Counter,
+    pub(crate) breaker_open: Gauge,
 }
 
 impl AuditMetrics {
@@ -74,6 +85,16 @@ impl AuditMetrics {
             "audit_transactions",
             "Audit transactions attempted (events and jti registrations share them)",
             metrics.transactions.clone(),
+        );
+        registry.register(
+            "audit_breaker_trips",
+            "Times the audit store was taken for down (a turn failed or timed out): writes failed at once until a probe reached it",
+            metrics.breaker_trips.clone(),
+        );
+        registry.register(
+            "audit_breaker_open",
+            "1 while the audit store is taken for down (writes fail at once, health NOT_SERVING), else 0",
+            metrics.breaker_open.clone(),
         );
         metrics
     }
@@ -135,12 +156,13 @@ struct Limits {
 pub(crate) struct GroupCommitSink {
     queue: mpsc::Sender<Job>,
     timeout: Duration,
+    breaker: Arc<Breaker>,
     /// Stops the purge task when the last `AuditLog` handle goes.
     _maintenance: DropGuard,
 }
 
 impl GroupCommitSink {
-    /// Spawns the writer and the purge task on the current tokio runtime.
+    /// Spawns the writer, the breaker's probe and the purge task on the current tokio runtime.
     pub(crate) fn start<S: Store>(store: S, settings: &ValidAuditSettings, metrics: AuditMetrics) -> Self {
         let store = Arc::new(store);
         let settings = settings.settings();
@@ -151,8 +173,16 @@ impl GroupCommitSink {
             timeout: settings.write_timeout,
             in_flight: settings.max_concurrent_commits,
         };
-        tokio::spawn(run_writer(store.clone(), rx, limits, metrics));
+        let breaker = Arc::new(Breaker::new(settings.breaker_probe_interval, metrics.clone()));
+        tokio::spawn(run_writer(store.clone(), rx, limits, metrics, breaker.clone()));
         let stop = CancellationToken::new();
+        tokio::spawn(run_probe(
+            store.clone(),
+            breaker.clone(),
+            settings.breaker_probe_interval,
+            limits.timeout,
+            stop.clone(),
+        ));
         tokio::spawn(run_purge(
             store.clone(),
             stop.clone(),
@@ -162,19 +192,24 @@ impl GroupCommitSink {
         GroupCommitSink {
             queue,
             timeout: limits.timeout,
+            breaker,
             _maintenance: stop.drop_guard(),
         }
     }
 
-    /// Queues `work` and waits for its answer. The writer answers every job it takes within
-    /// `timeout` of its arrival; the outer bound only guards against a writer that is gone or
-    /// stuck. `what` names the caller's operation in the errors.
+    /// Queues `work` and waits for its answer, or refuses it at once while the breaker is
+    /// open. The writer answers every job it takes within `timeout` of its arrival; the outer
+    /// bound only guards against a writer that is gone or stuck. `what` names the caller's
+    /// operation in the errors.
     async fn submit<T>(
         &self,
         work: Work,
         answer: oneshot::Receiver<Result<T, AuditError>>,
-        what: &str,
+        what: &'static str,
     ) -> Result<T, AuditError> {
+        if self.breaker.is_open() {
+            return Err(self.breaker.refusal(what));
+        }
         let job = Job {
             work,
             enqueued: Instant::now(),
@@ -234,6 +269,52 @@ impl AuditSink for GroupCommitSink {
                 .await
         })
     }
+
+    fn availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        Some(self.breaker.subscribe())
+    }
+}
+
+/// Answers a job the breaker refuses.
+fn refuse(job: Job, breaker: &Breaker, metrics: &AuditMetrics) {
+    match job.work {
+        Work::Events(w) => answer(w, Err(breaker.refusal(EVENTS)), metrics),
+        Work::Jti(r) => {
+            let _ = r.ack.send(Err(breaker.refusal(JTIS)));
+        }
+    }
+}
+
+/// While the breaker is open: tries the store every `interval` (each try bounded by
+/// `timeout`) and closes the breaker at its first success.
+async fn run_probe<S: Store>(
+    store: Arc<S>,
+    breaker: Arc<Breaker>,
+    interval: Duration,
+    timeout: Duration,
+    stop: CancellationToken,
+) {
+    let mut available = breaker.subscribe();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            opened = async { available.wait_for(|up| !*up).await.is_ok() } => if !opened { return },
+        }
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            match tokio::time::timeout(timeout, store.probe()).await {
+                Ok(Ok(())) => {
+                    breaker.close();
+                    break;
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "audit store probe failed"),
+                Err(_) => tracing::debug!(?timeout, "audit store probe: no answer"),
+            }
+        }
+    }
 }
 
 async fn run_writer<S: Store>(
@@ -241,21 +322,37 @@ async fn run_writer<S: Store>(
     mut rx: mpsc::Receiver<Job>,
     limits: Limits,
     metrics: AuditMetrics,
+    breaker: Arc<Breaker>,
 ) {
     let mut carried: Option<Job> = None;
+    let mut available = breaker.subscribe();
     // Turns commit concurrently up to `in_flight`; while all are busy, jobs pile up in the
     // queue and the next turn takes them all at once.
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.in_flight));
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let first = match carried.take() {
             Some(job) => job,
             None => match rx.recv().await {
                 Some(job) => job,
                 None => return,
             },
+        };
+        // A free turn, unless the breaker opens first (a turn in flight failed): then
+        // everything waiting is refused at once rather than after that turn's time-out.
+        let slot = tokio::select! {
+            biased;
+            _ = async { available.wait_for(|up| !*up).await.map(drop) } => None,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => Some(slot),
+                Err(_) => return,
+            },
+        };
+        let Some(slot) = slot.filter(|_| !breaker.is_open()) else {
+            refuse(first, &breaker, &metrics);
+            while let Ok(job) = rx.try_recv() {
+                refuse(job, &breaker, &metrics);
+            }
+            continue;
         };
         let linger_until = first.enqueued + limits.max_wait;
         let mut weight = first.weight();
@@ -283,9 +380,13 @@ async fn run_writer<S: Store>(
             weight += job.weight();
             turn.push(job);
         }
-        let (store, metrics) = (store.clone(), metrics.clone());
+        if breaker.is_open() {
+            turn.into_iter().for_each(|job| refuse(job, &breaker, &metrics));
+            continue;
+        }
+        let (store, metrics, breaker) = (store.clone(), metrics.clone(), breaker.clone());
         tokio::spawn(async move {
-            commit(&*store, turn, limits.timeout, &metrics).await;
+            commit(&*store, turn, limits.timeout, &metrics, &breaker).await;
             drop(slot);
         });
     }
@@ -345,7 +446,13 @@ impl Registrations {
     }
 }
 
-async fn commit<S: Store>(store: &S, turn: Vec<Job>, timeout: Duration, metrics: &AuditMetrics) {
+async fn commit<S: Store>(
+    store: &S,
+    turn: Vec<Job>,
+    timeout: Duration,
+    metrics: &AuditMetrics,
+    breaker: &Breaker,
+) {
     // A job that waited past its deadline has been (or is about to be) given up by its caller.
     let now = Instant::now();
     let mut writes = Vec::new();
@@ -389,15 +496,25 @@ async fn commit<S: Store>(store: &S, turn: Vec<Job>, timeout: Duration, metrics:
             if registrations.claims.is_empty() {
                 registrations.answer(Ok(&[]));
             } else {
-                let result = run(store, &[], &registrations.claims, timeout, metrics)
-                    .await
-                    .map_err(|e| e.to_audit_error(JTIS));
-                registrations.answer(result.as_deref());
+                let result = run(store, &[], &registrations.claims, timeout, metrics).await;
+                if let Err(e) = &result
+                    && !is_rejection(e)
+                {
+                    breaker.trip(e);
+                }
+                registrations.answer(result.map_err(|e| e.to_audit_error(JTIS)).as_deref());
             }
             for w in writes {
+                // The store failed while retrying: the others are refused at once.
+                if breaker.is_open() {
+                    answer(w, Err(breaker.refusal(EVENTS)), metrics);
+                    continue;
+                }
                 let result = run(store, std::slice::from_ref(&w), &[], timeout, metrics).await;
-                if let Err(e) = &result {
-                    tracing::warn!(error = %e, "audit write rejected");
+                match &result {
+                    Err(e) if is_rejection(e) => tracing::warn!(error = %e, "audit write rejected"),
+                    Err(e) => breaker.trip(e),
+                    Ok(_) => {}
                 }
                 answer(w, result.map(drop).map_err(|e| e.to_audit_error(EVENTS)), metrics);
             }
@@ -409,6 +526,9 @@ async fn commit<S: Store>(store: &S, turn: Vec<Job>, timeout: Duration, metrics:
                 tokens = registrations.claims.len(),
                 "audit transaction not committed; callers fail closed"
             );
+            if !is_rejection(&e) {
+                breaker.trip(&e);
+            }
             registrations.answer(Err(&e.to_audit_error(JTIS)));
             let err = e.to_audit_error(EVENTS);
             writes
@@ -457,9 +577,25 @@ impl TurnError {
     }
 }
 
-/// The database answered and refused (bad value, constraint), as opposed to being unreachable.
+/// The database answered and refused the turn's values, as opposed to being unusable.
 fn is_rejection(e: &TurnError) -> bool {
-    matches!(e, TurnError::Db(sqlx::Error::Database(_)))
+    matches!(e, TurnError::Db(e) if refuses_values(e))
+}
+
+/// The database refused the values of a statement (a constraint, or a PostgreSQL data
+/// exception, SQLSTATE class 22 or 23): the connection and the store are fine. Everything else
+/// — I/O, a server shutting down (class 57), out of space or connections (53), a system error
+/// (58) — means the store cannot be used now.
+pub(crate) fn refuses_values(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            !matches!(db.kind(), sqlx::error::ErrorKind::Other)
+                || db
+                    .code()
+                    .is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+        }
+        _ => false,
+    }
 }
 
 /// One transaction: the events of `writes` and the `claims`.
@@ -534,6 +670,7 @@ mod tests {
         mixed: AtomicUsize,
         down: AtomicBool,
         slow: AtomicBool,
+        probes: AtomicUsize,
     }
 
     #[derive(Debug)]
@@ -599,6 +736,18 @@ mod tests {
                     .collect())
             })
         }
+        fn probe(&self) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+            Box::pin(async move {
+                self.probes.fetch_add(1, Ordering::SeqCst);
+                if self.slow.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                if self.down.load(Ordering::SeqCst) {
+                    return Err(sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into()));
+                }
+                Ok(())
+            })
+        }
         fn purge_jtis(&self) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
             Box::pin(async { Ok(0) })
         }
@@ -616,6 +765,19 @@ mod tests {
 
     fn ev(use_case: &str) -> AuditEvent {
         AuditEvent::new("test", use_case, Direction::ReceivedRequest)
+    }
+
+    /// Waits until the breaker has closed again (the probe reached the store).
+    async fn until_available(log: &AuditLog) {
+        let mut available = log.availability();
+        tokio::time::timeout(Duration::from_secs(5), available.wait_for(|up| *up))
+            .await
+            .expect("the probe closes the breaker")
+            .expect("breaker state");
+    }
+
+    fn failed_closed(r: &Result<(), AuditError>) -> bool {
+        matches!(r, Err(AuditError::Unavailable(_) | AuditError::StoreDown { .. }))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -676,7 +838,10 @@ mod tests {
         store.down.store(true, Ordering::SeqCst);
         let err = log.register_jti("iss", "a", exp).await.expect_err("down");
         assert!(err.to_string().contains("jti replay store"), "{err}");
+        let err = log.register_jti("iss", "a", exp).await.expect_err("breaker open");
+        assert!(matches!(err, AuditError::StoreDown { what: JTIS, .. }), "{err}");
         store.down.store(false, Ordering::SeqCst);
+        until_available(&log).await;
         assert!(log.register_jti("iss", "a", exp).await.expect("healed"));
     }
 
@@ -701,13 +866,10 @@ mod tests {
         let (log, store) = log(AuditSettings::default());
         store.down.store(true, Ordering::SeqCst);
         let results = futures_util::future::join_all((0..10).map(|_| log.record(ev("ok")))).await;
-        assert!(
-            results
-                .iter()
-                .all(|r| matches!(r, Err(AuditError::Unavailable(_))))
-        );
+        assert!(results.iter().all(failed_closed));
         assert!(store.committed.lock().expect("lock").is_empty());
         store.down.store(false, Ordering::SeqCst);
+        until_available(&log).await;
         log.record(ev("ok")).await.expect("the same log writes again");
         assert_eq!(store.committed.lock().expect("lock").len(), 1);
     }
@@ -825,6 +987,7 @@ mod tests {
             "one turn, not retried"
         );
         store.down.store(false, Ordering::SeqCst);
+        until_available(&log).await;
         assert!(
             log.register_jti("iss", "b", exp).await.expect("healed"),
             "never recorded"
@@ -867,5 +1030,98 @@ mod tests {
         let r = log.record(ev("ok")).await;
         assert!(matches!(r, Err(AuditError::Unavailable(_))));
         assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_turn_opens_the_breaker_new_work_fails_at_once_and_the_probe_closes_it() {
+        let (log, store) = log(AuditSettings {
+            breaker_probe_interval: Duration::from_millis(50),
+            ..AuditSettings::default()
+        });
+        let mut available = log.availability();
+        log.record(ev("ok")).await.expect("up");
+        assert_eq!(store.probes.load(Ordering::SeqCst), 0, "no probe while closed");
+        store.down.store(true, Ordering::SeqCst);
+        let first = log.record(ev("ok")).await;
+        assert!(matches!(first, Err(AuditError::Unavailable(_))), "{first:?}");
+        assert!(!*available.borrow_and_update(), "open after a failed turn");
+        let tx = store.transactions.load(Ordering::SeqCst);
+        for _ in 0..50 {
+            let r = log.record(ev("ok")).await;
+            assert!(
+                matches!(r, Err(AuditError::StoreDown { what: EVENTS, retry_after }) if retry_after == Duration::from_secs(1)),
+                "{r:?}"
+            );
+        }
+        assert_eq!(
+            store.transactions.load(Ordering::SeqCst),
+            tx,
+            "refused without touching the store"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(store.probes.load(Ordering::SeqCst) >= 2, "the probe retries");
+        assert!(!*available.borrow(), "still open while the store is down");
+        store.down.store(false, Ordering::SeqCst);
+        let back = std::time::Instant::now();
+        until_available(&log).await;
+        let healed = back.elapsed();
+        assert!(
+            healed < Duration::from_secs(1),
+            "closed {healed:?} after the store returned"
+        );
+        log.record(ev("ok")).await.expect("writes resume");
+        assert_eq!(store.committed.lock().expect("lock").len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_store_answers_everyone_waiting_at_the_first_time_out_then_at_once() {
+        let timeout = Duration::from_millis(300);
+        let (log, store) = log(AuditSettings {
+            write_timeout: timeout,
+            max_concurrent_commits: 1,
+            ..AuditSettings::default()
+        });
+        store.slow.store(true, Ordering::SeqCst);
+        let start = std::time::Instant::now();
+        // One turn hangs; the others queue behind it until it times out.
+        let waits: Vec<_> = (0..20)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(10 * i)).await;
+                    let r = log.record(ev("ok")).await;
+                    (r, start.elapsed())
+                })
+            })
+            .collect();
+        for w in waits {
+            let (r, at) = w.await.expect("task");
+            assert!(failed_closed(&r), "{r:?}");
+            // Not 2 × timeout (a second turn) but the first turn's time-out, plus scheduling.
+            assert!(at < timeout + Duration::from_millis(250), "answered after {at:?}");
+        }
+        let again = std::time::Instant::now();
+        let r = log.record(ev("ok")).await;
+        assert!(matches!(r, Err(AuditError::StoreDown { .. })), "{r:?}");
+        assert!(
+            again.elapsed() < Duration::from_millis(50),
+            "{:?}",
+            again.elapsed()
+        );
+        assert_eq!(
+            store.transactions.load(Ordering::SeqCst),
+            1,
+            "one turn hung, no other ran"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_value_does_not_open_the_breaker() {
+        let (log, store) = log(AuditSettings::default());
+        let available = log.availability();
+        assert!(log.record(ev("bad")).await.is_err());
+        assert!(*available.borrow());
+        log.record(ev("ok")).await.expect("the next write is not refused");
+        assert_eq!(store.probes.load(Ordering::SeqCst), 0);
     }
 }

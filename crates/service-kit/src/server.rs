@@ -2,6 +2,13 @@
 //! checking with real serving status, reflection (v1 and v1alpha, so grpcurl 1.8 works), tower
 //! limits (timeout, global concurrency limit with load shedding), request ids, trace spans,
 //! metrics, and graceful shutdown that first reports NOT_SERVING, then drains in-flight calls.
+//!
+//! **Decision — readiness follows the dependencies, liveness does not.** The overall status
+//! (`""`) and each service's report NOT_SERVING while a dependency registered with
+//! [`GrpcServer::serving_while`] is down (the audit store's breaker, issue 19), so load balancers
+//! and readiness probes stop sending calls that would fail, and SERVING again once it is back.
+//! [`LIVENESS`] stays SERVING while the process serves: a liveness probe on it does not restart
+//! a healthy process because a database is down.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,6 +25,10 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::config::{ServerSettings, ServerTlsSettings};
 
 use crate::metrics::Metrics;
+
+/// The health service name that reports whether the process serves at all (SERVING until it
+/// shuts down), whatever its dependencies: what a liveness probe asks.
+pub const LIVENESS: &str = "liveness";
 
 /// Served by every server beside its own services.
 const SHARED_SERVICES: [&str; 3] = [
@@ -58,6 +69,7 @@ pub struct GrpcServer {
     routes: RoutesBuilder,
     service_names: Vec<&'static str>,
     descriptor_sets: Vec<&'static [u8]>,
+    dependencies: Vec<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// A started server.
@@ -88,7 +100,15 @@ impl GrpcServer {
             routes: RoutesBuilder::default(),
             service_names: Vec::new(),
             descriptor_sets: Vec::new(),
+            dependencies: Vec::new(),
         }
+    }
+
+    /// Reports NOT_SERVING (overall and for every service) while `available` is `false`, e.g.
+    /// `audit_log::AuditLog::availability()`; SERVING again when every such dependency is back.
+    pub fn serving_while(mut self, available: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.dependencies.push(available);
+        self
     }
 
     /// The metrics the server records its calls in (and serves at `/metrics`).
@@ -129,11 +149,24 @@ impl GrpcServer {
             mut routes,
             service_names,
             descriptor_sets,
+            dependencies,
         } = self;
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        for name in &service_names {
-            health.set_service_status(*name, ServingStatus::Serving).await;
+        health.set_service_status(LIVENESS, ServingStatus::Serving).await;
+        // Held while a status is set: a dependency coming back never overwrites the
+        // NOT_SERVING of a shutdown. `true` once shutting down.
+        let stopping = std::sync::Arc::new(tokio::sync::Mutex::new(false));
+        let ready = dependencies.iter().all(|d| *d.borrow());
+        set_status(&health, &service_names, ready).await;
+        if !dependencies.is_empty() {
+            tokio::spawn(follow_dependencies(
+                dependencies,
+                health.clone(),
+                service_names.clone(),
+                stopping.clone(),
+                shutdown.clone(),
+            ));
         }
         let health_only = settings.health_listen.map(|addr| (addr, health_service.clone()));
         routes.add_service(health_service);
@@ -253,10 +286,12 @@ impl GrpcServer {
             shutdown.cancelled().await;
             // Tell load balancers first, keep serving during the grace period, then stop
             // accepting and let tonic drain the calls in flight.
-            reporter.set_service_status("", ServingStatus::NotServing).await;
-            for name in &service_names {
+            {
+                let mut stopping = stopping.lock().await;
+                *stopping = true;
+                set_status(&reporter, &service_names, false).await;
                 reporter
-                    .set_service_status(*name, ServingStatus::NotServing)
+                    .set_service_status(LIVENESS, ServingStatus::NotServing)
                     .await;
             }
             tracing::info!(grace = ?drain_grace, "shutting down: health NOT_SERVING, draining");
@@ -312,6 +347,57 @@ impl GrpcServer {
             health,
             task,
         })
+    }
+}
+
+/// The overall status and every service's.
+async fn set_status(reporter: &HealthReporter, service_names: &[&'static str], serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    reporter.set_service_status("", status).await;
+    for name in service_names {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+/// Keeps the health status in step with `dependencies` until shutdown.
+async fn follow_dependencies(
+    mut dependencies: Vec<tokio::sync::watch::Receiver<bool>>,
+    reporter: HealthReporter,
+    service_names: Vec<&'static str>,
+    stopping: std::sync::Arc<tokio::sync::Mutex<bool>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let gone = {
+            let changed =
+                futures_util::future::select_all(dependencies.iter_mut().map(|d| Box::pin(d.changed())));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                (result, _, _) = changed => result.is_err(),
+            }
+        };
+        if gone {
+            // A dependency gone for good (its sender dropped) no longer counts.
+            dependencies.retain(|d| d.has_changed().is_ok());
+            if dependencies.is_empty() {
+                return;
+            }
+        }
+        let ready = dependencies.iter_mut().all(|d| *d.borrow_and_update());
+        let stopping = stopping.lock().await;
+        if *stopping {
+            return;
+        }
+        if ready {
+            tracing::info!("dependencies available again: health SERVING");
+        } else {
+            tracing::warn!("a dependency is down: health NOT_SERVING until it is back");
+        }
+        set_status(&reporter, &service_names, ready).await;
     }
 }
 

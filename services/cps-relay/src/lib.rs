@@ -142,6 +142,8 @@ async fn start_metered(
         poll_interval: config.card.poll_interval,
         shutdown: shutdown.clone(),
     };
+    // Health NOT_SERVING while the audit store is down: every signature would be refused.
+    let audit_available = audit.availability();
     let relay = Arc::new(rpc::RelayService::new(
         card,
         policy,
@@ -155,6 +157,7 @@ async fn start_metered(
         None => None,
     };
     let grpc = GrpcServer::new(config.server.clone(), metrics)
+        .serving_while(audit_available)
         .add_service(CpsRelayServer::from_arc(relay))
         .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
     let started = Started {

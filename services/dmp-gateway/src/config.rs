@@ -449,6 +449,10 @@ pub struct XdsSettings {
     pub max_document_bytes: u64,
     /// Most documents in one submission.
     pub max_documents: usize,
+    /// Most request bytes of all calls being handled at once (memory bound, issue 19): a call
+    /// whose body does not fit the rest is refused `RESOURCE_EXHAUSTED`. At least one largest
+    /// request (4 × `max_document_bytes` + 4 MiB).
+    pub max_bytes_in_flight: u64,
     /// VIHF purposeofuse when the call gives none.
     pub default_purpose_of_use: String,
     /// RepositoryUniqueId used by RetrieveDocument when the call gives none.
@@ -474,6 +478,7 @@ impl Default for XdsSettings {
             source_id: "1.2.250.1.999.1.1.7898".into(),
             max_document_bytes: 20 * 1024 * 1024,
             max_documents: 20,
+            max_bytes_in_flight: 256 * 1024 * 1024,
             default_purpose_of_use: "normal".into(),
             repository_unique_id: "1.2.250.1.213.4.1.1.1.2".into(),
             hl7_sender_oid: "1.2.250.1.999.1.1.7898".into(),
@@ -507,6 +512,13 @@ impl XdsSettings {
         }
         if self.max_documents == 0 {
             return Err(ConfigError::invalid(key("max_documents"), "must be positive"));
+        }
+        let largest = crate::max_request_bytes(self) as u64;
+        if self.max_bytes_in_flight < largest {
+            return Err(ConfigError::invalid(
+                key("max_bytes_in_flight"),
+                format!("must be at least {largest} (one largest request: 4 × max_document_bytes + 4 MiB)"),
+            ));
         }
         for (k, path) in [
             ("repository_path", &self.repository_path),

@@ -22,6 +22,7 @@ mod get_associations;
 mod get_documents;
 mod grant;
 mod habilitations;
+mod in_flight;
 mod list_patients;
 mod reconcile;
 mod relay;
@@ -191,10 +192,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
     // Every dmp.v1 call names its caller before the service sees it (health and reflection,
     // which reveal nothing of a patient, stay open to any TLS client).
+    // Health NOT_SERVING while the audit store is down: every call would be refused.
+    let audit_available = audit.availability();
     let service = DmpGatewayServer::new(gateway(&config, connections.clone(), audit)?)
         .max_decoding_message_size(max_request_bytes(&config.xds));
     let grpc = GrpcServer::new(config.server.clone(), metrics)
-        .add_service(caller::Authenticated::new(service, caller::CallerAuth::new(jwt)))
+        .serving_while(audit_available)
+        .add_service(in_flight::BytesInFlight::new(
+            caller::Authenticated::new(service, caller::CallerAuth::new(jwt)),
+            config.xds.max_bytes_in_flight,
+        ))
         .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
     service_kit::start("dmp-gateway", grpc, &config.metrics, connections, shutdown).await
 }

@@ -79,6 +79,11 @@ pub struct HttpSettings {
     /// Longest a token request may take; past it the answer is 504 and the trail records it.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request head (and, on a new connection, to finish
+    /// the TLS handshake), and keep an idle connection open between requests: past it the
+    /// connection is closed, so slow clients (slowloris) hold no connection longer than this.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
     /// `Cache-Control: must-revalidate, max-age` of the RFC 8414 metadata (the AORTA GTK
     /// interface page: configurable, 4 hours initially).
     #[serde(with = "duration")]
@@ -97,6 +102,7 @@ impl Default for HttpSettings {
             max_token_bytes: 12 * 1024,
             public_url: None,
             request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
             metadata_max_age: Duration::from_secs(4 * 3600),
             jwks_max_age: Duration::from_secs(4 * 3600),
         }
@@ -603,6 +609,13 @@ impl ServiceConfig for Config {
             return Err(ConfigError::invalid(
                 "http.max_body_bytes",
                 "at least 1024 (and max_token_bytes 512)",
+            ));
+        }
+        if self.http.header_read_timeout.is_zero() || self.http.header_read_timeout > Duration::from_secs(300)
+        {
+            return Err(ConfigError::invalid(
+                "http.header_read_timeout",
+                "must be more than 0 and at most 5m (a slow client holds a connection that long)",
             ));
         }
         if self.stelsel.max_age.is_zero() {

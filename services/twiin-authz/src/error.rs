@@ -67,9 +67,18 @@ pub enum AuthzError {
         /// Its `error_description`.
         description: String,
     },
-    /// A dependency (Stelseltoken, ZORG-AB, AS ZA, audit log) cannot be used: 503 / UNAVAILABLE.
+    /// A dependency (Stelseltoken, ZORG-AB, AS ZA) cannot be used: 503 / UNAVAILABLE.
     #[error("{0}")]
     Unavailable(String),
+    /// The audit log cannot take the request's events or token ids (its store is down, or did
+    /// not commit in time): 503 / UNAVAILABLE, nothing issued (fail closed), with `Retry-After`
+    /// (HTTP) or `grpc-retry-pushback-ms` (gRPC): when the store is known to be down, the audit
+    /// log's probe interval; else 1 s.
+    #[error("auditlog niet beschikbaar; er is niets uitgegeven, probeer het later opnieuw")]
+    AuditUnavailable {
+        /// When a retry may succeed.
+        retry_after: std::time::Duration,
+    },
     /// A dependency did not answer in time: 504 / DEADLINE_EXCEEDED.
     #[error("{0}")]
     Timeout(String),
@@ -79,11 +88,14 @@ pub enum AuthzError {
 }
 
 impl From<audit_log::AuditError> for AuthzError {
-    /// The caller learns that nothing was issued, not why the database failed (that is logged).
-    fn from(_: audit_log::AuditError) -> Self {
-        AuthzError::Unavailable(
-            "auditlog niet beschikbaar; er is niets uitgegeven, probeer het later opnieuw".into(),
-        )
+    /// The caller learns that nothing was issued and when to retry, not why the database failed
+    /// (that is logged).
+    fn from(e: audit_log::AuditError) -> Self {
+        let retry_after = match e {
+            audit_log::AuditError::StoreDown { retry_after, .. } => retry_after,
+            _ => std::time::Duration::from_secs(1),
+        };
+        AuthzError::AuditUnavailable { retry_after }
     }
 }
 
@@ -97,7 +109,7 @@ impl ServiceError for AuthzError {
             AuthzError::InvalidToken(_) | AuthzError::InvalidClient(_) => ServiceErrorCode::Unauthenticated,
             AuthzError::AccessDenied(_) => ServiceErrorCode::PermissionDenied,
             AuthzError::Upstream { status, .. } => ServiceErrorCode::from_peer_http_status(*status),
-            AuthzError::Unavailable(_) => ServiceErrorCode::Unavailable,
+            AuthzError::Unavailable(_) | AuthzError::AuditUnavailable { .. } => ServiceErrorCode::Unavailable,
             AuthzError::Timeout(_) => ServiceErrorCode::Timeout,
             AuthzError::Internal(_) => ServiceErrorCode::Internal,
         }
@@ -117,6 +129,7 @@ impl ServiceError for AuthzError {
             AuthzError::AccessDenied(_) => "ACCESS_DENIED",
             AuthzError::Upstream { .. } => "AS_ZA_ERROR",
             AuthzError::Unavailable(_) => "DEPENDENCY_UNAVAILABLE",
+            AuthzError::AuditUnavailable { .. } => "AUDIT_UNAVAILABLE",
             AuthzError::Timeout(_) => "DEPENDENCY_TIMEOUT",
             AuthzError::Internal(_) => "INTERNAL",
         }
@@ -145,6 +158,11 @@ impl ServiceError for AuthzError {
     fn message(&self) -> String {
         self.description()
     }
+
+    /// RetryInfo when the audit log is known to be down (as `Retry-After` on the HTTP face).
+    fn retry_delay(&self) -> Option<std::time::Duration> {
+        self.retry_after()
+    }
 }
 
 impl AuthzError {
@@ -171,8 +189,21 @@ impl AuthzError {
             AuthzError::InvalidGrant(_) => "invalid_grant",
             AuthzError::AccessDenied(_) => "access_denied",
             AuthzError::Upstream { error, .. } => error,
-            AuthzError::Unavailable(_) | AuthzError::Timeout(_) => "temporarily_unavailable",
+            AuthzError::Unavailable(_) | AuthzError::AuditUnavailable { .. } | AuthzError::Timeout(_) => {
+                "temporarily_unavailable"
+            }
             AuthzError::Internal(_) => "server_error",
+        }
+    }
+
+    /// When the caller may retry, for `Retry-After` (whole seconds, at least 1): known only when
+    /// the audit log is down.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            AuthzError::AuditUnavailable { retry_after } => {
+                Some((*retry_after).max(std::time::Duration::from_secs(1)))
+            }
+            _ => None,
         }
     }
 
@@ -202,6 +233,13 @@ impl From<AuthzError> for tonic::Status {
             "http-status",
             tonic::metadata::MetadataValue::from(e.http_status().as_u16() as u32),
         );
+        if let Some(after) = e.retry_after() {
+            // gRPC's retry pushback (A6): clients with a retry policy wait this long.
+            md.insert(
+                "grpc-retry-pushback-ms",
+                tonic::metadata::MetadataValue::from(after.as_millis().min(u128::from(u32::MAX)) as u32),
+            );
+        }
         status
     }
 }
@@ -215,6 +253,10 @@ impl IntoResponse for AuthzError {
             .into_response();
         r.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(after) = self.retry_after() {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+        }
         r
     }
 }

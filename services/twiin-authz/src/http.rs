@@ -178,25 +178,64 @@ async fn jwks(State(authz): State<Arc<Authz>>) -> Response {
     )
 }
 
-/// Serves `router` over TLS: rustls (aws-lc-rs), HTTP/1.1 and HTTP/2 by ALPN, each connection
-/// with its peer address for the audit log. Stops accepting when `shutdown` is cancelled.
-pub(crate) async fn serve_tls(
+/// Answers a request the concurrency limit sheds: 429 at once, before anything is read or
+/// checked, with an OAuth error body and `Retry-After` (**Decision**: not audited — writing two
+/// events for every shed request would load the store exactly when the service is overloaded;
+/// the shed requests are counted in `twiin_authz_http_shed_total` and logged).
+pub(crate) async fn overloaded(authz: Arc<Authz>, err: tower::BoxError) -> Response {
+    let (status, error, description) = if err.is::<tower::load_shed::error::Overloaded>() {
+        authz.metrics.shed();
+        tracing::debug!("token endpoint at its concurrency limit: request shed (429)");
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            "te veel gelijktijdige verzoeken; probeer het later opnieuw",
+        )
+    } else {
+        tracing::warn!(error = %err, "OAuth2 HTTP layer failed");
+        (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "interne fout")
+    };
+    let mut r = no_store(
+        (
+            status,
+            axum::Json(serde_json::json!({"error": error, "error_description": description})),
+        )
+            .into_response(),
+    );
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// Serves `router` until `shutdown` is cancelled, then lets the connections finish their
+/// requests (at most `drain`): over TLS when `tls` is set (rustls on aws-lc-rs, HTTP/1.1 and
+/// HTTP/2 by ALPN), else plaintext HTTP/1.1 and h2c. Each connection carries its peer address
+/// for the audit log. **Slow clients are cut off:** the TLS handshake and every request head
+/// must arrive within `header_read_timeout` (hyper's header read timeout, which also closes a
+/// connection idle that long between requests); a body is bounded by `http.request_timeout`.
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     router: axum::Router,
-    tls: &service_kit::config::ServerTlsSettings,
+    tls: Option<&service_kit::config::ServerTlsSettings>,
+    header_read_timeout: std::time::Duration,
+    drain: std::time::Duration,
     shutdown: service_kit::CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
-    let chain = service_kit::tls::load_certs(&tls.cert).map_err(|e| format!("http.tls.cert: {e}"))?;
-    let key = service_kit::tls::load_private_key(&tls.key).map_err(|e| format!("http.tls.key: {e}"))?;
-    let roots = match &tls.client_ca {
-        Some(ca) => Some(service_kit::tls::load_roots(ca).map_err(|e| format!("http.tls.client_ca: {e}"))?),
+    let acceptor = match tls {
+        Some(tls) => Some(tls_acceptor(tls)?),
         None => None,
     };
-    let mut cfg = service_kit::tls::server_config(chain, key, roots, rustls::DEFAULT_VERSIONS)
-        .map_err(|e| format!("http.tls: {e}"))?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder.http2().timer(hyper_util::rt::TokioTimer::new());
+    let builder = Arc::new(builder);
     Ok(tokio::spawn(async move {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
             let (tcp, peer) = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -208,27 +247,60 @@ pub(crate) async fn serve_tls(
                     }
                 },
             };
+            // Small JSON answers: without TCP_NODELAY, Nagle + delayed ACK stall them ~40 ms.
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let svc = router.clone().layer(axum::Extension(ConnectInfo(peer)));
+            let svc = hyper_util::service::TowerToHyperService::new(
+                router.clone().layer(axum::Extension(ConnectInfo(peer))),
+            );
+            let (builder, acceptor) = (builder.clone(), acceptor.clone());
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let stream = match acceptor.accept(tcp).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                        return;
+                let served = match acceptor {
+                    Some(acceptor) => {
+                        let stream = match tokio::time::timeout(header_read_timeout, acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake not finished in time: connection closed");
+                                return;
+                            }
+                        };
+                        let conn =
+                            builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    None => {
+                        let conn =
+                            builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tcp), svc);
+                        watcher.watch(conn.into_owned()).await
                     }
                 };
-                let svc = hyper_util::service::TowerToHyperService::new(svc);
-                let builder =
-                    hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                if let Err(e) = builder
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await
-                {
+                if let Err(e) = served {
                     tracing::debug!(error = %e, %peer, "connection ended");
                 }
             });
         }
+        drop(listener);
+        if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+            tracing::warn!(timeout = ?drain, "OAuth2 HTTP connections still open after the drain: closed");
+        }
     }))
+}
+
+fn tls_acceptor(tls: &service_kit::config::ServerTlsSettings) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let chain = service_kit::tls::load_certs(&tls.cert).map_err(|e| format!("http.tls.cert: {e}"))?;
+    let key = service_kit::tls::load_private_key(&tls.key).map_err(|e| format!("http.tls.key: {e}"))?;
+    let roots = match &tls.client_ca {
+        Some(ca) => Some(service_kit::tls::load_roots(ca).map_err(|e| format!("http.tls.client_ca: {e}"))?),
+        None => None,
+    };
+    let mut cfg = service_kit::tls::server_config(chain, key, roots, rustls::DEFAULT_VERSIONS)
+        .map_err(|e| format!("http.tls: {e}"))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }

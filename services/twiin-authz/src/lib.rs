@@ -17,6 +17,9 @@ mod broker;
 mod client_auth;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod grant;
 mod http;
 mod issue_assertions;
@@ -103,6 +106,7 @@ pub struct TwiinMetrics {
         OutcomeLabels,
         prometheus_client::metrics::counter::Counter,
     >,
+    shed: prometheus_client::metrics::counter::Counter,
 }
 
 impl TwiinMetrics {
@@ -113,6 +117,21 @@ impl TwiinMetrics {
             "Use case requests by outcome: issued, or the OAuth error",
             self.requests.clone(),
         );
+        metrics.register(
+            "twiin_authz_http_shed",
+            "OAuth2 HTTP requests answered 429 at once: the concurrency limit was reached",
+            self.shed.clone(),
+        );
+    }
+
+    /// Counts one HTTP request shed by the concurrency limit.
+    pub(crate) fn shed(&self) {
+        self.shed.inc();
+    }
+
+    /// HTTP requests shed by the concurrency limit so far.
+    pub fn shed_count(&self) -> u64 {
+        self.shed.get()
     }
 
     /// Counts one request of `use_case` ending as `result`.
@@ -333,6 +352,9 @@ async fn start_metered(
         }
     });
 
+    // Overload is shed before anything is read: past `server.concurrency_limit` requests in
+    // flight, 429 at once (see `http::overloaded`).
+    let shed = authz.clone();
     let router = http::router(authz.clone()).layer(
         tower::ServiceBuilder::new()
             .layer(
@@ -342,38 +364,28 @@ async fn start_metered(
                     })
                     .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG)),
             )
+            .layer(axum::error_handling::HandleErrorLayer::new(
+                move |e: tower::BoxError| http::overloaded(shed.clone(), e),
+            ))
+            .load_shed()
             .layer(tower::limit::ConcurrencyLimitLayer::new(
                 config.server.concurrency_limit,
             )),
     );
-    match &config.http.tls {
-        Some(tls) => {
-            http::serve_tls(listener, router, tls, shutdown.clone())
-                .await
-                .map_err(StartError::Unusable)?;
-        }
-        None => {
-            // Small JSON answers: without TCP_NODELAY, Nagle + delayed ACK stall them ~40 ms.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "TCP_NODELAY");
-                }
-            });
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                let serve = axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move { stop.cancelled().await });
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "OAuth2 HTTP listener stopped");
-                }
-            });
-        }
-    }
+    http::serve(
+        listener,
+        router,
+        config.http.tls.as_ref(),
+        config.http.header_read_timeout,
+        config.server.drain_grace + config.server.drain_timeout,
+        shutdown.clone(),
+    )
+    .await
+    .map_err(StartError::Unusable)?;
 
+    // Health NOT_SERVING while the audit store is down: both use cases would answer 503.
     let grpc = GrpcServer::new(config.server.clone(), metrics)
+        .serving_while(authz.audit.availability())
         .add_service(TwiinAuthzServer::new(rpc::Grpc(authz.clone())))
         .descriptor_set(ehealth_proto::FILE_DESCRIPTOR_SET);
     tracing::info!(http = %http_addr, "twiin-authz OAuth2 HTTP endpoint listening");

@@ -724,15 +724,68 @@ async fn oversized_form_and_token_are_refused() {
 async fn audit_failure_fails_closed_with_503() {
     let w = World::start().await;
     w.sink.set_failing(true);
-    let (s, body, _) = w.post(&w.form("system/Task.c")).await;
+    let (s, body, headers) = w.post(&w.form("system/Task.c")).await;
     assert_eq!(
         (s, body["error"].as_str()),
         (503, Some("temporarily_unavailable")),
         "{body}"
     );
     assert!(body.get("access_token").is_none());
+    assert_eq!(
+        headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1"),
+        "a 503 says when to retry"
+    );
+    assert_eq!(
+        headers.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
     w.sink.set_failing(false);
     assert_eq!(w.post(&w.form("system/Task.c")).await.0, 200);
+}
+
+/// While the audit store is down, gRPC health says so (NOT_SERVING overall and for the
+/// service), and SERVING again once it is back; `liveness` stays SERVING.
+#[tokio::test]
+async fn health_is_not_serving_while_the_audit_store_is_down() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let w = World::start().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", w.grpc))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut status_within_1s = async |service: &str, want: ServingStatus| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            let got = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .expect("health answers")
+                .into_inner()
+                .status;
+            if got == want as i32 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "`{service}`: {got}, expected {want:?} within 1 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    status_within_1s("", ServingStatus::Serving).await;
+    w.sink.set_failing(true);
+    status_within_1s("", ServingStatus::NotServing).await;
+    status_within_1s("twiin.v1.TwiinAuthz", ServingStatus::NotServing).await;
+    status_within_1s("liveness", ServingStatus::Serving).await;
+    w.sink.set_failing(false);
+    status_within_1s("", ServingStatus::Serving).await;
+    status_within_1s("twiin.v1.TwiinAuthz", ServingStatus::Serving).await;
 }
 
 /// Both token ids are registered in one round trip once both assertions passed their checks

@@ -267,6 +267,13 @@ async fn audit_failure_is_unavailable_and_nothing_is_issued() {
         .await
         .expect_err("fail closed");
     assert_eq!(st.code(), tonic::Code::Unavailable);
+    assert_eq!(
+        st.metadata()
+            .get("grpc-retry-pushback-ms")
+            .and_then(|v| v.to_str().ok()),
+        Some("1000"),
+        "the caller is told when to retry"
+    );
 }
 
 #[tokio::test]
