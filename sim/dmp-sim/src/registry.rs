@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use aws_lc_rs::digest;
 use bytes::Bytes;
+use dmp_protocol::cda;
 use dmp_protocol::ebrim::{self, ExtrinsicObject, ObjectList, RegistryErrorEntry, RegistryObject};
 use dmp_protocol::mtom::{Attachment, xop_content};
 use dmp_protocol::transactions::{FIND_DOCUMENTS, GET_ASSOCIATIONS, GET_DOCUMENTS, action};
@@ -494,6 +495,17 @@ impl Registry {
                         errors.push(err(
                             codes::REPOSITORY_METADATA,
                             format!("{id}: size {size} differs from the document's {}", c.len()),
+                            id,
+                        ));
+                    }
+                    // A clinical document's CDA header follows the CI-SIS rules the DMP enforces
+                    // (the signature document is XML-DSig, not CDA).
+                    if !visibility::is_signature_document(&e.object)
+                        && let Err(rule) = cda::read_conforming_header(&c)
+                    {
+                        errors.push(err(
+                            codes::REPOSITORY_METADATA,
+                            format!("{id}: the CDA header breaks the CI-SIS rules: {rule}"),
                             id,
                         ));
                     }

@@ -591,6 +591,36 @@ fn the_official_td03_and_td16_requests_change_and_list_authorizations() {
 }
 
 #[test]
+fn a_cda_breaking_the_ci_sis_header_rules_is_refused() {
+    let f = fixture();
+    let sim = DmpSimulator::new(SimConfig::default());
+    let td21 = example("TD2.1_-_Alimentation_requete.xml");
+    // The CI-SIS header templateId replaced by another of the same length (the size slot holds).
+    let template = r#"<templateId root="1.2.250.1.213.1.1.1.1" assigningAuthorityName="CI-SIS" />"#;
+    assert!(td21.contains(template));
+    let broken = td21.replace(
+        template,
+        r#"<templateId root="1.2.250.1.213.1.1.1.9" assigningAuthorityName="CI-SIS" />"#,
+    );
+    let resp = post(
+        &sim,
+        &f.cert,
+        paths::REPOSITORY,
+        TD21_CONTENT_TYPE,
+        Bytes::from(broken),
+    );
+    let (status, errors) = registry_errors(&resp);
+    assert_eq!(status, "Failure");
+    assert!(
+        errors.iter().any(|e| e.contains("XDSRepositoryMetadataError")
+            && e.contains("CI-SIS rules")
+            && e.contains("templateId")),
+        "{errors:?}"
+    );
+    assert_eq!(sim.document_count(), 0);
+}
+
+#[test]
 fn a_clinical_document_masked_and_hidden_from_the_patient_is_refused() {
     let f = fixture();
     let sim = DmpSimulator::new(SimConfig::default());
