@@ -248,7 +248,13 @@ impl Trail {
         self.finished = true;
         let events = self.events(outcome);
         self.audit.record_all(events).await.map_err(|e| {
-            tracing::error!(error = %e, "audit log write failed; answering UNAVAILABLE");
+            // While the store is down the breaker refuses every write at once: it said so once
+            // (WARN, `audit_breaker_open`), so each refused request is no ERROR line of its own.
+            if matches!(e, audit_log::AuditError::StoreDown { .. }) {
+                tracing::debug!(error = %e, "audit store down; answering UNAVAILABLE");
+            } else {
+                tracing::error!(error = %e, "audit log write failed; answering UNAVAILABLE");
+            }
             AuthzError::from(e)
         })
     }
