@@ -2,26 +2,12 @@
 //! certificate of the test PKI's suite CA for `localhost` and `127.0.0.1`, and listening on
 //! `127.0.0.2` too, a name its certificate does not carry. `sslmode=verify-full` connects with
 //! the right CA and host name only; `verify-ca` skips the name, not the CA.
-mod common;
 
 use std::process::Command;
 
 use audit_log::{AuditLog, AuditSettings};
-use common::cluster::{Cluster, id_of, is_root};
 use dev_support::devpki::{DevPki, files};
-
-/// Copies `from` into the cluster's directory, readable by the server only (PostgreSQL refuses a
-/// key file others can read).
-fn install(cluster: &Cluster, from: &std::path::Path, name: &str) -> String {
-    use std::os::unix::fs::PermissionsExt;
-    let to = cluster.dir().join(name);
-    std::fs::copy(from, &to).expect("copy");
-    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    if is_root() {
-        std::os::unix::fs::chown(&to, Some(id_of("-u")), Some(id_of("-g"))).expect("chown");
-    }
-    to.to_str().expect("utf-8").to_owned()
-}
+use dev_support::pg_cluster::PgCluster;
 
 async fn connects(url: &str) -> Result<(), String> {
     let settings = AuditSettings {
@@ -38,12 +24,18 @@ async fn connects(url: &str) -> Result<(), String> {
 async fn verify_full_checks_the_ca_and_the_host_name() {
     let pki_dir = tempfile::tempdir().expect("tempdir");
     let pki = DevPki::ensure(pki_dir.path()).expect("test PKI");
-    let cluster = Cluster::init();
-    let cert = install(&cluster, &pki.path(files::SERVICE_SERVER_CERT), "server.crt");
-    let key = install(&cluster, &pki.path(files::SERVICE_SERVER_KEY), "server.key");
-    cluster.start_with(&format!(
-        "-c listen_addresses=127.0.0.1,127.0.0.2 -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key}"
-    ));
+    let cluster = PgCluster::init_new().unwrap_or_else(|e| panic!("{e}"));
+    let cert = cluster
+        .install_private_file(&pki.path(files::SERVICE_SERVER_CERT), "server.crt")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = cluster
+        .install_private_file(&pki.path(files::SERVICE_SERVER_KEY), "server.key")
+        .unwrap_or_else(|e| panic!("{e}"));
+    cluster
+        .start_with(&format!(
+            "-c listen_addresses=127.0.0.1,127.0.0.2 -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key}"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
     let port = cluster.port();
     let right_ca = pki.path(files::SUITE_CA);
     let wrong_ca = pki.path(files::IGC_ROOT_CA);

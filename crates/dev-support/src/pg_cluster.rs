@@ -99,6 +99,14 @@ fn utf8(p: &Path) -> Result<&str, String> {
 impl PgCluster {
     /// `initdb` a new cluster in a temporary folder and start it on a free port.
     pub fn start_new() -> Result<PgCluster, String> {
+        let cluster = PgCluster::init_new()?;
+        cluster.start()?;
+        Ok(cluster)
+    }
+
+    /// `initdb` a new cluster in a temporary folder, not started (files can be installed with
+    /// [`PgCluster::install_private_file`] first; then [`PgCluster::start_with`]).
+    pub fn init_new() -> Result<PgCluster, String> {
         let bin = postgres_bin()?;
         let dir = tempfile::tempdir().map_err(|e| format!("temporary folder: {e}"))?;
         let as_postgres = is_root();
@@ -133,8 +141,22 @@ impl PgCluster {
                 "--no-sync",
             ],
         )?;
-        cluster.start()?;
         Ok(cluster)
+    }
+
+    /// Copies `from` into the cluster's folder as `name`, readable by the server only
+    /// (PostgreSQL refuses a key file others can read); answers its path.
+    pub fn install_private_file(&self, from: &Path, name: &str) -> Result<String, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let to = self.dir.path().join(name);
+        std::fs::copy(from, &to).map_err(|e| format!("copy {} to {}: {e}", from.display(), to.display()))?;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("chmod {}: {e}", to.display()))?;
+        if self.as_postgres {
+            std::os::unix::fs::chown(&to, Some(id_of_postgres("-u")?), Some(id_of_postgres("-g")?))
+                .map_err(|e| format!("chown {} to postgres: {e}", to.display()))?;
+        }
+        Ok(utf8(&to)?.to_owned())
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.
@@ -147,13 +169,15 @@ impl PgCluster {
         self.port
     }
 
-    /// Starts the server; returns once it accepts connections.
+    /// Starts the server on 127.0.0.1; returns once it accepts connections.
     pub fn start(&self) -> Result<(), String> {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
-            self.port,
-            utf8(self.dir.path())?
-        );
+        self.start_with("-c listen_addresses=127.0.0.1")
+    }
+
+    /// Starts the server with `options` (`-c name=value ...`, `listen_addresses` among them);
+    /// returns once it accepts connections.
+    pub fn start_with(&self, options: &str) -> Result<(), String> {
+        let options = format!("-p {} -k {} {options}", self.port, utf8(self.dir.path())?);
         let (data, log) = (self.data(), self.log());
         self.run(
             "pg_ctl",

@@ -2,8 +2,6 @@
 //! and the test bodies run on both backends.
 #![allow(dead_code)]
 
-pub(crate) mod cluster;
-
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
