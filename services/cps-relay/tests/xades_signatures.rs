@@ -5,6 +5,8 @@
 //! refuses a signature key; a CKA_ALWAYS_AUTHENTICATE key gets its context-specific login;
 //! every XAdES signature is audited.
 
+mod support;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use dev_support::devpki::{DevPki, files};
 use dev_support::softhsm::{AUTH_ID, SIGN_ID, SoftHsm};
 use dmp_protocol::xds::UniqueId;
 use relay_client::{CpsRelayClient, RelayTls, Scheme};
-use service_kit::CancellationToken;
+use support::{Relay, start};
 use tonic::Code;
 use x509_parser::prelude::*;
 
@@ -77,28 +79,6 @@ fn config(token: &str) -> Config {
     c.signing.server_ca = f.pki.path(files::IGC_CA_BUNDLE);
     c.signing.allowed_hosts = vec!["localhost".into()];
     c
-}
-
-struct Relay {
-    addr: std::net::SocketAddr,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start(config: Config, audit: AuditLog) -> Relay {
-    let shutdown = CancellationToken::new();
-    let running = cps_relay::start_with(config, audit, shutdown.clone())
-        .await
-        .expect("relay starts");
-    Relay {
-        addr: running.grpc_addr,
-        shutdown,
-    }
 }
 
 fn client_as(relay: &Relay, cert: &str, key: &str) -> CpsRelayClient {
