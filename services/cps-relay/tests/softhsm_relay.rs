@@ -2,6 +2,8 @@
 //! independent implementation (the `openssl` CLI) verifies with the certificate's public key,
 //! and every refusal of SPEC.md §1 with its status.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use dev_support::devpki::{DevPki, files};
 use dev_support::softhsm::SoftHsm;
 use relay_client::{CpsRelayClient, RelayTls, Scheme};
 use service_kit::CancellationToken;
+use support::{Relay, start};
 use tonic::Code;
 
 const PIN: &str = "123456";
@@ -104,28 +107,6 @@ fn config(token: &str) -> Config {
     c.signing.server_ca = f.pki.path(files::IGC_CA_BUNDLE);
     c.signing.allowed_hosts = vec!["localhost".into()];
     c
-}
-
-struct Relay {
-    addr: std::net::SocketAddr,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start(config: Config, audit: AuditLog) -> Relay {
-    let shutdown = CancellationToken::new();
-    let running = cps_relay::start_with(config, audit, shutdown.clone())
-        .await
-        .expect("relay starts");
-    Relay {
-        addr: running.grpc_addr,
-        shutdown,
-    }
 }
 
 fn client_with(relay: &Relay, pki: &DevPki) -> CpsRelayClient {
